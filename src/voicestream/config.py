@@ -1,0 +1,102 @@
+"""Settings, read once from the environment and validated at start.
+
+Every setting has an embedded default so the server runs with nothing configured. Names are
+``VOICESTREAM_<FIELD>`` except ``DATABASE_URL``, ``REDIS_URL`` and ``QDRANT_URL``, which keep
+the names every other tool uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+_UNPREFIXED = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the variable and says what is wrong."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path(".voicestream")
+    database_url: str | None = None
+    redis_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    default_voice: str = "slt"
+    # Worker threads per TTS engine. Two cores on the reference machine; flite releases the
+    # GIL while it synthesizes, so one thread per core keeps both busy.
+    tts_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=64)
+    stt_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=64)
+    max_text_chars: int = Field(5000, ge=1, le=1_000_000)
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    max_ws_message_bytes: int = Field(256 * 1024, ge=1024)
+    max_stream_seconds: float = Field(3600.0, gt=0)
+    ws_heartbeat_seconds: float = Field(20.0, gt=0)
+    ws_send_queue_frames: int = Field(2000, ge=16)
+    vad_threshold: float = Field(0.5, gt=0, lt=1)
+    vad_min_silence_ms: int = Field(400, ge=32, le=10_000)
+    onnx_providers: str = "auto"  # "auto" or a comma list of tensorrt,cuda,cpu
+    trt_cache_dir: Path = Path("engines/trt-cache")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must be a postgresql:// URL")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return v
+
+    @field_validator("onnx_providers")
+    @classmethod
+    def _providers(cls, v: str) -> str:
+        allowed = {"auto", "tensorrt", "cuda", "cpu"}
+        names = [p.strip().lower() for p in v.split(",") if p.strip()]
+        bad = [p for p in names if p not in allowed]
+        if bad or not names:
+            raise ValueError(f"unknown provider(s) {bad}; use auto or tensorrt,cuda,cpu")
+        return ",".join(names)
+
+    @staticmethod
+    def env_name(field: str) -> str:
+        return _UNPREFIXED.get(field, f"VOICESTREAM_{field.upper()}")
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, **overrides: object
+) -> Settings:
+    """Build settings from ``environ`` (default ``os.environ``) plus explicit overrides.
+
+    Raises:
+        ConfigError: a value is malformed; the message names the environment variable.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name in Settings.model_fields:
+        raw = env.get(Settings.env_name(name))
+        if raw is not None and raw != "":
+            values[name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            lines.append(f"{Settings.env_name(field)}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

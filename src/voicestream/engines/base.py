@@ -1,0 +1,153 @@
+"""Contracts every engine implements.
+
+Each engine implements one narrow, *blocking* method set; the streaming machinery around it
+(``tts_stream``, ``stt_stream``) owns buffering, scheduling, deadlines and metrics, so an engine
+author writes only inference code. Blocking methods are only ever called from an engine's own
+executor thread.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "Alignment",
+    "STTDecoder",
+    "STTEngine",
+    "Synthesis",
+    "TTSEngine",
+    "Transcript",
+    "VADModel",
+    "VADState",
+    "Voice",
+    "Word",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """One entry of the voice catalog (``GET /v1/voices``)."""
+
+    id: str
+    name: str
+    language: str  # BCP-47, e.g. "en-US", "de"
+    gender: str  # "female" | "male" | "neutral"
+    sample_rate: int
+    engine: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alignment:
+    """Character-level timing of one synthesized piece of text (ElevenLabs' shape).
+
+    Times are milliseconds from the start of *this* piece's audio; ``chars`` joined give the
+    piece's text exactly.
+    """
+
+    chars: tuple[str, ...]
+    char_start_ms: tuple[int, ...]
+    char_duration_ms: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Synthesis:
+    """The audio for one piece of text: mono s16le at ``sample_rate``."""
+
+    pcm: bytes
+    sample_rate: int
+    alignment: Alignment | None = None
+
+
+class TTSEngine(ABC):
+    """Text → speech, one clause at a time.
+
+    Streaming is built on top of this by ``tts_stream.TTSStream``, which splits incoming text
+    into clauses and schedules them (first clauses ahead of continuations).
+    """
+
+    name: str
+
+    @abstractmethod
+    def voices(self) -> list[Voice]:
+        """The voices this engine offers. Cheap; no synthesis."""
+
+    @abstractmethod
+    def synthesize(self, text: str, voice: Voice) -> Synthesis:
+        """Blocking: synthesize ``text`` (a clause or sentence) with ``voice``."""
+
+    def warm_up(self) -> None:  # noqa: B027 - optional hook, empty by default on purpose
+        """Blocking: load models so the first request pays no start-up cost."""
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    start: float  # seconds
+    end: float  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    words: tuple[Word, ...] = field(default_factory=tuple)
+
+
+class STTDecoder(ABC):
+    """One utterance-at-a-time speech decoder, owned by one stream at a time.
+
+    Calls come from a single executor thread, in order: ``start``, ``feed``…, ``finish``, then
+    possibly ``start`` again for the next utterance.
+    """
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begin a new utterance."""
+
+    @abstractmethod
+    def feed(self, pcm: bytes) -> str:
+        """Add mono s16le audio at the engine's rate; return the partial hypothesis so far."""
+
+    @abstractmethod
+    def finish(self) -> Transcript:
+        """End the utterance; word times are seconds from the utterance start."""
+
+
+class STTEngine(ABC):
+    """Speech → text. Decoders are pooled by the engine; ``acquire`` may block while loading."""
+
+    name: str
+    sample_rate: int  # the only rate the decoders accept
+    language: str
+
+    @abstractmethod
+    def acquire(self) -> STTDecoder:
+        """Blocking: a ready decoder for exclusive use."""
+
+    @abstractmethod
+    def release(self, decoder: STTDecoder) -> None:
+        """Give a decoder back to the pool (after ``finish``)."""
+
+    def warm_up(self) -> None:  # noqa: B027 - optional hook, empty by default on purpose
+        """Blocking: load models so the first request pays no start-up cost."""
+
+
+class VADState(ABC):  # noqa: B024 - a marker type; each model keeps its own recurrent state
+    """Per-stream recurrent state of a VAD model."""
+
+
+class VADModel(ABC):
+    """Frame-level speech probability."""
+
+    sample_rate: int
+    window_samples: int  # exact number of samples ``speech_probability`` takes
+
+    @abstractmethod
+    def new_state(self) -> VADState: ...
+
+    @abstractmethod
+    def speech_probability(self, state: VADState, window: npt.NDArray[np.float32]) -> float:
+        """Blocking: probability in [0, 1] that ``window`` (float32 in [-1, 1]) is speech."""

@@ -1,0 +1,167 @@
+"""The one error tree of voicestream.
+
+Every error a client can cause maps to a stable ``code``, an HTTP status and a
+WebSocket close code, so the HTTP layer and every socket protocol report it the
+same way::
+
+    VoiceStreamError                      code             http  ws close
+    ├── BadRequest                        bad_request      400   1008
+    │   ├── InvalidJSON                   invalid_json     400   1007
+    │   ├── ValidationFailed              invalid_request  422   1008
+    │   ├── UnknownVoice                  unknown_voice    404*  1008
+    │   ├── UnsupportedFormat             unsupported_format 400 1008
+    │   ├── InvalidAudio                  invalid_audio    400   1007
+    │   ├── TextTooLong / EmptyText       text_too_long / empty_text 400/422  1009/1008
+    │   └── PayloadTooLarge               payload_too_large 413  1009
+    ├── AuthError                         unauthorized     401   4401 (after 1008 rules)
+    │   └── Forbidden                     forbidden        403   4403
+    ├── NotFound                          not_found        404   1008
+    ├── ProtocolError                     protocol_error   400   1002 (sans-I/O codecs)
+    ├── Overloaded                        overloaded       503   1013
+    └── EngineError(retryable)            engine_error     502   1011
+        └── EngineUnavailable             engine_unavailable 503 1013
+
+    * 400 where the voice is a body field rather than a path segment.
+
+Provider and engine errors carry ``retryable`` so callers know whether trying
+again can help (the 4xx-except-408/429 rule for remote providers).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AuthError",
+    "BadRequest",
+    "EmptyText",
+    "EngineError",
+    "EngineUnavailable",
+    "Forbidden",
+    "InvalidAudio",
+    "InvalidJSON",
+    "NotFound",
+    "Overloaded",
+    "PayloadTooLarge",
+    "ProtocolError",
+    "TextTooLong",
+    "UnknownVoice",
+    "UnsupportedFormat",
+    "ValidationFailed",
+    "VoiceStreamError",
+]
+
+
+class VoiceStreamError(Exception):
+    """Root of every error voicestream raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    http_status: ClassVar[int] = 500
+    ws_close_code: ClassVar[int] = 1011
+    retryable: bool = False
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error body: ``{"error": {"code", "message", "details"}}``."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class BadRequest(VoiceStreamError):
+    code = "bad_request"
+    http_status = 400
+    ws_close_code = 1008  # policy violation: the peer sent something we will not accept
+
+
+class InvalidJSON(BadRequest):
+    code = "invalid_json"
+    ws_close_code = 1007  # invalid frame payload data
+
+
+class ValidationFailed(BadRequest):
+    code = "invalid_request"
+    http_status = 422
+
+
+class UnknownVoice(BadRequest):
+    code = "unknown_voice"
+
+
+class UnsupportedFormat(BadRequest):
+    code = "unsupported_format"
+
+
+class InvalidAudio(BadRequest):
+    code = "invalid_audio"
+    ws_close_code = 1007
+
+
+class EmptyText(BadRequest):
+    code = "empty_text"
+    http_status = 422
+
+
+class TextTooLong(BadRequest):
+    code = "text_too_long"
+    ws_close_code = 1009  # message too big
+
+
+class PayloadTooLarge(BadRequest):
+    code = "payload_too_large"
+    http_status = 413
+    ws_close_code = 1009
+
+
+class AuthError(VoiceStreamError):
+    code = "unauthorized"
+    http_status = 401
+    ws_close_code = 4401  # application range, mirrors HTTP 401
+
+
+class Forbidden(AuthError):
+    code = "forbidden"
+    http_status = 403
+    ws_close_code = 4403
+
+
+class NotFound(VoiceStreamError):
+    code = "not_found"
+    http_status = 404
+    ws_close_code = 1008
+
+
+class ProtocolError(VoiceStreamError):
+    code = "protocol_error"
+    http_status = 400
+    ws_close_code = 1002
+
+
+class Overloaded(VoiceStreamError):
+    code = "overloaded"
+    http_status = 503
+    ws_close_code = 1013  # try again later
+    retryable = True
+
+
+class EngineError(VoiceStreamError):
+    code = "engine_error"
+    http_status = 502
+    ws_close_code = 1011
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retryable = retryable
+
+
+class EngineUnavailable(EngineError):
+    code = "engine_unavailable"
+    http_status = 503
+    ws_close_code = 1013
