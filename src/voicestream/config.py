@@ -77,9 +77,7 @@ class Settings(BaseModel):
         return _UNPREFIXED.get(field, f"VOICESTREAM_{field.upper()}")
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, **overrides: object
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Build settings from ``environ`` (default ``os.environ``) plus explicit overrides.
 
     Raises:

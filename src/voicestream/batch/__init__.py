@@ -1,0 +1,1 @@
+"""Batch jobs, workers and webhooks (later issues)."""

@@ -1,0 +1,185 @@
+"""Streaming STT: VAD-segmented utterances, partial hypotheses while audio arrives.
+
+Audio enters as mono s16le at the engine's rate. The VAD decides where utterances start and end;
+an utterance's audio (with a short pre-roll, so the first phone is not clipped) goes to a pooled
+decoder, which yields partial hypotheses as it goes and a final transcript with word timings at
+the end of the utterance. All blocking work for one stream runs on the STT executor, one call at
+a time, so per-stream state needs no locks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .base import STTDecoder, STTEngine, VADModel, Word
+from .executor import InferenceExecutor
+from .vad import VoiceActivityDetector
+
+__all__ = ["STTEvent", "STTStream"]
+
+_PRE_ROLL_S = 0.3
+# pocketsphinx's search slows down on very long utterances; cut them even if nobody pauses.
+_MAX_UTTERANCE_S = 25.0
+# Partials cost a search-lattice walk; one every this much audio is plenty for captions.
+_PARTIAL_EVERY_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class STTEvent:
+    kind: Literal["speech_start", "partial", "final"]
+    text: str = ""
+    start: float = 0.0  # seconds of stream audio
+    end: float = 0.0
+    words: tuple[Word, ...] = field(default_factory=tuple)
+    # Wall-clock moment the stream's audio that ended this utterance had arrived; lets the
+    # caller measure end of speech → final.
+    decode_seconds: float = 0.0
+
+
+class STTStream:
+    """One transcription stream; ``feed`` and ``end`` are coroutines, called in order."""
+
+    def __init__(
+        self,
+        engine: STTEngine,
+        vad_model: VADModel,
+        executor: InferenceExecutor,
+        *,
+        vad_threshold: float = 0.5,
+        min_silence_ms: int = 400,
+    ) -> None:
+        if vad_model.sample_rate != engine.sample_rate:
+            raise ValueError("VAD and STT must share a sample rate")
+        self._engine = engine
+        self._executor = executor
+        self._rate = engine.sample_rate
+        self._vad = VoiceActivityDetector(
+            vad_model, threshold=vad_threshold, min_silence_ms=min_silence_ms
+        )
+        self._decoder: STTDecoder | None = None
+        self._pending = bytearray()  # audio not yet given to the decoder
+        self._pending_start = 0  # stream sample index of _pending[0]
+        self._in_utt = False
+        self._utt_start = 0  # stream sample index where the current utterance starts
+        self._fed_since_partial = 0
+        self._last_partial = ""
+        self._closed = False
+
+    @property
+    def audio_seconds(self) -> float:
+        return (self._pending_start + len(self._pending) // 2) / self._rate
+
+    async def feed(self, pcm: bytes) -> list[STTEvent]:
+        return await self._executor.run(lambda: self._process(pcm))
+
+    async def end(self) -> list[STTEvent]:
+        """No more audio: finish any open utterance and give the decoder back."""
+        return await self._executor.run(self._finish_stream)
+
+    async def aclose(self) -> None:
+        """Give the decoder back without a transcript (client went away)."""
+        if not self._closed:
+            await self._executor.run(self._release)
+
+    # Everything below runs on an executor thread.
+
+    def _process(self, pcm: bytes) -> list[STTEvent]:
+        self._pending += pcm
+        out: list[STTEvent] = []
+        for ev in self._vad.process(pcm):
+            at = int(ev.time * self._rate)
+            if ev.kind == "start" and not self._in_utt:
+                self._begin_utterance(at)
+                out.append(STTEvent("speech_start", start=at / self._rate))
+            elif ev.kind == "end" and self._in_utt:
+                self._feed_until(at)
+                out.append(self._end_utterance(at))
+        if self._in_utt:
+            self._feed_until(self._pending_start + len(self._pending) // 2)
+            partial = self._maybe_partial()
+            if partial is not None:
+                out.append(partial)
+            if (self._pending_start - self._utt_start) / self._rate > _MAX_UTTERANCE_S:
+                out.append(self._end_utterance(self._pending_start))
+        else:
+            self._trim_pre_roll()
+        return out
+
+    def _finish_stream(self) -> list[STTEvent]:
+        out: list[STTEvent] = []
+        for ev in self._vad.flush():
+            if ev.kind == "end" and self._in_utt:
+                out.append(self._end_utterance(int(ev.time * self._rate)))
+        if self._in_utt:
+            out.append(self._end_utterance(self._pending_start + len(self._pending) // 2))
+        self._release()
+        return out
+
+    def _release(self) -> None:
+        if self._decoder is not None:
+            if self._in_utt:
+                self._decoder.finish()
+                self._in_utt = False
+            self._engine.release(self._decoder)
+            self._decoder = None
+        self._closed = True
+
+    def _begin_utterance(self, at: int) -> None:
+        if self._decoder is None:
+            self._decoder = self._engine.acquire()
+        start = max(self._pending_start, at - int(_PRE_ROLL_S * self._rate))
+        self._drop_until(start)
+        self._decoder.start()
+        self._in_utt = True
+        self._utt_start = start
+        self._fed_since_partial = 0
+        self._last_partial = ""
+
+    def _feed_until(self, sample: int) -> None:
+        assert self._decoder is not None
+        n = max(0, min(sample - self._pending_start, len(self._pending) // 2))
+        if n:
+            self._decoder.feed(bytes(self._pending[: n * 2]))
+            self._fed_since_partial += n
+            self._drop_until(self._pending_start + n)
+
+    def _maybe_partial(self) -> STTEvent | None:
+        if self._fed_since_partial < _PARTIAL_EVERY_S * self._rate:
+            return None
+        assert self._decoder is not None
+        self._fed_since_partial = 0
+        text = self._decoder.feed(b"")
+        if not text or text == self._last_partial:
+            return None
+        self._last_partial = text
+        return STTEvent("partial", text=text, start=self._utt_start / self._rate)
+
+    def _end_utterance(self, at: int) -> STTEvent:
+        assert self._decoder is not None
+        t0 = time.monotonic()
+        transcript = self._decoder.finish()
+        self._in_utt = False
+        offset = self._utt_start / self._rate
+        words = tuple(Word(w.text, w.start + offset, w.end + offset) for w in transcript.words)
+        return STTEvent(
+            "final",
+            text=transcript.text,
+            start=offset,
+            end=max(at, self._utt_start) / self._rate,
+            words=words,
+            decode_seconds=time.monotonic() - t0,
+        )
+
+    def _drop_until(self, sample: int) -> None:
+        n = sample - self._pending_start
+        if n > 0:
+            del self._pending[: n * 2]
+            self._pending_start = sample
+
+    def _trim_pre_roll(self) -> None:
+        keep = int(_PRE_ROLL_S * self._rate)
+        total = len(self._pending) // 2
+        if total > keep:
+            self._drop_until(self._pending_start + total - keep)

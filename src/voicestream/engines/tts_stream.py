@@ -1,0 +1,159 @@
+"""Streaming TTS on top of a clause-at-a-time engine.
+
+Text is pushed as it arrives; every completed clause is synthesized at once on the engine's
+executor while the caller is still sending text, and audio comes out in order. Scheduling is by
+deadline: a stream's first clause is due the moment it is asked for; every later clause is due
+when the audio already delivered would finish playing. With many streams that puts every
+stream's first audio ahead of other streams' continuations, yet no stream runs dry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ..errors import EngineError
+from .base import Alignment, Synthesis, TTSEngine, Voice
+from .executor import InferenceExecutor
+from .text_clauses import ClauseSplitter
+
+__all__ = ["SpeechChunk", "TTSStream"]
+
+# Start a continuation this long before the listener would run out of audio, to absorb queueing
+# jitter and the time the audio spends on the wire.
+_CONTINUATION_SLACK_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechChunk:
+    """The audio of one clause, in stream order."""
+
+    index: int
+    text: str
+    text_offset: int  # offset of ``text`` in everything pushed to the stream
+    pcm: bytes
+    sample_rate: int
+    alignment: Alignment | None
+    audio_offset: float  # seconds of stream audio before this chunk
+    synth_seconds: float  # engine time for this clause, excluding queueing
+    queued_seconds: float  # time between asking and the engine starting
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / 2 / self.sample_rate
+
+
+_END = object()
+
+
+class TTSStream:
+    """One synthesis stream: ``push_text``/``flush``/``end_input``, then iterate for chunks."""
+
+    def __init__(
+        self,
+        engine: TTSEngine,
+        voice: Voice,
+        executor: InferenceExecutor,
+        *,
+        max_clause_chars: int = 300,
+    ) -> None:
+        self._engine = engine
+        self._voice = voice
+        self._executor = executor
+        self._splitter = ClauseSplitter(max_clause_chars)
+        # Clauses waiting for synthesis, in order; unbounded in count but bounded in total
+        # characters by the caller's text limits.
+        self._clauses: asyncio.Queue[tuple[int, str] | object] = asyncio.Queue()
+        self._ended = False
+        self._first_audio_at: float | None = None
+        self._audio_seconds = 0.0
+        self.first_clause_at: float | None = None  # when the first speakable text arrived
+
+    @property
+    def voice(self) -> Voice:
+        return self._voice
+
+    @property
+    def engine_name(self) -> str:
+        return self._engine.name
+
+    def push_text(self, text: str) -> None:
+        if self._ended:
+            raise RuntimeError("push_text after end_input")
+        self._enqueue(self._splitter.push(text))
+
+    def _enqueue(self, clauses: list[tuple[int, str]]) -> None:
+        if clauses and self.first_clause_at is None:
+            self.first_clause_at = time.monotonic()
+        for clause in clauses:
+            self._clauses.put_nowait(clause)
+
+    def flush(self) -> None:
+        """Synthesize whatever is buffered now, even without a clause boundary."""
+        if self._ended:
+            return
+        self._enqueue(self._splitter.flush())
+
+    def end_input(self) -> None:
+        if self._ended:
+            return
+        self.flush()
+        self._ended = True
+        self._clauses.put_nowait(_END)
+
+    def mark_first_audio(self, at: float | None = None) -> None:
+        """Tell the scheduler when the listener started hearing audio (default: now)."""
+        if self._first_audio_at is None:
+            self._first_audio_at = time.monotonic() if at is None else at
+
+    async def __aiter__(self) -> AsyncIterator[SpeechChunk]:
+        index = 0
+        while True:
+            item = await self._clauses.get()
+            if item is _END:
+                return
+            assert isinstance(item, tuple)
+            offset, text = item
+            chunk = await self._synthesize(index, offset, text)
+            if not chunk.pcm:
+                continue  # nothing speakable in this clause (e.g. only punctuation)
+            if self._first_audio_at is None:
+                self._first_audio_at = time.monotonic()
+            self._audio_seconds += chunk.duration
+            index += 1
+            yield chunk
+
+    async def _synthesize(self, index: int, offset: int, text: str) -> SpeechChunk:
+        deadline = (
+            time.monotonic()
+            if self._first_audio_at is None
+            else self._first_audio_at + self._audio_seconds - _CONTINUATION_SLACK_S
+        )
+        asked = time.monotonic()
+        started = 0.0
+
+        def work() -> Synthesis:
+            nonlocal started
+            started = time.monotonic()
+            return self._engine.synthesize(text, self._voice)
+
+        try:
+            result = await self._executor.run(work, deadline=deadline)
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"{self._engine.name} failed: {exc}") from exc
+        done = time.monotonic()
+        return SpeechChunk(
+            index=index,
+            text=text,
+            text_offset=offset,
+            pcm=result.pcm,
+            sample_rate=result.sample_rate,
+            alignment=result.alignment,
+            audio_offset=self._audio_seconds,
+            synth_seconds=done - started,
+            queued_seconds=started - asked,
+        )

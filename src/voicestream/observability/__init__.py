@@ -1,0 +1,1 @@
+"""Metrics and event-loop health."""

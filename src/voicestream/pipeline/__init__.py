@@ -1,0 +1,1 @@
+"""The conversational session core: frames, processors, turn-taking, barge-in (later issues)."""

@@ -1,0 +1,1 @@
+"""REST resources (pydantic models → JSON). Data goes through ``store``; no SQL here."""

@@ -1,0 +1,1 @@
+"""The composition root: the aiohttp application factory, middlewares and process entry."""

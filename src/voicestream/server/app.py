@@ -1,0 +1,103 @@
+"""The application factory: every resource opened in a cleanup context, every route mounted.
+
+``create_app`` composes an ``aiohttp.web.Application`` (never subclassed). Resources live
+behind the typed ``RUNTIME`` key; their lifetimes are cleanup contexts, so a failed start undoes
+what had started, and shutdown runs in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from ..config import Settings
+from ..engines.catalog import EngineRegistry, build_default_registry
+from ..engines.executor import InferenceExecutor
+from ..observability.loop_lag import monitor_loop_lag
+from ..observability.metrics import Metrics
+from ..rest.voices import list_voices
+from ..store.keys import ApiKeyRepository
+from ..store.services import open_services
+from ..store.usage import UsageRepository
+from ..transports.context import RUNTIME, Runtime
+from ..transports.http_stt import post_stt
+from ..transports.http_tts import post_tts
+from ..transports.ws_stt import ws_stt
+from ..transports.ws_tts import ws_tts
+from .health import healthz, metrics, readyz
+from .middleware import auth_middleware, error_middleware
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, registry: EngineRegistry | None = None) -> web.Application:
+    """Build the application; nothing starts until the app runs (``cleanup_ctx``).
+
+    ``registry`` lets a process that runs several apps (tests, benchmarks) load engines once.
+    """
+    app = web.Application(
+        client_max_size=settings.max_upload_bytes,
+        middlewares=[error_middleware, auth_middleware],
+    )
+    app.cleanup_ctx.append(_runtime(settings, registry))
+    app.cleanup_ctx.append(_loop_lag_monitor)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/voices", list_voices)
+    app.router.add_post("/v1/tts", post_tts)
+    app.router.add_get("/v1/tts/stream", ws_tts)
+    app.router.add_post("/v1/stt", post_stt)
+    app.router.add_get("/v1/stt/stream", ws_stt)
+    return app
+
+
+def _runtime(
+    settings: Settings, registry: EngineRegistry | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            reg = registry
+            if reg is None:
+                # Loading models is blocking work: keep it off the loop even at start-up.
+                reg = await asyncio.to_thread(build_default_registry, settings)
+            executors = {
+                name: InferenceExecutor(f"tts-{name}", settings.tts_threads)
+                for name in reg.tts_engine_names()
+            }
+            stt_executor = InferenceExecutor("stt", settings.stt_threads)
+            media_executor = InferenceExecutor("media", 1)
+            try:
+                app[RUNTIME] = Runtime(
+                    settings=settings,
+                    registry=reg,
+                    tts_executors=executors,
+                    stt_executor=stt_executor,
+                    media_executor=media_executor,
+                    metrics=Metrics(),
+                    pool=services.pool,
+                    redis=services.redis,
+                    keys=ApiKeyRepository(services.pool),
+                    usage=UsageRepository(services.pool),
+                )
+                yield
+            finally:
+                for ex in (*executors.values(), stt_executor, media_executor):
+                    await asyncio.to_thread(ex.shutdown)
+
+    return ctx
+
+
+async def _loop_lag_monitor(app: web.Application) -> AsyncIterator[None]:
+    observe = app[RUNTIME].metrics.loop_lag.observe
+    task = asyncio.create_task(monitor_loop_lag(observe), name="loop-lag")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

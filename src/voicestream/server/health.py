@@ -1,0 +1,50 @@
+"""Liveness, readiness and metrics endpoints (no key needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..transports.context import RUNTIME
+
+__all__ = ["healthz", "metrics", "readyz"]
+
+log = logging.getLogger(__name__)
+_CHECK_TIMEOUT_S = 2.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    checks: dict[str, bool] = {}
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT_S):
+            checks["database"] = await rt.pool.fetchval("SELECT 1") == 1
+    except Exception as exc:
+        log.warning("readiness: database check failed: %s", exc)
+        checks["database"] = False
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT_S):
+            checks["redis"] = bool(await rt.redis.ping())
+    except Exception as exc:
+        log.warning("readiness: redis check failed: %s", exc)
+        checks["redis"] = False
+    for name, ok in rt.registry.ready().items():
+        checks[f"engine:{name}"] = ok
+    ready = all(checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    body = generate_latest(rt.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,96 @@
+"""Middlewares: every failure becomes a JSON error; every non-public route needs an API key."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ..errors import AuthError, VoiceStreamError
+from ..transports.context import PRINCIPAL, RUNTIME
+
+__all__ = ["PUBLIC_PATHS", "auth_middleware", "error_middleware"]
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[RUNTIME].metrics if RUNTIME in request.app else None
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except VoiceStreamError as err:
+        status = err.http_status
+        if metrics is not None:
+            metrics.errors.labels(err.code).inc()
+        return web.json_response(err.to_dict(), status=status)
+    except web.HTTPException as exc:
+        status = exc.status
+        if status < 400:
+            raise
+        code = _HTTP_CODES.get(status, "http_error")
+        body = {"error": {"code": code, "message": exc.reason}}
+        return web.json_response(body, status=status, headers=_allow_header(exc))
+    except (ConnectionError, TimeoutError) as exc:
+        # The client went away mid-response; there is nobody to answer.
+        status = 499
+        log.debug("connection lost during %s: %s", request.path, exc)
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        body = {"error": {"code": "internal_error", "message": "internal server error"}}
+        return web.json_response(body, status=500)
+    finally:
+        if metrics is not None:
+            metrics.requests.labels(_route_name(request), str(status)).inc()
+
+
+def _allow_header(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}
+
+
+def _presented_key(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return request.headers.get("xi-api-key") or None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    key = _presented_key(request)
+    if key is None:
+        raise AuthError(
+            "missing API key: send 'Authorization: Bearer <key>' or 'xi-api-key: <key>'"
+        )
+    principal = await request.app[RUNTIME].keys.authenticate(key)
+    if principal is None:
+        raise AuthError("invalid or revoked API key")
+    request[PRINCIPAL] = principal
+    return await handler(request)

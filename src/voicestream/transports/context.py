@@ -1,0 +1,45 @@
+"""What a transport handler needs from the running server, behind one typed app key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..config import Settings
+from ..engines.catalog import EngineRegistry
+from ..engines.executor import InferenceExecutor
+from ..observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    import asyncpg
+    import redis.asyncio
+
+    from ..store.keys import ApiKeyRepository, Principal
+    from ..store.usage import UsageRepository
+
+__all__ = ["PRINCIPAL", "RUNTIME", "Runtime", "principal_of"]
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    registry: EngineRegistry
+    tts_executors: dict[str, InferenceExecutor]  # by engine name
+    stt_executor: InferenceExecutor
+    media_executor: InferenceExecutor  # decoding uploads: CPU-bound, never on the loop
+    metrics: Metrics
+    pool: asyncpg.Pool
+    redis: redis.asyncio.Redis
+    keys: ApiKeyRepository
+    usage: UsageRepository
+
+
+RUNTIME: web.AppKey[Runtime] = web.AppKey("voicestream_runtime", Runtime)
+PRINCIPAL = "voicestream_principal"  # request-scoped, set by the auth middleware
+
+
+def principal_of(request: web.Request) -> Principal:
+    p: Principal = request[PRINCIPAL]
+    return p

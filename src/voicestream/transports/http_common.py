@@ -1,0 +1,50 @@
+"""Shared pieces of the HTTP handlers: JSON bodies in, JSON errors out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ..errors import InvalidJSON, PayloadTooLarge, ValidationFailed, VoiceStreamError
+
+__all__ = ["error_response", "read_model"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def error_response(err: VoiceStreamError, *, status: int | None = None) -> web.Response:
+    return web.json_response(err.to_dict(), status=status or err.http_status)
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """Read and validate a JSON body.
+
+    Raises:
+        InvalidJSON: the body is not JSON.
+        ValidationFailed: it is JSON but not the expected shape; ``details`` lists the fields.
+        PayloadTooLarge: the body exceeds the server's limit.
+    """
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"request body exceeds {exc.max_size} bytes") from None
+    try:
+        data: Any = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidJSON(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ValidationFailed(
+            "; ".join(f"{p['field']}: {p['message']}" for p in problems),
+            details={"fields": problems},
+        ) from None

@@ -1,0 +1,103 @@
+"""``POST /v1/stt``: an audio file (or raw PCM) in, a transcript out."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import BodyPartReader, web
+
+from ..errors import InvalidAudio, PayloadTooLarge, ValidationFailed
+from ..media.decode import decode_audio, decode_raw
+from ..media.subtitles import cues_from_words, to_srt, to_vtt
+from .context import RUNTIME, Runtime, principal_of
+from .stt_common import TranscriptBuilder, open_stt_stream, parse_raw_format
+
+__all__ = ["post_stt"]
+
+_RESPONSE_FORMATS = ("json", "text", "srt", "vtt")
+# Feed the decoder a second at a time: each job is short, so other streams' work interleaves.
+_FEED_SECONDS = 1.0
+
+
+async def post_stt(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    response_format = request.query.get("response_format", "json")
+    if response_format not in _RESPONSE_FORMATS:
+        raise ValidationFailed(
+            f"response_format must be one of {', '.join(_RESPONSE_FORMATS)}; "
+            f"got {response_format!r}"
+        )
+    raw_fmt = parse_raw_format(request.query["format"]) if "format" in request.query else None
+    data = await _read_upload(request, rt.settings.max_upload_bytes)
+    if not data:
+        raise InvalidAudio("no audio: the request body is empty")
+    rate = rt.registry.stt.sample_rate
+    if raw_fmt is not None:
+        fmt = raw_fmt
+        pcm = await rt.media_executor.run(lambda: decode_raw(data, fmt, rate))
+    else:
+        pcm = await rt.media_executor.run(lambda: decode_audio(data, rate))
+    duration = len(pcm) / 2 / rate
+    t0 = time.monotonic()
+    transcript = await _transcribe(rt, pcm)
+    rt.metrics.engine_rtf.labels(rt.registry.stt.name).observe(
+        (time.monotonic() - t0) / max(duration, 1e-3)
+    )
+    rt.metrics.audio_seconds.labels("transcribed").inc(duration)
+    await rt.usage.record(principal_of(request), "stt_seconds", duration)
+
+    cues_words = [(w.text, w.start, w.end) for w in transcript.words]
+    match response_format:
+        case "text":
+            return web.Response(text=transcript.text + "\n", content_type="text/plain")
+        case "srt":
+            return web.Response(text=to_srt(cues_from_words(cues_words)), content_type="text/plain")
+        case "vtt":
+            return web.Response(text=to_vtt(cues_from_words(cues_words)), content_type="text/vtt")
+    return web.json_response(
+        {
+            "text": transcript.text,
+            "language": rt.registry.stt.language.split("-")[0],
+            "duration": round(duration, 3),
+            "words": [
+                {"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
+                for w in transcript.words
+            ],
+        }
+    )
+
+
+async def _transcribe(rt: Runtime, pcm: bytes) -> TranscriptBuilder:
+    stream = open_stt_stream(rt)
+    step = int(_FEED_SECONDS * rt.registry.stt.sample_rate) * 2
+    out = TranscriptBuilder()
+    try:
+        for i in range(0, len(pcm), step):
+            out.add(await stream.feed(pcm[i : i + step]))
+        out.add(await stream.end())
+    finally:
+        await stream.aclose()
+    return out
+
+
+async def _read_upload(request: web.Request, limit: int) -> bytes:
+    """The audio bytes: the whole body, or the ``file`` part of a multipart form."""
+    too_large = PayloadTooLarge(
+        f"upload exceeds {limit} bytes; send a shorter file or use the stream"
+    )
+    if not request.content_type.startswith("multipart/"):
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise too_large from None
+    reader = await request.multipart()
+    async for part in reader:
+        if isinstance(part, BodyPartReader) and part.name == "file":
+            # aiohttp's body limit does not apply to parts read from the stream: count here.
+            buf = bytearray()
+            while chunk := await part.read_chunk():
+                buf += chunk
+                if len(buf) > limit:
+                    raise too_large
+            return bytes(buf)
+    raise InvalidAudio('multipart body has no "file" part')

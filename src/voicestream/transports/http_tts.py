@@ -1,0 +1,84 @@
+"""``POST /v1/tts``: text in, audio streamed out as it is synthesized."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..engines.tts_stream import TTSStream
+from ..errors import EmptyText, TextTooLong, VoiceStreamError
+from ..media.formats import parse_format
+from .context import RUNTIME, principal_of
+from .http_common import read_model
+from .tts_output import encode_stream
+
+__all__ = ["DEFAULT_HTTP_FORMAT", "TTSRequest", "post_tts"]
+
+log = logging.getLogger(__name__)
+
+# ElevenLabs' default, so clients that omit the format get what they would get there.
+DEFAULT_HTTP_FORMAT = "mp3_44100_128"
+
+
+class TTSRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    voice: str | None = None
+    format: str = Field(DEFAULT_HTTP_FORMAT)
+
+
+async def post_tts(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    body = await read_model(request, TTSRequest)
+    text = body.text
+    if not text.strip():
+        raise EmptyText("text is empty")
+    if len(text) > rt.settings.max_text_chars:
+        raise TextTooLong(
+            f"text has {len(text)} characters; the limit is {rt.settings.max_text_chars}"
+        )
+    fmt = parse_format(body.format)
+    engine, voice = rt.registry.voice(body.voice or rt.settings.default_voice)
+    stream = TTSStream(engine, voice, rt.tts_executors[engine.name])
+    stream.push_text(text)
+    stream.end_input()
+
+    response: web.StreamResponse | None = None
+    audio_seconds = 0.0
+    rt.metrics.active_streams.labels("tts_http").inc()
+    try:
+        async for out in encode_stream(stream, fmt, rt.metrics, transport="http"):
+            if out.chunk is not None:
+                audio_seconds += out.chunk.duration
+            if response is None:
+                # Headers go out with the first audio, so an engine failure before any audio
+                # still becomes a proper JSON error instead of a truncated 200.
+                response = web.StreamResponse(
+                    headers={
+                        "Content-Type": fmt.content_type,
+                        "X-Voice-Id": voice.id,
+                        "X-Audio-Format": fmt.name,
+                    }
+                )
+                response.enable_chunked_encoding()
+                await response.prepare(request)
+            if out.data:
+                await response.write(out.data)
+    except VoiceStreamError as err:
+        if response is None:
+            raise
+        log.warning("tts stream aborted after audio started: %s", err)
+        raise ConnectionResetError("synthesis failed mid-stream") from err
+    finally:
+        rt.metrics.active_streams.labels("tts_http").dec()
+    principal = principal_of(request)
+    await rt.usage.record(principal, "tts_characters", len(text))
+    if response is None:
+        # Nothing speakable (e.g. only punctuation): an empty but valid stream.
+        response = web.StreamResponse(headers={"Content-Type": fmt.content_type})
+        await response.prepare(request)
+    await response.write_eof()
+    return response

@@ -1,0 +1,52 @@
+"""Pieces shared by the STT transports: opening a stream, collecting finals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..engines.base import Word
+from ..engines.stt_stream import STTEvent, STTStream
+from ..errors import UnsupportedFormat
+from ..media.formats import AudioFormat, parse_format
+from .context import Runtime
+
+__all__ = ["TranscriptBuilder", "open_stt_stream", "parse_raw_format"]
+
+
+def open_stt_stream(rt: Runtime) -> STTStream:
+    return STTStream(
+        rt.registry.stt,
+        rt.registry.vad,
+        rt.stt_executor,
+        vad_threshold=rt.settings.vad_threshold,
+        min_silence_ms=rt.settings.vad_min_silence_ms,
+    )
+
+
+def parse_raw_format(name: str) -> AudioFormat:
+    """A format for headerless input audio: pcm_<rate>, ulaw_8000 or alaw_8000."""
+    fmt = parse_format(name)
+    if not fmt.is_raw:
+        raise UnsupportedFormat(
+            f"format {name!r} is not raw audio; use pcm_<rate>, ulaw_8000 or alaw_8000 "
+            "(containers such as WAV or MP3 are detected from the data itself)"
+        )
+    return fmt
+
+
+@dataclass(slots=True)
+class TranscriptBuilder:
+    """Accumulates final events into one transcript."""
+
+    texts: list[str] = field(default_factory=list)
+    words: list[Word] = field(default_factory=list)
+
+    def add(self, events: list[STTEvent]) -> None:
+        for ev in events:
+            if ev.kind == "final" and ev.text:
+                self.texts.append(ev.text)
+                self.words.extend(ev.words)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.texts)

@@ -1,0 +1,54 @@
+"""Turning a TTS stream into what a transport sends: encoded audio plus alignment, with the
+figures (time to first audio, real-time factor) recorded on the way."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ..engines.tts_stream import SpeechChunk, TTSStream
+from ..media.encode import make_encoder
+from ..media.formats import AudioFormat
+from ..observability.metrics import Metrics
+
+__all__ = ["EncodedChunk", "encode_stream"]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedChunk:
+    chunk: SpeechChunk | None  # None for the encoder's final flush
+    data: bytes
+
+
+async def encode_stream(
+    stream: TTSStream,
+    fmt: AudioFormat,
+    metrics: Metrics,
+    *,
+    transport: str,
+) -> AsyncIterator[EncodedChunk]:
+    """Yield each clause's encoded audio as soon as it is synthesized, then the encoder's tail."""
+    encoder = None
+    first = True
+    async for chunk in stream:
+        if encoder is None:
+            encoder = make_encoder(fmt, chunk.sample_rate)
+        data = encoder.encode(chunk.pcm)
+        if first and stream.first_clause_at is not None:
+            metrics.time_to_first_audio.labels(transport).observe(
+                time.monotonic() - stream.first_clause_at
+            )
+            stream.mark_first_audio()
+            first = False
+        if chunk.duration > 0:
+            metrics.engine_rtf.labels(stream.engine_name).observe(
+                chunk.synth_seconds / chunk.duration
+            )
+            metrics.engine_queue_seconds.labels(stream.engine_name).observe(chunk.queued_seconds)
+            metrics.audio_seconds.labels("synthesized").inc(chunk.duration)
+        yield EncodedChunk(chunk, data)
+    if encoder is not None:
+        tail = encoder.finish()
+        if tail:
+            yield EncodedChunk(None, tail)

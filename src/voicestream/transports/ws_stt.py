@@ -1,0 +1,100 @@
+"""``WS /v1/stt/stream``: binary audio in; partial and final transcripts out."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSMsgType, web
+
+from ..engines.stt_stream import STTEvent, STTStream
+from ..errors import PayloadTooLarge, ProtocolError, VoiceStreamError
+from ..media.decode import RawStreamDecoder
+from ..protocols import native
+from .context import RUNTIME, Runtime, principal_of
+from .stt_common import TranscriptBuilder, open_stt_stream, parse_raw_format
+from .ws_common import close_with_error, open_websocket
+
+__all__ = ["ws_stt"]
+
+log = logging.getLogger(__name__)
+
+
+async def ws_stt(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    fmt = parse_raw_format(request.query.get("format", "pcm_16000"))
+    decoder = RawStreamDecoder(fmt, rt.registry.stt.sample_rate)
+    ws = await open_websocket(request, rt.settings)
+    stream = open_stt_stream(rt)
+    transcript = TranscriptBuilder()
+    rt.metrics.active_streams.labels("stt_ws").inc()
+    try:
+        await _serve(rt, ws, stream, decoder, transcript)
+    except VoiceStreamError as err:
+        rt.metrics.errors.labels(err.code).inc()
+        await close_with_error(ws, err)
+    except ConnectionError:
+        log.debug("stt socket closed by peer")
+    finally:
+        rt.metrics.active_streams.labels("stt_ws").dec()
+        await stream.aclose()
+        seconds = stream.audio_seconds
+        if seconds:
+            rt.metrics.audio_seconds.labels("transcribed").inc(seconds)
+            await rt.usage.record(principal_of(request), "stt_seconds", seconds)
+    return ws
+
+
+async def _serve(
+    rt: Runtime,
+    ws: web.WebSocketResponse,
+    stream: STTStream,
+    decoder: RawStreamDecoder,
+    transcript: TranscriptBuilder,
+) -> None:
+    limit = rt.settings.max_ws_message_bytes
+    async for msg in ws:
+        if msg.type == WSMsgType.BINARY:
+            if len(msg.data) > limit:
+                raise PayloadTooLarge(
+                    f"audio message of {len(msg.data)} bytes exceeds the limit of {limit}"
+                )
+            pcm = decoder.decode(msg.data)
+            if stream.audio_seconds + len(pcm) / 2 / rt.registry.stt.sample_rate > (
+                rt.settings.max_stream_seconds
+            ):
+                raise PayloadTooLarge(
+                    f"stream passed {rt.settings.max_stream_seconds:.0f} s of audio"
+                )
+            await _send(rt, ws, await stream.feed(pcm), transcript)
+        elif msg.type == WSMsgType.TEXT:
+            if len(msg.data) > limit:
+                raise PayloadTooLarge(f"message exceeds the limit of {limit} bytes")
+            native.parse_stt_message(msg.data)
+            await _send(rt, ws, await stream.end(), transcript)
+            await ws.send_str(
+                native.done_event(
+                    text=transcript.text, audio_seconds=round(stream.audio_seconds, 3)
+                )
+            )
+            await ws.close()
+            return
+        else:
+            break
+    if not ws.closed:
+        raise ProtocolError("unexpected message on the STT stream")
+
+
+async def _send(
+    rt: Runtime, ws: web.WebSocketResponse, events: list[STTEvent], out: TranscriptBuilder
+) -> None:
+    out.add(events)
+    for ev in events:
+        if ev.kind == "partial":
+            await ws.send_str(native.partial_event(ev.text))
+        elif ev.kind == "final":
+            rt.metrics.stt_final_latency.labels("ws").observe(ev.decode_seconds)
+            await ws.send_str(
+                native.final_event(
+                    ev.text, [(w.text, w.start, w.end) for w in ev.words], ev.start, ev.end
+                )
+            )

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from voicestream.media.subtitles import Cue, cues_from_words, to_srt, to_vtt
+
+CUES = [
+    Cue(0.0, 1.5, "Hello there."),
+    Cue(1.75, 3.2004, "General <Kenobi> & co"),
+    Cue(3661.25, 3662.0, "  an hour\n\nlater  "),
+]
+
+
+def test_srt() -> None:
+    assert to_srt(CUES) == (
+        "1\n"
+        "00:00:00,000 --> 00:00:01,500\n"
+        "Hello there.\n"
+        "\n"
+        "2\n"
+        "00:00:01,750 --> 00:00:03,200\n"
+        "General <Kenobi> & co\n"
+        "\n"
+        "3\n"
+        "01:01:01,250 --> 01:01:02,000\n"
+        "an hour\n"
+        "later\n"
+    )
+
+
+def test_vtt() -> None:
+    assert to_vtt(CUES) == (
+        "WEBVTT\n"
+        "\n"
+        "00:00:00.000 --> 00:00:01.500\n"
+        "Hello there.\n"
+        "\n"
+        "00:00:01.750 --> 00:00:03.200\n"
+        "General &lt;Kenobi&gt; &amp; co\n"
+        "\n"
+        "01:01:01.250 --> 01:01:02.000\n"
+        "an hour\n"
+        "later\n"
+    )
+
+
+def test_empty_documents() -> None:
+    assert to_srt([]) == ""
+    assert to_vtt([]) == "WEBVTT\n"
+
+
+def test_words_group_into_cues_by_length_pause_and_sentence() -> None:
+    words = [
+        ("The", 0.0, 0.2),
+        ("quick", 0.25, 0.5),
+        ("brown", 0.55, 0.8),
+        ("fox", 0.85, 1.0),
+        ("jumps", 1.05, 1.3),
+        ("over", 1.35, 1.5),
+        ("the", 1.55, 1.6),
+        ("lazy", 1.65, 1.9),
+        ("dog.", 1.95, 2.3),
+        ("Then", 2.4, 2.6),
+        ("it", 2.65, 2.7),
+        ("slept", 4.0, 4.4),  # a long pause before this word
+        ("", 4.5, 4.5),
+    ]
+    assert cues_from_words(words, max_chars=20) == [
+        Cue(0.0, 1.0, "The quick brown fox"),  # "... fox jumps" would be 25 characters
+        Cue(1.05, 1.9, "jumps over the lazy"),
+        Cue(1.95, 2.3, "dog."),
+        Cue(2.4, 2.7, "Then it"),
+        Cue(4.0, 4.4, "slept"),
+    ]
+
+
+def test_long_word_gets_its_own_cue_and_defaults_fit_one_line() -> None:
+    words = [("a", 0.0, 0.1), ("supercalifragilistic", 0.2, 0.9), ("b", 1.0, 1.1)]
+    assert cues_from_words(words, max_chars=10) == [
+        Cue(0.0, 0.1, "a"),
+        Cue(0.2, 0.9, "supercalifragilistic"),
+        Cue(1.0, 1.1, "b"),
+    ]
+    line = [(f"w{i}", i * 0.1, i * 0.1 + 0.05) for i in range(30)]
+    cues = cues_from_words(line)
+    assert all(len(c.text) <= 42 for c in cues)
+    assert " ".join(c.text for c in cues) == " ".join(w for w, _, _ in line)
+    assert cues[0].start == 0.0 and cues[-1].end == line[-1][2]
