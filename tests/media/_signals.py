@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from voicestream.media.signal import float_to_pcm, sine
 
 

@@ -91,6 +91,7 @@ def test_encode_matches_the_standard_for_every_sample() -> None:
 def test_decode_matches_ffmpeg() -> None:
     for codec, ours in (("pcm_mulaw", ulaw_to_pcm16), ("pcm_alaw", alaw_to_pcm16)):
         ctx = av.CodecContext.create(codec, "r")
+        assert isinstance(ctx, av.AudioCodecContext)
         ctx.sample_rate = 8000
         ctx.layout = "mono"
         frames = ctx.decode(av.Packet(ALL_CODES))

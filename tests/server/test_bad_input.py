@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import aiohttp
@@ -49,7 +50,9 @@ async def test_tts_http_bad_input(server, body: bytes, status: int, code: str) -
 async def test_tts_http_oversized_body_is_413(server) -> None:
     big = json.dumps({"text": "a" * (5 * 1024 * 1024)}).encode()
     async with aiohttp.ClientSession() as s:
-        status, err = await _post(s, f"{server.url}/v1/tts", data=big, headers=server.headers())
+        status, err = await _post(
+            s, f"{server.url}/v1/tts", data=io.BytesIO(big), headers=server.headers()
+        )
     assert status == 413 and err["error"]["code"] == "payload_too_large"
 
 
@@ -77,10 +80,12 @@ async def test_stt_http_bad_input(server, audio: bytes, params, code: str) -> No
 async def test_stt_http_oversized_upload_is_413(server) -> None:
     big = b"\x00" * (5 * 1024 * 1024)
     async with aiohttp.ClientSession() as s:
-        status, err = await _post(s, f"{server.url}/v1/stt", data=big, headers=server.headers())
+        status, err = await _post(
+            s, f"{server.url}/v1/stt", data=io.BytesIO(big), headers=server.headers()
+        )
         assert status == 413 and err["error"]["code"] == "payload_too_large"
         form = aiohttp.FormData()
-        form.add_field("file", big, filename="big.wav", content_type="audio/wav")
+        form.add_field("file", io.BytesIO(big), filename="big.wav", content_type="audio/wav")
         status, err = await _post(s, f"{server.url}/v1/stt", data=form, headers=server.headers())
         assert status == 413 and err["error"]["code"] == "payload_too_large"
 

@@ -28,7 +28,7 @@ DEFAULT_MAX_SECONDS = 4 * 3600.0
 _DEMUXER_WHITELIST = "wav,w64,mp3,ogg,flac,aac,mov,matroska,aiff,caf,au"
 
 # What PyAV and libav* raise on bad input; anything else is a bug and propagates.
-_DECODE_ERRORS = (av.error.FFmpegError, ValueError, EOFError, OSError, IndexError)
+_DECODE_ERRORS = (av.error.FFmpegError, ValueError, EOFError, OSError)
 
 
 def decode_audio(
@@ -53,7 +53,10 @@ def decode_audio(
             _check_duration(len(pcm) / 2 / rate, max_seconds)
             if not pcm:
                 raise InvalidAudio("WAV file holds no audio samples")
-            return resample(pcm, rate, target_rate)
+            try:
+                return resample(pcm, rate, target_rate)
+            except ValueError:
+                raise InvalidAudio(f"unsupported WAV sample rate {rate} Hz") from None
     try:
         pcm = _decode_with_libav(data, target_rate, max_seconds)
     except _DECODE_ERRORS as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from fractions import Fraction
 
 import av
@@ -14,7 +15,7 @@ MAX_RATE = 192_000
 
 def check_rate(rate: int, what: str) -> None:
     """ValueError unless ``rate`` is a usable sample rate."""
-    if not isinstance(rate, int) or isinstance(rate, bool) or not 0 < rate <= MAX_RATE:
+    if not isinstance(rate, numbers.Integral) or isinstance(rate, bool) or not 0 < rate <= MAX_RATE:
         raise ValueError(f"{what} must be an int in 1..{MAX_RATE}, got {rate!r}")
 
 
@@ -31,9 +32,9 @@ class Resampler:
     def __init__(self, src_rate: int, dst_rate: int) -> None:
         check_rate(src_rate, "src_rate")
         check_rate(dst_rate, "dst_rate")
-        self._src_rate = src_rate
-        self._dst_rate = dst_rate
-        self._time_base = Fraction(1, src_rate)
+        self._src_rate = int(src_rate)
+        self._dst_rate = int(dst_rate)
+        self._time_base = Fraction(1, self._src_rate)
         self._pts = 0
         self._av: av.AudioResampler | None = None
 

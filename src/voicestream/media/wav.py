@@ -63,8 +63,9 @@ def encode_wav(pcm: bytes, sample_rate: int) -> bytes:
 def read_wav(data: bytes) -> tuple[bytes, int]:
     """Mono s16le and the sample rate of a 16-bit PCM WAV; other channel counts are averaged.
 
-    A data chunk that claims more than is there (a streamed or cut-off file) yields
-    the whole samples that are present.
+    A data chunk of unknown size (0 or 0xFFFFFFFF, as streaming writers leave it) runs
+    to the end of the input; one that claims more than is there (a cut-off file)
+    yields the whole samples that are present.
     """
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise InvalidAudio("not a WAV file (no RIFF/WAVE header)")
@@ -80,7 +81,9 @@ def read_wav(data: bytes) -> tuple[bytes, int]:
             if fmt is None:
                 raise InvalidAudio("WAV data chunk comes before its fmt chunk")
             channels, rate, _ = fmt
-            return _to_mono(data[body : body + size], channels), rate
+            # Writers that cannot seek back leave the size at 0 or at the maximum.
+            end = len(data) if size in (0, _UNKNOWN_SIZE) else body + size
+            return _to_mono(data[body:end], channels), rate
         pos = body + size + (size & 1)  # chunks are padded to an even length
     if fmt is None:
         raise InvalidAudio("WAV file has no fmt chunk")

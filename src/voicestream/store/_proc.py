@@ -13,10 +13,13 @@ import pwd
 import shutil
 import signal
 import socket
+import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from voicestream.store._errors import EmbeddedServiceError
 
@@ -94,33 +97,61 @@ class CommandResult:
 async def run_command(
     argv: Sequence[str],
     *,
-    timeout: float,
+    time_limit: float,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> CommandResult:
     """Run a short-lived command to completion, killing it on timeout or cancellation.
 
-    It gets its own session so a daemon it spawns never shares our process group (a Ctrl-C
-    aimed at us must not reach the services other processes still lease).
+    Spawned with ``subprocess.Popen`` in a worker thread, not ``create_subprocess_exec``:
+    uvloop (the server's loop) ignores ``close_fds`` and leaks its stdio duplicates and every
+    inheritable descriptor into the child, and the daemons these commands start (postmaster,
+    redis-server) would hold them for life; a leaked output pipe made ``pg_ctl start`` never
+    reach EOF. Exit is awaited by polling ``poll()`` (a WNOHANG waitpid), so the loop never
+    blocks and cancellation still kills the command. Output goes to an anonymous file rather
+    than a pipe for the same reason: nothing to wait on once the command itself has exited.
+    The command gets its own session, so a daemon it spawns never shares our process group
+    (a Ctrl-C aimed at us must not reach services that other processes still lease).
     """
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=cwd,
-        env=dict(env) if env is not None else None,
-        start_new_session=True,
-    )
+    out = await asyncio.to_thread(tempfile.TemporaryFile)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None  # communicate() returned, so the process has exited
-    return CommandResult(proc.returncode, out.decode("utf-8", "replace"))
+        proc = await asyncio.to_thread(
+            subprocess.Popen,
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            close_fds=True,
+            start_new_session=True,
+        )
+        try:
+            await _wait_exit(proc, time_limit, argv[0])
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await asyncio.to_thread(proc.wait)
+            raise
+        output = await asyncio.to_thread(_read_from_start, out)
+    finally:
+        out.close()
+    return CommandResult(proc.returncode, output)
+
+
+async def _wait_exit(proc: subprocess.Popen[bytes], time_limit: float, name: str) -> None:
+    deadline = time.monotonic() + time_limit
+    delay = 0.002
+    while proc.poll() is None:
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{name} did not finish within {time_limit:.0f}s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _read_from_start(fh: IO[bytes]) -> str:
+    fh.seek(0)
+    return fh.read().decode("utf-8", "replace")
 
 
 def free_port() -> int:
@@ -205,9 +236,9 @@ def signal_pid(pid: int, sig: signal.Signals, expected_name: str) -> None:
         os.kill(pid, sig)
 
 
-async def wait_pid_gone(pid: int, timeout: float) -> bool:
-    """Poll until ``pid`` has exited; True if it did within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def wait_pid_gone(pid: int, within: float) -> bool:
+    """Poll until ``pid`` has exited; True if it did within ``within`` seconds."""
+    deadline = time.monotonic() + within
     while await asyncio.to_thread(pid_alive, pid):
         if time.monotonic() >= deadline:
             return False

@@ -12,11 +12,13 @@ from ..engines.catalog import EngineRegistry
 from ..engines.executor import InferenceExecutor
 from ..observability.metrics import Metrics
 
+from ..store.keys import Principal
+
 if TYPE_CHECKING:
     import asyncpg
     import redis.asyncio
 
-    from ..store.keys import ApiKeyRepository, Principal
+    from ..store.keys import ApiKeyRepository
     from ..store.usage import UsageRepository
 
 __all__ = ["PRINCIPAL", "RUNTIME", "Runtime", "principal_of"]
@@ -37,9 +39,9 @@ class Runtime:
 
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("voicestream_runtime", Runtime)
-PRINCIPAL = "voicestream_principal"  # request-scoped, set by the auth middleware
+# Request-scoped, set by the auth middleware.
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("voicestream_principal", Principal)
 
 
 def principal_of(request: web.Request) -> Principal:
-    p: Principal = request[PRINCIPAL]
-    return p
+    return request[PRINCIPAL]

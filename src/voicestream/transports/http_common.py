@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from ..errors import InvalidJSON, PayloadTooLarge, ValidationFailed, VoiceStreamError
+from .context import RUNTIME
 
 __all__ = ["error_response", "read_model"]
 
@@ -29,8 +30,9 @@ async def read_model(request: web.Request, model: type[M]) -> M:
     """
     try:
         raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(f"request body exceeds {exc.max_size} bytes") from None
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[RUNTIME].settings.max_upload_bytes
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes") from None
     try:
         data: Any = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:

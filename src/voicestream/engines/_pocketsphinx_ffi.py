@@ -1,0 +1,145 @@
+"""ctypes binding to the C API inside the ``pocketsphinx`` wheel's extension module.
+
+Why not the package's Python ``Decoder``: its Cython methods keep the GIL while decoding, so two
+streams on two executor threads decode one after the other, and every 100 ms chunk stalls the
+event loop for ~8 ms. The same library called through ctypes releases the GIL: decoders on
+different threads run truly in parallel. Same code, same bundled en-us model, same results.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from voicestream.errors import EngineUnavailable
+
+__all__ = ["PocketsphinxLib", "Segment", "load_pocketsphinx"]
+
+_P = ctypes.c_void_p
+
+
+class Segment:
+    """One entry of ``ps_seg_iter``: a word (or filler) and its inclusive frame range."""
+
+    __slots__ = ("end_frame", "start_frame", "word")
+
+    def __init__(self, word: str, start_frame: int, end_frame: int) -> None:
+        self.word = word
+        self.start_frame = start_frame
+        self.end_frame = end_frame
+
+
+class PocketsphinxLib:
+    """The exported ``ps_*`` functions plus the bundled model's location."""
+
+    def __init__(self, lib: ctypes.CDLL, model_dir: Path) -> None:
+        self._lib = lib
+        self.model_dir = model_dir
+
+    def new_decoder(self, options: dict[str, Any]) -> tuple[int, int]:
+        """Create a decoder; returns ``(decoder, config)`` pointers. Slow (model loading).
+
+        Raises:
+            EngineUnavailable: pocketsphinx rejected the configuration or the model.
+        """
+        config = self._lib.ps_config_parse_json(None, json.dumps(options).encode())
+        if not config:
+            raise EngineUnavailable("pocketsphinx rejected its configuration")
+        decoder = self._lib.ps_init(config)
+        if not decoder:
+            self._lib.ps_config_free(config)
+            raise EngineUnavailable("pocketsphinx could not load its model")
+        return int(decoder), int(config)
+
+    def free_decoder(self, decoder: int, config: int) -> None:
+        # ps_init keeps its own reference to the config, so both frees are needed.
+        self._lib.ps_free(decoder)
+        self._lib.ps_config_free(config)
+
+    def start_utt(self, decoder: int) -> None:
+        if self._lib.ps_start_utt(decoder) < 0:
+            raise RuntimeError("ps_start_utt failed")
+
+    def process_raw(self, decoder: int, pcm: bytes) -> None:
+        if self._lib.ps_process_raw(decoder, pcm, len(pcm) // 2, 0, 0) < 0:
+            raise RuntimeError("ps_process_raw failed")
+
+    def end_utt(self, decoder: int) -> None:
+        if self._lib.ps_end_utt(decoder) < 0:
+            raise RuntimeError("ps_end_utt failed")
+
+    def hyp(self, decoder: int) -> str:
+        raw: bytes | None = self._lib.ps_get_hyp(decoder, None)
+        return "" if raw is None else raw.decode("utf-8", "replace")
+
+    def segments(self, decoder: int) -> list[Segment]:
+        out: list[Segment] = []
+        start, end = ctypes.c_int(), ctypes.c_int()
+        seg = self._lib.ps_seg_iter(decoder)
+        while seg:
+            word: bytes | None = self._lib.ps_seg_word(seg)
+            self._lib.ps_seg_frames(seg, ctypes.byref(start), ctypes.byref(end))
+            out.append(Segment((word or b"").decode("utf-8", "replace"), start.value, end.value))
+            seg = self._lib.ps_seg_next(seg)  # frees the iterator when it returns NULL
+        return out
+
+
+_lock = threading.Lock()
+_loaded: list[PocketsphinxLib] = []
+
+
+def load_pocketsphinx() -> PocketsphinxLib:
+    """Locate and bind the pocketsphinx shared object once per process.
+
+    Raises:
+        EngineUnavailable: the ``pocketsphinx`` package or its model is not installed.
+    """
+    with _lock:
+        if not _loaded:
+            _loaded.append(_load())
+        return _loaded[0]
+
+
+def _load() -> PocketsphinxLib:
+    spec = importlib.util.find_spec("pocketsphinx")
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineUnavailable("the pocketsphinx package is not installed")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    shared = sorted(package.glob("_pocketsphinx*.so"))
+    model_dir = package / "model" / "en-us"
+    if not shared or not model_dir.is_dir():
+        raise EngineUnavailable(f"pocketsphinx library or en-us model missing under {package}")
+    try:
+        lib = ctypes.CDLL(str(shared[0]))
+        _declare(lib)
+    except (OSError, AttributeError) as exc:
+        raise EngineUnavailable(f"pocketsphinx is not usable: {exc}") from exc
+    return PocketsphinxLib(lib, model_dir)
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    sigs: dict[str, tuple[object, tuple[object, ...]]] = {
+        "ps_config_parse_json": (_P, (_P, ctypes.c_char_p)),
+        "ps_config_free": (ctypes.c_int, (_P,)),
+        "ps_init": (_P, (_P,)),
+        "ps_free": (ctypes.c_int, (_P,)),
+        "ps_start_utt": (ctypes.c_int, (_P,)),
+        "ps_process_raw": (
+            ctypes.c_int,
+            (_P, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int),
+        ),
+        "ps_end_utt": (ctypes.c_int, (_P,)),
+        "ps_get_hyp": (ctypes.c_char_p, (_P, ctypes.POINTER(ctypes.c_int32))),
+        "ps_seg_iter": (_P, (_P,)),
+        "ps_seg_next": (_P, (_P,)),
+        "ps_seg_word": (ctypes.c_char_p, (_P,)),
+        "ps_seg_frames": (None, (_P, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int))),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        func = getattr(lib, name)
+        func.restype = restype
+        func.argtypes = argtypes

@@ -1,0 +1,117 @@
+"""Per-stream speech segmentation on top of a frame-level ``VADModel``.
+
+Turns window probabilities into "start"/"end" events with hysteresis (enter above ``threshold``,
+leave below ``threshold - 0.15``), a minimum speech length so a click does not open a segment,
+and a minimum silence so a pause between words does not close one. Pure and blocking: feed it
+audio on an executor thread; chunking of the input never changes the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from voicestream.engines.base import VADModel
+
+__all__ = ["VADEvent", "VoiceActivityDetector"]
+
+_HYSTERESIS = 0.15
+
+
+@dataclass(frozen=True, slots=True)
+class VADEvent:
+    kind: Literal["start", "end"]
+    time: float  # seconds of stream audio; a start includes the pad before the speech
+
+
+class VoiceActivityDetector:
+    """Speech start/end events for one stream of mono s16le audio at ``model.sample_rate``."""
+
+    def __init__(
+        self,
+        model: VADModel,
+        *,
+        threshold: float = 0.5,
+        min_silence_ms: int = 400,
+        min_speech_ms: int = 100,
+        speech_pad_ms: int = 30,
+    ) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError("threshold must be between 0 and 1")
+        self._model = model
+        self._state = model.new_state()
+        self._rate = model.sample_rate
+        self._window = model.window_samples
+        self._enter = threshold
+        # Below 0.3 the plain "threshold - 0.15" would reach zero and speech could never end.
+        self._exit = max(threshold - _HYSTERESIS, threshold / 2)
+        self._min_silence = min_silence_ms * self._rate // 1000
+        self._min_speech = min_speech_ms * self._rate // 1000
+        self._pad = speech_pad_ms * self._rate // 1000
+        self._pending = bytearray()  # input not yet making a whole window
+        self._offset = 0  # stream sample index of the first pending sample
+        self._in_speech = False
+        self._candidate: int | None = None  # where possible speech began, while not in speech
+        self._silence: int | None = None  # where possible silence began, while in speech
+
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
+    def process(self, pcm: bytes) -> list[VADEvent]:
+        """Blocking: consume audio, return the events it completes (often none)."""
+        self._pending += pcm
+        window_bytes = self._window * 2
+        usable = len(self._pending) // window_bytes * window_bytes
+        if not usable:
+            return []
+        samples = np.frombuffer(bytes(self._pending[:usable]), dtype="<i2")
+        del self._pending[:usable]
+        audio = samples.astype(np.float32) / 32768.0
+        events: list[VADEvent] = []
+        for start in range(0, len(audio), self._window):
+            window = audio[start : start + self._window]
+            probability = self._model.speech_probability(self._state, window)
+            event = self._step(self._offset, self._offset + self._window, probability)
+            if event is not None:
+                events.append(event)
+            self._offset += self._window
+        return events
+
+    def flush(self) -> list[VADEvent]:
+        """End of input: close an open segment at the end of the audio received."""
+        stream_end = self._offset + len(self._pending) // 2
+        self._offset = stream_end
+        self._pending.clear()
+        self._candidate = None
+        if not self._in_speech:
+            return []
+        end = stream_end if self._silence is None else min(self._silence + self._pad, stream_end)
+        self._in_speech = False
+        self._silence = None
+        return [VADEvent("end", end / self._rate)]
+
+    def _step(self, start: int, stop: int, probability: float) -> VADEvent | None:
+        if not self._in_speech:
+            if probability >= self._enter:
+                if self._candidate is None:
+                    self._candidate = start
+                if stop - self._candidate >= self._min_speech:
+                    begin = max(0, self._candidate - self._pad)
+                    self._in_speech, self._candidate, self._silence = True, None, None
+                    return VADEvent("start", begin / self._rate)
+            elif probability < self._exit:
+                self._candidate = None
+            return None
+        if probability >= self._enter:
+            self._silence = None
+        elif probability < self._exit:
+            if self._silence is None:
+                self._silence = start
+            if stop - self._silence >= self._min_silence:
+                end = min(self._silence + self._pad, stop)
+                self._in_speech, self._silence = False, None
+                return VADEvent("end", end / self._rate)
+        return None

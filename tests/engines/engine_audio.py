@@ -1,0 +1,23 @@
+"""Audio helpers for the engine tests (plain functions, not fixtures)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+SpeechFactory = Callable[[str], bytes]
+
+
+def silence(seconds: float, rate: int = 16000) -> bytes:
+    return bytes(int(seconds * rate) * 2)
+
+
+def to_float(pcm: bytes) -> npt.NDArray[np.float32]:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def rms(pcm: bytes) -> float:
+    samples = to_float(pcm)
+    return float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
