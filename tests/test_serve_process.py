@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from helpers import corpus_wer
+from voicestream.store._proc import pid_alive
 
 CLI = [sys.executable, "-m", "voicestream"]
 
@@ -40,18 +42,10 @@ def _request(url: str, data: bytes | None = None, headers: dict[str, str] | None
         return r.status, r.headers, r.read()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_serve_with_nothing_configured(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = _free_port()
-    log = (tmp_path / "server.log").open("w+")
+    log = (tmp_path / "server.log").open("w+")  # closed at the end of the test
     proc = subprocess.Popen(
         [*CLI, "serve", "--port", str(port), "--data-dir", str(data_dir)],
         env=_env(),
@@ -74,7 +68,11 @@ def test_serve_with_nothing_configured(tmp_path: Path) -> None:
         # A second process with the same data dir finds the same embedded services.
         created = subprocess.run(
             [*CLI, "keys", "create", "--data-dir", str(data_dir), "--workspace", "demo"],
-            env=_env(), capture_output=True, text=True, timeout=120, check=True,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
         )
         key = created.stdout.strip().splitlines()[-1]
         auth = {"Authorization": f"Bearer {key}"}
@@ -97,10 +95,15 @@ def test_serve_with_nothing_configured(tmp_path: Path) -> None:
         rc = proc.wait(timeout=60)
         log.seek(0)
         server_log = log.read()
+        log.close()
     assert rc == 0, server_log
     assert "Traceback" not in server_log, server_log
     # The server held the only lease: its embedded PostgreSQL is gone with it.
-    pg_pid_file = data_dir / "postgres" / "postmaster.pid"
+    pg_dir = data_dir / "postgres"
+    pg_pid_file = pg_dir / "postmaster.pid"
     if pg_pid_file.exists():
         pid = int(pg_pid_file.read_text().splitlines()[0])
-        assert not _pid_alive(pid), "embedded PostgreSQL outlived the server"
+        assert not pid_alive(pid), "embedded PostgreSQL outlived the server"
+    if pg_dir.is_symlink():
+        # As root under a private tmp dir the cluster lives outside the data dir; tidy it.
+        shutil.rmtree(pg_dir.resolve(), ignore_errors=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import logging
 import sys
@@ -55,9 +54,10 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    # Imported by name, on demand: the server stack is heavy and only this command needs it.
-    module = importlib.import_module("voicestream.server.main")
-    run_server: Callable[[Settings], None] = module.run_server
+    # Imported here: the server stack (aiohttp, engines, models) is heavy, and only this
+    # command needs it; key management stays quick to start.
+    from voicestream.server.main import run_server
+
     run_server(settings)
     return EXIT_OK
 

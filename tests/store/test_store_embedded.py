@@ -303,12 +303,27 @@ async def test_missing_postgres_binaries_is_a_clear_error() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands PostgreSQL to another user")
-async def test_data_dir_the_postgres_user_cannot_reach_is_a_clear_error() -> None:
+async def test_data_dir_the_postgres_user_cannot_reach_gets_its_cluster_elsewhere() -> None:
+    """Root's data dir under a private home: the cluster moves where postgres can reach it."""
     outer = await asyncio.to_thread(make_data_dir, "voicestream-private-")
-    await asyncio.to_thread(os.chmod, outer, stat.S_IRWXU)  # root only, like pytest's tmp_path
+    await asyncio.to_thread(os.chmod, outer, stat.S_IRWXU)  # root only, like /root or tmp_path
+    data = outer / "data"
+    target: Path | None = None
     try:
-        with pytest.raises(EmbeddedServiceError, match="cannot enter") as caught:
-            await EmbeddedServices(outer / "data").acquire()
-        assert f"chmod o+x {outer}" in str(caught.value)
+        async with EmbeddedServices(data) as urls:
+            link = data / "postgres"
+            assert link.is_symlink()
+            target = link.resolve()
+            assert not target.is_relative_to(outer)
+            conn = await db.connect(urls.database_url)
+            try:
+                assert await conn.fetchval("SELECT 1") == 1
+            finally:
+                await conn.close()
+        # A second process with the same data dir follows the link to the same cluster.
+        async with EmbeddedServices(data) as urls:
+            assert (data / "postgres").resolve() == target
     finally:
         await asyncio.to_thread(shutil.rmtree, outer, True)
+        if target is not None:
+            await asyncio.to_thread(shutil.rmtree, target, True)

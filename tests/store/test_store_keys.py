@@ -11,7 +11,7 @@ import pytest
 from fixtures_services import unique_name
 from voicestream.errors import NotFound, ValidationFailed
 from voicestream.store import db
-from voicestream.store.keys import ROLES, ApiKeyRepository, Principal
+from voicestream.store.keys import ROLES, ApiKeyRepository, Principal, Role
 
 
 @pytest.fixture
@@ -152,8 +152,12 @@ async def test_concurrent_creates_share_one_new_workspace(
 
 def test_role_ranking() -> None:
     assert ROLES == ("owner", "admin", "editor", "viewer")
-    ids = {"key_id": uuid.uuid4(), "workspace_id": uuid.uuid4(), "workspace_name": "w"}
-    editor = Principal(role="editor", **ids)  # type: ignore[arg-type]
+
+    def principal(role: Role) -> Principal:
+        ids = {"key_id": uuid.uuid4(), "workspace_id": uuid.uuid4()}
+        return Principal(workspace_name="w", role=role, **ids)
+
+    editor = principal("editor")
     assert editor.has_role("viewer") and editor.has_role("editor")
     assert not editor.has_role("admin") and not editor.has_role("owner")
-    assert Principal(role="owner", **ids).has_role("admin")  # type: ignore[arg-type]
+    assert principal("owner").has_role("admin")

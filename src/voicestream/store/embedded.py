@@ -2,7 +2,9 @@
 
 Layout::
 
-    <data_dir>/postgres/            the cluster (PGDATA), with its log and unix socket
+    <data_dir>/postgres/            the cluster (PGDATA), with its log and unix socket; as
+                                    root under a private home dir (see _postgres_dir) a
+                                    symlink to /var/lib/voicestream/postgres/<hash>
     <data_dir>/redis/               redis.conf, append-only files, pid file and log
     <data_dir>/run/services.json    the ports last used, reused while they stay free
     <data_dir>/run/lock             flock serializing every start, stop and lease change
@@ -21,10 +23,12 @@ a single-user machine or container; set DATABASE_URL / REDIS_URL for anything sh
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -58,15 +62,18 @@ class _Layout:
     leases_dir: Path
     lock_path: Path
     state_path: Path
+    postgres_dir: Path
 
     @classmethod
     def create(cls, data_dir: Path) -> _Layout:
         """Blocking: resolve the path and create the run directories."""
         root = Path(os.path.abspath(data_dir))
         run = root / "run"
-        layout = cls(root, run, run / "leases", run / "lock", run / "services.json")
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         run.mkdir(mode=0o700, exist_ok=True)
+        layout = cls(
+            root, run, run / "leases", run / "lock", run / "services.json", _postgres_dir(root)
+        )
         layout.leases_dir.mkdir(mode=0o700, exist_ok=True)
         return layout
 
@@ -89,6 +96,35 @@ class _Layout:
             json.dumps({"postgres_port": state.postgres_port, "redis_port": state.redis_port})
         )
         os.replace(tmp, self.state_path)
+
+
+_ROOT_CLUSTERS = Path("/var/lib/voicestream/postgres")
+
+
+def _postgres_dir(root: Path) -> Path:
+    """Blocking: where this data dir's cluster lives.
+
+    PostgreSQL refuses to run as root, so as root it runs as ``postgres``, which must be able
+    to walk down to its directory. A data dir under a private home (``/root`` is 0700) is out of
+    its reach, and changing the permissions of a user's home is not ours to do: there the
+    cluster lives under /var/lib/voicestream, and ``<data_dir>/postgres`` is a symlink to it,
+    so every process using the data dir still finds it.
+    """
+    link = root / "postgres"
+    if link.is_symlink():
+        return link.resolve()
+    if os.geteuid() != 0 or link.exists() or _others_can_reach(root.parent):
+        return link
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    target = _ROOT_CLUSTERS / digest
+    _ROOT_CLUSTERS.mkdir(mode=0o755, parents=True, exist_ok=True)
+    link.symlink_to(target, target_is_directory=True)
+    log.info("cluster for %s lives in %s (the data dir is not reachable by postgres)", root, target)
+    return target
+
+
+def _others_can_reach(path: Path) -> bool:
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in (path, *path.parents))
 
 
 class EmbeddedServices:
@@ -188,7 +224,7 @@ class EmbeddedServices:
 
     def _services(self, layout: _Layout) -> tuple[EmbeddedPostgres, EmbeddedRedis]:
         return (
-            EmbeddedPostgres(layout.data_dir / "postgres", bindir=self._pg_bindir),
+            EmbeddedPostgres(layout.postgres_dir, bindir=self._pg_bindir),
             EmbeddedRedis(layout.data_dir / "redis", binary=self._redis_binary),
         )
 

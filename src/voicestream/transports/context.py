@@ -11,7 +11,6 @@ from ..config import Settings
 from ..engines.catalog import EngineRegistry
 from ..engines.executor import InferenceExecutor
 from ..observability.metrics import Metrics
-
 from ..store.keys import Principal
 
 if TYPE_CHECKING:
