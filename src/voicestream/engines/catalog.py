@@ -130,9 +130,10 @@ def build_default_registry(settings: Settings) -> EngineRegistry:
         # A decoder ready per STT worker thread (at most 4: each holds ~95 MB of models), so
         # concurrent first requests do not each wait a quarter second for a model load.
         PocketsphinxSTT(min_decoders=min(settings.stt_threads, 4)),
-        # CPU whatever settings.onnx_providers says: a 32 ms window costs ~0.1 ms of CPU, less
-        # than one host-to-GPU round trip. The provider setting is for heavier models.
-        SileroVAD(preference="cpu"),
+        # Providers as configured (auto: TensorRT → CUDA → CPU, TensorRT plans cached under
+        # trt_cache_dir). A 32 ms window costs ~0.1 ms of CPU, about one host-to-GPU round
+        # trip, so VOICESTREAM_ONNX_PROVIDERS=cpu is a fair choice on GPU hosts too.
+        SileroVAD(preference=settings.onnx_providers, cache_dir=settings.trt_cache_dir),
     )
     if settings.default_voice not in {v.id for v in registry.voices()}:
         log.warning("default voice %r is not in the catalog", settings.default_voice)

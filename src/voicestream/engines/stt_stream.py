@@ -62,7 +62,8 @@ class STTStream:
         self._pending = bytearray()  # audio not yet given to the decoder
         self._pending_start = 0  # stream sample index of _pending[0]
         self._in_utt = False
-        self._utt_start = 0  # stream sample index where the current utterance starts
+        # Stream sample index of the decoder's time 0 (before 0 when the pre-roll was padded).
+        self._utt_start = 0
         self._fed_since_partial = 0
         self._last_partial = ""
         self._closed = False
@@ -101,7 +102,7 @@ class STTStream:
             partial = self._maybe_partial()
             if partial is not None:
                 out.append(partial)
-            if (self._pending_start - self._utt_start) / self._rate > _MAX_UTTERANCE_S:
+            if (self._pending_start - max(0, self._utt_start)) / self._rate > _MAX_UTTERANCE_S:
                 out.append(self._end_utterance(self._pending_start))
         else:
             self._trim_pre_roll()
@@ -129,11 +130,18 @@ class STTStream:
     def _begin_utterance(self, at: int) -> None:
         if self._decoder is None:
             self._decoder = self._engine.acquire()
-        start = max(self._pending_start, at - int(_PRE_ROLL_S * self._rate))
+        pre_roll = int(_PRE_ROLL_S * self._rate)
+        start = max(self._pending_start, at - pre_roll)
         self._drop_until(start)
         self._decoder.start()
+        # Speech right at the start of the audio (a trimmed clip) has too little silence before
+        # it for the decoder's noise and cepstral-mean estimates, and its first word is lost:
+        # pad the pre-roll with silence. Decoder time 0 is then before stream time 0.
+        pad = max(0, pre_roll - (at - start))
+        if pad:
+            self._decoder.feed(bytes(pad * 2))
         self._in_utt = True
-        self._utt_start = start
+        self._utt_start = start - pad
         self._fed_since_partial = 0
         self._last_partial = ""
 
@@ -154,7 +162,7 @@ class STTStream:
         if not text or text == self._last_partial:
             return None
         self._last_partial = text
-        return STTEvent("partial", text=text, start=self._utt_start / self._rate)
+        return STTEvent("partial", text=text, start=max(0.0, self._utt_start) / self._rate)
 
     def _end_utterance(self, at: int) -> STTEvent:
         assert self._decoder is not None
@@ -162,11 +170,14 @@ class STTStream:
         transcript = self._decoder.finish()
         self._in_utt = False
         offset = self._utt_start / self._rate
-        words = tuple(Word(w.text, w.start + offset, w.end + offset) for w in transcript.words)
+        words = tuple(
+            Word(w.text, max(0.0, w.start + offset), max(0.0, w.end + offset))
+            for w in transcript.words
+        )
         return STTEvent(
             "final",
             text=transcript.text,
-            start=offset,
+            start=max(0.0, offset),
             end=max(at, self._utt_start) / self._rate,
             words=words,
             decode_seconds=time.monotonic() - t0,

@@ -17,10 +17,15 @@ from dataclasses import dataclass
 from ..errors import EngineError
 from .base import Alignment, Synthesis, TTSEngine, Voice
 from .executor import InferenceExecutor
+from .silence import trim_leading_silence
 from .text_clauses import ClauseSplitter
 
 __all__ = ["SpeechChunk", "TTSStream"]
 
+# Lead-in kept before the first sound of a stream (latency the listener hears), and the most
+# silence kept before a later clause (the previous clause already ends in a pause).
+_FIRST_LEAD_IN_MS = 30.0
+_CLAUSE_LEAD_IN_MS = 100.0
 # Start a continuation this long before the listener would run out of audio, to absorb queueing
 # jitter and the time the audio spends on the wire.
 _CONTINUATION_SLACK_S = 0.25
@@ -134,10 +139,12 @@ class TTSStream:
         asked = time.monotonic()
         started = 0.0
 
+        keep_ms = _FIRST_LEAD_IN_MS if self._audio_seconds == 0 else _CLAUSE_LEAD_IN_MS
+
         def work() -> Synthesis:
             nonlocal started
             started = time.monotonic()
-            return self._engine.synthesize(text, self._voice)
+            return trim_leading_silence(self._engine.synthesize(text, self._voice), keep_ms)
 
         try:
             result = await self._executor.run(work, deadline=deadline)
