@@ -17,10 +17,11 @@ import time
 from typing import Any
 
 import aiohttp
-from voicestream.engines.catalog import build_default_registry
+import numpy as np
 
 from harness import percentiles, running_server, write_result
 from voicestream.config import load_settings
+from voicestream.engines.catalog import build_default_registry
 
 FIRST_CLAUSE = "Thanks for calling, "
 TEXT = FIRST_CLAUSE + "how can I help you today? Our office is open from nine to five on weekdays."
@@ -51,6 +52,7 @@ async def one_stream(session: aiohttp.ClientSession, ws_url: str, key: str) -> d
         await ws.send_json({"type": "text", "text": TEXT})
         await ws.send_json({"type": "end"})
         first: float | None = None
+        audible: float | None = None  # playback time of the first sample above -40 dBFS
         received = 0
         late = 0
         frames = 0
@@ -61,6 +63,10 @@ async def one_stream(session: aiohttp.ClientSession, ws_url: str, key: str) -> d
             now = time.perf_counter()
             if first is None:
                 first = now
+            if audible is None:
+                loud = np.flatnonzero(np.abs(np.frombuffer(msg.data, np.int16)) > 330)
+                if loud.size:
+                    audible = first + (received // 2 + int(loud[0])) / 16000
             # Every whole frame completed by this message arrived now.
             received += len(msg.data)
             while (frames + 1) * FRAME_BYTES <= received:
@@ -74,6 +80,7 @@ async def one_stream(session: aiohttp.ClientSession, ws_url: str, key: str) -> d
     audio_s = received / 2 / 16000
     return {
         "ttfa": first - t0,
+        "first_sound": (audible if audible is not None else end) - t0,
         "late_frames": late,
         "frames": frames,
         "rtf": (end - t0) / audio_s,
@@ -113,6 +120,7 @@ def main() -> None:
     for n in levels:
         res = results[n]
         ttfa = percentiles([r["ttfa"] for r in res])
+        sound = percentiles([r["first_sound"] for r in res])
         ideal = max(floor, n * floor / cores)
         late = sum(r["late_frames"] for r in res)
         frames = sum(r["frames"] for r in res)
@@ -121,6 +129,7 @@ def main() -> None:
                 "streams": n,
                 "requests": len(res),
                 "ttfa_s": ttfa,
+                "first_sound_s": sound,
                 "engine_first_clause_s": floor,
                 "ideal_ttfa_s": ideal,
                 "p50_over_floor": ttfa["p50"] / floor,
@@ -139,7 +148,7 @@ def main() -> None:
     )
     header = (
         f"{'streams':>7} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'ideal':>7} "
-        f"{'p50/floor':>9} {'p99/ideal':>9} {'ovh p50':>8} {'rtf':>6} {'late':>9}"
+        f"{'p50/floor':>9} {'p99/ideal':>9} {'ovh p50':>8} {'sound50':>8} {'rtf':>6} {'late':>9}"
     )
     print(header)
     for r in rows:
@@ -148,6 +157,7 @@ def main() -> None:
             f"{r['streams']:>7} {r['requests']:>4} {t['p50'] * 1e3:>8.1f} {t['p95'] * 1e3:>8.1f} "
             f"{t['p99'] * 1e3:>8.1f} {r['ideal_ttfa_s'] * 1e3:>7.1f} {r['p50_over_floor']:>9.2f} "
             f"{r['p99_over_ideal']:>9.2f} {r['server_overhead_p50_s'] * 1e3:>8.1f} "
+            f"{r['first_sound_s']['p50'] * 1e3:>8.1f} "
             f"{r['rtf_p50']:>6.3f} {r['late_frames']:>4}/{r['frames']:<5}"
         )
     path = write_result("tts_ttfb", {"text": TEXT, "first_clause": FIRST_CLAUSE, "levels": rows})
