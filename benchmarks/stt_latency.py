@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 import aiohttp
-from voicestream.engines.catalog import build_default_registry
 
 from harness import percentiles, running_server, write_result
 from voicestream.config import load_settings
+from voicestream.engines.catalog import build_default_registry
 
 SENTENCES = [
     "Please call me back tomorrow morning.",

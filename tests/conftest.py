@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+
 from fixtures_services import db_pool, embedded_services  # noqa: F401  (fixtures)
+from voicestream.config import Settings, load_settings
 from voicestream.engines.catalog import EngineRegistry, build_default_registry
+from voicestream.server.app import create_app
 from voicestream.store.embedded import ServiceURLs
 from voicestream.store.keys import ApiKeyRepository
-
-from voicestream.config import Settings, load_settings
-from voicestream.server.app import create_app
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from voicestream.store.keys import ApiKeyRepository
 
+from voicestream.store.keys import ApiKeyRepository
 from voicestream.transports.context import RUNTIME
 
 

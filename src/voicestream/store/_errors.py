@@ -6,9 +6,11 @@ them without import cycles; ``embedded`` and ``services`` re-export them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from voicestream.errors import VoiceStreamError
 
-__all__ = ["EmbeddedServiceError", "ServiceConnectionError"]
+__all__ = ["EmbeddedServiceError", "ServiceConnectionError", "service_failure"]
 
 
 class EmbeddedServiceError(VoiceStreamError):
@@ -21,6 +23,16 @@ class EmbeddedServiceError(VoiceStreamError):
     code = "service_unavailable"
     http_status = 503
     ws_close_code = 1013  # try again later
+
+
+def service_failure(what: str, output: str, tail: str, log_path: Path) -> EmbeddedServiceError:
+    """The error for a failed service command: what failed, its output, then its log's tail."""
+    parts = [what]
+    if output.strip():
+        parts.append(output.strip())
+    if tail.strip():
+        parts.append(f"--- last lines of {log_path} ---\n{tail.strip()}")
+    return EmbeddedServiceError("\n".join(parts))
 
 
 class ServiceConnectionError(VoiceStreamError):

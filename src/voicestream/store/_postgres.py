@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voicestream.store import db
-from voicestream.store._errors import EmbeddedServiceError
+from voicestream.store._errors import EmbeddedServiceError, service_failure
 from voicestream.store._proc import (
     Account,
     CommandResult,
@@ -400,12 +400,7 @@ class EmbeddedPostgres:
                 await asyncio.sleep(0.1)
 
     def _error(self, what: str, output: str, tail: str) -> EmbeddedServiceError:
-        parts = [what]
-        if output.strip():
-            parts.append(output.strip())
-        if tail.strip():
-            parts.append(f"--- last lines of {self.log_path} ---\n{tail.strip()}")
-        return EmbeddedServiceError("\n".join(parts))
+        return service_failure(what, output, tail, self.log_path)
 
 
 def _since(began: float) -> float:

@@ -19,7 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from voicestream.store._errors import EmbeddedServiceError
+from voicestream.store._errors import EmbeddedServiceError, service_failure
 from voicestream.store._proc import (
     free_port,
     log_tail,
@@ -193,12 +193,7 @@ class EmbeddedRedis:
             await client.aclose()
 
     def _error(self, what: str, output: str, tail: str) -> EmbeddedServiceError:
-        parts = [what]
-        if output.strip():
-            parts.append(output.strip())
-        if tail.strip():
-            parts.append(f"--- last lines of {self.log_path} ---\n{tail.strip()}")
-        return EmbeddedServiceError("\n".join(parts))
+        return service_failure(what, output, tail, self.log_path)
 
 
 def _probe_client(port: int) -> Redis:

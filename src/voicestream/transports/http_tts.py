@@ -48,6 +48,7 @@ async def post_tts(request: web.Request) -> web.StreamResponse:
 
     response: web.StreamResponse | None = None
     audio_seconds = 0.0
+    client_gone = False
     rt.metrics.active_streams.labels("tts_http").inc()
     try:
         async for out in encode_stream(stream, fmt, rt.metrics, transport="http"):
@@ -67,6 +68,10 @@ async def post_tts(request: web.Request) -> web.StreamResponse:
                 await response.prepare(request)
             if out.data:
                 await response.write(out.data)
+    except ConnectionError:
+        # The client hung up mid-stream; what was synthesized is still billed below.
+        log.debug("tts client went away after %.2f s of audio", audio_seconds)
+        client_gone = True
     except VoiceStreamError as err:
         if response is None:
             raise
@@ -74,8 +79,10 @@ async def post_tts(request: web.Request) -> web.StreamResponse:
         raise ConnectionResetError("synthesis failed mid-stream") from err
     finally:
         rt.metrics.active_streams.labels("tts_http").dec()
-    principal = principal_of(request)
-    await rt.usage.record(principal, "tts_characters", len(text))
+    await rt.usage.record(principal_of(request), "tts_characters", len(text))
+    if client_gone:
+        assert response is not None
+        return response  # aiohttp finishes a response whose peer is gone quietly
     if response is None:
         # Nothing speakable (e.g. only punctuation): an empty but valid stream.
         response = web.StreamResponse(headers={"Content-Type": fmt.content_type})

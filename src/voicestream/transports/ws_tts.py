@@ -79,7 +79,7 @@ class _TTSSession:
         except VoiceStreamError as err:
             self.rt.metrics.errors.labels(err.code).inc()
             await close_with_error(self.ws, err)
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             log.debug("tts socket closed by peer")
         finally:
             for task in (reader, writer):
