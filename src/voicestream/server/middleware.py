@@ -10,11 +10,14 @@ from aiohttp.typedefs import Handler
 from ..errors import AuthError, VoiceStreamError
 from ..transports.context import PRINCIPAL, RUNTIME
 
-__all__ = ["PUBLIC_PATHS", "auth_middleware", "error_middleware"]
+__all__ = ["KEY_OPTIONAL_PATHS", "PUBLIC_PATHS", "auth_middleware", "error_middleware"]
 
 log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# A browser widget cannot hold a key: these accept a ticket or a public agent instead, which the
+# handler checks. A key that is presented must still be valid.
+KEY_OPTIONAL_PATHS = frozenset({"/v1/convai/stream", "/v1/convai/webrtc/offer"})
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -85,6 +88,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path in PUBLIC_PATHS:
         return await handler(request)
     key = _presented_key(request)
+    if key is None and request.path in KEY_OPTIONAL_PATHS:
+        return await handler(request)
     if key is None:
         raise AuthError(
             "missing API key: send 'Authorization: Bearer <key>' or 'xi-api-key: <key>'"

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..store.keys import ApiKeyRepository
     from ..store.usage import UsageRepository
 
-__all__ = ["PRINCIPAL", "RUNTIME", "Runtime", "principal_of"]
+__all__ = ["PRINCIPAL", "RUNTIME", "Runtime", "optional_principal", "principal_of"]
 
 
 @dataclass(slots=True)
@@ -44,3 +44,8 @@ PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("voicestream_principal", P
 
 def principal_of(request: web.Request) -> Principal:
     return request[PRINCIPAL]
+
+
+def optional_principal(request: web.Request) -> Principal | None:
+    """The key's principal on routes where a key is optional (see KEY_OPTIONAL_PATHS)."""
+    return request.get(PRINCIPAL)

@@ -1,0 +1,175 @@
+"""Voice-to-voice latency: end of user speech → first agent audio byte, over the WebSocket.
+
+Each session streams a spoken question (flite speech, synthesized here) in real time, then
+real-time silence, to a knowledge-base agent on a real ``voicestream serve`` process; latency
+is the wall time from sending the last frame containing speech to the first agent audio frame.
+It includes the VAD's silence window by design (the target is window + 150 ms). Also measured:
+barge-in reaction (first frame of user speech sent over agent speech → ``interruption`` event)
+and the server's CPU seconds per session-minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+import aiohttp
+import numpy as np
+from harness import percentiles, running_server, write_result
+
+from voicestream.config import load_settings
+from voicestream.engines.catalog import build_default_registry
+
+KNOWLEDGE = [
+    "Our office is open from nine in the morning to five in the evening on weekdays.",
+    "Parking is free in the garage behind the building for all visitors.",
+    "The museum tour takes about two hours. It starts in the main hall, continues through the "
+    "painting gallery and the sculpture garden, and ends at the gift shop near the entrance.",
+]
+QUESTIONS = ["What time is the office open?", "Where can I park my car?"]
+LONG_QUESTION = "How long does the museum tour take?"
+INTERRUPT = "Wait, where can I park?"
+FRAME = 640
+SILENCE = bytes(32000)
+
+
+def speech(texts: list[str]) -> list[bytes]:
+    reg = build_default_registry(load_settings({}))
+    engine, voice = reg.voice("rms")
+    out = []
+    for t in texts:
+        pcm = np.frombuffer(engine.synthesize(t, voice).pcm, np.int16)
+        loud = np.flatnonzero(np.abs(pcm) > 300)
+        out.append(pcm[: int(loud[-1]) + 1].tobytes())  # end exactly where speech ends
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def send_realtime(ws: aiohttp.ClientWebSocketResponse, pcm: bytes) -> float:
+    start = time.perf_counter()
+    sent = 0
+    for i in range(0, len(pcm), FRAME):
+        await ws.send_bytes(pcm[i : i + FRAME])
+        sent += 1
+        delay = start + sent * 0.02 - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    return time.perf_counter()
+
+
+async def one_session(
+    s: aiohttp.ClientSession, url: str, key: str, agent_id: str, clips: list[bytes],
+    barge: tuple[bytes, bytes] | None,
+) -> dict[str, Any]:
+    audio_times: list[float] = []
+    events: list[tuple[float, dict[str, Any]]] = []
+    async with s.ws_connect(
+        f"{url}/v1/convai/stream", params={"agent_id": agent_id},
+        headers={"Authorization": f"Bearer {key}"},
+    ) as ws:
+
+        async def read() -> None:
+            async for msg in ws:
+                now = time.perf_counter()
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    audio_times.append(now)
+                elif msg.type == aiohttp.WSMsgType.TEXT:
+                    events.append((now, json.loads(msg.data)))
+
+        reader = asyncio.create_task(read())
+        latencies = []
+        for clip in clips:
+            end = await send_realtime(ws, clip)
+            silence_task = asyncio.create_task(send_realtime(ws, SILENCE * 2))
+            while not any(t > end for t in audio_times):
+                await asyncio.sleep(0.005)
+            latencies.append(min(t for t in audio_times if t > end) - end)
+            await silence_task
+        barge_ms = None
+        if barge is not None:
+            question, interrupt = barge
+            end = await send_realtime(ws, question)
+            await send_realtime(ws, SILENCE)
+            while sum(1 for t in audio_times if t > end) < 50:  # a second of the answer
+                await asyncio.sleep(0.01)
+            t0 = time.perf_counter()
+            await send_realtime(ws, interrupt)
+            hits = [t for t, e in events if e["type"] == "interruption" and t > t0]
+            barge_ms = (hits[0] - t0) * 1000 if hits else None
+            await send_realtime(ws, SILENCE)
+        await ws.send_json({"type": "end"})
+        await asyncio.wait_for(reader, 10)
+    return {"latencies": latencies, "barge_in_ms": barge_ms}
+
+
+async def level(url: str, key: str, agent_id: str, n: int, clips, barge) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        return await asyncio.gather(
+            *(one_session(s, url, key, agent_id, clips, barge) for _ in range(n))
+        )
+
+
+async def make_agent(url: str, key: str) -> str:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(
+            f"{url}/v1/agents",
+            json={"name": "bench", "voice": "slt", "knowledge": KNOWLEDGE},
+            headers={"Authorization": f"Bearer {key}"},
+        ) as r:
+            r.raise_for_status()
+            agent_id: str = (await r.json())["id"]
+            return agent_id
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--levels", default="1,8,16")
+    args = ap.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    clips = speech(QUESTIONS)
+    long_q, interrupt = speech([LONG_QUESTION, INTERRUPT])
+    window = load_settings().vad_min_silence_ms / 1000
+    rows = []
+    with running_server() as srv:
+        agent_id = asyncio.run(make_agent(srv.url, srv.api_key))
+        for n in levels:
+            cpu0, t0 = cpu_seconds(srv.pid), time.perf_counter()
+            res = asyncio.run(
+                level(srv.ws_url, srv.api_key, agent_id, n, clips, (long_q, interrupt))
+            )
+            cpu = cpu_seconds(srv.pid) - cpu0
+            session_minutes = n * (time.perf_counter() - t0) / 60
+            lat = percentiles([x for r in res for x in r["latencies"]])
+            barge = [r["barge_in_ms"] for r in res if r["barge_in_ms"] is not None]
+            rows.append({
+                "sessions": n,
+                "voice_to_voice_s": lat,
+                "over_vad_window_p50_s": lat["p50"] - window,
+                "barge_in_ms": percentiles(barge),
+                "barge_in_missed": sum(1 for r in res if r["barge_in_ms"] is None),
+                "server_cpu_s_per_session_minute": cpu / session_minutes,
+            })
+    print(f"\nVAD stop window {window * 1000:.0f} ms; target p50 <= window + 150 ms at 1 session")
+    print(f"{'sessions':>8} {'v2v p50':>8} {'p95':>7} {'-window':>8} {'barge p50':>10} "
+          f"{'missed':>6} {'cpu s/min':>9}")
+    for r in rows:
+        v, b = r["voice_to_voice_s"], r["barge_in_ms"]
+        print(f"{r['sessions']:>8} {v['p50'] * 1e3:>8.0f} {v['p95'] * 1e3:>7.0f} "
+              f"{r['over_vad_window_p50_s'] * 1e3:>8.0f} {b['p50']:>10.0f} "
+              f"{r['barge_in_missed']:>6} {r['server_cpu_s_per_session_minute']:>9.2f}")
+    path = write_result("voice_to_voice", {"vad_window_s": window, "transport": "websocket",
+                                           "levels": rows})
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

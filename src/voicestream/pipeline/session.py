@@ -1,0 +1,290 @@
+"""A conversation: user audio → VAD/STT → agent → TTS → agent audio, with barge-in.
+
+Three lanes run side by side:
+
+* the listener (``push_audio``): VAD and STT on the STT executor; a final transcript starts an
+  agent turn, and speech that starts while the agent talks is a barge-in;
+* the responder (one task per agent turn): the agent's text deltas feed a TTS stream, whose
+  clauses go to the speaker as soon as each is synthesized — the reply starts speaking when its
+  first clause exists;
+* the speaker (``speaker.Speaker``): 20 ms frames the transport pulls at playback pace.
+
+Barge-in is control, not data: it cancels the responder, empties the speaker in one call and
+emits an ``interruption`` event; the frames already handed out (at most a frame or two, since
+transports pull at playback pace) are all the user still hears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engines.agents.base import AgentConfig, AgentEngine, AgentRequest, ChatMessage
+from ..engines.catalog import EngineRegistry
+from ..engines.executor import InferenceExecutor
+from ..engines.stt_stream import STTStream
+from ..engines.tts_stream import TTSStream
+from ..errors import VoiceStreamError
+from ..media.resample import Resampler
+from . import events
+from .speaker import Speaker
+
+__all__ = ["ConversationHooks", "ConversationSession", "SessionDeps", "SessionStats"]
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+SAMPLE_RATE = 16000  # the session's internal and default output rate
+_HISTORY_TURNS = 20  # messages of history handed to the agent
+
+
+@dataclass(slots=True)
+class ConversationHooks:
+    """Persistence and memory, supplied by the composition root (store lives above engines)."""
+
+    add_turn: Callable[[str, str, bool], Awaitable[None]]  # role, text, interrupted
+    remember: Callable[[str], Awaitable[None]]  # a final user utterance, for long-term memory
+    save_state: Callable[[list[ChatMessage]], Awaitable[None]]  # live state for reconnects
+
+
+@dataclass(slots=True)
+class SessionDeps:
+    registry: EngineRegistry
+    tts_executors: dict[str, InferenceExecutor]
+    stt_executor: InferenceExecutor
+    agent_engine: AgentEngine
+    vad_threshold: float = 0.5
+    vad_min_silence_ms: int = 400
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """Timestamps the benchmarks and metrics read (``time.monotonic``)."""
+
+    user_speech_end: float | None = None  # last final transcript's audio end, arrival time
+    agent_audio_start: list[float] = field(default_factory=list)
+    voice_to_voice: list[float] = field(default_factory=list)
+    interruptions: int = 0
+
+
+class ConversationSession:
+    def __init__(
+        self,
+        deps: SessionDeps,
+        agent: AgentConfig,
+        hooks: ConversationHooks,
+        *,
+        session_id: str | None = None,
+        conversation_id: str,
+        end_user_id: str | None = None,
+        history: list[ChatMessage] | None = None,
+        max_events: int = 2000,
+    ) -> None:
+        self.id = session_id or uuid.uuid4().hex
+        self.conversation_id = conversation_id
+        self.agent = agent
+        self.end_user_id = end_user_id
+        self.history: list[ChatMessage] = list(history or [])
+        self.speaker = Speaker(SAMPLE_RATE)
+        self.stats = SessionStats()
+        self._deps = deps
+        self._hooks = hooks
+        self._engine, self._voice = deps.registry.voice(agent.voice)
+        self._stt = STTStream(
+            deps.registry.stt,
+            deps.registry.vad,
+            deps.stt_executor,
+            vad_threshold=deps.vad_threshold,
+            min_silence_ms=deps.vad_min_silence_ms,
+        )
+        self._events: asyncio.Queue[Event] = asyncio.Queue(max_events)
+        self._responder: asyncio.Task[None] | None = None
+        # Writes go through one queue so they land in conversation order, off the hot path.
+        self._writes: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_loop(), name="session-writes")
+        self._user_speaking = False
+        self._closed = False
+
+    # ---- inputs ---------------------------------------------------------------------------
+
+    async def greet(self) -> None:
+        if self.agent.first_message:
+            self._start_turn(None, self.agent.first_message)
+
+    async def push_audio(self, pcm: bytes) -> None:
+        """User audio: mono s16le at 16 kHz, any length (a 20 ms frame is typical)."""
+        for ev in await self._stt.feed(pcm):
+            match ev.kind:
+                case "speech_start":
+                    self._user_speaking = True
+                    self._emit(events.turn("user", "start"))
+                    if self.agent_active:
+                        self.barge_in()
+                case "partial":
+                    self._emit(events.user_transcript(ev.text, final=False))
+                case "final":
+                    self._user_speaking = False
+                    self._emit(events.turn("user", "end"))
+                    if ev.text.strip():
+                        await self._user_said(ev.text)
+
+    async def push_text(self, text: str) -> None:
+        """A typed message (the widget's text fallback): a whole user turn at once."""
+        if self.agent_active:
+            self.barge_in()
+        await self._user_said(text)
+
+    async def push_dtmf(self, digits: str) -> None:
+        if self.agent_active:
+            self.barge_in()
+        await self._user_said(f"I pressed {' '.join(digits)}", dtmf=digits)
+
+    # ---- outputs --------------------------------------------------------------------------
+
+    async def next_event(self) -> Event:
+        return await self._events.get()
+
+    def next_event_nowait(self) -> Event | None:
+        try:
+            return self._events.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    @property
+    def agent_active(self) -> bool:
+        """The agent is thinking or has audio left to play."""
+        responding = self._responder is not None and not self._responder.done()
+        return responding or self.speaker.active
+
+    # ---- control --------------------------------------------------------------------------
+
+    def barge_in(self) -> None:
+        """Stop the agent now: cancel its turn and drop every queued frame."""
+        if self._responder is not None and not self._responder.done():
+            self._responder.cancel()
+        dropped = self.speaker.clear()
+        self.stats.interruptions += 1
+        self._emit(events.interruption(dropped_ms=dropped * 20))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._responder is not None:
+            self._responder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._responder
+        await self._stt.aclose()
+        self._writes.put_nowait(None)
+        await self._writer  # every turn is recorded before the session is gone
+
+    # ---- internals ------------------------------------------------------------------------
+
+    async def _user_said(self, text: str, *, dtmf: str | None = None) -> None:
+        self.stats.user_speech_end = time.monotonic()
+        self._emit(events.user_transcript(text, final=True))
+        self._persist(lambda: self._hooks.add_turn("user", text, False))
+        self._persist(lambda: self._hooks.remember(text))
+        request = AgentRequest(
+            agent=self.agent,
+            user_text=text,
+            history=tuple(self.history[-_HISTORY_TURNS:]),
+            end_user_id=self.end_user_id,
+            dtmf=dtmf,
+        )
+        self.history.append(ChatMessage("user", text))
+        self._start_turn(request, None)
+
+    def _start_turn(self, request: AgentRequest | None, fixed_text: str | None) -> None:
+        if self._responder is not None and not self._responder.done():
+            self._responder.cancel()
+        self._responder = asyncio.create_task(self._respond(request, fixed_text), name="respond")
+
+    async def _respond(self, request: AgentRequest | None, fixed_text: str | None) -> None:
+        tts = TTSStream(self._engine, self._voice, self._deps.tts_executors[self._engine.name])
+        reply: list[str] = []
+        spoken = False
+
+        async def produce() -> None:
+            try:
+                if fixed_text is not None:
+                    reply.append(fixed_text)
+                    tts.push_text(fixed_text)
+                else:
+                    assert request is not None
+                    async for delta in self._deps.agent_engine.respond(request):
+                        reply.append(delta)
+                        tts.push_text(delta)
+            finally:
+                # Also on failure: the speaking side must not wait for text that never comes.
+                tts.end_input()
+            self._emit(events.agent_response("".join(reply).strip()))
+
+        producer = asyncio.create_task(produce(), name="agent-text")
+        resampler: Resampler | None = None
+        try:
+            async for chunk in tts:
+                pcm = chunk.pcm
+                if chunk.sample_rate != SAMPLE_RATE:
+                    resampler = resampler or Resampler(chunk.sample_rate, SAMPLE_RATE)
+                    pcm = resampler.process(pcm)
+                if not spoken:
+                    spoken = True
+                    now = time.monotonic()
+                    self.stats.agent_audio_start.append(now)
+                    if request is not None and self.stats.user_speech_end is not None:
+                        self.stats.voice_to_voice.append(now - self.stats.user_speech_end)
+                    self._emit(events.turn("agent", "start"))
+                await self.speaker.put(pcm)
+            if resampler is not None:
+                await self.speaker.put(resampler.flush())
+            self.speaker.flush_partial()
+            await producer
+            self._finish_turn(reply, interrupted=False)
+        except asyncio.CancelledError:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await producer
+            self._finish_turn(reply, interrupted=True)
+            raise
+        except VoiceStreamError as err:
+            producer.cancel()
+            log.warning("agent turn failed: %s", err)
+            self._emit(events.error(err.code, err.message))
+        finally:
+            if not producer.done():
+                producer.cancel()
+
+    def _finish_turn(self, reply: list[str], *, interrupted: bool) -> None:
+        text = "".join(reply).strip()
+        if not text:
+            return
+        self.history.append(ChatMessage("assistant", text))
+        self._emit(events.turn("agent", "end"))
+        history = list(self.history)
+        self._persist(lambda: self._hooks.add_turn("agent", text, interrupted))
+        self._persist(lambda: self._hooks.save_state(history))
+
+    def _persist(self, write: Callable[[], Awaitable[None]]) -> None:
+        if not self._writer.done():
+            self._writes.put_nowait(write)
+
+    async def _write_loop(self) -> None:
+        while (write := await self._writes.get()) is not None:
+            try:
+                await write()
+            except Exception:  # persistence trouble must not kill the live conversation
+                log.exception("session %s: could not record a turn", self.id)
+
+    def _emit(self, event: Event) -> None:
+        try:
+            self._events.put_nowait(event)
+        except asyncio.QueueFull:
+            # A client that stopped reading events; the transport closes it on its side.
+            log.warning("session %s: event queue full, dropping %s", self.id, event["type"])

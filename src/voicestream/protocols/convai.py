@@ -1,0 +1,114 @@
+"""voicestream's conversation protocol (``/v1/convai/stream`` and the WebRTC data channel).
+
+Client → server: binary audio in the input format, and JSON control messages::
+
+    {"type": "config", "input_format": "pcm_16000", "output_format": "pcm_16000",
+     "end_user_id": "…"}            # optional; only as the first message
+    {"type": "text", "text": "…"}    # a typed user turn (the widget's text fallback)
+    {"type": "dtmf", "digits": "12#"}
+    {"type": "pong", "event_id": 3}  # answer to a ping (optional)
+    {"type": "end"}                  # hang up
+
+Server → client: binary agent audio and JSON events — ``session`` (first), ``user_transcript``
+``{text, final}``, ``agent_response`` ``{text}``, ``interruption``, ``turn`` ``{speaker, state}``,
+``ping`` ``{event_id}``, ``error`` ``{code, message}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidJSON, ProtocolError, TextTooLong
+
+__all__ = ["Config", "Dtmf", "End", "Pong", "UserText", "dump", "parse_client_message"]
+
+_DTMF = re.compile(r"^[0-9*#A-Da-d]{1,32}$")
+_MAX_TEXT = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    input_format: str | None = None
+    output_format: str | None = None
+    end_user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserText:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    digits: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    event_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    pass
+
+
+ClientMessage = Config | UserText | Dtmf | Pong | End
+
+
+def _opt_str(msg: dict[str, Any], key: str, limit: int = 200) -> str | None:
+    value = msg.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ProtocolError(f'"{key}" must be a non-empty string of at most {limit} characters')
+    return value
+
+
+def parse_client_message(raw: str) -> ClientMessage:
+    """Parse one JSON control message.
+
+    Raises:
+        InvalidJSON, ProtocolError, TextTooLong: with a message fit to show the client.
+    """
+    try:
+        msg = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidJSON(f"message is not valid JSON: {exc}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("message must be a JSON object")
+    match msg.get("type"):
+        case "config":
+            return Config(
+                _opt_str(msg, "input_format"),
+                _opt_str(msg, "output_format"),
+                _opt_str(msg, "end_user_id"),
+            )
+        case "text":
+            text = msg.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise ProtocolError('"text" must be a non-empty string')
+            if len(text) > _MAX_TEXT:
+                raise TextTooLong(f"text has {len(text)} characters; the limit is {_MAX_TEXT}")
+            return UserText(text)
+        case "dtmf":
+            digits = msg.get("digits")
+            if not isinstance(digits, str) or not _DTMF.match(digits):
+                raise ProtocolError('"digits" must be 1-32 of 0-9, *, #, A-D')
+            return Dtmf(digits)
+        case "pong":
+            event_id = msg.get("event_id")
+            return Pong(event_id if isinstance(event_id, int) else None)
+        case "end":
+            return End()
+        case other:
+            raise ProtocolError(
+                f"unknown message type {other!r}; expected config, text, dtmf, pong or end"
+            )
+
+
+def dump(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,204 @@
+"""Opening a conversation for any transport: who may talk to which agent, a new or resumed
+conversation, and the session wired to persistence, memory and live state.
+
+Live state (the agent's history, the conversation id) sits in Redis under the session id while
+the client is connected, and for a grace period after it drops, so a client that reconnects
+with ``session_id`` picks up the same conversation. PostgreSQL holds the durable transcript.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ..engines.agents.base import AgentConfig, ChatMessage
+from ..errors import AuthError, Forbidden, NotFound, ValidationFailed
+from ..pipeline import events
+from ..pipeline.session import SAMPLE_RATE, ConversationHooks, ConversationSession, SessionDeps
+from .context import RUNTIME, Runtime, optional_principal
+from .tickets import verify_ticket
+
+__all__ = ["ConversationLease", "open_conversation"]
+
+log = logging.getLogger(__name__)
+
+_LIVE_TTL_S = 24 * 3600  # a live session's state outlives any sane call
+_END_USER = re.compile(r"^[\w.@:+-]{1,200}$")
+# Questions are not facts about the user; remembering them would make the next "what is my
+# name" recall the question itself. STT gives no "?", so look at the first word.
+_QUESTION_WORDS = frozenset(
+    "what who whom whose where when why how which do does did is are was were can could "
+    "would will shall should may might have has".split()
+)
+
+
+def _state_key(session_id: str) -> str:
+    return f"vs:convai:session:{session_id}"
+
+
+@dataclass
+class ConversationLease:
+    rt: Runtime
+    session: ConversationSession
+    resumed: bool
+    transport: str
+
+    def session_event(self) -> dict[str, Any]:
+        return events.session_info(
+            session_id=self.session.id,
+            conversation_id=self.session.conversation_id,
+            agent_id=self.session.agent.id,
+            resumed=self.resumed,
+            sample_rate=SAMPLE_RATE,
+        )
+
+    async def close(self, *, ended: bool) -> None:
+        """``ended``: the client hung up on purpose; otherwise the session stays resumable."""
+        await self.session.close()
+        key = _state_key(self.session.id)
+        if ended:
+            await self.rt.redis.delete(key)
+            await self.rt.conversations.end(self.session.conversation_id, "ended")
+        else:
+            await self.rt.redis.expire(key, int(self.rt.settings.convai_resume_grace_seconds))
+            await self.rt.conversations.end(self.session.conversation_id, "disconnected")
+
+
+async def open_conversation(
+    request: web.Request,
+    *,
+    agent_id: str,
+    session_id: str | None,
+    end_user_id: str | None,
+    transport: str,
+    ticket: str | None = None,
+) -> ConversationLease:
+    """Authorize, then create or resume the conversation. Raises before any upgrade."""
+    rt = request.app[RUNTIME]
+    if not agent_id:
+        raise ValidationFailed("agent_id is required")
+    if end_user_id is not None and not _END_USER.match(end_user_id):
+        raise ValidationFailed("end_user_id must be 1-200 letters, digits or . @ : + - _")
+    agent, ticket_user = await _authorized_agent(request, rt, agent_id, ticket)
+    end_user_id = end_user_id or ticket_user
+
+    history: list[ChatMessage] = []
+    resumed = False
+    if session_id:
+        state = await _load_state(rt, session_id)
+        if state.get("workspace_id") != agent.workspace_id or state.get("agent_id") != agent.id:
+            raise NotFound("unknown or expired session")
+        conversation_id = str(state["conversation_id"])
+        end_user_id = state.get("end_user_id") or end_user_id
+        history = [ChatMessage(m["role"], m["content"]) for m in state.get("history", [])]
+        resumed = True
+        await rt.conversations.reopen(conversation_id)
+    else:
+        session_id = uuid.uuid4().hex
+        conversation_id = await rt.conversations.create(
+            agent.workspace_id, agent.id, end_user_id, transport
+        )
+
+    session = ConversationSession(
+        SessionDeps(
+            registry=rt.registry,
+            tts_executors=rt.tts_executors,
+            stt_executor=rt.stt_executor,
+            agent_engine=rt.agent_resolver.engine_for(agent),
+            vad_threshold=rt.settings.vad_threshold,
+            vad_min_silence_ms=rt.settings.vad_min_silence_ms,
+        ),
+        agent,
+        _hooks(rt, agent, session_id, conversation_id, lambda: session.end_user_id),
+        session_id=session_id,
+        conversation_id=conversation_id,
+        end_user_id=end_user_id,
+        history=history,
+    )
+    await _save_state(rt, session, history)
+    return ConversationLease(rt, session, resumed, transport)
+
+
+async def _authorized_agent(
+    request: web.Request, rt: Runtime, agent_id: str, ticket: str | None
+) -> tuple[AgentConfig, str | None]:
+    principal = optional_principal(request)
+    if principal is not None:
+        return await rt.agents.get_config(str(principal.workspace_id), agent_id), None
+    token = ticket or request.query.get("ticket")
+    if token:
+        claims = verify_ticket(rt.secret_key, token)
+        if claims.agent_id != agent_id:
+            raise Forbidden("the ticket was issued for another agent")
+        return await rt.agents.get_config(claims.workspace_id, agent_id), claims.end_user_id
+    try:
+        return await rt.agents.get_public_config(agent_id), None
+    except NotFound:
+        raise AuthError(
+            "this agent is not public: send an API key, or a ticket from POST /v1/convai/tickets"
+        ) from None
+
+
+def _hooks(
+    rt: Runtime,
+    agent: AgentConfig,
+    session_id: str,
+    conversation_id: str,
+    end_user: Any,
+) -> ConversationHooks:
+    async def add_turn(role: str, text: str, interrupted: bool) -> None:
+        await rt.conversations.add_turn(conversation_id, role, text, interrupted=interrupted)
+
+    async def remember(text: str) -> None:
+        user = end_user()
+        words = text.lower().split()
+        if user is None or len(words) < 3 or words[0] in _QUESTION_WORDS:
+            return
+        await rt.memory.remember(agent, user, text, conversation_id=conversation_id)
+
+    async def save_state(history: list[ChatMessage]) -> None:
+        await rt.redis.set(
+            _state_key(session_id),
+            _state_json(agent, conversation_id, end_user(), history),
+            ex=_LIVE_TTL_S,
+        )
+
+    return ConversationHooks(add_turn=add_turn, remember=remember, save_state=save_state)
+
+
+def _state_json(
+    agent: AgentConfig, conversation_id: str, end_user_id: str | None, history: list[ChatMessage]
+) -> str:
+    return json.dumps(
+        {
+            "workspace_id": agent.workspace_id,
+            "agent_id": agent.id,
+            "conversation_id": conversation_id,
+            "end_user_id": end_user_id,
+            "history": [{"role": m.role, "content": m.content} for m in history],
+        }
+    )
+
+
+async def _save_state(rt: Runtime, session: ConversationSession, history: list[ChatMessage]) -> None:
+    await rt.redis.set(
+        _state_key(session.id),
+        _state_json(session.agent, session.conversation_id, session.end_user_id, history),
+        ex=_LIVE_TTL_S,
+    )
+
+
+async def _load_state(rt: Runtime, session_id: str) -> dict[str, Any]:
+    if not re.fullmatch(r"[0-9a-f]{32}", session_id):
+        raise NotFound("unknown or expired session")
+    raw = await rt.redis.get(_state_key(session_id))
+    if raw is None:
+        raise NotFound("unknown or expired session")
+    state: dict[str, Any] = json.loads(raw)
+    return state

@@ -1,0 +1,170 @@
+"""``WS /v1/convai/stream?agent_id=…``: a voice conversation over one socket.
+
+Four tasks per socket: the reader (user audio and control messages into the session), the event
+sender, the audio sender (agent frames paced at playback speed, a short lead ahead, so a
+barge-in leaves the client almost nothing to play), and a pinger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiohttp import WSMsgType, web
+
+from ..errors import PayloadTooLarge, ProtocolError, VoiceStreamError
+from ..media.decode import RawStreamDecoder
+from ..media.encode import make_encoder
+from ..media.formats import AudioFormat
+from ..pipeline.session import SAMPLE_RATE, ConversationSession
+from ..protocols import convai
+from .context import RUNTIME, Runtime
+from .convai_common import ConversationLease, open_conversation
+from .stt_common import parse_raw_format
+from .ws_common import close_with_error, open_websocket
+
+__all__ = ["ws_convai"]
+
+log = logging.getLogger(__name__)
+
+# How far ahead of playback the sender may run: enough to ride out network jitter, small enough
+# that an interrupted agent goes quiet at once.
+_PLAYBACK_LEAD_S = 0.1
+_PING_EVERY_S = 10.0
+
+
+async def ws_convai(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    q = request.query
+    in_fmt = parse_raw_format(q.get("input_format", "pcm_16000"))
+    out_fmt = parse_raw_format(q.get("output_format", "pcm_16000"))
+    # Agent, key and resumable session are all checked before the upgrade: plain 4xx on error.
+    lease = await open_conversation(
+        request,
+        agent_id=q.get("agent_id", ""),
+        session_id=q.get("session_id"),
+        end_user_id=q.get("end_user_id"),
+        transport="websocket",
+    )
+    ws = await open_websocket(request, rt.settings)
+    socket = _ConvaiSocket(rt, ws, lease, in_fmt, out_fmt)
+    rt.metrics.active_streams.labels("convai_ws").inc()
+    try:
+        await socket.run()
+    finally:
+        rt.metrics.active_streams.labels("convai_ws").dec()
+        await lease.close(ended=socket.ended)
+    return ws
+
+
+class _ConvaiSocket:
+    def __init__(
+        self,
+        rt: Runtime,
+        ws: web.WebSocketResponse,
+        lease: ConversationLease,
+        in_fmt: AudioFormat,
+        out_fmt: AudioFormat,
+    ) -> None:
+        self.rt = rt
+        self.ws = ws
+        self.lease = lease
+        self.session: ConversationSession = lease.session
+        self.decoder = RawStreamDecoder(in_fmt, SAMPLE_RATE)
+        self.out_fmt = out_fmt
+        self.encoder = make_encoder(out_fmt, SAMPLE_RATE)
+        self.ended = False
+        self._first_message = True
+
+    async def run(self) -> None:
+        await self.ws.send_str(convai.dump(self.lease.session_event()))
+        if not self.lease.resumed:
+            await self.session.greet()
+        tasks = [
+            asyncio.create_task(self._read(), name="convai-read"),
+            asyncio.create_task(self._send_events(), name="convai-events"),
+            asyncio.create_task(self._send_audio(), name="convai-audio"),
+            asyncio.create_task(self._ping(), name="convai-ping"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            await self.ws.close()
+        except VoiceStreamError as err:
+            self.rt.metrics.errors.labels(err.code).inc()
+            await close_with_error(self.ws, err)
+        except ConnectionError:
+            log.debug("convai socket closed by peer")
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _read(self) -> None:
+        limit = self.rt.settings.max_ws_message_bytes
+        async for msg in self.ws:
+            if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT) and len(msg.data) > limit:
+                raise PayloadTooLarge(f"message exceeds the limit of {limit} bytes")
+            if msg.type == WSMsgType.BINARY:
+                self._first_message = False
+                await self.session.push_audio(self.decoder.decode(msg.data))
+            elif msg.type == WSMsgType.TEXT:
+                if await self._control(convai.parse_client_message(msg.data)):
+                    return
+            else:
+                break
+
+    async def _control(self, msg: convai.ClientMessage) -> bool:
+        """Apply one control message; True when the client hung up."""
+        first, self._first_message = self._first_message, False
+        match msg:
+            case convai.Config():
+                if not first:
+                    raise ProtocolError("config is only accepted as the first message")
+                if msg.input_format:
+                    self.decoder = RawStreamDecoder(parse_raw_format(msg.input_format), SAMPLE_RATE)
+                if msg.output_format:
+                    self.out_fmt = parse_raw_format(msg.output_format)
+                    self.encoder = make_encoder(self.out_fmt, SAMPLE_RATE)
+                if msg.end_user_id:
+                    self.session.end_user_id = msg.end_user_id
+            case convai.UserText(text):
+                await self.session.push_text(text)
+            case convai.Dtmf(digits):
+                await self.session.push_dtmf(digits)
+            case convai.Pong():
+                pass
+            case convai.End():
+                self.ended = True
+                return True
+        return False
+
+    async def _send_events(self) -> None:
+        while True:
+            event = await self.session.next_event()
+            await self.ws.send_str(convai.dump(event))
+
+    async def _send_audio(self) -> None:
+        playhead = 0.0  # when the client will have played everything sent so far
+        while True:
+            frame = await self.session.speaker.get()
+            now = time.monotonic()
+            playhead = max(playhead, now)
+            if playhead - now > _PLAYBACK_LEAD_S:
+                await asyncio.sleep(playhead - now - _PLAYBACK_LEAD_S)
+            data = self.encoder.encode(frame)
+            if data:
+                await self.ws.send_bytes(data)
+            playhead += len(frame) / 2 / SAMPLE_RATE
+
+    async def _ping(self) -> None:
+        event_id = 0
+        while True:
+            await asyncio.sleep(_PING_EVERY_S)
+            event_id += 1
+            await self.ws.send_str(convai.dump({"type": "ping", "event_id": event_id}))

@@ -1,0 +1,228 @@
+"""Conversations over the WebSocket with real speech as the user's voice: the question is
+transcribed, the knowledge-base agent answers from its documents, and the answer audio
+transcribes back to the expected words."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from helpers import normalize
+from server.convai_client import ConvaiClient
+
+OPENING_HOURS = "Our office is open from nine in the morning to five in the evening on weekdays."
+PARKING = "Parking is free in the garage behind the building for all visitors."
+LONG_ANSWER = (
+    "The museum tour takes about two hours. It starts in the main hall, continues through the "
+    "painting gallery and the sculpture garden, and ends at the gift shop near the entrance. "
+    "Guides speak English and German, and groups are limited to twenty people."
+)
+
+
+async def _agent(server, session: aiohttp.ClientSession, **extra: Any) -> dict[str, Any]:
+    body = {
+        "name": "front desk",
+        "instructions": "Answer visitor questions.",
+        "voice": "slt",
+        "knowledge": [OPENING_HOURS, PARKING, LONG_ANSWER],
+        **extra,
+    }
+    async with session.post(f"{server.url}/v1/agents", json=body, headers=server.headers()) as r:
+        assert r.status == 201, await r.text()
+        agent: dict[str, Any] = await r.json()
+        return agent
+
+
+async def _speech(server, session: aiohttp.ClientSession, text: str) -> bytes:
+    async with session.post(
+        f"{server.url}/v1/tts",
+        json={"text": text, "format": "pcm_16000", "voice": "rms"},
+        headers=server.headers(),
+    ) as r:
+        assert r.status == 200
+        return await r.read()
+
+
+async def _transcribe(server, session: aiohttp.ClientSession, pcm: bytes) -> str:
+    async with session.post(
+        f"{server.url}/v1/stt", data=pcm, params={"format": "pcm_16000"}, headers=server.headers()
+    ) as r:
+        assert r.status == 200, await r.text()
+        text: str = (await r.json())["text"]
+        return text
+
+
+async def _connect(server, session, agent_id: str, **params: str) -> ConvaiClient:
+    ws = await session.ws_connect(
+        f"{server.ws_url}/v1/convai/stream",
+        params={"agent_id": agent_id, **params},
+        headers=server.headers(),
+    )
+    return ConvaiClient(ws)
+
+
+async def test_spoken_question_gets_a_spoken_answer_from_the_documents(server) -> None:
+    silence = bytes(32000)  # 1 s
+    async with aiohttp.ClientSession() as s:
+        agent = await _agent(server, s, first_message="Hello, how can I help you?")
+        question = await _speech(server, s, "What time is the office open?")
+        client = await _connect(server, s, agent["id"])
+        info = await client.wait_event("session")
+        assert info["agent_id"] == agent["id"] and not info["resumed"]
+        # The greeting is spoken first.
+        await client.wait_event("agent_response", lambda e: "help" in e["text"])
+        greeting = await client.audio_quiet_for(0.6)
+        assert "help" in normalize(await _transcribe(server, s, greeting))
+
+        before = len(client.audio)
+        await client.send_speech(silence[:8000] + question + silence)
+        heard = await client.wait_event("user_transcript", lambda e: e["final"])
+        assert {"office", "open"} <= set(normalize(heard["text"]).split()), heard
+        answer = await client.wait_event("agent_response", lambda e: "office" in e["text"])
+        assert answer["text"] == OPENING_HOURS
+        audio = (await client.audio_quiet_for(0.6))[before:]
+        words = set(normalize(await _transcribe(server, s, audio)).split())
+        assert {"office", "nine", "five"} <= words, words
+        assert any(e == {"type": "turn", "speaker": "agent", "state": "start"}
+                   for e in client.events)
+        await client.ws.send_json({"type": "end"})
+        await client.close()
+
+        # The transcript is stored with the conversation.
+        async with s.get(
+            f"{server.url}/v1/convai/sessions/{info['conversation_id']}", headers=server.headers()
+        ) as r:
+            assert r.status == 200, await r.text()
+            stored = await r.json()
+    texts = [(t["role"], t["text"]) for t in stored["turns"]]
+    assert texts[0] == ("agent", "Hello, how can I help you?")
+    assert texts[1][0] == "user" and "office" in texts[1][1]
+    assert texts[2] == ("agent", OPENING_HOURS)
+
+
+async def test_user_speech_during_agent_speech_interrupts_it(server) -> None:
+    async with aiohttp.ClientSession() as s:
+        agent = await _agent(server, s)
+        interruption = await _speech(server, s, "Wait, where can I park my car?")
+        client = await _connect(server, s, agent["id"])
+        await client.wait_event("session")
+        await client.ws.send_json({"type": "text", "text": "How long does the museum tour take?"})
+        await client.wait_event("agent_response", lambda e: "museum" in e["text"])
+        # Let the long answer play for a while, then talk over it, in real time.
+        await client.wait_for(lambda: len(client.audio) > 32000 * 1.5)
+        await client.send_speech(interruption, realtime=True)
+        event = await client.wait_event("interruption")
+        stopped_at = client.event_times[client.events.index(event)]
+        assert event["dropped_ms"] > 1000  # most of the long answer never played
+        # The agent answers the new question.
+        await client.wait_event("agent_response", lambda e: "Parking" in e["text"])
+        # The new answer cannot start before the user stops talking (over a second later), so
+        # audio arriving in the second after the interruption is the old answer's leftover:
+        # at most what was already on the wire (the sender's 100 ms lead and a frame).
+        await client.audio_quiet_for(0.6)
+        leftover = [t for t, _ in client.audio_chunks if stopped_at < t < stopped_at + 1.0]
+        assert len(leftover) <= 8, len(leftover)
+        await client.close()
+
+
+async def test_reconnect_within_grace_resumes_the_conversation(server) -> None:
+    async with aiohttp.ClientSession() as s:
+        agent = await _agent(server, s)
+        first = await _connect(server, s, agent["id"])
+        info = await first.wait_event("session")
+        await first.ws.send_json({"type": "text", "text": "Is parking free?"})
+        await first.wait_event("agent_response")
+        await first.close()  # dropped, not ended
+
+        second = await _connect(server, s, agent["id"], session_id=info["session_id"])
+        again = await second.wait_event("session")
+        assert again["resumed"] and again["conversation_id"] == info["conversation_id"]
+        await second.ws.send_json({"type": "text", "text": "When is the office open?"})
+        await second.wait_event("agent_response", lambda e: "office" in e["text"])
+        await second.ws.send_json({"type": "end"})
+        await second.close()
+        await asyncio.sleep(0.2)
+        async with s.get(
+            f"{server.url}/v1/convai/sessions/{info['conversation_id']}", headers=server.headers()
+        ) as r:
+            turns = (await r.json())["turns"]
+        assert [t["role"] for t in turns] == ["user", "agent", "user", "agent"]
+
+        # An unknown session id is refused before the upgrade.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+            await s.ws_connect(
+                f"{server.ws_url}/v1/convai/stream",
+                params={"agent_id": agent["id"], "session_id": "0" * 32},
+                headers=server.headers(),
+            )
+        assert exc.value.status == 404
+
+
+async def test_long_term_memory_recalls_an_earlier_session(server) -> None:
+    async with aiohttp.ClientSession() as s:
+        agent = await _agent(server, s)
+        one = await _connect(server, s, agent["id"], end_user_id="visitor-42")
+        await one.wait_event("session")
+        await one.ws.send_json({"type": "text", "text": "My favourite colour is green."})
+        await one.wait_event("agent_response")
+        await one.ws.send_json({"type": "end"})
+        await one.close()
+        await asyncio.sleep(0.3)
+
+        two = await _connect(server, s, agent["id"], end_user_id="visitor-42")
+        await two.wait_event("session")
+        await two.ws.send_json({"type": "text", "text": "What is my favourite colour?"})
+        reply = await two.wait_event("agent_response")
+        assert "green" in reply["text"].lower(), reply
+        await two.close()
+
+        # Another end user has no such memory.
+        three = await _connect(server, s, agent["id"], end_user_id="visitor-7")
+        await three.wait_event("session")
+        await three.ws.send_json({"type": "text", "text": "What is my favourite colour?"})
+        reply = await three.wait_event("agent_response")
+        assert "green" not in reply["text"].lower(), reply
+        await three.close()
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "close"),
+    [
+        ("{nope", "invalid_json", 1007),
+        ('{"type":"dance"}', "protocol_error", 1002),
+        ('{"type":"dtmf","digits":"x"}', "protocol_error", 1002),
+    ],
+)
+async def test_bad_control_messages(server, payload: str, code: str, close: int) -> None:
+    async with aiohttp.ClientSession() as s:
+        agent = await _agent(server, s)
+        client = await _connect(server, s, agent["id"])
+        await client.wait_event("session")
+        await client.ws.send_str(payload)
+        err = await client.wait_event("error")
+        assert err["code"] == code
+        await client.wait_for(lambda: client.ws.closed)
+        assert client.ws.close_code == close
+
+
+async def test_bad_requests_are_refused_before_the_upgrade(server) -> None:
+    async with aiohttp.ClientSession() as s:
+        agent = await _agent(server, s)
+        cases = [
+            ({}, 422),  # no agent_id
+            ({"agent_id": "not-a-uuid"}, 404),
+            ({"agent_id": "00000000-0000-0000-0000-000000000000"}, 404),
+            ({"agent_id": agent["id"], "input_format": "mp3_44100_128"}, 400),
+        ]
+        for params, status in cases:
+            async with s.get(
+                f"{server.url}/v1/convai/stream", params=params, headers=server.headers()
+            ) as r:
+                assert r.status == status, (params, await r.text())
+                assert "error" in await r.json()
+        # No key, no ticket, private agent: 401.
+        async with s.get(f"{server.url}/v1/convai/stream", params={"agent_id": agent["id"]}) as r:
+            assert r.status == 401
