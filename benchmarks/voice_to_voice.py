@@ -19,8 +19,8 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from harness import percentiles, running_server, write_result
 
+from harness import percentiles, running_server, write_result
 from voicestream.config import load_settings
 from voicestream.engines.catalog import build_default_registry
 
@@ -67,13 +67,19 @@ async def send_realtime(ws: aiohttp.ClientWebSocketResponse, pcm: bytes) -> floa
 
 
 async def one_session(
-    s: aiohttp.ClientSession, url: str, key: str, agent_id: str, clips: list[bytes],
+    s: aiohttp.ClientSession,
+    url: str,
+    key: str,
+    agent_id: str,
+    clips: list[bytes],
     barge: tuple[bytes, bytes] | None,
 ) -> dict[str, Any]:
     audio_times: list[float] = []
     events: list[tuple[float, dict[str, Any]]] = []
+    arrived = asyncio.Event()
     async with s.ws_connect(
-        f"{url}/v1/convai/stream", params={"agent_id": agent_id},
+        f"{url}/v1/convai/stream",
+        params={"agent_id": agent_id},
         headers={"Authorization": f"Bearer {key}"},
     ) as ws:
 
@@ -82,6 +88,7 @@ async def one_session(
                 now = time.perf_counter()
                 if msg.type == aiohttp.WSMsgType.BINARY:
                     audio_times.append(now)
+                    arrived.set()
                 elif msg.type == aiohttp.WSMsgType.TEXT:
                     events.append((now, json.loads(msg.data)))
 
@@ -91,7 +98,8 @@ async def one_session(
             end = await send_realtime(ws, clip)
             silence_task = asyncio.create_task(send_realtime(ws, SILENCE * 2))
             while not any(t > end for t in audio_times):
-                await asyncio.sleep(0.005)
+                arrived.clear()
+                await arrived.wait()
             latencies.append(min(t for t in audio_times if t > end) - end)
             await silence_task
         barge_ms = None
@@ -100,7 +108,8 @@ async def one_session(
             end = await send_realtime(ws, question)
             await send_realtime(ws, SILENCE)
             while sum(1 for t in audio_times if t > end) < 50:  # a second of the answer
-                await asyncio.sleep(0.01)
+                arrived.clear()
+                await arrived.wait()
             t0 = time.perf_counter()
             await send_realtime(ws, interrupt)
             hits = [t for t, e in events if e["type"] == "interruption" and t > t0]
@@ -150,24 +159,31 @@ def main() -> None:
             session_minutes = n * (time.perf_counter() - t0) / 60
             lat = percentiles([x for r in res for x in r["latencies"]])
             barge = [r["barge_in_ms"] for r in res if r["barge_in_ms"] is not None]
-            rows.append({
-                "sessions": n,
-                "voice_to_voice_s": lat,
-                "over_vad_window_p50_s": lat["p50"] - window,
-                "barge_in_ms": percentiles(barge),
-                "barge_in_missed": sum(1 for r in res if r["barge_in_ms"] is None),
-                "server_cpu_s_per_session_minute": cpu / session_minutes,
-            })
+            rows.append(
+                {
+                    "sessions": n,
+                    "voice_to_voice_s": lat,
+                    "over_vad_window_p50_s": lat["p50"] - window,
+                    "barge_in_ms": percentiles(barge),
+                    "barge_in_missed": sum(1 for r in res if r["barge_in_ms"] is None),
+                    "server_cpu_s_per_session_minute": cpu / session_minutes,
+                }
+            )
     print(f"\nVAD stop window {window * 1000:.0f} ms; target p50 <= window + 150 ms at 1 session")
-    print(f"{'sessions':>8} {'v2v p50':>8} {'p95':>7} {'-window':>8} {'barge p50':>10} "
-          f"{'missed':>6} {'cpu s/min':>9}")
+    print(
+        f"{'sessions':>8} {'v2v p50':>8} {'p95':>7} {'-window':>8} {'barge p50':>10} "
+        f"{'missed':>6} {'cpu s/min':>9}"
+    )
     for r in rows:
         v, b = r["voice_to_voice_s"], r["barge_in_ms"]
-        print(f"{r['sessions']:>8} {v['p50'] * 1e3:>8.0f} {v['p95'] * 1e3:>7.0f} "
-              f"{r['over_vad_window_p50_s'] * 1e3:>8.0f} {b['p50']:>10.0f} "
-              f"{r['barge_in_missed']:>6} {r['server_cpu_s_per_session_minute']:>9.2f}")
-    path = write_result("voice_to_voice", {"vad_window_s": window, "transport": "websocket",
-                                           "levels": rows})
+        print(
+            f"{r['sessions']:>8} {v['p50'] * 1e3:>8.0f} {v['p95'] * 1e3:>7.0f} "
+            f"{r['over_vad_window_p50_s'] * 1e3:>8.0f} {b['p50']:>10.0f} "
+            f"{r['barge_in_missed']:>6} {r['server_cpu_s_per_session_minute']:>9.2f}"
+        )
+    path = write_result(
+        "voice_to_voice", {"vad_window_s": window, "transport": "websocket", "levels": rows}
+    )
     print(f"\nwrote {path}")
 
 

@@ -1,8 +1,8 @@
 """Settings, read once from the environment and validated at start.
 
 Every setting has an embedded default so the server runs with nothing configured. Names are
-``VOICESTREAM_<FIELD>`` except ``DATABASE_URL``, ``REDIS_URL`` and ``QDRANT_URL``, which keep
-the names every other tool uses.
+``VOICESTREAM_<FIELD>`` except ``DATABASE_URL``, ``REDIS_URL``, ``QDRANT_URL`` and
+``QDRANT_API_KEY``, which keep the names every other tool uses.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
-_UNPREFIXED = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+_UNPREFIXED = {
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
+    "qdrant_url": "QDRANT_URL",
+    "qdrant_api_key": "QDRANT_API_KEY",
+}
 
 
 class ConfigError(Exception):
@@ -46,6 +51,16 @@ class Settings(BaseModel):
     vad_min_silence_ms: int = Field(400, ge=32, le=10_000)
     onnx_providers: str = "auto"  # "auto" or a comma list of tensorrt,cuda,cpu
     trt_cache_dir: Path = Path("engines/trt-cache")
+    # Vectors (agent knowledge, long-term memory): a Qdrant server, else qdrant-client's local
+    # mode in <data_dir>/qdrant (one process per data dir).
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    # A server-wide OpenAI-compatible chat-completions endpoint for agents without their own
+    # ``llm``; with both URL and model set, agents answer through it instead of the knowledge
+    # base (which they can still search through the search_knowledge tool).
+    llm_base_url: str | None = None
+    llm_model: str | None = Field(None, min_length=1, max_length=200)
+    llm_api_key: str | None = None
     # Signs conversation tickets. Unset: a random key kept in <data_dir>/secret_key, which
     # every process on the same data dir shares; set it when several hosts serve one database.
     secret_key: str | None = Field(None, min_length=32)
@@ -63,6 +78,13 @@ class Settings(BaseModel):
     def _redis_scheme(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return v
+
+    @field_validator("qdrant_url", "llm_base_url")
+    @classmethod
+    def _http_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
         return v
 
     @field_validator("onnx_providers")

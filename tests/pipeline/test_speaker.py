@@ -47,3 +47,15 @@ async def test_clear_releases_a_blocked_writer() -> None:
     await asyncio.sleep(0.01)
     sp.clear()
     await asyncio.wait_for(writer, 1)
+
+
+async def test_drained_waits_for_the_last_frame_to_be_handed_out() -> None:
+    sp = Speaker(16000)
+    await sp.drained()  # nothing queued: at once
+    await sp.put(bytes(640 * 2))
+    waiter = asyncio.ensure_future(sp.drained())
+    sp.get_nowait()
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    sp.get_nowait()
+    await asyncio.wait_for(waiter, 1)

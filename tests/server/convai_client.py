@@ -38,8 +38,8 @@ class ConvaiClient:
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == kind]
 
-    async def wait_for(self, pred: Callable[[], Any], timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, pred: Callable[[], Any], within: float = 30.0) -> Any:
+        deadline = time.monotonic() + within
         while not (result := pred()):
             if self._reader.done():
                 raise AssertionError(f"socket closed while waiting; events: {self.events}")
@@ -53,15 +53,19 @@ class ConvaiClient:
                 pass
         return result
 
-    async def wait_event(self, kind: str, where: Callable[[dict[str, Any]], bool] | None = None,
-                         timeout: float = 30.0) -> dict[str, Any]:
+    async def wait_event(
+        self,
+        kind: str,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        within: float = 30.0,
+    ) -> dict[str, Any]:
         def find() -> dict[str, Any] | None:
             for e in self.events:
                 if e["type"] == kind and (where is None or where(e)):
                     return e
             return None
 
-        found: dict[str, Any] = await self.wait_for(find, timeout)
+        found: dict[str, Any] = await self.wait_for(find, within)
         return found
 
     async def send_speech(self, pcm: bytes, *, realtime: bool = False) -> None:
@@ -70,9 +74,9 @@ class ConvaiClient:
             if realtime:
                 await asyncio.sleep(0.02)
 
-    async def audio_quiet_for(self, seconds: float, timeout: float = 30.0) -> bytes:
+    async def audio_quiet_for(self, seconds: float, within: float = 30.0) -> bytes:
         """Wait until no audio has arrived for ``seconds``; return all audio so far."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             last = self.audio_chunks[-1][0] if self.audio_chunks else 0.0
             if self.audio_chunks and time.monotonic() - last >= seconds:

@@ -95,7 +95,7 @@ _INV_SQRT_2: Final = np.float32(1.0 / np.sqrt(2.0))
 def _erf(x: F32) -> F32:
     ax = np.abs(x)
     t = np.float32(1.0) / (np.float32(1.0) + _ERF_P * ax)
-    poly = _ERF_A[0]
+    poly: F32 = np.full_like(t, _ERF_A[0])
     for a in _ERF_A[1:]:
         poly = poly * t + a
     y: F32 = np.float32(1.0) - poly * t * np.exp(-ax * ax)
@@ -133,7 +133,9 @@ class MiniLMEmbedder:
             weights = load_file(str(folder / "model.safetensors"))
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except (OSError, ValueError, KeyError) as exc:
-            raise EngineUnavailable(f"cannot load the embedding model from {folder}: {exc}") from exc
+            raise EngineUnavailable(
+                f"cannot load the embedding model from {folder}: {exc}"
+            ) from exc
         tokenizer.enable_truncation(MAX_TOKENS)
         tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest in each batch
         self._tokenizer = tokenizer
@@ -164,8 +166,11 @@ class MiniLMEmbedder:
                     _Layer(
                         qkv_w=np.ascontiguousarray(
                             np.concatenate(
-                                [t(att + "query.weight"), t(att + "key.weight"),
-                                 t(att + "value.weight")],
+                                [
+                                    t(att + "query.weight"),
+                                    t(att + "key.weight"),
+                                    t(att + "value.weight"),
+                                ],
                                 axis=1,
                             )
                         ),
@@ -214,19 +219,23 @@ class MiniLMEmbedder:
         bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
         heads, head_dim = self._heads, DIMENSION // self._heads
         scale = np.float32(1.0 / np.sqrt(head_dim))
+        # Token-wise layers run on x as one [batch*seq, hidden] matrix: a single large GEMM
+        # each, where a 3-D matmul would loop over the batch in small ones.
+        x = x.reshape(batch * seq, DIMENSION)
         for layer in self._layers:
-            qkv = x @ layer.qkv_w + layer.qkv_b  # [b, s, 3h]
+            qkv = x @ layer.qkv_w + layer.qkv_b  # [b*s, 3h]
             qkv = qkv.reshape(batch, seq, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)
             q, k, v = qkv[0], qkv[1], qkv[2]  # [b, heads, s, d]
             scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
             scores -= scores.max(axis=-1, keepdims=True)
             probs = np.exp(scores)
             probs /= probs.sum(axis=-1, keepdims=True)
-            context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, seq, DIMENSION)
+            context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch * seq, DIMENSION)
             attended = context @ layer.out_w + layer.out_b
             x = _layer_norm(x + attended, layer.ln1_g, layer.ln1_b, self._eps)
             ffn = _gelu(x @ layer.ffn_in_w + layer.ffn_in_b) @ layer.ffn_out_w + layer.ffn_out_b
             x = _layer_norm(x + ffn, layer.ln2_g, layer.ln2_b, self._eps)
+        x = x.reshape(batch, seq, DIMENSION)
 
         summed = (x * mask[:, :, None]).sum(axis=1)
         pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)

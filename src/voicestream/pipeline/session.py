@@ -49,8 +49,10 @@ class ConversationHooks:
     """Persistence and memory, supplied by the composition root (store lives above engines)."""
 
     add_turn: Callable[[str, str, bool], Awaitable[None]]  # role, text, interrupted
-    remember: Callable[[str], Awaitable[None]]  # a final user utterance, for long-term memory
-    save_state: Callable[[list[ChatMessage]], Awaitable[None]]  # live state for reconnects
+    # A final user utterance and who said it (None: anonymous), for long-term memory.
+    remember: Callable[[str, str | None], Awaitable[None]]
+    # Live state for reconnects: the history and the end user.
+    save_state: Callable[[list[ChatMessage], str | None], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -190,7 +192,8 @@ class ConversationSession:
         self.stats.user_speech_end = time.monotonic()
         self._emit(events.user_transcript(text, final=True))
         self._persist(lambda: self._hooks.add_turn("user", text, False))
-        self._persist(lambda: self._hooks.remember(text))
+        user = self.end_user_id
+        self._persist(lambda: self._hooks.remember(text, user))
         request = AgentRequest(
             agent=self.agent,
             user_text=text,
@@ -246,6 +249,9 @@ class ConversationSession:
                 await self.speaker.put(resampler.flush())
             self.speaker.flush_partial()
             await producer
+            # The turn lasts until its audio has played out: a barge-in until then is an
+            # interruption of this turn.
+            await self.speaker.drained()
             self._finish_turn(reply, interrupted=False)
         except asyncio.CancelledError:
             producer.cancel()
@@ -268,8 +274,9 @@ class ConversationSession:
         self.history.append(ChatMessage("assistant", text))
         self._emit(events.turn("agent", "end"))
         history = list(self.history)
+        user = self.end_user_id
         self._persist(lambda: self._hooks.add_turn("agent", text, interrupted))
-        self._persist(lambda: self._hooks.save_state(history))
+        self._persist(lambda: self._hooks.save_state(history, user))
 
     def _persist(self, write: Callable[[], Awaitable[None]]) -> None:
         if not self._writer.done():

@@ -24,6 +24,8 @@ class Speaker:
         self._readable = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
+        self._empty = asyncio.Event()  # nothing left to hand out
+        self._empty.set()
         self.frames_out = 0  # frames handed to the transport since the last clear
 
     @property
@@ -36,6 +38,8 @@ class Speaker:
 
     async def put(self, pcm: bytes) -> None:
         """Queue agent audio (mono s16le at ``sample_rate``); waits while the queue is full."""
+        if pcm:
+            self._empty.clear()
         self._partial += pcm
         while len(self._partial) >= self.frame_bytes:
             while len(self._frames) >= self._max_frames:
@@ -60,6 +64,8 @@ class Speaker:
         self.frames_out += 1
         if not self._frames:
             self._readable.clear()
+            if not self._partial:
+                self._empty.set()
         self._room.set()
         return frame
 
@@ -77,5 +83,10 @@ class Speaker:
         self._partial.clear()
         self._readable.clear()
         self._room.set()
+        self._empty.set()
         self.frames_out = 0
         return dropped
+
+    async def drained(self) -> None:
+        """Wait until every queued frame has been handed to the transport."""
+        await self._empty.wait()

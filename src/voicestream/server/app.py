@@ -15,21 +15,28 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from ..config import Settings
+from ..engines.agents.services import open_agent_services
 from ..engines.catalog import EngineRegistry, build_default_registry
 from ..engines.executor import InferenceExecutor
 from ..observability.loop_lag import monitor_loop_lag
 from ..observability.metrics import Metrics
+from ..rest.agents import ROUTES as AGENT_ROUTES
 from ..rest.voices import list_voices
 from ..store.keys import ApiKeyRepository
+from ..store.secrets import load_or_create_secret
 from ..store.services import open_services
 from ..store.usage import UsageRepository
 from ..transports.context import RUNTIME, Runtime
+from ..transports.convai_ws import ws_convai
 from ..transports.http_stt import post_stt
 from ..transports.http_tts import post_tts
+from ..transports.tickets import post_ticket
+from ..transports.webrtc import patch_webrtc_offer, post_webrtc_offer, webrtc_peers
 from ..transports.ws_stt import ws_stt
 from ..transports.ws_tts import ws_tts
 from .health import healthz, metrics, readyz
 from .middleware import auth_middleware, error_middleware
+from .widget import get_demo, get_widget_js
 
 __all__ = ["create_app"]
 
@@ -55,6 +62,14 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.router.add_get("/v1/tts/stream", ws_tts)
     app.router.add_post("/v1/stt", post_stt)
     app.router.add_get("/v1/stt/stream", ws_stt)
+    app.router.add_routes(AGENT_ROUTES)  # /v1/agents…, /v1/convai/sessions…
+    app.router.add_get("/v1/convai/stream", ws_convai)
+    app.router.add_post("/v1/convai/tickets", post_ticket)
+    app.cleanup_ctx.append(webrtc_peers)
+    app.router.add_post("/v1/convai/webrtc/offer", post_webrtc_offer)
+    app.router.add_patch("/v1/convai/webrtc/offer", patch_webrtc_offer)
+    app.router.add_get("/widget.js", get_widget_js)
+    app.router.add_get("/demo", get_demo)
     return app
 
 
@@ -62,7 +77,10 @@ def _runtime(
     settings: Settings, registry: EngineRegistry | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_services(settings) as services:
+        async with (
+            open_services(settings) as services,
+            open_agent_services(settings, services.pool) as agent_services,
+        ):
             reg = registry
             if reg is None:
                 # Loading models is blocking work: keep it off the loop even at start-up.
@@ -73,6 +91,9 @@ def _runtime(
             }
             stt_executor = InferenceExecutor("stt", settings.stt_threads)
             media_executor = InferenceExecutor("media", 1)
+            secret_key = settings.secret_key
+            if secret_key is None:
+                secret_key = await asyncio.to_thread(load_or_create_secret, settings.data_dir)
             try:
                 app[RUNTIME] = Runtime(
                     settings=settings,
@@ -85,6 +106,11 @@ def _runtime(
                     redis=services.redis,
                     keys=ApiKeyRepository(services.pool),
                     usage=UsageRepository(services.pool),
+                    agents=agent_services.agents,
+                    conversations=agent_services.conversations,
+                    knowledge=agent_services.knowledge,
+                    agent_resolver=agent_services.resolver,
+                    secret_key=secret_key,
                 )
                 yield
             finally:

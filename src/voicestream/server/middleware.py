@@ -14,7 +14,7 @@ __all__ = ["KEY_OPTIONAL_PATHS", "PUBLIC_PATHS", "auth_middleware", "error_middl
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/widget.js", "/demo"})
 # A browser widget cannot hold a key: these accept a ticket or a public agent instead, which the
 # handler checks. A key that is presented must still be valid.
 KEY_OPTIONAL_PATHS = frozenset({"/v1/convai/stream", "/v1/convai/webrtc/offer"})

@@ -3,7 +3,7 @@
 Two collections, both 384-dim cosine (the MiniLM embedder's space):
 
 ``knowledge``  payload: workspace_id, agent_id, document_id, chunk, text
-``memory``     payload: workspace_id, end_user_id, agent_id, text, at (unix seconds)
+``memory``     payload: workspace_id, end_user_id, agent_id, conversation_id, text, at (unix s)
 
 Every query filters on ``workspace_id``: tenant isolation is enforced here, not by callers
 remembering to pass a filter.
@@ -23,8 +23,10 @@ server (``QDRANT_URL``) instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -53,6 +55,7 @@ MEMORY: Final = "memory"
 DIMENSION: Final = 384  # engines.embedder.DIMENSION; store/ does not import engines/
 _REMOTE_THREADS: Final = 4
 _REMOTE_TIMEOUT_S: Final = 10
+_UPSERT_BATCH: Final = 64
 # Fixed namespace so a memory's id is a pure function of who said what: saying the same thing
 # twice refreshes one point instead of piling up duplicates.
 _MEMORY_NS: Final = UUID("6f3a1c52-0f9e-4d3b-9a57-1a4c3f0e2b71")
@@ -146,8 +149,18 @@ class VectorStore:
             )
             for i, (text, vec) in enumerate(zip(texts, vectors, strict=True))
         ]
-        if points:
-            await self._run(lambda c: c.upsert(KNOWLEDGE, points=points, wait=True))
+        try:
+            # In batches: local mode commits to SQLite point by point (~3 ms each), and a live
+            # conversation's search queued on the same thread should wait for one batch, not
+            # for a whole handbook.
+            for start in range(0, len(points), _UPSERT_BATCH):
+                batch = points[start : start + _UPSERT_BATCH]
+                await self._run(functools.partial(_upsert, collection=KNOWLEDGE, points=batch))
+        except BaseException:
+            # Whatever part was written must not outlive the failed upload.
+            with contextlib.suppress(Exception):
+                await self.delete_document(workspace_id, agent_id, document_id)
+            raise
         return len(points)
 
     async def search_knowledge(
@@ -157,9 +170,11 @@ class VectorStore:
         query = _vector(vector)
         flt = _filter(workspace_id=workspace_id, agent_id=agent_id)
         points = await self._run(
-            lambda c: c.query_points(
-                KNOWLEDGE, query=query, query_filter=flt, limit=limit, with_payload=True
-            ).points
+            lambda c: (
+                c.query_points(
+                    KNOWLEDGE, query=query, query_filter=flt, limit=limit, with_payload=True
+                ).points
+            )
         )
         hits = []
         for p in points:
@@ -194,13 +209,16 @@ class VectorStore:
         agent_id: Id | None,
         text: str,
         vector: npt.ArrayLike,
+        *,
+        conversation_id: Id | None = None,
     ) -> None:
         """Keep something an end user said, for later sessions (same text: refreshed)."""
         from qdrant_client.http import models as qm
 
         if not end_user_id:
             raise ValidationFailed("end_user_id is required to remember anything")
-        key = f"{workspace_id}\x00{end_user_id}\x00{' '.join(text.lower().split())}"
+        words = " ".join(re.findall(r"[\w']+", text.lower()))  # case and punctuation aside
+        key = f"{workspace_id}\x00{end_user_id}\x00{words}"
         point = qm.PointStruct(
             id=str(uuid.uuid5(_MEMORY_NS, key)),
             vector=_vector(vector),
@@ -208,6 +226,7 @@ class VectorStore:
                 "workspace_id": str(workspace_id),
                 "end_user_id": end_user_id,
                 "agent_id": str(agent_id) if agent_id is not None else None,
+                "conversation_id": str(conversation_id) if conversation_id is not None else None,
                 "text": text,
                 "at": time.time(),
             },
@@ -227,9 +246,11 @@ class VectorStore:
         query = _vector(vector)
         flt = _filter(workspace_id=workspace_id, end_user_id=end_user_id, agent_id=agent_id)
         points = await self._run(
-            lambda c: c.query_points(
-                MEMORY, query=query, query_filter=flt, limit=limit, with_payload=True
-            ).points
+            lambda c: (
+                c.query_points(
+                    MEMORY, query=query, query_filter=flt, limit=limit, with_payload=True
+                ).points
+            )
         )
         hits = []
         for p in points:
@@ -330,6 +351,10 @@ class VectorStore:
             for key in keys:
                 client.create_payload_index(name, key, qm.PayloadSchemaType.KEYWORD)
         log.info("created Qdrant collection %s", name)
+
+
+def _upsert(client: QdrantClient, *, collection: str, points: list[qm.PointStruct]) -> None:
+    client.upsert(collection, points=points, wait=True)
 
 
 def _filter(**fields: Any) -> qm.Filter:

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     import asyncpg
     import redis.asyncio
 
+    from ..engines.agents.resolver import AgentCatalog, AgentResolver
+    from ..engines.agents.retrieval import KnowledgeBase
+    from ..store.agents import ConversationRepository
     from ..store.keys import ApiKeyRepository
     from ..store.usage import UsageRepository
 
@@ -35,6 +38,12 @@ class Runtime:
     redis: redis.asyncio.Redis
     keys: ApiKeyRepository
     usage: UsageRepository
+    # Agents (rest/agents.py, convai sessions).
+    agents: AgentCatalog
+    conversations: ConversationRepository
+    knowledge: KnowledgeBase  # embeddings + Qdrant: documents, search, long-term memory
+    agent_resolver: AgentResolver
+    secret_key: str  # signs conversation tickets
 
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("voicestream_runtime", Runtime)

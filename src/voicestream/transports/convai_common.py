@@ -30,12 +30,6 @@ log = logging.getLogger(__name__)
 
 _LIVE_TTL_S = 24 * 3600  # a live session's state outlives any sane call
 _END_USER = re.compile(r"^[\w.@:+-]{1,200}$")
-# Questions are not facts about the user; remembering them would make the next "what is my
-# name" recall the question itself. STT gives no "?", so look at the first word.
-_QUESTION_WORDS = frozenset(
-    "what who whom whose where when why how which do does did is are was were can could "
-    "would will shall should may might have has".split()
-)
 
 
 def _state_key(session_id: str) -> str:
@@ -115,7 +109,7 @@ async def open_conversation(
             vad_min_silence_ms=rt.settings.vad_min_silence_ms,
         ),
         agent,
-        _hooks(rt, agent, session_id, conversation_id, lambda: session.end_user_id),
+        _hooks(rt, agent, session_id, conversation_id),
         session_id=session_id,
         conversation_id=conversation_id,
         end_user_id=end_user_id,
@@ -146,26 +140,19 @@ async def _authorized_agent(
 
 
 def _hooks(
-    rt: Runtime,
-    agent: AgentConfig,
-    session_id: str,
-    conversation_id: str,
-    end_user: Any,
+    rt: Runtime, agent: AgentConfig, session_id: str, conversation_id: str
 ) -> ConversationHooks:
     async def add_turn(role: str, text: str, interrupted: bool) -> None:
         await rt.conversations.add_turn(conversation_id, role, text, interrupted=interrupted)
 
-    async def remember(text: str) -> None:
-        user = end_user()
-        words = text.lower().split()
-        if user is None or len(words) < 3 or words[0] in _QUESTION_WORDS:
-            return
-        await rt.memory.remember(agent, user, text, conversation_id=conversation_id)
+    async def remember(text: str, end_user_id: str | None) -> None:
+        if end_user_id is not None:  # anonymous users have no long-term memory
+            await rt.knowledge.remember(agent, end_user_id, text, conversation_id=conversation_id)
 
-    async def save_state(history: list[ChatMessage]) -> None:
+    async def save_state(history: list[ChatMessage], end_user_id: str | None) -> None:
         await rt.redis.set(
             _state_key(session_id),
-            _state_json(agent, conversation_id, end_user(), history),
+            _state_json(agent, conversation_id, end_user_id, history),
             ex=_LIVE_TTL_S,
         )
 
@@ -186,7 +173,9 @@ def _state_json(
     )
 
 
-async def _save_state(rt: Runtime, session: ConversationSession, history: list[ChatMessage]) -> None:
+async def _save_state(
+    rt: Runtime, session: ConversationSession, history: list[ChatMessage]
+) -> None:
     await rt.redis.set(
         _state_key(session.id),
         _state_json(session.agent, session.conversation_id, session.end_user_id, history),

@@ -255,7 +255,7 @@ def pdf_to_text(data: bytes) -> str:
         raise
     except Exception as exc:  # a damaged PDF can fail anywhere inside pypdf, in any way
         raise UnsupportedFormat(f"cannot read the PDF: {exc}") from None
-    paragraphs = []
+    paragraphs: list[str] = []
     for page in pages:
         page = _HYPHEN_BREAK.sub(r"\1\2", page)
         # PDF text breaks lines where the layout did, not where the sentences do: join lines,

@@ -1,0 +1,474 @@
+"""``/v1/agents``: agents as workspace resources, their knowledge documents, and the stored
+conversations (``/v1/convai/sessions``).
+
+Any key of the workspace may read; writing takes the editor role or above. Ids from another
+workspace, and malformed ids, are 404s. Knowledge is chunked and embedded off the event loop,
+and an agent or document is committed only together with its vectors: a failed embedding or
+vector write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from aiohttp import BodyPartReader, web
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from ..engines.agents.chunking import CONTENT_TYPES, Passage, chunk_document, document_text
+from ..engines.agents.openai_chat import SEARCH_KNOWLEDGE
+from ..errors import (
+    Forbidden,
+    PayloadTooLarge,
+    UnsupportedFormat,
+    ValidationFailed,
+)
+from ..store.agents import Agent, AgentDocument, AgentSpec, NewDocument
+from ..store.keys import Principal, Role
+from ..transports.context import RUNTIME, Runtime, principal_of
+from ..transports.http_common import read_model
+
+__all__ = ["MAX_DOCUMENT_CHARS", "MAX_KNOWLEDGE_CHARS", "ROUTES"]
+
+MAX_KNOWLEDGE_CHARS: Final = 100_000  # one inline knowledge text or JSON document
+MAX_DOCUMENT_CHARS: Final = 500_000  # the text extracted from one uploaded file
+MAX_DOCUMENT_BYTES: Final = 20 * 1024 * 1024  # an uploaded file (a PDF is mostly not text)
+MAX_KNOWLEDGE_ITEMS: Final = 50
+_TOOL_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+_EXTENSIONS: Final = {
+    ".txt": "text/plain",
+    ".text": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".pdf": "application/pdf",
+}
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Language = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+KnowledgeText = Annotated[str, StringConstraints(max_length=MAX_KNOWLEDGE_CHARS)]
+
+
+# --- request bodies -------------------------------------------------------------------------
+
+
+class FunctionSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(pattern=_TOOL_NAME)]
+    description: Annotated[str, StringConstraints(max_length=2000)] = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    @field_validator("name")
+    @classmethod
+    def _not_builtin(cls, v: str) -> str:
+        if v == SEARCH_KNOWLEDGE:
+            raise ValueError(f"{SEARCH_KNOWLEDGE} is built in; do not declare it")
+        return v
+
+
+class ToolSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["function"] = "function"
+    function: FunctionSchema
+
+
+class LLMBody(BaseModel):
+    """A chat-completions endpoint for one agent."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_url: str | None = Field(None, max_length=2000)
+    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    api_key: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=32_000)
+    tools: list[ToolSchema] = Field(default_factory=list, max_length=32)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+    def stored(self) -> dict[str, Any]:
+        data = self.model_dump(exclude_none=True)
+        if not data.get("tools"):
+            data.pop("tools", None)
+        return data
+
+
+class AgentCreateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    instructions: Annotated[str, StringConstraints(max_length=20_000)] = ""
+    voice: str | None = Field(None, max_length=200)
+    language: Language = "en"
+    first_message: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    knowledge: list[KnowledgeText] = Field(default_factory=list, max_length=MAX_KNOWLEDGE_ITEMS)
+    llm: LLMBody | None = None
+    public: bool = False
+
+
+class AgentPatchBody(BaseModel):
+    """Only the fields sent change; ``null`` clears ``first_message`` or ``llm``."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name | None = None
+    instructions: Annotated[str, StringConstraints(max_length=20_000)] | None = None
+    voice: str | None = Field(None, max_length=200)
+    language: Language | None = None
+    first_message: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    llm: LLMBody | None = None
+    public: bool | None = None
+
+
+class DocumentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name = "document"
+    text: KnowledgeText
+    content_type: Literal["text/plain", "text/markdown"] = "text/plain"
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _require(request: web.Request, role: Role) -> Principal:
+    principal = principal_of(request)
+    if not principal.has_role(role):
+        raise Forbidden(
+            f"this needs the {role} role or above; the key's role is {principal.role}",
+            details={"required": role, "role": principal.role},
+        )
+    return principal
+
+
+def _check_voice(rt: Runtime, voice: str) -> str:
+    rt.registry.voice(voice)  # raises UnknownVoice (400: the voice is a body field)
+    return voice
+
+
+def _check_llm(rt: Runtime, llm: LLMBody | None) -> dict[str, Any] | None:
+    if llm is None:
+        return None
+    if llm.base_url is None and not rt.settings.llm_base_url:
+        raise ValidationFailed(
+            "llm.base_url is required: this server has no VOICESTREAM_LLM_BASE_URL",
+            details={"fields": [{"field": "llm.base_url", "message": "required"}]},
+        )
+    return llm.stored()
+
+
+async def _passages(rt: Runtime, text: str, content_type: str) -> list[Passage]:
+    # Regex work over up to hundreds of kilobytes: not on the loop.
+    passages = await rt.media_executor.run(lambda: chunk_document(text, content_type))
+    if not passages:
+        raise ValidationFailed("the document has no text")
+    return passages
+
+
+def _agent_body(agent: Agent, documents: list[AgentDocument] | None = None) -> dict[str, Any]:
+    body = agent.to_dict()
+    if documents is not None:
+        body["documents"] = [d.to_dict() for d in documents]
+    return body
+
+
+# --- agents ---------------------------------------------------------------------------------
+
+
+async def create_agent(request: web.Request) -> web.Response:
+    principal = _require(request, "editor")
+    rt = request.app[RUNTIME]
+    body = await read_model(request, AgentCreateBody)
+    spec = AgentSpec(
+        name=body.name,
+        voice=_check_voice(rt, body.voice or rt.settings.default_voice),
+        instructions=body.instructions,
+        language=body.language,
+        first_message=body.first_message or None,
+        llm=_check_llm(rt, body.llm),
+        public=body.public,
+    )
+    texts = [t for t in body.knowledge if t.strip()]
+    chunked = [await _passages(rt, t, "text/plain") for t in texts]
+    flat = [p for passages in chunked for p in passages]
+    vectors = await rt.knowledge.embed_passages(flat) if flat else None
+    documents = [
+        NewDocument(f"knowledge {i + 1}", "text/plain", text, len(passages))
+        for i, (text, passages) in enumerate(zip(texts, chunked, strict=True))
+    ]
+
+    async def store_vectors(agent: Agent, docs: list[AgentDocument]) -> None:
+        start = 0
+        for doc, passages in zip(docs, chunked, strict=True):
+            assert vectors is not None
+            await rt.knowledge.store_passages(
+                str(agent.workspace_id),
+                str(agent.id),
+                str(doc.id),
+                passages,
+                vectors[start : start + len(passages)],
+            )
+            start += len(passages)
+
+    agent, docs = await rt.agents.create(
+        principal.workspace_id, spec, documents, before_commit=store_vectors if flat else None
+    )
+    return web.json_response(_agent_body(agent, docs), status=201)
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    agents = await request.app[RUNTIME].agents.list(principal.workspace_id)
+    return web.json_response({"agents": [a.to_dict() for a in agents]})
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    rt = request.app[RUNTIME]
+    agent = await rt.agents.get(principal.workspace_id, request.match_info["agent_id"])
+    documents = await rt.agents.list_documents(agent.workspace_id, agent.id)
+    return web.json_response(_agent_body(agent, documents))
+
+
+async def patch_agent(request: web.Request) -> web.Response:
+    principal = _require(request, "editor")
+    rt = request.app[RUNTIME]
+    agent_id = request.match_info["agent_id"]
+    # Unknown agent first: a 404 should not depend on what the body says.
+    await rt.agents.get(principal.workspace_id, agent_id)
+    body = await read_model(request, AgentPatchBody)
+    changes: dict[str, Any] = {}
+    for name in body.model_fields_set:
+        value = getattr(body, name)
+        if value is None and name not in ("first_message", "llm"):
+            raise ValidationFailed(
+                f"{name} cannot be null",
+                details={"fields": [{"field": name, "message": "cannot be null"}]},
+            )
+        changes[name] = value
+    if "voice" in changes:
+        _check_voice(rt, changes["voice"])
+    if "llm" in changes:
+        changes["llm"] = _check_llm(rt, body.llm)
+    if changes.get("first_message") == "":
+        changes["first_message"] = None
+    agent = await rt.agents.update(principal.workspace_id, agent_id, changes)
+    return web.json_response(agent.to_dict())
+
+
+async def delete_agent(request: web.Request) -> web.Response:
+    principal = _require(request, "editor")
+    rt = request.app[RUNTIME]
+    agent = await rt.agents.get(principal.workspace_id, request.match_info["agent_id"])
+
+    async def drop_vectors() -> None:
+        await rt.knowledge.delete_agent(str(agent.workspace_id), str(agent.id))
+
+    await rt.agents.delete(agent.workspace_id, agent.id, before_commit=drop_vectors)
+    return web.Response(status=204)
+
+
+# --- documents ------------------------------------------------------------------------------
+
+
+async def add_document(request: web.Request) -> web.Response:
+    principal = _require(request, "editor")
+    rt = request.app[RUNTIME]
+    agent = await rt.agents.get(principal.workspace_id, request.match_info["agent_id"])
+    name, content_type, text = await _read_document(request, rt)
+    passages = await _passages(rt, text, content_type)
+    vectors = await rt.knowledge.embed_passages(passages)
+
+    async def store_vectors(doc: AgentDocument) -> None:
+        await rt.knowledge.store_passages(
+            str(agent.workspace_id), str(agent.id), str(doc.id), passages, vectors
+        )
+
+    doc = await rt.agents.add_document(
+        agent.workspace_id,
+        agent.id,
+        NewDocument(name, content_type, text, len(passages)),
+        before_commit=store_vectors,
+    )
+    return web.json_response(doc.to_dict(), status=201)
+
+
+async def list_documents(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    docs = await request.app[RUNTIME].agents.list_documents(
+        principal.workspace_id, request.match_info["agent_id"]
+    )
+    return web.json_response({"documents": [d.to_dict() for d in docs]})
+
+
+async def delete_document(request: web.Request) -> web.Response:
+    principal = _require(request, "editor")
+    rt = request.app[RUNTIME]
+    agent = await rt.agents.get(principal.workspace_id, request.match_info["agent_id"])
+    document_id = request.match_info["document_id"]
+
+    async def drop_vectors() -> None:
+        await rt.knowledge.delete_document(str(agent.workspace_id), str(agent.id), document_id)
+
+    await rt.agents.delete_document(
+        agent.workspace_id, agent.id, document_id, before_commit=drop_vectors
+    )
+    return web.Response(status=204)
+
+
+async def _read_document(request: web.Request, rt: Runtime) -> tuple[str, str, str]:
+    """(name, content type, text) from a JSON body, a multipart upload or a raw file body."""
+    kind = request.content_type.lower()
+    if kind == "application/json":
+        body = await read_model(request, DocumentBody)
+        return body.name, body.content_type, body.text
+    if kind == "multipart/form-data":
+        name, content_type, data = await _read_multipart(request)
+    elif kind in CONTENT_TYPES or kind in ("text/x-markdown", "application/octet-stream"):
+        data = await _read_limited(request)
+        name = request.query.get("name") or "document"
+        content_type = _content_type(kind, name)
+    else:
+        raise UnsupportedFormat(
+            f"send the document as JSON, multipart/form-data or one of {', '.join(CONTENT_TYPES)}",
+            details={"content_type": kind},
+        )
+    name = _document_name(name)
+    text = await rt.media_executor.run(lambda: document_text(data, content_type))
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise PayloadTooLarge(f"the document's text exceeds {MAX_DOCUMENT_CHARS} characters")
+    return name, content_type, text
+
+
+async def _read_limited(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_DOCUMENT_BYTES:
+        raise PayloadTooLarge(f"documents are limited to {MAX_DOCUMENT_BYTES} bytes")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = min(MAX_DOCUMENT_BYTES, request.app[RUNTIME].settings.max_upload_bytes)
+        raise PayloadTooLarge(f"documents are limited to {limit} bytes") from None
+
+
+async def _read_multipart(request: web.Request) -> tuple[str, str, bytes]:
+    """The ``file`` part (and an optional ``name`` field) of a form upload."""
+    limit = min(MAX_DOCUMENT_BYTES, request.app[RUNTIME].settings.max_upload_bytes)
+    name: str | None = None
+    file: tuple[str, str, bytes] | None = None
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue  # nested multipart: not ours
+            if part.name == "name":
+                name = (await part.read(decode=True)).decode("utf-8", "replace")[:200]
+            elif part.name == "file":
+                buf = bytearray()
+                while chunk := await part.read_chunk(64 * 1024):
+                    buf.extend(chunk)
+                    if len(buf) > limit:
+                        raise PayloadTooLarge(f"documents are limited to {limit} bytes")
+                filename = part.filename or "document"
+                declared = part.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                file = (filename, _content_type(declared, filename), bytes(buf))
+    except (ValueError, AssertionError, UnicodeDecodeError) as exc:
+        # aiohttp's multipart parser reports malformed bodies with these.
+        raise ValidationFailed(f"malformed multipart body: {exc}") from None
+    if file is None:
+        raise ValidationFailed(
+            "the form needs a 'file' part",
+            details={"fields": [{"field": "file", "message": "required"}]},
+        )
+    filename, content_type, data = file
+    return name or filename, content_type, data
+
+
+def _content_type(declared: str, filename: str) -> str:
+    if declared == "text/x-markdown":
+        return "text/markdown"
+    if declared in CONTENT_TYPES:
+        return declared
+    suffix = re.search(r"\.[A-Za-z]+$", filename)
+    guessed = _EXTENSIONS.get(suffix.group(0).lower()) if suffix else None
+    if guessed is None:
+        raise UnsupportedFormat(
+            f"unsupported document type {declared or filename!r}; use {', '.join(CONTENT_TYPES)}",
+            details={"supported": list(CONTENT_TYPES)},
+        )
+    return guessed
+
+
+def _document_name(name: str) -> str:
+    name = " ".join(name.replace("\x00", "").split())[:200]
+    return name or "document"
+
+
+# --- conversations --------------------------------------------------------------------------
+
+
+def _query_limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise ValidationFailed("limit must be an integer from 1 to 500")
+    return int(raw)
+
+
+def _query_before(request: web.Request) -> datetime | None:
+    raw = request.query.get("before")
+    if raw is None:
+        return None
+    try:
+        before = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed("before must be an ISO 8601 time (a started_at)") from None
+    if before.tzinfo is None:
+        raise ValidationFailed("before needs a timezone offset")
+    return before
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    """Newest first, without turns; filters: agent_id, end_user_id; paging: limit, before."""
+    principal = principal_of(request)
+    rt = request.app[RUNTIME]
+    agent_id = request.query.get("agent_id") or None
+    if agent_id is not None:
+        try:
+            UUID(agent_id)
+        except ValueError:
+            raise ValidationFailed("agent_id must be a UUID") from None
+    conversations = await rt.conversations.list(
+        principal.workspace_id,
+        agent_id=agent_id,
+        end_user_id=request.query.get("end_user_id") or None,
+        limit=_query_limit(request),
+        before=_query_before(request),
+    )
+    return web.json_response({"sessions": [c.to_dict(with_turns=False) for c in conversations]})
+
+
+async def get_session(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    conversation = await request.app[RUNTIME].conversations.get(
+        principal.workspace_id, request.match_info["conversation_id"]
+    )
+    return web.json_response(conversation.to_dict())
+
+
+ROUTES: Final = [
+    web.post("/v1/agents", create_agent),
+    web.get("/v1/agents", list_agents, allow_head=False),
+    web.get("/v1/agents/{agent_id}", get_agent, allow_head=False),
+    web.patch("/v1/agents/{agent_id}", patch_agent),
+    web.delete("/v1/agents/{agent_id}", delete_agent),
+    web.post("/v1/agents/{agent_id}/documents", add_document),
+    web.get("/v1/agents/{agent_id}/documents", list_documents, allow_head=False),
+    web.delete("/v1/agents/{agent_id}/documents/{document_id}", delete_document),
+    web.get("/v1/convai/sessions", list_sessions, allow_head=False),
+    web.get("/v1/convai/sessions/{conversation_id}", get_session, allow_head=False),
+]

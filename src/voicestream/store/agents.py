@@ -1,0 +1,611 @@
+"""Agents, their knowledge documents, and conversations with their transcripts.
+
+Every read and write takes the workspace id and filters on it: an id from another workspace
+behaves exactly like an id that does not exist (``NotFound``), so ids never leak across tenants.
+Ids arrive from URLs as strings; a malformed one is also ``NotFound``, never a 500.
+
+Writes that must stay in step with the vector store take a ``before_commit`` callback, run
+inside the database transaction: if the vectors cannot be written (or deleted), the rows roll
+back too, and no half-made agent or document remains.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal
+from uuid import UUID
+
+from voicestream.errors import NotFound, ValidationFailed
+from voicestream.store import db
+
+__all__ = [
+    "Agent",
+    "AgentDocument",
+    "AgentRepository",
+    "AgentSpec",
+    "Conversation",
+    "ConversationRepository",
+    "NewDocument",
+    "Turn",
+    "parse_id",
+]
+
+_UPDATABLE: Final = frozenset(
+    {"name", "instructions", "voice", "language", "first_message", "llm", "public"}
+)
+_SECRET_LLM_KEYS: Final = frozenset({"api_key"})
+_MAX_LIST: Final = 500
+
+Id = UUID | str
+TurnRole = Literal["user", "agent"]
+
+
+def parse_id(value: Id, what: str = "object") -> UUID:
+    """``value`` as a UUID; a malformed id is an unknown one (``NotFound``)."""
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise NotFound(f"no {what} with id {value!r}") from None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _clean(text: str) -> str:
+    return text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """What a client sets on an agent (validated by the REST layer)."""
+
+    name: str
+    voice: str
+    instructions: str = ""
+    language: str = "en"
+    first_message: str | None = None
+    llm: dict[str, Any] | None = None
+    public: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: UUID
+    workspace_id: UUID
+    name: str
+    instructions: str
+    voice: str
+    language: str
+    first_message: str | None
+    llm: dict[str, Any] | None
+    public: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, secrets withheld: an LLM api_key shows as ``"api_key_set": true``."""
+        llm: dict[str, Any] | None = None
+        if self.llm is not None:
+            llm = {k: v for k, v in self.llm.items() if k not in _SECRET_LLM_KEYS}
+            llm["api_key_set"] = bool(self.llm.get("api_key"))
+        return {
+            "id": str(self.id),
+            "workspace_id": str(self.workspace_id),
+            "name": self.name,
+            "instructions": self.instructions,
+            "voice": self.voice,
+            "language": self.language,
+            "first_message": self.first_message,
+            "llm": llm,
+            "public": self.public,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NewDocument:
+    name: str
+    content_type: str
+    text: str
+    chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDocument:
+    id: UUID
+    agent_id: UUID
+    workspace_id: UUID
+    name: str
+    content_type: str
+    characters: int
+    chunks: int
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "agent_id": str(self.agent_id),
+            "name": self.name,
+            "content_type": self.content_type,
+            "characters": self.characters,
+            "chunks": self.chunks,
+            "created_at": _iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    seq: int
+    role: TurnRole
+    text: str
+    interrupted: bool
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "role": self.role,
+            "text": self.text,
+            "interrupted": self.interrupted,
+            "at": _iso(self.at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: UUID
+    workspace_id: UUID
+    agent_id: UUID | None
+    end_user_id: str | None
+    transport: str
+    started_at: datetime
+    ended_at: datetime | None
+    status: str
+    turn_count: int
+    turns: tuple[Turn, ...] = field(default=())
+
+    def to_dict(self, *, with_turns: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": str(self.id),
+            "agent_id": str(self.agent_id) if self.agent_id is not None else None,
+            "end_user_id": self.end_user_id,
+            "transport": self.transport,
+            "status": self.status,
+            "started_at": _iso(self.started_at),
+            "ended_at": _iso(self.ended_at),
+            "turn_count": self.turn_count,
+        }
+        if with_turns:
+            body["turns"] = [t.to_dict() for t in self.turns]
+        return body
+
+
+_AGENT_COLUMNS = """
+    id, workspace_id, name, instructions, voice, language, first_message, llm, public,
+    created_at, updated_at
+"""
+_DOCUMENT_COLUMNS = """
+    id, agent_id, workspace_id, name, content_type, char_length(text) AS characters, chunks,
+    created_at
+"""
+_CONVERSATION_COLUMNS = """
+    id, workspace_id, agent_id, end_user_id, transport, started_at, ended_at, status, turn_count
+"""
+
+
+def _agent(row: db.Record) -> Agent:
+    llm = row["llm"]
+    return Agent(
+        id=row["id"],
+        workspace_id=row["workspace_id"],
+        name=row["name"],
+        instructions=row["instructions"],
+        voice=row["voice"],
+        language=row["language"],
+        first_message=row["first_message"],
+        # No JSON codec is registered on the pool: jsonb arrives as its text.
+        llm=json.loads(llm) if isinstance(llm, str) else llm,
+        public=row["public"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _document(row: db.Record) -> AgentDocument:
+    return AgentDocument(
+        id=row["id"],
+        agent_id=row["agent_id"],
+        workspace_id=row["workspace_id"],
+        name=row["name"],
+        content_type=row["content_type"],
+        characters=row["characters"],
+        chunks=row["chunks"],
+        created_at=row["created_at"],
+    )
+
+
+def _conversation(row: db.Record, turns: Sequence[db.Record] = ()) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        workspace_id=row["workspace_id"],
+        agent_id=row["agent_id"],
+        end_user_id=row["end_user_id"],
+        transport=row["transport"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        status=row["status"],
+        turn_count=row["turn_count"],
+        turns=tuple(
+            Turn(
+                seq=t["seq"],
+                role=t["role"],
+                text=t["text"],
+                interrupted=t["interrupted"],
+                at=t["at"],
+            )
+            for t in turns
+        ),
+    )
+
+
+def _llm_json(llm: Mapping[str, Any] | None) -> str | None:
+    return None if llm is None else json.dumps(dict(llm))
+
+
+def _limit(limit: int) -> int:
+    return max(1, min(int(limit), _MAX_LIST))
+
+
+# --- agents ---------------------------------------------------------------------------------
+
+AgentHook = Callable[[Agent, list[AgentDocument]], Awaitable[None]]
+DocumentHook = Callable[[AgentDocument], Awaitable[None]]
+DeleteHook = Callable[[], Awaitable[None]]
+
+
+class AgentRepository:
+    def __init__(self, pool: db.Pool) -> None:
+        self._pool = pool
+
+    async def create(
+        self,
+        workspace_id: Id,
+        spec: AgentSpec,
+        documents: Sequence[NewDocument] = (),
+        *,
+        before_commit: AgentHook | None = None,
+    ) -> tuple[Agent, builtins.list[AgentDocument]]:
+        """Insert an agent with its documents in one transaction.
+
+        ``before_commit`` runs inside it (store the vectors there): if it raises, nothing of
+        the agent remains and the error propagates.
+        """
+        ws = parse_id(workspace_id, "workspace")
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""
+                INSERT INTO agents (workspace_id, name, instructions, voice, language,
+                                    first_message, llm, public)
+                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+                RETURNING {_AGENT_COLUMNS}
+                """,
+                ws,
+                _clean(spec.name),
+                _clean(spec.instructions),
+                spec.voice,
+                spec.language,
+                _clean(spec.first_message) if spec.first_message is not None else None,
+                _llm_json(spec.llm),
+                spec.public,
+            )
+            agent = _agent(row)
+            docs = [await self._insert_document(conn, agent, doc) for doc in documents]
+            if before_commit is not None:
+                await before_commit(agent, docs)
+            return agent, docs
+
+    async def get(self, workspace_id: Id, agent_id: Id) -> Agent:
+        """Raises NotFound for an unknown id or one of another workspace."""
+        ws = parse_id(workspace_id, "workspace")
+        aid = parse_id(agent_id, "agent")
+        row = await self._pool.fetchrow(
+            f"SELECT {_AGENT_COLUMNS} FROM agents WHERE id = $1 AND workspace_id = $2", aid, ws
+        )
+        if row is None:
+            raise NotFound(f"no agent with id {str(agent_id)!r}")
+        return _agent(row)
+
+    async def get_public(self, agent_id: Id) -> Agent:
+        """A public agent by id alone (the widget's path). Raises NotFound if not public."""
+        aid = parse_id(agent_id, "agent")
+        row = await self._pool.fetchrow(
+            f"SELECT {_AGENT_COLUMNS} FROM agents WHERE id = $1 AND public", aid
+        )
+        if row is None:
+            raise NotFound(f"no public agent with id {str(agent_id)!r}")
+        return _agent(row)
+
+    async def list(self, workspace_id: Id, *, limit: int = _MAX_LIST) -> builtins.list[Agent]:
+        """The workspace's agents, oldest first."""
+        ws = parse_id(workspace_id, "workspace")
+        rows = await self._pool.fetch(
+            f"SELECT {_AGENT_COLUMNS} FROM agents WHERE workspace_id = $1 "
+            "ORDER BY created_at, id LIMIT $2",
+            ws,
+            _limit(limit),
+        )
+        return [_agent(row) for row in rows]
+
+    async def update(self, workspace_id: Id, agent_id: Id, changes: Mapping[str, Any]) -> Agent:
+        """Set the given fields (a subset of AgentSpec's); ``llm`` is replaced as a whole.
+
+        Raises:
+            NotFound: unknown agent (or another workspace's).
+            ValidationFailed: a field that cannot be changed.
+        """
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ValidationFailed(f"cannot change {', '.join(sorted(unknown))}")
+        ws = parse_id(workspace_id, "workspace")
+        aid = parse_id(agent_id, "agent")
+        if not changes:
+            return await self.get(ws, aid)
+        # Column names come from the whitelist above, never from the client.
+        sets: list[str] = []
+        args: list[Any] = [aid, ws]
+        for i, (column, value) in enumerate(sorted(changes.items()), start=3):
+            if column == "llm":
+                sets.append(f"llm = ${i}::jsonb")
+                args.append(_llm_json(value))
+            else:
+                sets.append(f"{column} = ${i}")
+                args.append(_clean(value) if isinstance(value, str) else value)
+        row = await self._pool.fetchrow(
+            f"UPDATE agents SET {', '.join(sets)}, updated_at = now() "
+            f"WHERE id = $1 AND workspace_id = $2 RETURNING {_AGENT_COLUMNS}",
+            *args,
+        )
+        if row is None:
+            raise NotFound(f"no agent with id {str(agent_id)!r}")
+        return _agent(row)
+
+    async def delete(
+        self, workspace_id: Id, agent_id: Id, *, before_commit: DeleteHook | None = None
+    ) -> None:
+        """Delete an agent and its documents; its conversations stay (agent_id set NULL)."""
+        ws = parse_id(workspace_id, "workspace")
+        aid = parse_id(agent_id, "agent")
+        async with self._pool.acquire() as conn, conn.transaction():
+            deleted = await conn.fetchval(
+                "DELETE FROM agents WHERE id = $1 AND workspace_id = $2 RETURNING id", aid, ws
+            )
+            if deleted is None:
+                raise NotFound(f"no agent with id {str(agent_id)!r}")
+            if before_commit is not None:
+                await before_commit()
+
+    # -- documents ---------------------------------------------------------------------------
+
+    async def add_document(
+        self,
+        workspace_id: Id,
+        agent_id: Id,
+        document: NewDocument,
+        *,
+        before_commit: DocumentHook | None = None,
+    ) -> AgentDocument:
+        """Add a document to an agent; ``before_commit`` as in ``create``."""
+        ws = parse_id(workspace_id, "workspace")
+        aid = parse_id(agent_id, "agent")
+        async with self._pool.acquire() as conn, conn.transaction():
+            # FOR SHARE: the agent cannot be deleted between this check and the insert.
+            row = await conn.fetchrow(
+                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE id = $1 AND workspace_id = $2 "
+                "FOR SHARE",
+                aid,
+                ws,
+            )
+            if row is None:
+                raise NotFound(f"no agent with id {str(agent_id)!r}")
+            doc = await self._insert_document(conn, _agent(row), document)
+            if before_commit is not None:
+                await before_commit(doc)
+            return doc
+
+    async def list_documents(
+        self, workspace_id: Id, agent_id: Id, *, limit: int = _MAX_LIST
+    ) -> builtins.list[AgentDocument]:
+        """The agent's documents, oldest first. Raises NotFound for an unknown agent."""
+        agent = await self.get(workspace_id, agent_id)
+        rows = await self._pool.fetch(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM agent_documents "
+            "WHERE agent_id = $1 AND workspace_id = $2 ORDER BY created_at, id LIMIT $3",
+            agent.id,
+            agent.workspace_id,
+            _limit(limit),
+        )
+        return [_document(row) for row in rows]
+
+    async def document_text(self, workspace_id: Id, agent_id: Id, document_id: Id) -> str:
+        """The stored text of one document (to chunk and embed it again)."""
+        row = await self._pool.fetchrow(
+            "SELECT text FROM agent_documents "
+            "WHERE id = $1 AND agent_id = $2 AND workspace_id = $3",
+            parse_id(document_id, "document"),
+            parse_id(agent_id, "agent"),
+            parse_id(workspace_id, "workspace"),
+        )
+        if row is None:
+            raise NotFound(f"no document with id {str(document_id)!r}")
+        text: str = row["text"]
+        return text
+
+    async def delete_document(
+        self,
+        workspace_id: Id,
+        agent_id: Id,
+        document_id: Id,
+        *,
+        before_commit: DeleteHook | None = None,
+    ) -> None:
+        ws = parse_id(workspace_id, "workspace")
+        aid = parse_id(agent_id, "agent")
+        did = parse_id(document_id, "document")
+        async with self._pool.acquire() as conn, conn.transaction():
+            deleted = await conn.fetchval(
+                "DELETE FROM agent_documents WHERE id = $1 AND agent_id = $2 AND workspace_id = $3 "
+                "RETURNING id",
+                did,
+                aid,
+                ws,
+            )
+            if deleted is None:
+                raise NotFound(f"no document with id {str(document_id)!r}")
+            if before_commit is not None:
+                await before_commit()
+
+    @staticmethod
+    async def _insert_document(
+        conn: db.Connection, agent: Agent, document: NewDocument
+    ) -> AgentDocument:
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO agent_documents (agent_id, workspace_id, name, content_type, text, chunks)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            RETURNING {_DOCUMENT_COLUMNS}
+            """,
+            agent.id,
+            agent.workspace_id,
+            _clean(document.name),
+            document.content_type,
+            _clean(document.text),
+            document.chunks,
+        )
+        return _document(row)
+
+
+# --- conversations --------------------------------------------------------------------------
+
+
+class ConversationRepository:
+    """Conversations and their transcripts, written by the session as it goes."""
+
+    def __init__(self, pool: db.Pool) -> None:
+        self._pool = pool
+
+    async def create(
+        self, workspace_id: Id, agent_id: Id | None, end_user_id: str | None, transport: str
+    ) -> str:
+        """Start a conversation (status ``active``); returns its id as a string."""
+        new_id = await self._pool.fetchval(
+            "INSERT INTO conversations (workspace_id, agent_id, end_user_id, transport) "
+            "VALUES ($1, $2, $3, $4) RETURNING id",
+            parse_id(workspace_id, "workspace"),
+            parse_id(agent_id, "agent") if agent_id is not None else None,
+            end_user_id,
+            transport,
+        )
+        return str(new_id)
+
+    async def add_turn(
+        self, conversation_id: Id, role: str, text: str, *, interrupted: bool = False
+    ) -> int:
+        """Append a turn; returns its sequence number (1, 2, …). Safe for concurrent writers."""
+        if role not in ("user", "agent"):
+            raise ValidationFailed(f"turn role must be 'user' or 'agent', not {role!r}")
+        seq = await self._pool.fetchval(
+            """
+            WITH c AS (
+                UPDATE conversations SET turn_count = turn_count + 1 WHERE id = $1
+                RETURNING id, turn_count
+            )
+            INSERT INTO conversation_turns (conversation_id, seq, role, text, interrupted)
+            SELECT id, turn_count, $2, $3, $4 FROM c
+            RETURNING seq
+            """,
+            parse_id(conversation_id, "conversation"),
+            role,
+            _clean(text),
+            interrupted,
+        )
+        if seq is None:
+            raise NotFound(f"no conversation with id {str(conversation_id)!r}")
+        result: int = seq
+        return result
+
+    async def end(self, conversation_id: Id, status: str = "ended") -> None:
+        """Mark it over (``ended``, ``disconnected``, ``failed``, …); the first end time stays."""
+        if not status:
+            raise ValidationFailed("status must not be empty")
+        await self._pool.execute(
+            "UPDATE conversations SET status = $2, ended_at = coalesce(ended_at, now()) "
+            "WHERE id = $1",
+            parse_id(conversation_id, "conversation"),
+            status,
+        )
+
+    async def reopen(self, conversation_id: Id) -> None:
+        """A resumed conversation is active again."""
+        await self._pool.execute(
+            "UPDATE conversations SET status = 'active', ended_at = NULL WHERE id = $1",
+            parse_id(conversation_id, "conversation"),
+        )
+
+    async def get(self, workspace_id: Id, conversation_id: Id) -> Conversation:
+        """One conversation with its turns in order. Raises NotFound (also cross-tenant)."""
+        ws = parse_id(workspace_id, "workspace")
+        cid = parse_id(conversation_id, "conversation")
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations "
+                "WHERE id = $1 AND workspace_id = $2",
+                cid,
+                ws,
+            )
+            if row is None:
+                raise NotFound(f"no conversation with id {str(conversation_id)!r}")
+            turns = await conn.fetch(
+                "SELECT seq, role, text, interrupted, at FROM conversation_turns "
+                "WHERE conversation_id = $1 ORDER BY seq",
+                cid,
+            )
+        return _conversation(row, turns)
+
+    async def list(
+        self,
+        workspace_id: Id,
+        *,
+        agent_id: Id | None = None,
+        end_user_id: str | None = None,
+        limit: int = 50,
+        before: datetime | None = None,
+    ) -> builtins.list[Conversation]:
+        """Newest first, without turns; ``before`` pages back (pass the last ``started_at``)."""
+        rows = await self._pool.fetch(
+            f"""
+            SELECT {_CONVERSATION_COLUMNS} FROM conversations
+            WHERE workspace_id = $1
+              AND ($2::uuid IS NULL OR agent_id = $2)
+              AND ($3::text IS NULL OR end_user_id = $3)
+              AND ($4::timestamptz IS NULL OR started_at < $4)
+            ORDER BY started_at DESC, id DESC
+            LIMIT $5
+            """,
+            parse_id(workspace_id, "workspace"),
+            parse_id(agent_id, "agent") if agent_id is not None else None,
+            end_user_id,
+            before,
+            _limit(limit),
+        )
+        return [_conversation(row) for row in rows]

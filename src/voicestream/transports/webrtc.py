@@ -1,0 +1,257 @@
+"""``POST|PATCH /v1/convai/webrtc/offer``: voice conversations over WebRTC (aiortc).
+
+Signalling follows Pipecat's SmallWebRTC shape, so its clients work unchanged:
+
+* ``POST`` ``{"sdp", "type": "offer", "agent_id", "session_id"?, "end_user_id"?, "ticket"?,
+  "pc_id"?}`` → ``{"sdp", "type": "answer", "pc_id", "session_id"}``. A known ``pc_id``
+  renegotiates that connection instead of opening a new conversation.
+* ``PATCH`` ``{"pc_id", "candidates": [{"candidate", "sdp_mid", "sdp_mline_index"}]}`` →
+  ``{"status": "success"}``: trickle ICE; an empty ``candidate`` ends the candidates. Clients
+  that gather first and put their candidates in the offer need no PATCH at all.
+
+The answer carries all of the server's candidates (aiortc gathers before answering). No
+STUN/TURN servers are configured: the server is reached directly (loopback, LAN, or a public
+address); ``iceServers=[]`` also stops aiortc from asking Google's STUN server by default.
+Everything about the call itself lives in ``webrtc_peer.WebRTCPeer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Literal
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import BadRequest, NotFound, Overloaded
+from .context import RUNTIME
+from .convai_common import open_conversation
+from .http_common import read_model
+from .webrtc_peer import WebRTCPeer
+
+__all__ = [
+    "WEBRTC_PEERS",
+    "InvalidCandidate",
+    "InvalidSDP",
+    "PeerRegistry",
+    "check_offer_sdp",
+    "patch_webrtc_offer",
+    "post_webrtc_offer",
+    "webrtc_peers",
+]
+
+log = logging.getLogger(__name__)
+
+_MAX_SDP_CHARS = 64 * 1024  # a browser's audio + data offer is ~3-6 KB
+_MAX_PEERS = 1000
+# Answering gathers host candidates only (no STUN), which takes milliseconds; this bounds a
+# pathological interface list or a wedged resolver.
+_ANSWER_TIMEOUT_S = 10.0
+
+
+class InvalidSDP(BadRequest):
+    code = "invalid_sdp"
+
+
+class InvalidCandidate(BadRequest):
+    code = "invalid_candidate"
+
+
+class PeerRegistry:
+    """Every live peer connection of this process, by ``pc_id``."""
+
+    def __init__(self, limit: int = _MAX_PEERS) -> None:
+        self.limit = limit
+        self._peers: dict[str, WebRTCPeer] = {}
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def __contains__(self, pc_id: object) -> bool:
+        """Still registered: live, or closing and not yet done with its conversation."""
+        return pc_id in self._peers
+
+    def get(self, pc_id: str) -> WebRTCPeer:
+        peer = self._peers.get(pc_id)
+        if peer is None or peer.closed:
+            raise NotFound("unknown or closed peer connection", details={"pc_id": pc_id})
+        return peer
+
+    def find(self, pc_id: str | None) -> WebRTCPeer | None:
+        peer = self._peers.get(pc_id) if pc_id else None
+        return None if peer is None or peer.closed else peer
+
+    def check_room(self) -> None:
+        if len(self._peers) >= self.limit:
+            raise Overloaded("too many WebRTC connections on this server; try again later")
+
+    def add(self, peer: WebRTCPeer) -> None:
+        self._peers[peer.pc_id] = peer
+
+    def discard(self, peer: WebRTCPeer) -> None:
+        if self._peers.get(peer.pc_id) is peer:
+            del self._peers[peer.pc_id]
+
+    async def close_all(self) -> None:
+        # Server shutdown is not a hang-up: the conversations stay resumable.
+        peers = list(self._peers.values())
+        await asyncio.gather(*(p.close(ended=False) for p in peers), return_exceptions=True)
+        self._peers.clear()
+
+
+WEBRTC_PEERS: web.AppKey[PeerRegistry] = web.AppKey("voicestream_webrtc_peers", PeerRegistry)
+
+
+async def webrtc_peers(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the registry lives with the app; shutdown closes every connection."""
+    registry = PeerRegistry()
+    app[WEBRTC_PEERS] = registry
+    yield
+    await registry.close_all()
+
+
+class OfferRequest(BaseModel):
+    # Pipecat clients also send restart_pc / request_data; they are accepted and ignored.
+    model_config = ConfigDict(extra="ignore")
+
+    sdp: str = Field(min_length=1, max_length=_MAX_SDP_CHARS)
+    type: Literal["offer"]
+    agent_id: str | None = Field(None, max_length=100)
+    session_id: str | None = Field(None, max_length=100)
+    end_user_id: str | None = Field(None, max_length=200)
+    ticket: str | None = Field(None, max_length=4096)
+    pc_id: str | None = Field(None, max_length=100)
+
+
+class IceCandidateIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    candidate: str = Field(max_length=1024)
+    sdp_mid: str | None = Field(None, max_length=64)
+    sdp_mline_index: int | None = Field(None, ge=0, le=64)
+
+
+class CandidatesRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    pc_id: str = Field(min_length=1, max_length=100)
+    candidates: list[IceCandidateIn] = Field(max_length=100)
+
+
+def check_offer_sdp(sdp: str) -> None:
+    """Refuse what aiortc would accept and then fail on silently (it parses almost anything).
+
+    Raises:
+        InvalidSDP: not an SDP offer with ICE credentials and DTLS fingerprints.
+    """
+    if not sdp.lstrip().startswith("v=0"):
+        raise InvalidSDP("not an SDP document: it must start with 'v=0'")
+    try:
+        desc = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises whatever the bad line trips over
+        raise InvalidSDP(f"the SDP could not be parsed: {exc}") from None
+    if not any(m.kind in ("audio", "application") for m in desc.media):
+        raise InvalidSDP("the offer has neither an audio nor a data channel (m=application)")
+    for m in desc.media:
+        if m.ice is None or not m.ice.usernameFragment or not m.ice.password:
+            raise InvalidSDP(f"m={m.kind} has no a=ice-ufrag / a=ice-pwd")
+        if m.dtls is None or not m.dtls.fingerprints:
+            raise InvalidSDP(f"m={m.kind} has no a=fingerprint")
+
+
+async def post_webrtc_offer(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    registry = request.app[WEBRTC_PEERS]
+    body = await read_model(request, OfferRequest)
+    check_offer_sdp(body.sdp)
+    offer = RTCSessionDescription(sdp=body.sdp, type="offer")
+    peer = registry.find(body.pc_id)
+    if peer is not None:
+        answer = await _negotiate(peer.pc, offer)
+        return _answer_response(answer, peer.pc_id, peer.session.id)
+
+    registry.check_room()
+    lease = await open_conversation(
+        request,
+        agent_id=body.agent_id or "",
+        session_id=body.session_id,
+        end_user_id=body.end_user_id,
+        transport="webrtc",
+        ticket=body.ticket,
+    )
+    pc_id = uuid.uuid4().hex
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    peer = WebRTCPeer(rt, pc_id, pc, lease, on_closed=_forget(request.app))
+    registry.add(peer)
+    rt.metrics.active_streams.labels("convai_webrtc").inc()
+    try:
+        answer = await _negotiate(pc, offer, before_answer=peer.attach_media)
+    except BaseException:
+        # A bad offer never started a call: a resumed conversation stays resumable.
+        await peer.close(ended=False)
+        raise
+    peer.start()
+    log.debug("peer %s: answered for session %s", pc_id, lease.session.id)
+    return _answer_response(answer, pc_id, lease.session.id)
+
+
+async def patch_webrtc_offer(request: web.Request) -> web.Response:
+    registry = request.app[WEBRTC_PEERS]
+    body = await read_model(request, CandidatesRequest)
+    peer = registry.get(body.pc_id)
+    for item in body.candidates:
+        text = item.candidate.strip().removeprefix("a=").removeprefix("candidate:")
+        if not text:
+            await peer.pc.addIceCandidate(None)  # end of candidates
+            continue
+        if item.sdp_mid is None and item.sdp_mline_index is None:
+            raise InvalidCandidate("a candidate needs sdp_mid or sdp_mline_index")
+        try:
+            candidate = candidate_from_sdp(text)
+        except (AssertionError, ValueError, IndexError):
+            raise InvalidCandidate(f"not an ICE candidate: {item.candidate[:100]!r}") from None
+        candidate.sdpMid = item.sdp_mid
+        candidate.sdpMLineIndex = item.sdp_mline_index
+        await peer.pc.addIceCandidate(candidate)
+    return web.json_response({"status": "success"})
+
+
+async def _negotiate(
+    pc: RTCPeerConnection,
+    offer: RTCSessionDescription,
+    *,
+    before_answer: Callable[[], None] | None = None,
+) -> RTCSessionDescription:
+    try:
+        await pc.setRemoteDescription(offer)
+    except Exception as exc:  # aiortc raises ValueError, InvalidStateError, … on bad offers
+        raise InvalidSDP(f"the offer was refused: {exc}") from None
+    if before_answer is not None:
+        before_answer()
+    try:
+        async with asyncio.timeout(_ANSWER_TIMEOUT_S):
+            await pc.setLocalDescription(await pc.createAnswer())
+    except (ValueError, RuntimeError) as exc:
+        raise InvalidSDP(f"no answer fits this offer: {exc}") from None
+    local = pc.localDescription
+    assert local is not None
+    return local
+
+
+def _forget(app: web.Application) -> Callable[[WebRTCPeer], None]:
+    def forget(peer: WebRTCPeer) -> None:
+        app[WEBRTC_PEERS].discard(peer)
+        app[RUNTIME].metrics.active_streams.labels("convai_webrtc").dec()
+
+    return forget
+
+
+def _answer_response(answer: RTCSessionDescription, pc_id: str, session_id: str) -> web.Response:
+    return web.json_response(
+        {"sdp": answer.sdp, "type": answer.type, "pc_id": pc_id, "session_id": session_id}
+    )
