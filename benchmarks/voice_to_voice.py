@@ -4,8 +4,9 @@ Each session streams a spoken question (flite speech, synthesized here) in real 
 real-time silence, to a knowledge-base agent on a real ``voicestream serve`` process; latency
 is the wall time from sending the last frame containing speech to the first agent audio frame.
 It includes the VAD's silence window by design (the target is window + 150 ms). Also measured:
-barge-in reaction (first frame of user speech sent over agent speech → ``interruption`` event)
-and the server's CPU seconds per session-minute.
+barge-in reaction (first frame of user speech sent over agent speech → ``interruption`` event;
+this includes the VAD's own onset detection), how long old-answer audio still arrives after
+that event, and the server's CPU seconds per session-minute.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def speech(texts: list[str]) -> list[bytes]:
     for t in texts:
         pcm = np.frombuffer(engine.synthesize(t, voice).pcm, np.int16)
         loud = np.flatnonzero(np.abs(pcm) > 300)
-        out.append(pcm[: int(loud[-1]) + 1].tobytes())  # end exactly where speech ends
+        # Start and end exactly where speech does: the clock of every figure starts there.
+        out.append(pcm[int(loud[0]) : int(loud[-1]) + 1].tobytes())
     return out
 
 
@@ -103,6 +105,7 @@ async def one_session(
             latencies.append(min(t for t in audio_times if t > end) - end)
             await silence_task
         barge_ms = None
+        stop_ms = None
         if barge is not None:
             question, interrupt = barge
             end = await send_realtime(ws, question)
@@ -115,9 +118,14 @@ async def one_session(
             hits = [t for t, e in events if e["type"] == "interruption" and t > t0]
             barge_ms = (hits[0] - t0) * 1000 if hits else None
             await send_realtime(ws, SILENCE)
+            if hits:
+                # Old-answer audio still arriving after the event (the new answer cannot start
+                # while the user is still talking, so everything in this window is old).
+                tail = [t for t in audio_times if hits[0] < t < hits[0] + 0.5]
+                stop_ms = ((max(tail) - hits[0]) * 1000) if tail else 0.0
         await ws.send_json({"type": "end"})
         await asyncio.wait_for(reader, 10)
-    return {"latencies": latencies, "barge_in_ms": barge_ms}
+    return {"latencies": latencies, "barge_in_ms": barge_ms, "audio_stop_ms": stop_ms}
 
 
 async def level(url: str, key: str, agent_id: str, n: int, clips, barge) -> list[dict[str, Any]]:
@@ -166,20 +174,24 @@ def main() -> None:
                     "over_vad_window_p50_s": lat["p50"] - window,
                     "barge_in_ms": percentiles(barge),
                     "barge_in_missed": sum(1 for r in res if r["barge_in_ms"] is None),
+                    "old_audio_after_interruption_ms": percentiles(
+                        [r["audio_stop_ms"] for r in res if r["audio_stop_ms"] is not None]
+                    ),
                     "server_cpu_s_per_session_minute": cpu / session_minutes,
                 }
             )
     print(f"\nVAD stop window {window * 1000:.0f} ms; target p50 <= window + 150 ms at 1 session")
     print(
         f"{'sessions':>8} {'v2v p50':>8} {'p95':>7} {'-window':>8} {'barge p50':>10} "
-        f"{'missed':>6} {'cpu s/min':>9}"
+        f"{'missed':>6} {'stop ms':>7} {'cpu s/min':>9}"
     )
     for r in rows:
         v, b = r["voice_to_voice_s"], r["barge_in_ms"]
         print(
             f"{r['sessions']:>8} {v['p50'] * 1e3:>8.0f} {v['p95'] * 1e3:>7.0f} "
             f"{r['over_vad_window_p50_s'] * 1e3:>8.0f} {b['p50']:>10.0f} "
-            f"{r['barge_in_missed']:>6} {r['server_cpu_s_per_session_minute']:>9.2f}"
+            f"{r['barge_in_missed']:>6} {r['old_audio_after_interruption_ms']['p50']:>7.0f} "
+            f"{r['server_cpu_s_per_session_minute']:>9.2f}"
         )
     path = write_result(
         "voice_to_voice", {"vad_window_s": window, "transport": "websocket", "levels": rows}

@@ -340,6 +340,18 @@ async def test_candidates_in_offer_then_hang_up_ends_the_conversation(server, ht
             answer = await r.json()
         await first.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         await first.wait_for(lambda e: e["type"] == "session")
+        # Renegotiation: a new offer on the same connection, named by its pc_id.
+        await first.pc.setLocalDescription(await first.pc.createOffer())
+        assert first.pc.localDescription is not None
+        again = {"sdp": first.pc.localDescription.sdp, "type": "offer", "pc_id": answer["pc_id"]}
+        async with http.post(f"{server.url}/v1/convai/webrtc/offer", json=again) as r:
+            assert r.status == 200, await r.text()
+            second_answer = await r.json()
+        assert (second_answer["pc_id"], second_answer["session_id"]) == (
+            answer["pc_id"],
+            answer["session_id"],
+        )
+        await first.pc.setRemoteDescription(RTCSessionDescription(second_answer["sdp"], "answer"))
         first.send({"type": "text", "text": "When is the office open?"})
         await first.wait_for(lambda e: e["type"] == "agent_response" and "nine" in e["text"])
     finally:
@@ -431,11 +443,42 @@ async def test_patch_unknown_pc_is_404_and_bad_candidates_are_400(server, http) 
             {"candidate": "candidate:1 1 udp", "sdp_mid": "0"},
             {"candidate": "candidate:1 1 udp x 1.2.3.4 9 typ host", "sdp_mid": "0"},
             {"candidate": "candidate:1 1 udp 1 1.2.3.4 9 typ host"},  # no mid nor index
+            {"candidate": "candidate:1 1 udp 1 not-an-ip 9 typ host", "sdp_mid": "0"},
+            {"candidate": "candidate:1 1 udp 1 1.2.3.4 99999 typ host", "sdp_mid": "0"},
+            {"candidate": "candidate:1 7 udp 1 1.2.3.4 9 typ host", "sdp_mid": "0"},
+            {"candidate": "candidate:1 1 sctp 1 1.2.3.4 9 typ host", "sdp_mid": "0"},
         ]:
             patch = {"pc_id": answer["pc_id"], "candidates": [candidate]}
             async with http.patch(url, json=patch) as r:
                 assert r.status == 400, candidate
                 assert (await r.json())["error"]["code"] == "invalid_candidate"
+        await client.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        await client.wait_for(lambda e: e["type"] == "session")
+    finally:
+        await client.close()
+
+
+async def test_signalling_allows_cross_origin_widgets(server, http) -> None:
+    """The widget signals from the embedding site's origin: a CORS preflight, then the POST."""
+    url = f"{server.url}/v1/convai/webrtc/offer"
+    headers = {
+        "Origin": "https://shop.example",
+        "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    async with http.options(url, headers=headers) as r:
+        assert r.status == 204
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+        assert "PATCH" in r.headers["Access-Control-Allow-Methods"]
+        assert "content-type" in r.headers["Access-Control-Allow-Headers"].lower()
+    agent_id = await create_agent(http, server)
+    client = Client()
+    try:
+        offer = {"sdp": await client_offer(client), "type": "offer", "agent_id": agent_id}
+        async with http.post(url, json=offer, headers={"Origin": "https://shop.example"}) as r:
+            assert r.status == 200
+            assert r.headers["Access-Control-Allow-Origin"] == "*"
+            answer = await r.json()
         await client.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         await client.wait_for(lambda e: e["type"] == "session")
     finally:

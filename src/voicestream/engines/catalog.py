@@ -129,7 +129,10 @@ def build_default_registry(settings: Settings) -> EngineRegistry:
         tts,
         # A decoder ready per STT worker thread (at most 4: each holds ~95 MB of models), so
         # concurrent first requests do not each wait a quarter second for a model load.
-        PocketsphinxSTT(min_decoders=min(settings.stt_threads, 4)),
+        PocketsphinxSTT(
+            min_decoders=min(settings.stt_threads, 4),
+            options={"fwdflat": settings.stt_second_pass},
+        ),
         # Providers as configured (auto: TensorRT → CUDA → CPU, TensorRT plans cached under
         # trt_cache_dir). A 32 ms window costs ~0.1 ms of CPU, about one host-to-GPU round
         # trip, so VOICESTREAM_ONNX_PROVIDERS=cpu is a fair choice on GPU hosts too.

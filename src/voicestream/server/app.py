@@ -31,7 +31,12 @@ from ..transports.convai_ws import ws_convai
 from ..transports.http_stt import post_stt
 from ..transports.http_tts import post_tts
 from ..transports.tickets import post_ticket
-from ..transports.webrtc import patch_webrtc_offer, post_webrtc_offer, webrtc_peers
+from ..transports.webrtc import (
+    options_webrtc_offer,
+    patch_webrtc_offer,
+    post_webrtc_offer,
+    webrtc_peers,
+)
 from ..transports.ws_stt import ws_stt
 from ..transports.ws_tts import ws_tts
 from .health import healthz, metrics, readyz
@@ -68,6 +73,7 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.cleanup_ctx.append(webrtc_peers)
     app.router.add_post("/v1/convai/webrtc/offer", post_webrtc_offer)
     app.router.add_patch("/v1/convai/webrtc/offer", patch_webrtc_offer)
+    app.router.add_route("OPTIONS", "/v1/convai/webrtc/offer", options_webrtc_offer)
     app.router.add_get("/widget.js", get_widget_js)
     app.router.add_get("/demo", get_demo)
     return app

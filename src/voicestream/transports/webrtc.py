@@ -18,13 +18,15 @@ Everything about the call itself lives in ``webrtc_peer.WebRTCPeer``.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 from aiohttp import web
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +42,7 @@ __all__ = [
     "InvalidSDP",
     "PeerRegistry",
     "check_offer_sdp",
+    "options_webrtc_offer",
     "patch_webrtc_offer",
     "post_webrtc_offer",
     "webrtc_peers",
@@ -52,6 +55,19 @@ _MAX_PEERS = 1000
 # Answering gathers host candidates only (no STUN), which takes milliseconds; this bounds a
 # pathological interface list or a wedged resolver.
 _ANSWER_TIMEOUT_S = 10.0
+
+
+_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
+_MDNS_HOST = re.compile(r"[A-Za-z0-9-]{1,63}\.local")
+# The widget runs on other sites' pages. No cookies are involved (a ticket or a public agent
+# authorizes, or an API key the page itself would have to hold), so any origin may call.
+_CORS = {"Access-Control-Allow-Origin": "*"}
+_CORS_PREFLIGHT = {
+    **_CORS,
+    "Access-Control-Allow-Methods": "POST, PATCH, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type, Authorization, xi-api-key",
+    "Access-Control-Max-Age": "600",
+}
 
 
 class InvalidSDP(BadRequest):
@@ -204,21 +220,48 @@ async def patch_webrtc_offer(request: web.Request) -> web.Response:
     registry = request.app[WEBRTC_PEERS]
     body = await read_model(request, CandidatesRequest)
     peer = registry.get(body.pc_id)
-    for item in body.candidates:
-        text = item.candidate.strip().removeprefix("a=").removeprefix("candidate:")
-        if not text:
-            await peer.pc.addIceCandidate(None)  # end of candidates
-            continue
-        if item.sdp_mid is None and item.sdp_mline_index is None:
-            raise InvalidCandidate("a candidate needs sdp_mid or sdp_mline_index")
-        try:
-            candidate = candidate_from_sdp(text)
-        except (AssertionError, ValueError, IndexError):
-            raise InvalidCandidate(f"not an ICE candidate: {item.candidate[:100]!r}") from None
-        candidate.sdpMid = item.sdp_mid
-        candidate.sdpMLineIndex = item.sdp_mline_index
-        await peer.pc.addIceCandidate(candidate)
-    return web.json_response({"status": "success"})
+    # All parsed before any is added: a bad batch changes nothing.
+    parsed = [_parse_candidate(item) for item in body.candidates]
+    for candidate in parsed:
+        await peer.pc.addIceCandidate(candidate)  # None: end of candidates
+    return web.json_response({"status": "success"}, headers=_CORS)
+
+
+async def options_webrtc_offer(request: web.Request) -> web.Response:
+    """CORS preflight: the widget signals from the embedding site's origin."""
+    return web.Response(status=204, headers=_CORS_PREFLIGHT)
+
+
+def _parse_candidate(item: IceCandidateIn) -> RTCIceCandidate | None:
+    text = item.candidate.strip().removeprefix("a=").removeprefix("candidate:")
+    if not text:
+        return None
+    if item.sdp_mid is None and item.sdp_mline_index is None:
+        raise InvalidCandidate("a candidate needs sdp_mid or sdp_mline_index")
+    try:
+        candidate = candidate_from_sdp(text)
+    except (AssertionError, ValueError, IndexError):
+        raise InvalidCandidate(f"not an ICE candidate: {item.candidate[:100]!r}") from None
+    # aiortc takes any of these and fails later, inside its own tasks; refuse them here.
+    if not _valid_host(candidate.ip):
+        raise InvalidCandidate(f"candidate address {candidate.ip[:64]!r} is not an IP or .local")
+    if not 1 <= candidate.port <= 65535 or candidate.component not in (1, 2):
+        raise InvalidCandidate("candidate port or component is out of range")
+    if candidate.protocol.lower() not in ("udp", "tcp") or candidate.type not in _TYPES:
+        raise InvalidCandidate("candidate protocol or type is unknown")
+    candidate.sdpMid = item.sdp_mid
+    candidate.sdpMLineIndex = item.sdp_mline_index
+    return candidate
+
+
+def _valid_host(host: str) -> bool:
+    if _MDNS_HOST.fullmatch(host):
+        return True  # browsers hide local addresses behind mDNS names; aioice resolves them
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 async def _negotiate(
@@ -253,5 +296,6 @@ def _forget(app: web.Application) -> Callable[[WebRTCPeer], None]:
 
 def _answer_response(answer: RTCSessionDescription, pc_id: str, session_id: str) -> web.Response:
     return web.json_response(
-        {"sdp": answer.sdp, "type": answer.type, "pc_id": pc_id, "session_id": session_id}
+        {"sdp": answer.sdp, "type": answer.type, "pc_id": pc_id, "session_id": session_id},
+        headers=_CORS,
     )

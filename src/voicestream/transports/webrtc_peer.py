@@ -255,6 +255,11 @@ class WebRTCPeer:
         """From a callback: close in the background (the first caller's ``ended`` wins)."""
         if self._closing is None:
             self._closing = asyncio.create_task(self._close(ended), name="webrtc-close")
+            self._closing.add_done_callback(self._close_done)
+
+    def _close_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("peer %s: close failed", self.pc_id, exc_info=exc)
 
     async def close(self, *, ended: bool) -> None:
         self.close_soon(ended=ended)
@@ -271,6 +276,7 @@ class WebRTCPeer:
                 await task
         self.agent_track.stop()
         try:
+            await asyncio.to_thread(_stop_decoder_threads, self.pc)
             await self.pc.close()
         finally:
             try:
@@ -297,6 +303,16 @@ class WebRTCPeer:
         else:
             log.error("peer %s: %s failed", self.pc_id, task.get_name(), exc_info=exc)
         self.close_soon(ended=False)
+
+
+def _stop_decoder_threads(pc: RTCPeerConnection) -> None:
+    """Off the loop: end aiortc's decoder threads, which ``pc.close()`` would otherwise join
+    on the event loop (a blocking wait, short but real). Private API, hence the getattr: if
+    aiortc renames it, ``pc.close()`` simply does the join itself, as before."""
+    for transceiver in pc.getTransceivers():
+        stop = getattr(transceiver.receiver, "_RTCRtpReceiver__stop_decoder", None)
+        if stop is not None:
+            stop()
 
 
 _SECOND_CHANNEL = f"only one data channel carries the protocol; use {_EVENTS_LABEL!r}"
