@@ -144,17 +144,18 @@ class AudioRecorder:
 class Client:
     """An aiortc peer with a mic track and an ``events`` data channel."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, data_channel: bool = True) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.mic = SpeechTrack()
         self.pc.addTrack(self.mic)
-        self.channel: RTCDataChannel = self.pc.createDataChannel("events")
         self.events: list[dict[str, Any]] = []
         self._arrived = asyncio.Condition()
         self.recorder = AudioRecorder()
         self._tasks: list[asyncio.Task[None]] = []
-        self.channel.on("message", self._on_message)
         self.pc.on("track", self._on_track)
+        if data_channel:
+            self.channel: RTCDataChannel = self.pc.createDataChannel("events")
+            self.channel.on("message", self._on_message)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         self._tasks.append(asyncio.create_task(self.recorder.run(track)))
@@ -370,6 +371,23 @@ async def test_candidates_in_offer_then_hang_up_ends_the_conversation(server, ht
             assert r.status == 404, await r.text()
     finally:
         await second.close()
+
+
+async def test_audio_only_client_still_hears_the_agent(server, http) -> None:
+    """No data channel in the offer (a SIP-style or minimal client): the conversation runs,
+    greets, and speaks; events simply have nowhere to go."""
+    agent_id = await create_agent(http, server)
+    client = Client(data_channel=False)
+    try:
+        offer = {"sdp": await client_offer(client), "type": "offer", "agent_id": agent_id}
+        assert "m=application" not in offer["sdp"]
+        async with http.post(f"{server.url}/v1/convai/webrtc/offer", json=offer) as r:
+            assert r.status == 200, await r.text()
+            answer = await r.json()
+        await client.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        await wait_until(lambda: client.recorder.voiced_frames > 20, what="the greeting's audio")
+    finally:
+        await client.close()
 
 
 # ---- bad input -----------------------------------------------------------------------------

@@ -242,7 +242,7 @@ def _parse_candidate(item: IceCandidateIn) -> RTCIceCandidate | None:
         candidate = candidate_from_sdp(text)
     except (AssertionError, ValueError, IndexError):
         raise InvalidCandidate(f"not an ICE candidate: {item.candidate[:100]!r}") from None
-    # aiortc takes any of these and fails later, inside its own tasks; refuse them here.
+    # aiortc accepts all of these silently (and never connects to them): say so instead.
     if not _valid_host(candidate.ip):
         raise InvalidCandidate(f"candidate address {candidate.ip[:64]!r} is not an IP or .local")
     if not 1 <= candidate.port <= 65535 or candidate.component not in (1, 2):

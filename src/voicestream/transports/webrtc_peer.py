@@ -114,6 +114,11 @@ class WebRTCPeer:
         if state == "connected" and self.connected_at is None:
             self.connected_at = time.monotonic()
             self._connected.set()
+            log.debug(
+                "peer %s: connected %.0f ms after the offer",
+                self.pc_id,
+                (self.connected_at - self.created_at) * 1000,
+            )
         elif state == "closed" and not self.closed:
             # The client closed the connection (DTLS close_notify): a hang-up.
             self.close_soon(ended=True)
