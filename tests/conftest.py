@@ -56,6 +56,8 @@ async def server(
         max_text_chars=2000,
         max_ws_message_bytes=64 * 1024,
         max_upload_bytes=4 * 1024 * 1024,
+        # Every WebRTC packet of the suite stays on loopback.
+        webrtc_host_addresses="127.0.0.1",
     )
     app = create_app(settings, registry=registry)
     runner = web.AppRunner(app, access_log=None)

@@ -68,6 +68,8 @@ class Settings(BaseModel):
     # every process on the same data dir shares; set it when several hosts serve one database.
     secret_key: str | None = Field(None, min_length=32)
     convai_resume_grace_seconds: float = Field(60.0, ge=0, le=3600)
+    # Comma list of local IPs WebRTC media may use (default: every interface but loopback).
+    webrtc_host_addresses: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -99,6 +101,18 @@ class Settings(BaseModel):
         if bad or not names:
             raise ValueError(f"unknown provider(s) {bad}; use auto or tensorrt,cuda,cpu")
         return ",".join(names)
+
+    @field_validator("webrtc_host_addresses")
+    @classmethod
+    def _ips(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        import ipaddress
+
+        try:
+            return ",".join(str(ipaddress.ip_address(a.strip())) for a in v.split(","))
+        except ValueError as exc:
+            raise ValueError(f"must be a comma list of IP addresses ({exc})") from None
 
     @staticmethod
     def env_name(field: str) -> str:

@@ -77,6 +77,8 @@ async def browser(question_wav: Path) -> AsyncIterator[Any]:
                 "--headless=new",
                 "--disable-gpu",
                 "--use-fake-ui-for-media-stream",
+                # With the server pinned to 127.0.0.1, media must stay on loopback here too.
+                "--allow-loopback-in-peer-connection",
                 "--use-fake-device-for-media-stream",
                 f"--use-file-for-fake-audio-capture={question_wav}",
                 "--autoplay-policy=no-user-gesture-required",

@@ -34,6 +34,7 @@ from ..errors import BadRequest, NotFound, Overloaded
 from .context import RUNTIME
 from .convai_common import open_conversation
 from .http_common import read_model
+from .webrtc_ice import keep_remote_candidate, pin_host_addresses, pinned_addresses
 from .webrtc_peer import WebRTCPeer
 
 __all__ = [
@@ -127,6 +128,9 @@ async def webrtc_peers(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the registry lives with the app; shutdown closes every connection."""
     registry = PeerRegistry()
     app[WEBRTC_PEERS] = registry
+    pinned = app[RUNTIME].settings.webrtc_host_addresses
+    if pinned:
+        pin_host_addresses(pinned.split(","))
     yield
     await registry.close_all()
 
@@ -185,7 +189,7 @@ async def post_webrtc_offer(request: web.Request) -> web.Response:
     registry = request.app[WEBRTC_PEERS]
     body = await read_model(request, OfferRequest)
     check_offer_sdp(body.sdp)
-    offer = RTCSessionDescription(sdp=body.sdp, type="offer")
+    offer = RTCSessionDescription(sdp=_reachable_candidates_only(body.sdp), type="offer")
     peer = registry.find(body.pc_id)
     if peer is not None:
         answer = await _negotiate(peer.pc, offer)
@@ -223,13 +227,28 @@ async def patch_webrtc_offer(request: web.Request) -> web.Response:
     # All parsed before any is added: a bad batch changes nothing.
     parsed = [_parse_candidate(item) for item in body.candidates]
     for candidate in parsed:
-        await peer.pc.addIceCandidate(candidate)  # None: end of candidates
+        if candidate is None or keep_remote_candidate(candidate.ip):
+            await peer.pc.addIceCandidate(candidate)  # None: end of candidates
     return web.json_response({"status": "success"}, headers=_CORS)
 
 
 async def options_webrtc_offer(request: web.Request) -> web.Response:
     """CORS preflight: the widget signals from the embedding site's origin."""
     return web.Response(status=204, headers=_CORS_PREFLIGHT)
+
+
+def _reachable_candidates_only(sdp: str) -> str:
+    """Drop the offer's candidates that pinned addresses could not reach (see webrtc_ice)."""
+    if pinned_addresses() is None:
+        return sdp
+    lines = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            fields = line.split()
+            if len(fields) > 4 and not keep_remote_candidate(fields[4]):
+                continue
+        lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
 
 
 def _parse_candidate(item: IceCandidateIn) -> RTCIceCandidate | None:
