@@ -58,6 +58,8 @@ async def server(
         max_upload_bytes=4 * 1024 * 1024,
         # Every WebRTC packet of the suite stays on loopback.
         webrtc_host_addresses="127.0.0.1",
+        # Tests that want the silence timeout set it per session.
+        convai_silence_timeout_seconds=0,
     )
     app = create_app(settings, registry=registry)
     runner = web.AppRunner(app, access_log=None)

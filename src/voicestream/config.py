@@ -52,6 +52,12 @@ class Settings(BaseModel):
     stt_second_pass: bool = False
     vad_threshold: float = Field(0.5, gt=0, lt=1)
     vad_min_silence_ms: int = Field(400, ge=32, le=10_000)
+    # Speech must last this long before it counts (and, in a conversation, interrupts the
+    # agent): shorter reacts sooner, longer ignores coughs and clicks.
+    vad_min_speech_ms: int = Field(100, ge=32, le=2000)
+    # A conversation where nobody speaks this long gets "Are you still there?", and ends after
+    # as long again. 0 turns it off.
+    convai_silence_timeout_seconds: float = Field(15.0, ge=0, le=3600)
     onnx_providers: str = "auto"  # "auto" or a comma list of tensorrt,cuda,cpu
     trt_cache_dir: Path = Path("engines/trt-cache")
     # Vectors (agent knowledge, long-term memory): a Qdrant server, else qdrant-client's local

@@ -233,3 +233,70 @@ async def test_bad_requests_are_refused_before_the_upgrade(server) -> None:
         # No key, no ticket, private agent: 401.
         async with s.get(f"{server.url}/v1/convai/stream", params={"agent_id": agent["id"]}) as r:
             assert r.status == 401
+
+
+async def test_silence_prompts_once_then_hangs_up(server) -> None:
+    async with aiohttp.ClientSession() as s:
+        agent = await _agent(server, s)
+        client = await _connect(server, s, agent["id"])
+        info = await client.wait_event("session")
+        await client.ws.send_json({"type": "config", "silence_timeout_s": 1})
+        prompt = await client.wait_event("agent_response", within=10)
+        assert prompt["text"] == "Are you still there?"
+        end = await client.wait_event("session_end", within=15)
+        assert end["reason"] == "silence_timeout"
+        await client.wait_for(lambda: client.ws.closed)
+        assert client.ws.close_code == 1000
+        await asyncio.sleep(0.2)
+        async with s.get(
+            f"{server.url}/v1/convai/sessions/{info['conversation_id']}", headers=server.headers()
+        ) as r:
+            stored = await r.json()
+        assert stored["status"] == "ended"
+
+
+async def test_user_activity_resets_the_silence_timer(server) -> None:
+    async with aiohttp.ClientSession() as s:
+        agent = await _agent(server, s)
+        client = await _connect(server, s, agent["id"])
+        await client.wait_event("session")
+        await client.ws.send_json({"type": "config", "silence_timeout_s": 2})
+        for _ in range(3):
+            await asyncio.sleep(1.2)
+            await client.ws.send_json({"type": "dtmf", "digits": "1"})
+        heard = [e for e in client.of_type("user_transcript") if e["final"]]
+        assert heard and heard[0]["text"] == "I pressed 1"
+        assert "Are you still there?" not in [e["text"] for e in client.of_type("agent_response")]
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"type": "config", "vad_threshold": 1.5},
+        {"type": "config", "vad_min_silence_ms": 5},
+        {"type": "config", "vad_min_speech_ms": 12.5},
+        {"type": "config", "silence_timeout_s": -1},
+    ],
+)
+async def test_bad_session_config_is_a_protocol_error(server, config) -> None:
+    async with aiohttp.ClientSession() as s:
+        agent = await _agent(server, s)
+        client = await _connect(server, s, agent["id"])
+        await client.wait_event("session")
+        await client.ws.send_json(config)
+        err = await client.wait_event("error")
+        assert err["code"] == "protocol_error"
+        await client.wait_for(lambda: client.ws.closed)
+        assert client.ws.close_code == 1002
+
+
+async def test_config_after_audio_is_refused(server) -> None:
+    async with aiohttp.ClientSession() as s:
+        agent = await _agent(server, s)
+        client = await _connect(server, s, agent["id"])
+        await client.wait_event("session")
+        await client.ws.send_bytes(bytes(640))
+        await client.ws.send_json({"type": "config", "vad_threshold": 0.6})
+        err = await client.wait_event("error")
+        assert err["code"] == "protocol_error" and "first message" in err["message"]

@@ -49,14 +49,19 @@ class STTStream:
         *,
         vad_threshold: float = 0.5,
         min_silence_ms: int = 400,
+        min_speech_ms: int = 100,
     ) -> None:
         if vad_model.sample_rate != engine.sample_rate:
             raise ValueError("VAD and STT must share a sample rate")
         self._engine = engine
         self._executor = executor
         self._rate = engine.sample_rate
+        self._vad_model = vad_model
         self._vad = VoiceActivityDetector(
-            vad_model, threshold=vad_threshold, min_silence_ms=min_silence_ms
+            vad_model,
+            threshold=vad_threshold,
+            min_silence_ms=min_silence_ms,
+            min_speech_ms=min_speech_ms,
         )
         self._decoder: STTDecoder | None = None
         self._pending = bytearray()  # audio not yet given to the decoder
@@ -67,6 +72,17 @@ class STTStream:
         self._fed_since_partial = 0
         self._last_partial = ""
         self._closed = False
+
+    def configure_vad(self, *, threshold: float, min_silence_ms: int, min_speech_ms: int) -> None:
+        """New VAD settings; only before any audio (a detector mid-stream keeps its own)."""
+        if self._pending_start or self._pending:
+            raise RuntimeError("the VAD can only be configured before audio arrives")
+        self._vad = VoiceActivityDetector(
+            self._vad_model,
+            threshold=threshold,
+            min_silence_ms=min_silence_ms,
+            min_speech_ms=min_speech_ms,
+        )
 
     @property
     def audio_seconds(self) -> float:

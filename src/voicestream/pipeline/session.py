@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 SAMPLE_RATE = 16000  # the session's internal and default output rate
 _HISTORY_TURNS = 20  # messages of history handed to the agent
+REPROMPT = "Are you still there?"
+_IDLE_POLL_S = 0.25
 
 
 @dataclass(slots=True)
@@ -63,6 +65,8 @@ class SessionDeps:
     agent_engine: AgentEngine
     vad_threshold: float = 0.5
     vad_min_silence_ms: int = 400
+    vad_min_speech_ms: int = 100
+    silence_timeout_s: float = 0.0  # 0: never prompt or hang up on silence
 
 
 @dataclass(slots=True)
@@ -104,6 +108,7 @@ class ConversationSession:
             deps.stt_executor,
             vad_threshold=deps.vad_threshold,
             min_silence_ms=deps.vad_min_silence_ms,
+            min_speech_ms=deps.vad_min_speech_ms,
         )
         self._events: asyncio.Queue[Event] = asyncio.Queue(max_events)
         self._responder: asyncio.Task[None] | None = None
@@ -112,6 +117,11 @@ class ConversationSession:
         self._writer = asyncio.create_task(self._write_loop(), name="session-writes")
         self._user_speaking = False
         self._closed = False
+        self.ended = asyncio.Event()  # the session hung up by itself (silence timeout)
+        self._silence_timeout_s = deps.silence_timeout_s
+        self._last_activity = time.monotonic()
+        self._reprompted = False
+        self._idle = asyncio.create_task(self._idle_watch(), name="session-idle")
 
     # ---- inputs ---------------------------------------------------------------------------
 
@@ -124,6 +134,7 @@ class ConversationSession:
         for ev in await self._stt.feed(pcm):
             match ev.kind:
                 case "speech_start":
+                    self._user_heard()
                     self._user_speaking = True
                     self._emit(events.turn("user", "start"))
                     if self.agent_active:
@@ -138,14 +149,35 @@ class ConversationSession:
 
     async def push_text(self, text: str) -> None:
         """A typed message (the widget's text fallback): a whole user turn at once."""
+        self._user_heard()
         if self.agent_active:
             self.barge_in()
         await self._user_said(text)
 
     async def push_dtmf(self, digits: str) -> None:
+        self._user_heard()
         if self.agent_active:
             self.barge_in()
         await self._user_said(f"I pressed {' '.join(digits)}", dtmf=digits)
+
+    def configure(
+        self,
+        *,
+        vad_threshold: float | None = None,
+        vad_min_silence_ms: int | None = None,
+        vad_min_speech_ms: int | None = None,
+        silence_timeout_s: float | None = None,
+    ) -> None:
+        """Per-session settings from the client's first message (before any audio)."""
+        deps = self._deps
+        if vad_threshold or vad_min_silence_ms or vad_min_speech_ms:
+            self._stt.configure_vad(
+                threshold=vad_threshold or deps.vad_threshold,
+                min_silence_ms=vad_min_silence_ms or deps.vad_min_silence_ms,
+                min_speech_ms=vad_min_speech_ms or deps.vad_min_speech_ms,
+            )
+        if silence_timeout_s is not None:
+            self._silence_timeout_s = silence_timeout_s
 
     # ---- outputs --------------------------------------------------------------------------
 
@@ -182,6 +214,7 @@ class ConversationSession:
             self._responder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._responder
+        self._idle.cancel()
         await self._stt.aclose()
         self._writes.put_nowait(None)
         await self._writer  # every turn is recorded before the session is gone
@@ -288,6 +321,29 @@ class ConversationSession:
                 await write()
             except Exception:  # persistence trouble must not kill the live conversation
                 log.exception("session %s: could not record a turn", self.id)
+
+    def _user_heard(self) -> None:
+        self._last_activity = time.monotonic()
+        self._reprompted = False
+
+    async def _idle_watch(self) -> None:
+        """Nobody speaks: ask once whether the user is still there, then hang up."""
+        while True:
+            await asyncio.sleep(_IDLE_POLL_S)
+            now = time.monotonic()
+            if self._user_speaking or self.agent_active or self._silence_timeout_s <= 0:
+                self._last_activity = now
+                continue
+            if now - self._last_activity < self._silence_timeout_s:
+                continue
+            if not self._reprompted:
+                self._reprompted = True
+                self._last_activity = now
+                self._start_turn(None, REPROMPT)
+                continue
+            self._emit({"type": "session_end", "reason": "silence_timeout"})
+            self.ended.set()
+            return
 
     def _emit(self, event: Event) -> None:
         try:

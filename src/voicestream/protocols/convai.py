@@ -3,7 +3,9 @@
 Client → server: binary audio in the input format, and JSON control messages::
 
     {"type": "config", "input_format": "pcm_16000", "output_format": "pcm_16000",
-     "end_user_id": "…"}            # optional; only as the first message
+     "end_user_id": "…", "vad_threshold": 0.5, "vad_min_silence_ms": 400,
+     "vad_min_speech_ms": 100, "silence_timeout_s": 15}
+                                     # all optional; only as the first message
     {"type": "text", "text": "…"}    # a typed user turn (the widget's text fallback)
     {"type": "dtmf", "digits": "12#"}
     {"type": "pong", "event_id": 3}  # answer to a ping (optional)
@@ -11,7 +13,8 @@ Client → server: binary audio in the input format, and JSON control messages::
 
 Server → client: binary agent audio and JSON events — ``session`` (first), ``user_transcript``
 ``{text, final}``, ``agent_response`` ``{text}``, ``interruption``, ``turn`` ``{speaker, state}``,
-``ping`` ``{event_id}``, ``error`` ``{code, message}``.
+``ping`` ``{event_id}``, ``session_end`` ``{reason}`` (then a normal close), ``error``
+``{code, message}``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ class Config:
     input_format: str | None = None
     output_format: str | None = None
     end_user_id: str | None = None
+    vad_threshold: float | None = None
+    vad_min_silence_ms: int | None = None
+    vad_min_speech_ms: int | None = None
+    silence_timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,19 @@ def _opt_str(msg: dict[str, Any], key: str, limit: int = 200) -> str | None:
     return value
 
 
+def _opt_number(
+    msg: dict[str, Any], key: str, low: float, high: float, *, integer: bool = False
+) -> Any:
+    value = msg.get(key)
+    if value is None:
+        return None
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+    if not ok or (integer and not isinstance(value, int)):
+        kind = "an integer" if integer else "a number"
+        raise ProtocolError(f'"{key}" must be {kind} from {low:g} to {high:g}')
+    return value
+
+
 def parse_client_message(raw: str) -> ClientMessage:
     """Parse one JSON control message.
 
@@ -86,6 +106,10 @@ def parse_client_message(raw: str) -> ClientMessage:
                 _opt_str(msg, "input_format"),
                 _opt_str(msg, "output_format"),
                 _opt_str(msg, "end_user_id"),
+                _opt_number(msg, "vad_threshold", 0.05, 0.95),
+                _opt_number(msg, "vad_min_silence_ms", 32, 10_000, integer=True),
+                _opt_number(msg, "vad_min_speech_ms", 32, 2000, integer=True),
+                _opt_number(msg, "silence_timeout_s", 0, 3600),
             )
         case "text":
             text = msg.get("text")

@@ -107,6 +107,8 @@ async def open_conversation(
             agent_engine=rt.agent_resolver.engine_for(agent),
             vad_threshold=rt.settings.vad_threshold,
             vad_min_silence_ms=rt.settings.vad_min_silence_ms,
+            vad_min_speech_ms=rt.settings.vad_min_speech_ms,
+            silence_timeout_s=rt.settings.convai_silence_timeout_seconds,
         ),
         agent,
         _hooks(rt, agent, session_id, conversation_id),

@@ -133,6 +133,12 @@ class _ConvaiSocket:
                     self.encoder = make_encoder(self.out_fmt, SAMPLE_RATE)
                 if msg.end_user_id:
                     self.session.end_user_id = msg.end_user_id
+                self.session.configure(
+                    vad_threshold=msg.vad_threshold,
+                    vad_min_silence_ms=msg.vad_min_silence_ms,
+                    vad_min_speech_ms=msg.vad_min_speech_ms,
+                    silence_timeout_s=msg.silence_timeout_s,
+                )
             case convai.UserText(text):
                 await self.session.push_text(text)
             case convai.Dtmf(digits):
@@ -148,6 +154,9 @@ class _ConvaiSocket:
         while True:
             event = await self.session.next_event()
             await self.ws.send_str(convai.dump(event))
+            if event["type"] == "session_end":
+                self.ended = True
+                return  # the session hung up (silence): a normal close follows
 
     async def _send_audio(self) -> None:
         playhead = 0.0  # when the client will have played everything sent so far

@@ -20,6 +20,7 @@ def open_stt_stream(rt: Runtime) -> STTStream:
         rt.stt_executor,
         vad_threshold=rt.settings.vad_threshold,
         min_silence_ms=rt.settings.vad_min_silence_ms,
+        min_speech_ms=rt.settings.vad_min_speech_ms,
     )
 
 

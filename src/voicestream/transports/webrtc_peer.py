@@ -170,6 +170,10 @@ class WebRTCPeer:
                 self.close_soon(ended=False)
                 return
             self._send(event)
+            if event["type"] == "session_end":
+                self.ended = True
+                self.close_soon(ended=True)  # the session hung up (silence)
+                return
 
     def _send(self, event: dict[str, Any]) -> None:
         channel = self._channel
@@ -207,6 +211,10 @@ class WebRTCPeer:
                     raise ProtocolError("on WebRTC the audio formats are negotiated in the SDP")
                 if msg.end_user_id:
                     self.session.end_user_id = msg.end_user_id
+                if msg.vad_threshold or msg.vad_min_silence_ms or msg.vad_min_speech_ms:
+                    # Audio flows from the moment ICE connects, before the channel opens.
+                    raise ProtocolError("on WebRTC the VAD settings are the server's")
+                self.session.configure(silence_timeout_s=msg.silence_timeout_s)
             case convai.UserText(text):
                 await self.session.push_text(text)
             case convai.Dtmf(digits):
