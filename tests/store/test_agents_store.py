@@ -11,12 +11,8 @@ import pytest
 from fixtures_services import unique_name
 from voicestream.errors import NotFound, ValidationFailed
 from voicestream.store import db
-from voicestream.store.agents import (
-    AgentRepository,
-    AgentSpec,
-    ConversationRepository,
-    NewDocument,
-)
+from voicestream.store.agents import AgentRepository, AgentSpec, NewDocument
+from voicestream.store.conversations import ConversationRepository
 from voicestream.store.workspaces import ensure_workspace
 
 

@@ -1,4 +1,4 @@
-"""Agents, their knowledge documents, and conversations with their transcripts.
+"""Agents and their knowledge documents.
 
 Every read and write takes the workspace id and filters on it: an id from another workspace
 behaves exactly like an id that does not exist (``NotFound``), so ids never leak across tenants.
@@ -14,23 +14,22 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 from uuid import UUID
 
 from voicestream.errors import NotFound, ValidationFailed
 from voicestream.store import db
+from voicestream.store._records import MAX_LIST, Id, clean, iso, limit_rows, parse_id
 
 __all__ = [
     "Agent",
     "AgentDocument",
     "AgentRepository",
     "AgentSpec",
-    "Conversation",
-    "ConversationRepository",
+    "Id",
     "NewDocument",
-    "Turn",
     "parse_id",
 ]
 
@@ -38,28 +37,6 @@ _UPDATABLE: Final = frozenset(
     {"name", "instructions", "voice", "language", "first_message", "llm", "public"}
 )
 _SECRET_LLM_KEYS: Final = frozenset({"api_key"})
-_MAX_LIST: Final = 500
-
-Id = UUID | str
-TurnRole = Literal["user", "agent"]
-
-
-def parse_id(value: Id, what: str = "object") -> UUID:
-    """``value`` as a UUID; a malformed id is an unknown one (``NotFound``)."""
-    if isinstance(value, UUID):
-        return value
-    try:
-        return UUID(str(value))
-    except ValueError:
-        raise NotFound(f"no {what} with id {value!r}") from None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _clean(text: str) -> str:
-    return text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
 
 
 # --- records --------------------------------------------------------------------------------
@@ -108,8 +85,8 @@ class Agent:
             "first_message": self.first_message,
             "llm": llm,
             "public": self.public,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
         }
 
 
@@ -140,55 +117,8 @@ class AgentDocument:
             "content_type": self.content_type,
             "characters": self.characters,
             "chunks": self.chunks,
-            "created_at": _iso(self.created_at),
+            "created_at": iso(self.created_at),
         }
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    seq: int
-    role: TurnRole
-    text: str
-    interrupted: bool
-    at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "role": self.role,
-            "text": self.text,
-            "interrupted": self.interrupted,
-            "at": _iso(self.at),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Conversation:
-    id: UUID
-    workspace_id: UUID
-    agent_id: UUID | None
-    end_user_id: str | None
-    transport: str
-    started_at: datetime
-    ended_at: datetime | None
-    status: str
-    turn_count: int
-    turns: tuple[Turn, ...] = field(default=())
-
-    def to_dict(self, *, with_turns: bool = True) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": str(self.id),
-            "agent_id": str(self.agent_id) if self.agent_id is not None else None,
-            "end_user_id": self.end_user_id,
-            "transport": self.transport,
-            "status": self.status,
-            "started_at": _iso(self.started_at),
-            "ended_at": _iso(self.ended_at),
-            "turn_count": self.turn_count,
-        }
-        if with_turns:
-            body["turns"] = [t.to_dict() for t in self.turns]
-        return body
 
 
 _AGENT_COLUMNS = """
@@ -198,9 +128,6 @@ _AGENT_COLUMNS = """
 _DOCUMENT_COLUMNS = """
     id, agent_id, workspace_id, name, content_type, char_length(text) AS characters, chunks,
     created_at
-"""
-_CONVERSATION_COLUMNS = """
-    id, workspace_id, agent_id, end_user_id, transport, started_at, ended_at, status, turn_count
 """
 
 
@@ -235,36 +162,8 @@ def _document(row: db.Record) -> AgentDocument:
     )
 
 
-def _conversation(row: db.Record, turns: Sequence[db.Record] = ()) -> Conversation:
-    return Conversation(
-        id=row["id"],
-        workspace_id=row["workspace_id"],
-        agent_id=row["agent_id"],
-        end_user_id=row["end_user_id"],
-        transport=row["transport"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        status=row["status"],
-        turn_count=row["turn_count"],
-        turns=tuple(
-            Turn(
-                seq=t["seq"],
-                role=t["role"],
-                text=t["text"],
-                interrupted=t["interrupted"],
-                at=t["at"],
-            )
-            for t in turns
-        ),
-    )
-
-
 def _llm_json(llm: Mapping[str, Any] | None) -> str | None:
     return None if llm is None else json.dumps(dict(llm))
-
-
-def _limit(limit: int) -> int:
-    return max(1, min(int(limit), _MAX_LIST))
 
 
 # --- agents ---------------------------------------------------------------------------------
@@ -301,11 +200,11 @@ class AgentRepository:
                 RETURNING {_AGENT_COLUMNS}
                 """,
                 ws,
-                _clean(spec.name),
-                _clean(spec.instructions),
+                clean(spec.name),
+                clean(spec.instructions),
                 spec.voice,
                 spec.language,
-                _clean(spec.first_message) if spec.first_message is not None else None,
+                clean(spec.first_message) if spec.first_message is not None else None,
                 _llm_json(spec.llm),
                 spec.public,
             )
@@ -336,14 +235,14 @@ class AgentRepository:
             raise NotFound(f"no public agent with id {str(agent_id)!r}")
         return _agent(row)
 
-    async def list(self, workspace_id: Id, *, limit: int = _MAX_LIST) -> builtins.list[Agent]:
+    async def list(self, workspace_id: Id, *, limit: int = MAX_LIST) -> builtins.list[Agent]:
         """The workspace's agents, oldest first."""
         ws = parse_id(workspace_id, "workspace")
         rows = await self._pool.fetch(
             f"SELECT {_AGENT_COLUMNS} FROM agents WHERE workspace_id = $1 "
             "ORDER BY created_at, id LIMIT $2",
             ws,
-            _limit(limit),
+            limit_rows(limit),
         )
         return [_agent(row) for row in rows]
 
@@ -370,7 +269,7 @@ class AgentRepository:
                 args.append(_llm_json(value))
             else:
                 sets.append(f"{column} = ${i}")
-                args.append(_clean(value) if isinstance(value, str) else value)
+                args.append(clean(value) if isinstance(value, str) else value)
         row = await self._pool.fetchrow(
             f"UPDATE agents SET {', '.join(sets)}, updated_at = now() "
             f"WHERE id = $1 AND workspace_id = $2 RETURNING {_AGENT_COLUMNS}",
@@ -424,7 +323,7 @@ class AgentRepository:
             return doc
 
     async def list_documents(
-        self, workspace_id: Id, agent_id: Id, *, limit: int = _MAX_LIST
+        self, workspace_id: Id, agent_id: Id, *, limit: int = MAX_LIST
     ) -> builtins.list[AgentDocument]:
         """The agent's documents, oldest first. Raises NotFound for an unknown agent."""
         agent = await self.get(workspace_id, agent_id)
@@ -433,7 +332,7 @@ class AgentRepository:
             "WHERE agent_id = $1 AND workspace_id = $2 ORDER BY created_at, id LIMIT $3",
             agent.id,
             agent.workspace_id,
-            _limit(limit),
+            limit_rows(limit),
         )
         return [_document(row) for row in rows]
 
@@ -487,125 +386,9 @@ class AgentRepository:
             """,
             agent.id,
             agent.workspace_id,
-            _clean(document.name),
+            clean(document.name),
             document.content_type,
-            _clean(document.text),
+            clean(document.text),
             document.chunks,
         )
         return _document(row)
-
-
-# --- conversations --------------------------------------------------------------------------
-
-
-class ConversationRepository:
-    """Conversations and their transcripts, written by the session as it goes."""
-
-    def __init__(self, pool: db.Pool) -> None:
-        self._pool = pool
-
-    async def create(
-        self, workspace_id: Id, agent_id: Id | None, end_user_id: str | None, transport: str
-    ) -> str:
-        """Start a conversation (status ``active``); returns its id as a string."""
-        new_id = await self._pool.fetchval(
-            "INSERT INTO conversations (workspace_id, agent_id, end_user_id, transport) "
-            "VALUES ($1, $2, $3, $4) RETURNING id",
-            parse_id(workspace_id, "workspace"),
-            parse_id(agent_id, "agent") if agent_id is not None else None,
-            end_user_id,
-            transport,
-        )
-        return str(new_id)
-
-    async def add_turn(
-        self, conversation_id: Id, role: str, text: str, *, interrupted: bool = False
-    ) -> int:
-        """Append a turn; returns its sequence number (1, 2, …). Safe for concurrent writers."""
-        if role not in ("user", "agent"):
-            raise ValidationFailed(f"turn role must be 'user' or 'agent', not {role!r}")
-        seq = await self._pool.fetchval(
-            """
-            WITH c AS (
-                UPDATE conversations SET turn_count = turn_count + 1 WHERE id = $1
-                RETURNING id, turn_count
-            )
-            INSERT INTO conversation_turns (conversation_id, seq, role, text, interrupted)
-            SELECT id, turn_count, $2, $3, $4 FROM c
-            RETURNING seq
-            """,
-            parse_id(conversation_id, "conversation"),
-            role,
-            _clean(text),
-            interrupted,
-        )
-        if seq is None:
-            raise NotFound(f"no conversation with id {str(conversation_id)!r}")
-        result: int = seq
-        return result
-
-    async def end(self, conversation_id: Id, status: str = "ended") -> None:
-        """Mark it over (``ended``, ``disconnected``, ``failed``, …); the first end time stays."""
-        if not status:
-            raise ValidationFailed("status must not be empty")
-        await self._pool.execute(
-            "UPDATE conversations SET status = $2, ended_at = coalesce(ended_at, now()) "
-            "WHERE id = $1",
-            parse_id(conversation_id, "conversation"),
-            status,
-        )
-
-    async def reopen(self, conversation_id: Id) -> None:
-        """A resumed conversation is active again."""
-        await self._pool.execute(
-            "UPDATE conversations SET status = 'active', ended_at = NULL WHERE id = $1",
-            parse_id(conversation_id, "conversation"),
-        )
-
-    async def get(self, workspace_id: Id, conversation_id: Id) -> Conversation:
-        """One conversation with its turns in order. Raises NotFound (also cross-tenant)."""
-        ws = parse_id(workspace_id, "workspace")
-        cid = parse_id(conversation_id, "conversation")
-        async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations "
-                "WHERE id = $1 AND workspace_id = $2",
-                cid,
-                ws,
-            )
-            if row is None:
-                raise NotFound(f"no conversation with id {str(conversation_id)!r}")
-            turns = await conn.fetch(
-                "SELECT seq, role, text, interrupted, at FROM conversation_turns "
-                "WHERE conversation_id = $1 ORDER BY seq",
-                cid,
-            )
-        return _conversation(row, turns)
-
-    async def list(
-        self,
-        workspace_id: Id,
-        *,
-        agent_id: Id | None = None,
-        end_user_id: str | None = None,
-        limit: int = 50,
-        before: datetime | None = None,
-    ) -> builtins.list[Conversation]:
-        """Newest first, without turns; ``before`` pages back (pass the last ``started_at``)."""
-        rows = await self._pool.fetch(
-            f"""
-            SELECT {_CONVERSATION_COLUMNS} FROM conversations
-            WHERE workspace_id = $1
-              AND ($2::uuid IS NULL OR agent_id = $2)
-              AND ($3::text IS NULL OR end_user_id = $3)
-              AND ($4::timestamptz IS NULL OR started_at < $4)
-            ORDER BY started_at DESC, id DESC
-            LIMIT $5
-            """,
-            parse_id(workspace_id, "workspace"),
-            parse_id(agent_id, "agent") if agent_id is not None else None,
-            end_user_id,
-            before,
-            _limit(limit),
-        )
-        return [_conversation(row) for row in rows]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ..engines.agents.resolver import AgentCatalog, AgentResolver
     from ..engines.agents.retrieval import KnowledgeBase
-    from ..store.agents import ConversationRepository
+    from ..store.conversations import ConversationRepository
     from ..store.keys import ApiKeyRepository
     from ..store.usage import UsageRepository
 

@@ -16,7 +16,7 @@ from voicestream.engines.agents.resolver import AgentCatalog, AgentResolver
 from voicestream.engines.agents.retrieval import KnowledgeBase
 from voicestream.engines.executor import InferenceExecutor
 from voicestream.errors import EngineUnavailable
-from voicestream.store.agents import ConversationRepository
+from voicestream.store.conversations import ConversationRepository
 from voicestream.store.vectors import VectorStore
 
 if TYPE_CHECKING:
