@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from fakes.openai_server import FakeOpenAI
 from helpers import normalize
 from server.convai_client import ConvaiClient
 
@@ -300,3 +301,29 @@ async def test_config_after_audio_is_refused(server) -> None:
         await client.ws.send_json({"type": "config", "vad_threshold": 0.6})
         err = await client.wait_event("error")
         assert err["code"] == "protocol_error" and "first message" in err["message"]
+
+
+async def test_llm_agent_conversation_streams_tool_backed_answer(server) -> None:
+    """An agent on an OpenAI-compatible endpoint (the local fake, through the official SDK):
+    the model calls the knowledge tool, answers from it, and the answer is spoken."""
+    async with FakeOpenAI() as fake, aiohttp.ClientSession() as s:
+        fake.reply_tool_call("search_knowledge", {"query": "parking"})
+        fake.reply_text("Parking is free in the garage behind the building.", delay_s=0.01)
+        llm = {"base_url": fake.base_url, "model": "fake-model", "api_key": "sk-test"}
+        agent = await _agent(server, s, llm=llm)
+        client = await _connect(server, s, agent["id"])
+        await client.wait_event("session")
+        await client.ws.send_json({"type": "text", "text": "Where can I park?"})
+        reply = await client.wait_event("agent_response")
+        assert reply["text"] == "Parking is free in the garage behind the building."
+        await client.wait_for(lambda: len(client.audio) > 0)
+        audio = await client.audio_quiet_for(0.6)
+        words = set(normalize(await _transcribe(server, s, audio)).split())
+        assert len({"parking", "free", "garage", "building"} & words) >= 3, words
+        await client.close()
+    # The model saw the instructions, the question and the tool's result from the documents.
+    first, second = fake.requests[0].messages, fake.requests[1].messages
+    assert first[0]["role"] == "system" and "visitor" in first[0]["content"]
+    assert first[-1] == {"role": "user", "content": "Where can I park?"}
+    tool_results = [m for m in second if m["role"] == "tool"]
+    assert tool_results and "garage" in tool_results[0]["content"]
