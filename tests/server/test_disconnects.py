@@ -16,6 +16,14 @@ async def _active(server, kind: str) -> float:
     return float(gauge._value.get())
 
 
+async def _until_no_active(server, kind: str) -> None:
+    for _ in range(100):
+        if await _active(server, kind) == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{kind} streams still open")
+
+
 async def test_tts_socket_closed_after_first_audio(server) -> None:
     async with aiohttp.ClientSession() as s:
         ws = await s.ws_connect(f"{server.ws_url}/v1/tts/stream", headers=server.headers())
@@ -25,11 +33,7 @@ async def test_tts_socket_closed_after_first_audio(server) -> None:
         while msg.type != aiohttp.WSMsgType.BINARY:
             msg = await ws.receive()
         await ws.close()
-    for _ in range(100):
-        if await _active(server, "tts_ws") == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert await _active(server, "tts_ws") == 0
+    await _until_no_active(server, "tts_ws")
 
 
 async def test_tts_socket_dropped_before_end(server) -> None:
@@ -37,11 +41,7 @@ async def test_tts_socket_dropped_before_end(server) -> None:
         ws = await s.ws_connect(f"{server.ws_url}/v1/tts/stream", headers=server.headers())
         await ws.send_json({"type": "text", "text": "Half a sentence, "})
         await ws.close()
-    for _ in range(100):
-        if await _active(server, "tts_ws") == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert await _active(server, "tts_ws") == 0
+    await _until_no_active(server, "tts_ws")
 
 
 async def test_http_tts_reader_gone_mid_stream(server) -> None:
@@ -54,11 +54,7 @@ async def test_http_tts_reader_gone_mid_stream(server) -> None:
             assert r.status == 200
             assert await r.content.read(1024)
             r.close()  # drop the connection with most of the audio unread
-    for _ in range(100):
-        if await _active(server, "tts_http") == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert await _active(server, "tts_http") == 0
+    await _until_no_active(server, "tts_http")
     # The server carries on as before.
     async with aiohttp.ClientSession() as s:
         async with s.get(f"{server.url}/readyz") as r:
@@ -77,8 +73,4 @@ async def test_stt_socket_dropped_mid_utterance(server) -> None:
         for i in range(0, len(speech) // 2, 640):
             await ws.send_bytes(speech[i : i + 640])
         await ws.close()
-    for _ in range(100):
-        if await _active(server, "stt_ws") == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert await _active(server, "stt_ws") == 0
+    await _until_no_active(server, "stt_ws")

@@ -24,7 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidJSON, ProtocolError, TextTooLong
+from ..errors import ProtocolError, TextTooLong
+from .json_messages import load_object
 
 __all__ = ["Config", "Dtmf", "End", "Pong", "UserText", "dump", "parse_client_message"]
 
@@ -94,12 +95,7 @@ def parse_client_message(raw: str) -> ClientMessage:
     Raises:
         InvalidJSON, ProtocolError, TextTooLong: with a message fit to show the client.
     """
-    try:
-        msg = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidJSON(f"message is not valid JSON: {exc}") from None
-    if not isinstance(msg, dict):
-        raise ProtocolError("message must be a JSON object")
+    msg = load_object(raw)
     match msg.get("type"):
         case "config":
             return Config(

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import EmptyText, InvalidJSON, ProtocolError, TextTooLong, VoiceStreamError
+from ..errors import EmptyText, ProtocolError, TextTooLong, VoiceStreamError
+from .json_messages import load_object
 
 __all__ = [
     "End",
@@ -56,23 +57,13 @@ class End:
     pass
 
 
-def _load(raw: str) -> dict[str, Any]:
-    try:
-        msg = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidJSON(f"message is not valid JSON: {exc}") from None
-    if not isinstance(msg, dict):
-        raise ProtocolError("message must be a JSON object")
-    return msg
-
-
 def parse_tts_message(raw: str, *, max_text_chars: int) -> Text | Flush | End:
     """Parse one client message of the TTS stream.
 
     Raises:
         InvalidJSON, ProtocolError, TextTooLong: with a message fit to show the client.
     """
-    msg = _load(raw)
+    msg = load_object(raw)
     match msg.get("type"):
         case "text":
             text = msg.get("text")
@@ -92,7 +83,7 @@ def parse_tts_message(raw: str, *, max_text_chars: int) -> Text | Flush | End:
 
 
 def parse_stt_message(raw: str) -> End:
-    msg = _load(raw)
+    msg = load_object(raw)
     if msg.get("type") != "end":
         raise ProtocolError(f"unknown message type {msg.get('type')!r}; expected end")
     return End()

@@ -21,10 +21,11 @@ from ..engines.agents.base import AgentConfig, ChatMessage
 from ..errors import AuthError, Forbidden, NotFound, ValidationFailed
 from ..pipeline import events
 from ..pipeline.session import SAMPLE_RATE, ConversationHooks, ConversationSession, SessionDeps
+from ..protocols import convai
 from .context import RUNTIME, Runtime, optional_principal
 from .tickets import verify_ticket
 
-__all__ = ["ConversationLease", "open_conversation"]
+__all__ = ["ConversationLease", "apply_turn_message", "open_conversation"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,21 @@ class ConversationLease:
         else:
             await self.rt.redis.expire(key, int(self.rt.settings.convai_resume_grace_seconds))
             await self.rt.conversations.end(self.session.conversation_id, "disconnected")
+
+
+async def apply_turn_message(session: ConversationSession, msg: convai.ClientMessage) -> bool:
+    """The messages every conversation transport handles alike; True when the client hung up.
+
+    ``config`` is the transport's own business (formats and timing differ per transport).
+    """
+    match msg:
+        case convai.UserText(text):
+            await session.push_text(text)
+        case convai.Dtmf(digits):
+            await session.push_dtmf(digits)
+        case convai.End():
+            return True
+    return False
 
 
 async def open_conversation(

@@ -21,7 +21,7 @@ from ..media.formats import AudioFormat
 from ..pipeline.session import SAMPLE_RATE, ConversationSession
 from ..protocols import convai
 from .context import RUNTIME, Runtime
-from .convai_common import ConversationLease, open_conversation
+from .convai_common import ConversationLease, apply_turn_message, open_conversation
 from .stt_common import parse_raw_format
 from .ws_common import close_with_error, open_websocket
 
@@ -139,15 +139,10 @@ class _ConvaiSocket:
                     vad_min_speech_ms=msg.vad_min_speech_ms,
                     silence_timeout_s=msg.silence_timeout_s,
                 )
-            case convai.UserText(text):
-                await self.session.push_text(text)
-            case convai.Dtmf(digits):
-                await self.session.push_dtmf(digits)
-            case convai.Pong():
-                pass
-            case convai.End():
-                self.ended = True
-                return True
+            case _:
+                if await apply_turn_message(self.session, msg):
+                    self.ended = True
+                    return True
         return False
 
     async def _send_events(self) -> None:

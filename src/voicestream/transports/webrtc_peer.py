@@ -30,7 +30,7 @@ from ..pipeline import events
 from ..pipeline.session import SAMPLE_RATE, ConversationSession
 from ..protocols import convai
 from .context import Runtime
-from .convai_common import ConversationLease
+from .convai_common import ConversationLease, apply_turn_message
 from .webrtc_media import AgentAudioTrack, UserAudioConverter
 
 __all__ = ["WebRTCPeer"]
@@ -215,16 +215,11 @@ class WebRTCPeer:
                     # Audio flows from the moment ICE connects, before the channel opens.
                     raise ProtocolError("on WebRTC the VAD settings are the server's")
                 self.session.configure(silence_timeout_s=msg.silence_timeout_s)
-            case convai.UserText(text):
-                await self.session.push_text(text)
-            case convai.Dtmf(digits):
-                await self.session.push_dtmf(digits)
-            case convai.Pong():
-                pass
-            case convai.End():
-                self.ended = True
-                self.close_soon(ended=True)
-                return True
+            case _:
+                if await apply_turn_message(self.session, msg):
+                    self.ended = True
+                    self.close_soon(ended=True)
+                    return True
         return False
 
     # ---- media and lifetime -------------------------------------------------------------
