@@ -25,7 +25,8 @@ __all__ = ["SpeechChunk", "TTSStream"]
 # Lead-in kept before the first sound of a stream (latency the listener hears), and the most
 # silence kept before a later clause (the previous clause already ends in a pause).
 _FIRST_LEAD_IN_MS = 30.0
-_CLAUSE_LEAD_IN_MS = 100.0
+_CLAUSE_LEAD_IN_MS = 100.0  # after a comma or semicolon
+_SENTENCE_LEAD_IN_MS = 300.0  # after . ! ? — listeners (and recognizers) expect a real pause
 # Start a continuation this long before the listener would run out of audio, to absorb queueing
 # jitter and the time the audio spends on the wire.
 _CONTINUATION_SLACK_S = 0.25
@@ -75,6 +76,7 @@ class TTSStream:
         self._first_audio_at: float | None = None
         self._audio_seconds = 0.0
         self.first_clause_at: float | None = None  # when the first speakable text arrived
+        self._last_text = ""  # the previous clause, for the pause before the next
 
     @property
     def voice(self) -> Voice:
@@ -139,7 +141,13 @@ class TTSStream:
         asked = time.monotonic()
         started = 0.0
 
-        keep_ms = _FIRST_LEAD_IN_MS if self._audio_seconds == 0 else _CLAUSE_LEAD_IN_MS
+        if self._audio_seconds == 0:
+            keep_ms = _FIRST_LEAD_IN_MS
+        elif self._last_text.rstrip().rstrip("\"')]").endswith((".", "!", "?", "\u2026")):
+            keep_ms = _SENTENCE_LEAD_IN_MS
+        else:
+            keep_ms = _CLAUSE_LEAD_IN_MS
+        self._last_text = text
 
         def work() -> Synthesis:
             nonlocal started

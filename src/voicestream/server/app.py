@@ -28,8 +28,11 @@ from ..store.services import open_services
 from ..store.usage import UsageRepository
 from ..transports.context import RUNTIME, Runtime
 from ..transports.convai_ws import ws_convai
+from ..transports.elevenlabs_rest import add_elevenlabs_routes
 from ..transports.http_stt import post_stt
 from ..transports.http_tts import post_tts
+from ..transports.openai_audio import add_openai_audio_routes
+from ..transports.telephony_twilio import add_twilio_routes
 from ..transports.tickets import post_ticket
 from ..transports.webrtc import (
     options_webrtc_offer,
@@ -70,6 +73,9 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.router.add_routes(AGENT_ROUTES)  # /v1/agents…, /v1/convai/sessions…
     app.router.add_get("/v1/convai/stream", ws_convai)
     app.router.add_post("/v1/convai/tickets", post_ticket)
+    add_openai_audio_routes(app)  # /openai/v1/audio/speech, /audio/transcriptions, /models
+    add_elevenlabs_routes(app)  # /elevenlabs/v1/…: ElevenLabs SDK drop-in (REST + stream-input)
+    add_twilio_routes(app)  # WS /v1/telephony/twilio, POST /v1/telephony/twilio/voice (TwiML)
     app.cleanup_ctx.append(webrtc_peers)
     app.router.add_post("/v1/convai/webrtc/offer", post_webrtc_offer)
     app.router.add_patch("/v1/convai/webrtc/offer", patch_webrtc_offer)
@@ -96,7 +102,8 @@ def _runtime(
                 for name in reg.tts_engine_names()
             }
             stt_executor = InferenceExecutor("stt", settings.stt_threads)
-            media_executor = InferenceExecutor("media", 1)
+            # Decoding uploads and encoding compressed output: CPU work kept off the loop.
+            media_executor = InferenceExecutor("media", settings.tts_threads)
             secret_key = settings.secret_key
             if secret_key is None:
                 secret_key = await asyncio.to_thread(load_or_create_secret, settings.data_dir)

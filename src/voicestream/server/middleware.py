@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/widget.js", "/demo"})
 # A browser widget cannot hold a key: these accept a ticket or a public agent instead, which the
 # handler checks. A key that is presented must still be valid.
-KEY_OPTIONAL_PATHS = frozenset({"/v1/convai/stream", "/v1/convai/webrtc/offer"})
+KEY_OPTIONAL_PATHS = frozenset(
+    {"/v1/convai/stream", "/v1/convai/webrtc/offer", "/v1/telephony/twilio"}
+)
 
 _HTTP_CODES = {
     400: "bad_request",

@@ -12,7 +12,7 @@ from ..media.subtitles import cues_from_words, to_srt, to_vtt
 from .context import RUNTIME, Runtime, principal_of
 from .stt_common import TranscriptBuilder, open_stt_stream, parse_raw_format
 
-__all__ = ["post_stt"]
+__all__ = ["post_stt", "transcribe_pcm"]
 
 _RESPONSE_FORMATS = ("json", "text", "srt", "vtt")
 # Feed the decoder a second at a time: each job is short, so other streams' work interleaves.
@@ -39,7 +39,7 @@ async def post_stt(request: web.Request) -> web.StreamResponse:
         pcm = await rt.media_executor.run(lambda: decode_audio(data, rate))
     duration = len(pcm) / 2 / rate
     t0 = time.monotonic()
-    transcript = await _transcribe(rt, pcm)
+    transcript = await transcribe_pcm(rt, pcm)
     rt.metrics.engine_rtf.labels(rt.registry.stt.name).observe(
         (time.monotonic() - t0) / max(duration, 1e-3)
     )
@@ -67,7 +67,8 @@ async def post_stt(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _transcribe(rt: Runtime, pcm: bytes) -> TranscriptBuilder:
+async def transcribe_pcm(rt: Runtime, pcm: bytes) -> TranscriptBuilder:
+    """A whole recording through the streaming pipeline (VAD-segmented), as one transcript."""
     stream = open_stt_stream(rt)
     step = int(_FEED_SECONDS * rt.registry.stt.sample_rate) * 2
     out = TranscriptBuilder()

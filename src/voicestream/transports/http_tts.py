@@ -51,7 +51,9 @@ async def post_tts(request: web.Request) -> web.StreamResponse:
     client_gone = False
     rt.metrics.active_streams.labels("tts_http").inc()
     try:
-        async for out in encode_stream(stream, fmt, rt.metrics, transport="http"):
+        async for out in encode_stream(
+            stream, fmt, rt.metrics, transport="http", executor=rt.media_executor
+        ):
             if out.chunk is not None:
                 audio_seconds += out.chunk.duration
             if response is None:

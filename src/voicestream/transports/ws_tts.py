@@ -120,7 +120,9 @@ class _TTSSession:
             else 0
         )
         pending = bytearray()
-        async for out in encode_stream(self.stream, self.fmt, self.rt.metrics, transport="ws"):
+        async for out in encode_stream(
+            self.stream, self.fmt, self.rt.metrics, transport="ws", executor=self.rt.media_executor
+        ):
             if out.chunk is not None:
                 await self._send_alignment(out.chunk)
             if frame_len:

@@ -1,0 +1,534 @@
+"""ElevenLabs' REST API under ``/elevenlabs``, so the official SDK works against this server.
+
+``ElevenLabs(base_url="http://host:port/elevenlabs", api_key=key)``: text-to-speech (binary,
+streamed, with timestamps, streamed with timestamps), speech-to-text, voices, models, user and
+subscription. Shapes and validation live in ``protocols/elevenlabs.py``; synthesis, encoding and
+transcription are the native pipeline's. Errors are answered in ElevenLabs' shape (``detail``),
+so the SDK raises ``ApiError`` with the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import functools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import BodyPartReader, WSMsgType, web
+
+from ..engines.tts_stream import TTSStream
+from ..errors import (
+    InvalidAudio,
+    PayloadTooLarge,
+    ProtocolError,
+    TextTooLong,
+    UnknownVoice,
+    ValidationFailed,
+    VoiceStreamError,
+)
+from ..media.decode import decode_audio, decode_raw
+from ..media.formats import AudioFormat, parse_format
+from ..protocols import elevenlabs as el
+from .context import RUNTIME, Runtime, principal_of
+from .http_common import read_model
+from .http_stt import transcribe_pcm
+from .tts_output import EncodedChunk, encode_stream
+from .ws_common import open_websocket
+
+__all__ = ["PREFIX", "add_elevenlabs_routes"]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/elevenlabs"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Form fields other than the file are short; a bigger one is not a form we understand.
+_MAX_FORM_FIELD_BYTES = 64 * 1024
+
+
+def _elevenlabs_errors(handler: Handler) -> Handler:
+    """Answer our errors in ElevenLabs' shape; a voice in the path that is unknown is a 404."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except VoiceStreamError as err:
+            status = 404 if isinstance(err, UnknownVoice) else err.http_status
+            request.app[RUNTIME].metrics.errors.labels(err.code).inc()
+            return web.json_response(el.error_body(err, status=status), status=status)
+
+    return wrapped
+
+
+def add_elevenlabs_routes(app: web.Application) -> None:
+    """Mount the ElevenLabs-compatible REST API under ``/elevenlabs``."""
+    routes: list[tuple[str, str, Handler]] = [
+        ("POST", "/v1/text-to-speech/{voice_id}", tts_convert),
+        ("POST", "/v1/text-to-speech/{voice_id}/stream", tts_convert),
+        ("POST", "/v1/text-to-speech/{voice_id}/with-timestamps", tts_with_timestamps),
+        ("POST", "/v1/text-to-speech/{voice_id}/stream/with-timestamps", tts_stream_timestamps),
+        ("GET", "/v1/text-to-speech/{voice_id}/stream-input", tts_stream_input),
+        ("POST", "/v1/speech-to-text", speech_to_text),
+        ("GET", "/v1/voices", list_voices),
+        ("GET", "/v1/voices/settings/default", default_voice_settings),
+        ("GET", "/v1/voices/{voice_id}", get_voice),
+        ("GET", "/v1/voices/{voice_id}/settings", voice_settings),
+        ("GET", "/v2/voices", search_voices),
+        ("GET", "/v1/models", list_models),
+        ("GET", "/v1/user", get_user),
+        ("GET", "/v1/user/subscription", get_subscription),
+    ]
+    for method, path, handler in routes:
+        app.router.add_route(method, PREFIX + path, _elevenlabs_errors(handler))
+
+
+# --- text to speech ------------------------------------------------------------------------
+
+
+async def _start_tts(request: web.Request) -> tuple[Runtime, el.TTSBody, AudioFormat, TTSStream]:
+    """Validate everything before any audio is made, so bad input is a clean 4xx."""
+    rt = request.app[RUNTIME]
+    fmt = parse_format(request.query.get("output_format", el.DEFAULT_OUTPUT_FORMAT))
+    engine, voice = rt.registry.voice(request.match_info["voice_id"])
+    body = el.check_tts_body(
+        await read_model(request, el.TTSBody), max_text_chars=rt.settings.max_text_chars
+    )
+    stream = TTSStream(engine, voice, rt.tts_executors[engine.name])
+    stream.push_text(body.text)
+    stream.end_input()
+    return rt, body, fmt, stream
+
+
+async def _encoded(rt: Runtime, stream: TTSStream, fmt: AudioFormat) -> AsyncIterator[EncodedChunk]:
+    rt.metrics.active_streams.labels("tts_elevenlabs").inc()
+    try:
+        async for out in encode_stream(
+            stream, fmt, rt.metrics, transport="http", executor=rt.media_executor
+        ):
+            yield out
+    finally:
+        rt.metrics.active_streams.labels("tts_elevenlabs").dec()
+
+
+async def _stream_out(
+    request: web.Request,
+    content_type: str,
+    pieces: AsyncIterator[bytes],
+    headers: dict[str, str],
+    billed: Callable[[], Awaitable[None]],
+) -> web.StreamResponse:
+    """Write pieces as they come; headers go with the first, so an early failure is JSON.
+
+    ``billed`` runs once the audio is made (before the end of the response, so a client that
+    asks for its usage next sees it), also when the client hung up mid-stream.
+    """
+    response: web.StreamResponse | None = None
+    try:
+        async for data in pieces:
+            if response is None:
+                response = web.StreamResponse(headers={"Content-Type": content_type, **headers})
+                response.enable_chunked_encoding()
+                await response.prepare(request)
+            if data:
+                await response.write(data)
+    except ConnectionError:
+        log.debug("elevenlabs tts client went away mid-stream")
+        await billed()
+        assert response is not None
+        return response
+    except VoiceStreamError as err:
+        if response is None:
+            raise
+        log.warning("elevenlabs tts stream aborted after audio started: %s", err)
+        raise ConnectionResetError("synthesis failed mid-stream") from err
+    await billed()
+    if response is None:
+        response = web.StreamResponse(headers={"Content-Type": content_type, **headers})
+        await response.prepare(request)
+    await response.write_eof()
+    return response
+
+
+async def tts_convert(request: web.Request) -> web.StreamResponse:
+    """``/v1/text-to-speech/{voice_id}[/stream]``: the audio bytes, streamed per clause."""
+    rt, body, fmt, stream = await _start_tts(request)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        async for out in _encoded(rt, stream, fmt):
+            yield out.data
+
+    return await _stream_out(
+        request, fmt.content_type, pieces(), _tts_headers(stream, fmt), _biller(request, body)
+    )
+
+
+def _biller(request: web.Request, body: el.TTSBody) -> Callable[[], Awaitable[None]]:
+    async def billed() -> None:
+        await request.app[RUNTIME].usage.record(
+            principal_of(request), "tts_characters", len(body.text)
+        )
+
+    return billed
+
+
+def _tts_headers(stream: TTSStream, fmt: AudioFormat) -> dict[str, str]:
+    return {"X-Voice-Id": stream.voice.id, "X-Audio-Format": fmt.name}
+
+
+async def _timed_chunks(
+    rt: Runtime, stream: TTSStream, fmt: AudioFormat, text: str
+) -> AsyncIterator[tuple[bytes, el.CharTiming | None]]:
+    """Encoded audio per clause with its alignment; the last carries the uncovered rest."""
+    builder = el.AlignmentBuilder(text)
+    async for out in _encoded(rt, stream, fmt):
+        if out.chunk is None:
+            yield out.data, builder.rest()
+            return
+        c = out.chunk
+        yield (
+            out.data,
+            builder.clause(c.text, c.text_offset, c.audio_offset, c.duration, c.alignment),
+        )
+    rest = builder.rest()  # no encoder tail (nothing speakable, or a raw format)
+    if rest is not None:
+        yield b"", rest
+
+
+def _timestamps_json(data: bytes, timing: el.CharTiming | None) -> dict[str, Any]:
+    alignment = timing.to_json() if timing is not None else None
+    return {
+        "audio_base64": base64.b64encode(data).decode("ascii"),
+        "alignment": alignment,
+        "normalized_alignment": alignment,  # we speak the text as written
+    }
+
+
+async def tts_with_timestamps(request: web.Request) -> web.StreamResponse:
+    """``/with-timestamps``: all the audio in base64 plus the alignment of the whole text."""
+    rt, body, fmt, stream = await _start_tts(request)
+    audio = bytearray()
+    timings: list[el.CharTiming] = []
+    async for data, timing in _timed_chunks(rt, stream, fmt, body.text):
+        audio += data
+        if timing is not None:
+            timings.append(timing)
+    await rt.usage.record(principal_of(request), "tts_characters", len(body.text))
+    result = _timestamps_json(bytes(audio), el.merge_timings(timings))
+    return web.json_response(result, headers=_tts_headers(stream, fmt))
+
+
+async def tts_stream_timestamps(request: web.Request) -> web.StreamResponse:
+    """``/stream/with-timestamps``: one JSON line per clause; times from the audio's start."""
+    rt, body, fmt, stream = await _start_tts(request)
+
+    async def lines() -> AsyncIterator[bytes]:
+        async for data, timing in _timed_chunks(rt, stream, fmt, body.text):
+            line = json.dumps(_timestamps_json(data, timing), separators=(",", ":"))
+            yield line.encode() + b"\n"
+
+    return await _stream_out(
+        request, "application/x-ndjson", lines(), _tts_headers(stream, fmt), _biller(request, body)
+    )
+
+
+# --- speech to text ------------------------------------------------------------------------
+
+
+async def _read_form(request: web.Request, limit: int) -> tuple[dict[str, str], bytes | None]:
+    """The text fields and the ``file`` part of a multipart form."""
+    if not request.content_type.startswith("multipart/"):
+        raise ValidationFailed("speech-to-text expects multipart/form-data with a file part")
+    too_large = PayloadTooLarge(f"upload exceeds {limit} bytes")
+    fields: dict[str, str] = {}
+    file: bytes | None = None
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            continue
+        cap = limit if part.name == "file" else _MAX_FORM_FIELD_BYTES
+        buf = bytearray()
+        # aiohttp's body limit does not apply to parts read from the stream: count here.
+        while chunk := await part.read_chunk():
+            buf += chunk
+            if len(buf) > cap:
+                raise too_large
+        if part.name == "file":
+            file = bytes(buf)
+        else:
+            fields[part.name] = buf.decode("utf-8", errors="replace")
+    return fields, file
+
+
+async def speech_to_text(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/speech-to-text``: a file in, ElevenLabs' transcript (words and spacing) out."""
+    rt = request.app[RUNTIME]
+    fields, data = await _read_form(request, rt.settings.max_upload_bytes)
+    form = el.parse_stt_form(fields)
+    stt_language = rt.registry.stt.language
+    if form.language_code is not None and (
+        el.language_code_3(form.language_code) != el.language_code_3(stt_language)
+    ):
+        raise ValidationFailed(
+            f"language_code {form.language_code!r} is not supported; this server transcribes "
+            f"{stt_language}",
+            details={"fields": [{"field": "language_code", "message": "unsupported language"}]},
+        )
+    if data is None:
+        if any(
+            fields.get(k) not in (None, "", "null") for k in ("source_url", "cloud_storage_url")
+        ):
+            raise ValidationFailed("source_url and cloud_storage_url are not supported; send file")
+        raise InvalidAudio('multipart body has no "file" part')
+    if not data:
+        raise InvalidAudio("the uploaded file is empty")
+    rate = rt.registry.stt.sample_rate
+    if fields.get("file_format") == "pcm_s16le_16":
+        raw = parse_format("pcm_16000")
+        pcm = await rt.media_executor.run(lambda: decode_raw(data, raw, rate))
+    else:
+        pcm = await rt.media_executor.run(lambda: decode_audio(data, rate))
+    duration = len(pcm) / 2 / rate
+    t0 = time.monotonic()
+    transcript = await transcribe_pcm(rt, pcm)
+    rt.metrics.engine_rtf.labels(rt.registry.stt.name).observe(
+        (time.monotonic() - t0) / max(duration, 1e-3)
+    )
+    rt.metrics.audio_seconds.labels("transcribed").inc(duration)
+    await rt.usage.record(principal_of(request), "stt_seconds", duration)
+    return web.json_response(
+        el.transcript_response(
+            transcript.text,
+            [(w.text, w.start, w.end) for w in transcript.words],
+            language_code=el.language_code_3(stt_language),
+            granularity=form.timestamps_granularity,
+            duration=duration,
+        )
+    )
+
+
+# --- voices, models, user ------------------------------------------------------------------
+
+
+async def list_voices(request: web.Request) -> web.StreamResponse:
+    voices = request.app[RUNTIME].registry.voices()
+    return web.json_response({"voices": [el.voice_object(v) for v in voices]})
+
+
+async def get_voice(request: web.Request) -> web.StreamResponse:
+    _, voice = request.app[RUNTIME].registry.voice(request.match_info["voice_id"])
+    return web.json_response(el.voice_object(voice))
+
+
+async def voice_settings(request: web.Request) -> web.StreamResponse:
+    voice_id = request.match_info["voice_id"]
+    request.app[RUNTIME].registry.voice(voice_id)  # 404 for an unknown voice
+    return web.json_response(el.default_settings())
+
+
+async def default_voice_settings(request: web.Request) -> web.StreamResponse:
+    return web.json_response(el.default_settings())
+
+
+def _int_query(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationFailed(
+            f"{name} must be an integer; got {raw!r}",
+            details={"fields": [{"field": name, "message": "not an integer"}]},
+        ) from None
+
+
+async def search_voices(request: web.Request) -> web.StreamResponse:
+    q = request.query
+    page = el.voices_page(
+        request.app[RUNTIME].registry.voices(),
+        search=q.get("search") or None,
+        voice_ids=q.getall("voice_ids", []),
+        category=q.get("category") or None,
+        voice_type=q.get("voice_type") or None,
+        sort=q.get("sort") or None,
+        sort_direction=q.get("sort_direction") or None,
+        page_size=_int_query(request, "page_size", 10),
+        next_page_token=q.get("next_page_token") or None,
+        include_total_count=q.get("include_total_count", "true").lower() != "false",
+    )
+    return web.json_response(page)
+
+
+async def list_models(request: web.Request) -> web.StreamResponse:
+    return web.json_response(el.model_list(request.app[RUNTIME].settings.max_text_chars))
+
+
+async def _characters_used(request: web.Request) -> int:
+    rt = request.app[RUNTIME]
+    totals = await rt.usage.totals(principal_of(request).workspace_id)
+    return int(totals.get("tts_characters", 0))
+
+
+async def get_user(request: web.Request) -> web.StreamResponse:
+    principal = principal_of(request)
+    return web.json_response(
+        el.user(
+            user_id=str(principal.workspace_id),
+            name=principal.workspace_name,
+            characters=await _characters_used(request),
+            voices=len(request.app[RUNTIME].registry.voices()),
+        )
+    )
+
+
+async def get_subscription(request: web.Request) -> web.StreamResponse:
+    return web.json_response(
+        el.subscription(
+            characters=await _characters_used(request),
+            voices=len(request.app[RUNTIME].registry.voices()),
+        )
+    )
+
+
+# --- WS /v1/text-to-speech/{voice_id}/stream-input -----------------------------------------
+
+
+async def tts_stream_input(request: web.Request) -> web.StreamResponse:
+    """ElevenLabs' input-streaming TTS socket: text in as it comes, audio out per clause."""
+    rt = request.app[RUNTIME]
+    # Validate before upgrading, so a bad voice, format or query is a plain 4xx JSON response.
+    fmt = parse_format(request.query.get("output_format", el.DEFAULT_OUTPUT_FORMAT))
+    engine, voice = rt.registry.voice(request.match_info["voice_id"])
+    inactivity = el.parse_stream_query(request.query)
+    stream = TTSStream(engine, voice, rt.tts_executors[engine.name])
+    ws = await open_websocket(request, rt.settings)
+    session = _StreamInputSession(rt, ws, stream, fmt, inactivity)
+    rt.metrics.active_streams.labels("tts_elevenlabs_ws").inc()
+    try:
+        await session.run()
+    finally:
+        rt.metrics.active_streams.labels("tts_elevenlabs_ws").dec()
+        if session.characters:
+            await rt.usage.record(principal_of(request), "tts_characters", session.characters)
+    return ws
+
+
+class _StreamInputSession:
+    def __init__(
+        self,
+        rt: Runtime,
+        ws: web.WebSocketResponse,
+        stream: TTSStream,
+        fmt: AudioFormat,
+        inactivity_s: int,
+    ) -> None:
+        self.rt = rt
+        self.ws = ws
+        self.stream = stream
+        self.fmt = fmt
+        self.inactivity_s = inactivity_s
+        self.characters = 0
+        self.alignment = el.AlignmentBuilder()
+
+    async def run(self) -> None:
+        reader = asyncio.create_task(self._read(), name="el-stream-input-read")
+        writer = asyncio.create_task(self._write(), name="el-stream-input-write")
+        try:
+            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # re-raise the first failure
+            await writer
+            await self.ws.send_str(el.final_output())
+            # The SDK reads until the socket closes: close normally right after isFinal.
+            await self.ws.close(code=1000)
+        except VoiceStreamError as err:
+            self.rt.metrics.errors.labels(err.code).inc()
+            await self._close_with_error(err)
+        except ConnectionError:
+            log.debug("stream-input socket closed by peer")
+        finally:
+            for task in (reader, writer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _close_with_error(self, err: VoiceStreamError) -> None:
+        if self.ws.closed:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.send_str(el.stream_error(err))
+        await self.ws.close(code=err.ws_close_code, message=err.code.encode()[:120])
+
+    def _push(self, text: str) -> None:
+        if not text:
+            return
+        self.characters += len(text)
+        if self.characters > self.rt.settings.max_text_chars:
+            raise TextTooLong(
+                f"the stream's text reached {self.characters} characters; "
+                f"limit {self.rt.settings.max_text_chars}"
+            )
+        self.alignment.extend(text)
+        self.stream.push_text(text)
+
+    async def _read(self) -> None:
+        limit = self.rt.settings.max_text_chars
+        first = True
+        while True:
+            try:
+                msg = await self.ws.receive(timeout=self.inactivity_s)
+            except TimeoutError:
+                raise el.InputTimeout(
+                    f"no input for {self.inactivity_s} s (inactivity_timeout); closing"
+                ) from None
+            if msg.type == WSMsgType.BINARY:
+                raise ProtocolError("binary messages are not accepted on stream-input")
+            if msg.type != WSMsgType.TEXT:
+                raise ConnectionResetError("client closed stream-input before {'text': ''}")
+            if len(msg.data) > self.rt.settings.max_ws_message_bytes:
+                raise PayloadTooLarge(
+                    f"message of {len(msg.data)} bytes exceeds the limit of "
+                    f"{self.rt.settings.max_ws_message_bytes}"
+                )
+            match el.parse_stream_input(msg.data, first=first, max_text_chars=limit):
+                case el.StreamInit(text):
+                    self._push(text)
+                case el.StreamText(text, flush):
+                    self._push(text)
+                    if flush:
+                        self.stream.flush()
+                case el.StreamClose():
+                    self.stream.end_input()
+                    return
+            first = False
+
+    async def _write(self) -> None:
+        async for out in encode_stream(
+            self.stream, self.fmt, self.rt.metrics, transport="ws", executor=self.rt.media_executor
+        ):
+            c = out.chunk
+            if c is None:
+                rest = self.alignment.rest()
+                if out.data or rest is not None:
+                    await self.ws.send_str(
+                        el.audio_output(out.data, rest, audio_offset=_end_of(rest))
+                    )
+                return
+            timing = self.alignment.clause(
+                c.text, c.text_offset, c.audio_offset, c.duration, c.alignment
+            )
+            await self.ws.send_str(el.audio_output(out.data, timing, audio_offset=c.audio_offset))
+        rest = self.alignment.rest()  # no encoder tail (a raw format, or nothing speakable)
+        if rest is not None:
+            await self.ws.send_str(el.audio_output(b"", rest, audio_offset=_end_of(rest)))
+
+
+def _end_of(timing: el.CharTiming | None) -> float:
+    return timing.starts[0] if timing is not None and timing.starts else 0.0
