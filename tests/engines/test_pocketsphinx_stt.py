@@ -133,3 +133,26 @@ def test_decoders_run_concurrently_with_serial_results(
     # Live CMN adapts across utterances, so compare against the serial run's words loosely.
     for k, text in enumerate(texts):
         assert all(corpus_wer([text], [r]) <= 0.3 for r in results[k]), (serial, results)
+
+
+def test_a_reused_decoder_forgets_the_previous_stream(speech: SpeechFactory) -> None:
+    """Live decoding adapts to what it hears; a pooled decoder must not carry a phone line's
+    adaptation into the next (wideband) caller's first words."""
+    from voicestream.media.g711 import pcm16_to_ulaw, ulaw_to_pcm16
+    from voicestream.media.resample import resample
+
+    stt = PocketsphinxSTT(min_decoders=1, max_decoders=1)
+    clear = silence(0.3) + speech("What time is the office open?") + silence(0.5)
+    phone = resample(ulaw_to_pcm16(pcm16_to_ulaw(resample(clear, 16000, 8000))), 8000, 16000)
+
+    decoder = stt.acquire()
+    fresh = _transcribe(decoder, clear).text
+    stt.release(decoder)
+    for _ in range(3):  # a narrowband call on the same decoder
+        decoder = stt.acquire()
+        _transcribe(decoder, phone)
+        stt.release(decoder)
+    decoder = stt.acquire()
+    again = _transcribe(decoder, clear).text
+    stt.release(decoder)
+    assert again == fresh

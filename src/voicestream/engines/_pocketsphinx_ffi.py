@@ -72,6 +72,15 @@ class PocketsphinxLib:
         if self._lib.ps_end_utt(decoder) < 0:
             raise RuntimeError("ps_end_utt failed")
 
+    def get_cmn(self, decoder: int) -> bytes:
+        """The cepstral-mean estimate the decoder has adapted to, as pocketsphinx prints it."""
+        raw: bytes | None = self._lib.ps_get_cmn(decoder, 0)
+        return raw or b""
+
+    def set_cmn(self, decoder: int, cmn: bytes) -> None:
+        if self._lib.ps_set_cmn(decoder, cmn) < 0:
+            raise RuntimeError("ps_set_cmn failed")
+
     def hyp(self, decoder: int) -> str:
         raw: bytes | None = self._lib.ps_get_hyp(decoder, None)
         return "" if raw is None else raw.decode("utf-8", "replace")
@@ -134,6 +143,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         ),
         "ps_end_utt": (ctypes.c_int, (_P,)),
         "ps_get_hyp": (ctypes.c_char_p, (_P, ctypes.POINTER(ctypes.c_int32))),
+        "ps_get_cmn": (ctypes.c_char_p, (_P, ctypes.c_int)),
+        "ps_set_cmn": (ctypes.c_int, (_P, ctypes.c_char_p)),
         "ps_seg_iter": (_P, (_P,)),
         "ps_seg_next": (_P, (_P,)),
         "ps_seg_word": (ctypes.c_char_p, (_P,)),

@@ -33,6 +33,10 @@ class PocketsphinxDecoder(STTDecoder):
     def __init__(self, lib: PocketsphinxLib, options: dict[str, Any]) -> None:
         self._lib = lib
         self._decoder, self._config = lib.new_decoder(options)
+        # Live decoding adapts its cepstral mean across utterances. That state belongs to one
+        # stream: a pooled decoder that heard a phone line (or another speaker's room) would
+        # start the next caller's first words badly off. Kept to restore on every release.
+        self._initial_cmn = lib.get_cmn(self._decoder)
         self._frame_rate = float(options.get("frate", _FRAME_RATE))
         self._in_utterance = False
         self._carry = b""  # an odd trailing byte waiting for its other half
@@ -71,11 +75,13 @@ class PocketsphinxDecoder(STTDecoder):
         return Transcript(" ".join(w.text for w in words), words)
 
     def reset(self) -> None:
-        """Drop any utterance in progress (when a stream returns the decoder mid-utterance)."""
+        """Back to a fresh stream: no utterance in progress, the initial cepstral mean."""
         if self._in_utterance:
             self._lib.end_utt(self._decoder)
             self._in_utterance = False
         self._carry = b""
+        if self._initial_cmn:
+            self._lib.set_cmn(self._decoder, self._initial_cmn)
 
     def close(self) -> None:
         if self._decoder:
