@@ -96,7 +96,7 @@ class _FakeSTT(STTEngine):
     def acquire(self) -> STTDecoder:
         raise NotImplementedError
 
-    def release(self, decoder: STTDecoder) -> None:
+    def release(self, decoder: STTDecoder, *, learn: bool = True) -> None:
         raise NotImplementedError
 
 

@@ -128,8 +128,12 @@ class STTEngine(ABC):
         """Blocking: a ready decoder for exclusive use."""
 
     @abstractmethod
-    def release(self, decoder: STTDecoder) -> None:
-        """Give a decoder back to the pool (after ``finish``)."""
+    def release(self, decoder: STTDecoder, *, learn: bool = True) -> None:
+        """Give a decoder back to the pool (after ``finish``).
+
+        ``learn``: what the decoder adapted to in this stream may inform the next streams
+        (False for audio unlike the usual traffic, such as a phone line's narrowband).
+        """
 
     def warm_up(self) -> None:  # noqa: B027 - optional hook, empty by default on purpose
         """Blocking: load models so the first request pays no start-up cost."""

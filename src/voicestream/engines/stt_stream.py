@@ -72,6 +72,8 @@ class STTStream:
         self._fed_since_partial = 0
         self._last_partial = ""
         self._closed = False
+        # Audio unlike the usual traffic (a phone line) must not teach the decoder pool.
+        self.narrowband = False
 
     def configure_vad(self, *, threshold: float, min_silence_ms: int, min_speech_ms: int) -> None:
         """New VAD settings; only before any audio (a detector mid-stream keeps its own)."""
@@ -139,7 +141,7 @@ class STTStream:
             if self._in_utt:
                 self._decoder.finish()
                 self._in_utt = False
-            self._engine.release(self._decoder)
+            self._engine.release(self._decoder, learn=not self.narrowband)
             self._decoder = None
         self._closed = True
 

@@ -160,6 +160,10 @@ class ConversationSession:
             self.barge_in()
         await self._user_said(f"I pressed {' '.join(digits)}", dtmf=digits)
 
+    def set_input_rate(self, sample_rate: int) -> None:
+        """The client's audio rate; a phone line's 8 kHz must not teach the recognizer pool."""
+        self._stt.narrowband = sample_rate <= 8000
+
     def configure(
         self,
         *,

@@ -73,6 +73,7 @@ class _ConvaiSocket:
         self.lease = lease
         self.session: ConversationSession = lease.session
         self.decoder = RawStreamDecoder(in_fmt, SAMPLE_RATE)
+        self.session.set_input_rate(in_fmt.sample_rate)
         self.out_fmt = out_fmt
         self.encoder = make_encoder(out_fmt, SAMPLE_RATE)
         self.ended = False
@@ -127,7 +128,9 @@ class _ConvaiSocket:
                 if not first:
                     raise ProtocolError("config is only accepted as the first message")
                 if msg.input_format:
-                    self.decoder = RawStreamDecoder(parse_raw_format(msg.input_format), SAMPLE_RATE)
+                    in_fmt = parse_raw_format(msg.input_format)
+                    self.decoder = RawStreamDecoder(in_fmt, SAMPLE_RATE)
+                    self.session.set_input_rate(in_fmt.sample_rate)
                 if msg.output_format:
                     self.out_fmt = parse_raw_format(msg.output_format)
                     self.encoder = make_encoder(self.out_fmt, SAMPLE_RATE)

@@ -39,7 +39,7 @@ async def post_stt(request: web.Request) -> web.StreamResponse:
         pcm = await rt.media_executor.run(lambda: decode_audio(data, rate))
     duration = len(pcm) / 2 / rate
     t0 = time.monotonic()
-    transcript = await transcribe_pcm(rt, pcm)
+    transcript = await transcribe_pcm(rt, pcm, source_rate=raw_fmt.sample_rate if raw_fmt else None)
     rt.metrics.engine_rtf.labels(rt.registry.stt.name).observe(
         (time.monotonic() - t0) / max(duration, 1e-3)
     )
@@ -67,9 +67,11 @@ async def post_stt(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def transcribe_pcm(rt: Runtime, pcm: bytes) -> TranscriptBuilder:
+async def transcribe_pcm(
+    rt: Runtime, pcm: bytes, *, source_rate: int | None = None
+) -> TranscriptBuilder:
     """A whole recording through the streaming pipeline (VAD-segmented), as one transcript."""
-    stream = open_stt_stream(rt)
+    stream = open_stt_stream(rt, source_rate=source_rate)
     step = int(_FEED_SECONDS * rt.registry.stt.sample_rate) * 2
     out = TranscriptBuilder()
     try:

@@ -13,8 +13,9 @@ from .context import Runtime
 __all__ = ["TranscriptBuilder", "open_stt_stream", "parse_raw_format"]
 
 
-def open_stt_stream(rt: Runtime) -> STTStream:
-    return STTStream(
+def open_stt_stream(rt: Runtime, *, source_rate: int | None = None) -> STTStream:
+    """``source_rate``: the client's sample rate where known (8 kHz marks a phone line)."""
+    stream = STTStream(
         rt.registry.stt,
         rt.registry.vad,
         rt.stt_executor,
@@ -22,6 +23,8 @@ def open_stt_stream(rt: Runtime) -> STTStream:
         min_silence_ms=rt.settings.vad_min_silence_ms,
         min_speech_ms=rt.settings.vad_min_speech_ms,
     )
+    stream.narrowband = source_rate is not None and source_rate <= 8000
+    return stream
 
 
 def parse_raw_format(name: str) -> AudioFormat:

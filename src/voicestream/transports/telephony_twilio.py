@@ -196,6 +196,7 @@ class _TwilioSocket:
         self.ws = ws
         self.lease = lease
         self.session: ConversationSession = lease.session
+        self.session.set_input_rate(8000)  # a phone line
         self.stream = stream
         self.decoder = RawStreamDecoder(_ULAW, SAMPLE_RATE)
         self.encoder = make_encoder(_ULAW, SAMPLE_RATE)

@@ -24,7 +24,7 @@ async def ws_stt(request: web.Request) -> web.StreamResponse:
     fmt = parse_raw_format(request.query.get("format", "pcm_16000"))
     decoder = RawStreamDecoder(fmt, rt.registry.stt.sample_rate)
     ws = await open_websocket(request, rt.settings)
-    stream = open_stt_stream(rt)
+    stream = open_stt_stream(rt, source_rate=fmt.sample_rate)
     transcript = TranscriptBuilder()
     rt.metrics.active_streams.labels("stt_ws").inc()
     try:
