@@ -140,11 +140,15 @@ async def test_widget_voice_conversation(server, browser, tmp_path: Path, mode: 
         text = await log.inner_text()
         assert "nine to five" in text.lower(), text
         await page.screenshot(path=str(tmp_path / f"widget-{mode}.png"))
-        v2v = state["timings"]["agentAudio"] - state["timings"]["userFinal"]
-        print(
-            f"\n{mode}: final user caption → agent audio heard {v2v:.0f} ms; "
-            f"captions {json.dumps([c['text'] for c in state['captions']])}"
-        )
+        # A figure to print, not to assert: the fake microphone loops its WAV, and a later
+        # final caption restarts the timing.
+        t = state["timings"]
+        if t.get("agentAudio") is not None and t.get("userFinal") is not None:
+            print(
+                f"\n{mode}: final user caption → agent audio heard "
+                f"{t['agentAudio'] - t['userFinal']:.0f} ms; "
+                f"captions {json.dumps([c['text'] for c in state['captions']])}"
+            )
         await mic.click(timeout=10_000)  # hang up
         assert (await _widget(page))["state"] == "ended"
         assert not problems, problems
