@@ -8,7 +8,6 @@ barge-in leaves the client almost nothing to play), and a pinger.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -23,7 +22,7 @@ from ..protocols import convai
 from .context import RUNTIME, Runtime
 from .convai_common import ConversationLease, apply_turn_message, open_conversation
 from .stt_common import parse_raw_format
-from .ws_common import close_with_error, open_websocket
+from .ws_common import close_with_error, open_websocket, run_socket_tasks
 
 __all__ = ["ws_convai"]
 
@@ -83,28 +82,20 @@ class _ConvaiSocket:
         await self.ws.send_str(convai.dump(self.lease.session_event()))
         if not self.lease.resumed:
             await self.session.greet()
-        tasks = [
-            asyncio.create_task(self._read(), name="convai-read"),
-            asyncio.create_task(self._send_events(), name="convai-events"),
-            asyncio.create_task(self._send_audio(), name="convai-audio"),
-            asyncio.create_task(self._ping(), name="convai-ping"),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-            await self.ws.close()
-        except VoiceStreamError as err:
-            self.rt.metrics.errors.labels(err.code).inc()
-            await close_with_error(self.ws, err)
-        except ConnectionError:
-            log.debug("convai socket closed by peer")
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await run_socket_tasks(
+            self.ws,
+            {
+                "convai-read": self._read(),
+                "convai-events": self._send_events(),
+                "convai-audio": self._send_audio(),
+                "convai-ping": self._ping(),
+            },
+            self._fail,
+        )
+
+    async def _fail(self, err: VoiceStreamError) -> None:
+        self.rt.metrics.errors.labels(err.code).inc()
+        await close_with_error(self.ws, err)
 
     async def _read(self) -> None:
         limit = self.rt.settings.max_ws_message_bytes

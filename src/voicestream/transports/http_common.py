@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import InvalidJSON, PayloadTooLarge, ValidationFailed, VoiceStreamError
 from .context import RUNTIME
 
-__all__ = ["error_response", "read_model"]
+__all__ = ["error_response", "read_json_object", "read_model"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -20,12 +20,12 @@ def error_response(err: VoiceStreamError, *, status: int | None = None) -> web.R
     return web.json_response(err.to_dict(), status=status or err.http_status)
 
 
-async def read_model(request: web.Request, model: type[M]) -> M:
-    """Read and validate a JSON body.
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object.
 
     Raises:
         InvalidJSON: the body is not JSON.
-        ValidationFailed: it is JSON but not the expected shape; ``details`` lists the fields.
+        ValidationFailed: it is JSON but not an object.
         PayloadTooLarge: the body exceeds the server's limit.
     """
     try:
@@ -39,6 +39,18 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise InvalidJSON(f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValidationFailed("request body must be a JSON object")
+    return data
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """Read and validate a JSON body.
+
+    Raises:
+        InvalidJSON: the body is not JSON.
+        ValidationFailed: it is JSON but not the expected shape; ``details`` lists the fields.
+        PayloadTooLarge: the body exceeds the server's limit.
+    """
+    data = await read_json_object(request)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -14,18 +14,16 @@ decoded, then ``transcript.text.done``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import Any
 
 from aiohttp import BodyPartReader, web
 
 from ..engines.stt_stream import STTEvent
 from ..engines.tts_stream import TTSStream
-from ..errors import BadRequest, InvalidAudio, InvalidJSON, PayloadTooLarge, VoiceStreamError
+from ..errors import BadRequest, InvalidAudio, PayloadTooLarge, VoiceStreamError
 from ..media.decode import decode_audio
 from ..media.encode import make_encoder
 from ..media.formats import AudioFormat, parse_format
@@ -33,6 +31,7 @@ from ..media.subtitles import cues_from_words, to_srt, to_vtt
 from ..media.tempo import Tempo
 from ..protocols import openai_audio as oa
 from .context import RUNTIME, Runtime, principal_of
+from .http_common import read_json_object
 from .stt_common import open_stt_stream
 from .tts_output import encode_stream
 
@@ -85,21 +84,6 @@ async def get_model(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------- speech
 
 
-async def _read_json(request: web.Request) -> dict[str, Any]:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[RUNTIME].settings.max_upload_bytes
-        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes") from None
-    try:
-        data: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidJSON(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequest("request body must be a JSON object")
-    return data
-
-
 async def _speech_audio(
     rt: Runtime, stream: TTSStream, fmt: AudioFormat, speed: float
 ) -> AsyncIterator[tuple[bytes, float]]:
@@ -130,7 +114,7 @@ async def _speech_audio(
 
 async def post_speech(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
-    data = await _read_json(request)
+    data = await read_json_object(request)
     req = oa.parse_speech_request(
         data, max_chars=min(rt.settings.max_text_chars, _MAX_SPEECH_CHARS)
     )

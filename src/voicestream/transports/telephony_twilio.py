@@ -14,7 +14,6 @@ the reader, the event sender and the paced audio sender.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from urllib.parse import urlencode
@@ -38,7 +37,7 @@ from .context import RUNTIME, Runtime, principal_of
 from .convai_common import ConversationLease, open_conversation
 from .stt_common import parse_raw_format
 from .tickets import mint_ticket, verify_ticket
-from .ws_common import open_websocket
+from .ws_common import open_websocket, run_socket_tasks
 
 __all__ = ["STREAM_PATH", "VOICE_PATH", "add_twilio_routes", "post_twilio_voice", "ws_twilio"]
 
@@ -206,26 +205,15 @@ class _TwilioSocket:
 
     async def run(self) -> None:
         await self.session.greet()
-        tasks = [
-            asyncio.create_task(self._read(), name="twilio-read"),
-            asyncio.create_task(self._send_events(), name="twilio-events"),
-            asyncio.create_task(self._send_audio(), name="twilio-audio"),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-            await self.ws.close()
-        except VoiceStreamError as err:
-            await _close(self.rt, self.ws, err)
-        except ConnectionError:
-            log.debug("twilio socket closed by peer")
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await run_socket_tasks(
+            self.ws,
+            {
+                "twilio-read": self._read(),
+                "twilio-events": self._send_events(),
+                "twilio-audio": self._send_audio(),
+            },
+            lambda err: _close(self.rt, self.ws, err),
+        )
 
     async def _read(self) -> None:
         limit = self.rt.settings.max_ws_message_bytes
