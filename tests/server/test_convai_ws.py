@@ -76,7 +76,8 @@ async def test_spoken_question_gets_a_spoken_answer_from_the_documents(server) -
         # The greeting is spoken first.
         await client.wait_event("agent_response", lambda e: "help" in e["text"])
         greeting = await client.audio_quiet_for(0.6)
-        assert "help" in normalize(await _transcribe(server, s, greeting))
+        said = set(normalize(await _transcribe(server, s, greeting)).split())
+        assert len(said & {"hello", "how", "can", "help", "you"}) >= 2, said
 
         before = len(client.audio)
         await client.send_speech(silence[:8000] + question + silence)

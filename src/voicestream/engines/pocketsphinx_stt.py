@@ -179,7 +179,7 @@ class PocketsphinxSTT(STTEngine):
         if learn:
             cmn = decoder.get_cmn()
             with self._cond:
-                self._prior_cmn = cmn
+                self._prior_cmn = _blend(self._prior_cmn, cmn)
         self._release_created(decoder)
 
     def close(self) -> None:
@@ -203,3 +203,23 @@ class PocketsphinxSTT(STTEngine):
         with self._cond:
             self._free.append(decoder)
             self._cond.notify()
+
+
+# Each learning stream moves the shared prior this far toward its own estimate: the prior
+# follows the usual traffic without one odd stream (a tone, a noisy line) taking it over.
+_PRIOR_WEIGHT_OF_NEW = 0.3
+
+
+def _blend(prior: bytes, new: bytes) -> bytes:
+    """Exponential average of two cepstral-mean vectors in pocketsphinx's "a,b,c" form."""
+    try:
+        new_v = [float(x) for x in new.split(b",")]
+        if not prior:
+            return new
+        old_v = [float(x) for x in prior.split(b",")]
+    except ValueError:
+        return prior  # not what we expect from pocketsphinx: keep what we had
+    if len(old_v) != len(new_v):
+        return new
+    mixed = [o + _PRIOR_WEIGHT_OF_NEW * (n - o) for o, n in zip(old_v, new_v, strict=True)]
+    return ",".join(f"{x:.6g}" for x in mixed).encode()
