@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from server.waiting import wait_for_change
+
 FRAME = 640  # 20 ms of 16 kHz s16le
 
 
@@ -39,19 +41,13 @@ class ConvaiClient:
         return [e for e in self.events if e["type"] == kind]
 
     async def wait_for(self, pred: Callable[[], Any], within: float = 30.0) -> Any:
-        deadline = time.monotonic() + within
-        while not (result := pred()):
-            if self._reader.done():
-                raise AssertionError(f"socket closed while waiting; events: {self.events}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out; events so far: {self.events}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
-        return result
+        return await wait_for_change(
+            pred,
+            self._changed,
+            self._reader,
+            within=within,
+            describe=lambda: f"events so far: {self.events}",
+        )
 
     async def wait_event(
         self,

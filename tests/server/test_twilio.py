@@ -19,6 +19,7 @@ import aiohttp
 import numpy as np
 import pytest
 
+from server.waiting import wait_for_change
 from voicestream.media.g711 import ulaw_to_pcm16
 
 GREETING = "Hello, thanks for calling. How can I help you?"
@@ -62,19 +63,13 @@ class TwilioCall:
         return [m for m in self.messages if m["event"] == event]
 
     async def wait_for(self, pred: Callable[[], Any], within: float = 30.0) -> Any:
-        deadline = time.monotonic() + within
-        while not (result := pred()):
-            if self._reader.done():
-                raise AssertionError(f"socket closed ({self.ws.close_code}) while waiting")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out; last: {self.messages[-3:]}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
-        return result
+        return await wait_for_change(
+            pred,
+            self._changed,
+            self._reader,
+            within=within,
+            describe=lambda: f"close {self.ws.close_code}; last: {self.messages[-3:]}",
+        )
 
     async def closed(self, within: float = 10.0) -> int | None:
         await asyncio.wait_for(self._reader, within)

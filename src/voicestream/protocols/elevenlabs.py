@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..engines.base import Alignment, Voice
 from ..errors import (
@@ -30,6 +30,7 @@ from ..errors import (
     ValidationFailed,
     VoiceStreamError,
 )
+from .json_messages import validate_model
 
 __all__ = [
     "DEFAULT_OUTPUT_FORMAT",
@@ -141,19 +142,7 @@ def error_body(err: VoiceStreamError, *, status: int) -> dict[str, Any]:
 
 
 def _validate(model: type[_M], data: Any, where: str) -> _M:
-    if not isinstance(data, dict):
-        raise ValidationFailed(f"{where} must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise ValidationFailed(
-            "; ".join(f"{p['field']}: {p['message']}" for p in problems),
-            details={"fields": problems},
-        ) from None
+    return validate_model(model, data, where)
 
 
 class _VoiceSettings(BaseModel):

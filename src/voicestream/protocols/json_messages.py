@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import InvalidJSON, ProtocolError
+from pydantic import BaseModel, ValidationError
 
-__all__ = ["load_object"]
+from ..errors import InvalidJSON, ProtocolError, ValidationFailed
+
+__all__ = ["load_object", "validate_model"]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def load_object(raw: str | bytes) -> dict[str, Any]:
@@ -24,3 +28,25 @@ def load_object(raw: str | bytes) -> dict[str, Any]:
     if not isinstance(msg, dict):
         raise ProtocolError("message must be a JSON object")
     return msg
+
+
+def validate_model(model: type[M], data: Any, where: str = "request body") -> M:
+    """``data`` as ``model``.
+
+    Raises:
+        ValidationFailed: not an object, or not the model's shape; ``details.fields`` lists each
+            field's problem, and the message joins them.
+    """
+    if not isinstance(data, dict):
+        raise ValidationFailed(f"{where} must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ValidationFailed(
+            "; ".join(f"{p['field']}: {p['message']}" for p in problems),
+            details={"fields": problems},
+        ) from None

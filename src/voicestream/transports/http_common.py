@@ -6,9 +6,10 @@ import json
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from ..errors import InvalidJSON, PayloadTooLarge, ValidationFailed, VoiceStreamError
+from ..protocols.json_messages import validate_model
 from .context import RUNTIME
 
 __all__ = ["error_response", "read_json_object", "read_model"]
@@ -50,15 +51,4 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         ValidationFailed: it is JSON but not the expected shape; ``details`` lists the fields.
         PayloadTooLarge: the body exceeds the server's limit.
     """
-    data = await read_json_object(request)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise ValidationFailed(
-            "; ".join(f"{p['field']}: {p['message']}" for p in problems),
-            details={"fields": problems},
-        ) from None
+    return validate_model(model, await read_json_object(request))
