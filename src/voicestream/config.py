@@ -76,6 +76,9 @@ class Settings(BaseModel):
     convai_resume_grace_seconds: float = Field(60.0, ge=0, le=3600)
     # Comma list of local IPs WebRTC media may use (default: every interface but loopback).
     webrtc_host_addresses: str | None = None
+    # Wyoming (Home Assistant) TCP listener: off unless a port is given (0 picks a free one).
+    wyoming_port: int | None = Field(None, ge=0, le=65535)
+    wyoming_host: str = "127.0.0.1"
 
     @field_validator("database_url")
     @classmethod

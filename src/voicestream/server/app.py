@@ -28,10 +28,15 @@ from ..store.services import open_services
 from ..store.usage import UsageRepository
 from ..transports.context import RUNTIME, Runtime
 from ..transports.convai_ws import ws_convai
+from ..transports.elevenlabs_agents import add_elevenlabs_agents_routes
+from ..transports.elevenlabs_history import add_elevenlabs_history_routes
 from ..transports.elevenlabs_rest import add_elevenlabs_routes
+from ..transports.elevenlabs_streams import add_elevenlabs_stream_routes
 from ..transports.http_stt import post_stt
 from ..transports.http_tts import post_tts
 from ..transports.openai_audio import add_openai_audio_routes
+from ..transports.openai_realtime import add_openai_realtime_routes
+from ..transports.telephony_other import add_telephony_routes
 from ..transports.telephony_twilio import add_twilio_routes
 from ..transports.tickets import post_ticket
 from ..transports.webrtc import (
@@ -42,6 +47,7 @@ from ..transports.webrtc import (
 )
 from ..transports.ws_stt import ws_stt
 from ..transports.ws_tts import ws_tts
+from ..transports.wyoming_tcp import wyoming_server
 from .health import healthz, metrics, readyz
 from .middleware import auth_middleware, error_middleware
 from .widget import get_demo, get_widget_js
@@ -62,6 +68,7 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     )
     app.cleanup_ctx.append(_runtime(settings, registry))
     app.cleanup_ctx.append(_loop_lag_monitor)
+    app.cleanup_ctx.append(wyoming_server)  # only when VOICESTREAM_WYOMING_PORT is set
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -75,7 +82,12 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.router.add_post("/v1/convai/tickets", post_ticket)
     add_openai_audio_routes(app)  # /openai/v1/audio/speech, /audio/transcriptions, /models
     add_elevenlabs_routes(app)  # /elevenlabs/v1/…: ElevenLabs SDK drop-in (REST + stream-input)
+    add_openai_realtime_routes(app)  # WS /openai/v1/realtime
+    add_elevenlabs_stream_routes(app)  # WS …/multi-stream-input, …/speech-to-text/realtime
+    add_elevenlabs_agents_routes(app)  # WS /elevenlabs/v1/convai/conversation, signed URLs
+    add_elevenlabs_history_routes(app)  # /elevenlabs/v1/history…
     add_twilio_routes(app)  # WS /v1/telephony/twilio, POST /v1/telephony/twilio/voice (TwiML)
+    add_telephony_routes(app)  # WS /v1/telephony/telnyx, /v1/telephony/vonage
     app.cleanup_ctx.append(webrtc_peers)
     app.router.add_post("/v1/convai/webrtc/offer", post_webrtc_offer)
     app.router.add_patch("/v1/convai/webrtc/offer", patch_webrtc_offer)

@@ -18,7 +18,15 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/widget.js", "/dem
 # A browser widget cannot hold a key: these accept a ticket or a public agent instead, which the
 # handler checks. A key that is presented must still be valid.
 KEY_OPTIONAL_PATHS = frozenset(
-    {"/v1/convai/stream", "/v1/convai/webrtc/offer", "/v1/telephony/twilio"}
+    {
+        "/v1/convai/stream",
+        "/v1/convai/webrtc/offer",
+        "/v1/telephony/twilio",
+        "/v1/telephony/telnyx",
+        "/v1/telephony/vonage",
+        # The ElevenLabs SDK's Conversation sends no key (public agents, signed URLs).
+        "/elevenlabs/v1/convai/conversation",
+    }
 )
 
 _HTTP_CODES = {
