@@ -74,6 +74,9 @@ class Settings(BaseModel):
     # every process on the same data dir shares; set it when several hosts serve one database.
     secret_key: str | None = Field(None, min_length=32)
     convai_resume_grace_seconds: float = Field(60.0, ge=0, le=3600)
+    # The Twilio account's auth token: with it, Twilio's voice webhook is accepted on its
+    # X-Twilio-Signature alone (for public agents), since Twilio cannot send our API key.
+    twilio_auth_token: str | None = Field(None, min_length=1)
     # Comma list of local IPs WebRTC media may use (default: every interface but loopback).
     webrtc_host_addresses: str | None = None
     # Wyoming (Home Assistant) TCP listener: off unless a port is given (0 picks a free one).

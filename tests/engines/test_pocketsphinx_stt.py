@@ -161,3 +161,42 @@ def test_a_phone_line_does_not_teach_the_pool(speech: SpeechFactory) -> None:
     stt.release(decoder)
     assert after == before
     assert {"what", "time", "office"} <= set(normalize(after).split())
+
+
+def test_a_calibrated_recording_ignores_earlier_traffic(speech: SpeechFactory) -> None:
+    """A file's transcript must not depend on what the server heard before it: calibrated on
+    the recording itself, the decoder gives the same words after streams from very different
+    channels have moved the pool's starting point."""
+    import numpy as np
+
+    from voicestream.media.g711 import pcm16_to_ulaw, ulaw_to_pcm16
+    from voicestream.media.resample import resample
+
+    stt = PocketsphinxSTT(min_decoders=1, max_decoders=1)
+    text = "The meeting has been moved to next week. Please call me back tomorrow morning."
+    recording = silence(0.3) + speech(text) + silence(0.5)
+    other = silence(0.3) + speech("Turn left at the second traffic light.") + silence(0.5)
+    phone = resample(ulaw_to_pcm16(pcm16_to_ulaw(resample(other, 16000, 8000))), 8000, 16000)
+    samples = np.frombuffer(other, dtype="<i2").astype(np.float64)
+    tinny = np.clip(np.diff(samples, prepend=0.0) * 2, -32768, 32767).astype("<i2").tobytes()
+
+    def transcribe_calibrated() -> tuple[str, bytes]:
+        decoder = stt.acquire()
+        try:
+            prior = decoder.get_cmn()
+            decoder.calibrate(recording)
+            return _transcribe(decoder, recording).text, prior
+        finally:
+            stt.release(decoder, learn=False)
+
+    first, first_prior = transcribe_calibrated()
+    assert corpus_wer([text], [first]) <= 0.35, first
+    priors = {first_prior}
+    for channel in (phone, tinny):
+        decoder = stt.acquire()
+        _transcribe(decoder, channel)
+        stt.release(decoder)  # learns: the next stream starts from this channel's estimate
+        again, prior = transcribe_calibrated()
+        priors.add(prior)
+        assert again == first
+    assert len(priors) == 3, "the earlier streams did not move the pool's starting point"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,6 @@ import pytest
 from voicestream.engines.base import Alignment, Voice
 from voicestream.errors import (
     EmptyText,
-    InvalidJSON,
-    ProtocolError,
     TextTooLong,
     UnknownVoice,
     ValidationFailed,
@@ -198,69 +195,3 @@ def test_models_and_subscription() -> None:
     assert sub["tier"] == "self-hosted" and sub["character_count"] == 42
     u = el.user(user_id="w", name="tests", characters=42, voices=3)
     assert u["subscription"]["character_count"] == 42 and u["xi_api_key"] is None
-
-
-def test_stream_input_messages() -> None:
-    def parse(raw: str, first: bool = False) -> el.StreamMessage:
-        return el.parse_stream_input(raw, first=first, max_text_chars=50)
-
-    assert parse('{"text": " ", "voice_settings": null}', first=True) == el.StreamInit("")
-    assert parse('{"text": " Hi "}', first=True) == el.StreamInit("Hi ")
-    assert parse('{"text": "Hello ", "try_trigger_generation": true}') == el.StreamText(
-        "Hello ", flush=False
-    )
-    assert parse('{"text": "x ", "flush": true}') == el.StreamText("x ", flush=True)
-    assert parse('{"flush": true}') == el.StreamText("", flush=True)
-    assert parse('{"text": ""}') == el.StreamClose()
-    ok = '{"text": " ", "generation_config": {"chunk_length_schedule": [120, 160, 250, 290]}}'
-    assert parse(ok, first=True) == el.StreamInit("")
-    assert parse('{"text": "a ", "generator_config": {"chunk_length_schedule": [50]}}')
-
-
-@pytest.mark.parametrize(
-    ("raw", "first", "error"),
-    [
-        ("{", False, InvalidJSON),
-        ("[1]", False, ProtocolError),
-        ('{"text": ""}', True, ProtocolError),
-        ('{"text": null}', False, ProtocolError),
-        ('{"text": "' + "a" * 51 + '"}', False, TextTooLong),
-        ('{"text": " ", "voice_settings": {"speed": 9}}', True, ValidationFailed),
-        (
-            '{"text": " ", "generation_config": {"chunk_length_schedule": [501]}}',
-            True,
-            ValidationFailed,
-        ),
-        (
-            '{"text": " ", "generation_config": {"chunk_length_schedule": "50"}}',
-            True,
-            ValidationFailed,
-        ),
-    ],
-)
-def test_stream_input_rejects(raw: str, first: bool, error: type[Exception]) -> None:
-    with pytest.raises(error):
-        el.parse_stream_input(raw, first=first, max_text_chars=50)
-
-
-def test_stream_query_and_output() -> None:
-    assert el.parse_stream_query({}) == 20
-    assert el.parse_stream_query({"model_id": "Ellipsis", "inactivity_timeout": "180"}) == 180
-    for bad in ({"inactivity_timeout": "0"}, {"inactivity_timeout": "x"}, {"model_id": "m"}):
-        with pytest.raises(ValidationFailed):
-            el.parse_stream_query(bad)
-    timing = el.CharTiming(("H", "i"), (1.0, 1.1), (1.1, 1.25))
-    msg = json.loads(el.audio_output(b"\x01\x02", timing, audio_offset=1.0))
-    assert msg == {
-        "audio": "AQI=",
-        "isFinal": None,
-        "normalizedAlignment": msg["alignment"],
-        "alignment": {
-            "chars": ["H", "i"],
-            "charStartTimesMs": [0, 100],
-            "charDurationsMs": [100, 150],
-        },
-    }
-    assert json.loads(el.final_output()) == {"isFinal": True}
-    err = json.loads(el.stream_error(el.InputTimeout("no input")))
-    assert err == {"error": "input_timeout_exceeded", "message": "no input"}

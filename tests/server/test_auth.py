@@ -82,3 +82,21 @@ async def test_health_and_metrics_need_no_key(server) -> None:
             assert r.status == 200
             text = await r.text()
     assert "voicestream_event_loop_lag_seconds" in text
+
+
+async def test_browser_key_in_a_websocket_subprotocol(server) -> None:
+    """Browsers cannot set socket headers: OpenAI's Realtime client offers the key as the
+    subprotocol "openai-insecure-api-key.<key>" next to "realtime"."""
+    url = f"{server.ws_url}/openai/v1/realtime?model=gpt-realtime"
+    async with aiohttp.ClientSession() as s:
+        offered = ("realtime", f"openai-insecure-api-key.{server.api_key}")
+        async with s.ws_connect(url, protocols=offered) as ws:
+            assert ws.protocol == "realtime"  # the key itself is never echoed back
+            first = await ws.receive_json(timeout=30)
+            assert first["type"] == "session.created"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await s.ws_connect(url, protocols=("realtime", "openai-insecure-api-key.vs_wrong"))
+        assert refused.value.status == 401
+        with pytest.raises(aiohttp.WSServerHandshakeError) as missing:
+            await s.ws_connect(url, protocols=("realtime",))
+        assert missing.value.status == 401

@@ -12,8 +12,11 @@ import ctypes
 import importlib.util
 import json
 import threading
+from array import array
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from voicestream.errors import EngineUnavailable
 
@@ -81,6 +84,49 @@ class PocketsphinxLib:
         if self._lib.ps_set_cmn(decoder, cmn) < 0:
             raise RuntimeError("ps_set_cmn failed")
 
+    def reset_noise(self, decoder: int) -> None:
+        """Forget the noise estimate (pocketsphinx keeps it across utterances and borrowers)."""
+        if self._lib.ps_start_stream(decoder) < 0:
+            raise RuntimeError("ps_start_stream failed")
+
+    def cepstral_mean(self, decoder: int, pcm: bytes) -> bytes:
+        """The mean cepstrum of ``pcm`` through this decoder's front end, in ``set_cmn`` form.
+
+        Frames with negative log energy are left out, as pocketsphinx's own CMN leaves them
+        out. b"" when the audio has no such frame (silence, or too short for one frame).
+        Leaves the front end's noise estimate changed: call ``reset_noise`` after it.
+        """
+        fe = self._lib.ps_get_fe(decoder)
+        width = self._lib.fe_get_output_size(fe)
+        samples = array("h", pcm[: len(pcm) - len(pcm) % 2])
+        if not samples or self._lib.fe_start_utt(fe) < 0:
+            return b""
+        n_samples = ctypes.c_size_t(len(samples))
+        n_frames = ctypes.c_int32(0)
+        base = (ctypes.c_int16 * len(samples)).from_buffer(samples)
+        cursor = ctypes.cast(base, ctypes.POINTER(ctypes.c_int16))
+        # Without an output buffer the call only reports how many frames the audio makes.
+        self._lib.fe_process_frames_int16(fe, cursor, n_samples, None, n_frames)
+        rows = n_frames.value + 1  # + the partial frame fe_end_utt may flush
+        cep = (ctypes.c_float * (rows * width))()
+        row_ptrs = (ctypes.POINTER(ctypes.c_float) * rows)(
+            *(
+                ctypes.cast(ctypes.byref(cep, i * width * 4), ctypes.POINTER(ctypes.c_float))
+                for i in range(rows)
+            )
+        )
+        n_frames.value = rows
+        self._lib.fe_process_frames_int16(fe, cursor, n_samples, row_ptrs, n_frames)
+        done = n_frames.value
+        tail = ctypes.c_int32(0)
+        self._lib.fe_end_utt(fe, row_ptrs[min(done, rows - 1)], tail)
+        done += tail.value
+        frames = np.frombuffer(cep, dtype=np.float32).reshape(rows, width)[:done]
+        voiced = frames[frames[:, 0] >= 0]
+        if not len(voiced):
+            return b""
+        return ",".join(f"{x:.6g}" for x in voiced.mean(axis=0, dtype=np.float64)).encode()
+
     def hyp(self, decoder: int) -> str:
         raw: bytes | None = self._lib.ps_get_hyp(decoder, None)
         return "" if raw is None else raw.decode("utf-8", "replace")
@@ -145,6 +191,24 @@ def _declare(lib: ctypes.CDLL) -> None:
         "ps_get_hyp": (ctypes.c_char_p, (_P, ctypes.POINTER(ctypes.c_int32))),
         "ps_get_cmn": (ctypes.c_char_p, (_P, ctypes.c_int)),
         "ps_set_cmn": (ctypes.c_int, (_P, ctypes.c_char_p)),
+        "ps_start_stream": (ctypes.c_int, (_P,)),
+        "ps_get_fe": (_P, (_P,)),
+        "fe_start_utt": (ctypes.c_int, (_P,)),
+        "fe_get_output_size": (ctypes.c_int, (_P,)),
+        "fe_process_frames_int16": (
+            ctypes.c_int,
+            (
+                _P,
+                ctypes.POINTER(ctypes.POINTER(ctypes.c_int16)),
+                ctypes.POINTER(ctypes.c_size_t),
+                ctypes.c_void_p,
+                ctypes.POINTER(ctypes.c_int32),
+            ),
+        ),
+        "fe_end_utt": (
+            ctypes.c_int,
+            (_P, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int32)),
+        ),
         "ps_seg_iter": (_P, (_P,)),
         "ps_seg_next": (_P, (_P,)),
         "ps_seg_word": (ctypes.c_char_p, (_P,)),

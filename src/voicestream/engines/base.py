@@ -115,6 +115,10 @@ class STTDecoder(ABC):
     def finish(self) -> Transcript:
         """End the utterance; word times are seconds from the utterance start."""
 
+    def calibrate(self, pcm: bytes) -> None:  # noqa: B027 - optional hook, empty by default
+        """Before a whole recording is decoded: adapt to its channel from the recording itself,
+        so its transcript depends on the recording alone and not on earlier traffic."""
+
 
 class STTEngine(ABC):
     """Speech → text. Decoders are pooled by the engine; ``acquire`` may block while loading."""

@@ -2,8 +2,9 @@
 
 A decoder holds its own copy of the acoustic and language models (~95 MB, ~0.25 s to create), so
 decoders are pooled: a stream borrows one for its lifetime and gives it back. Decoders adapt
-their cepstral mean (CMN) as they hear audio, which carries over between borrowers; that is the
-intended behaviour of live CMN and helps more than it hurts.
+their cepstral mean (CMN) as they hear audio; the pool starts each stream from an average of
+what recent streams ended with (see ``release``). A whole recording instead starts from its
+own mean (``calibrate``), so the same file always gives the same transcript.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class PocketsphinxDecoder(STTDecoder):
     def __init__(self, lib: PocketsphinxLib, options: dict[str, Any]) -> None:
         self._lib = lib
         self._decoder, self._config = lib.new_decoder(options)
+        self._initial_cmn = lib.get_cmn(self._decoder)  # the model's own starting estimate
         self._frame_rate = float(options.get("frate", _FRAME_RATE))
         self._in_utterance = False
         self._carry = b""  # an odd trailing byte waiting for its other half
@@ -76,6 +78,18 @@ class PocketsphinxDecoder(STTDecoder):
             self._lib.end_utt(self._decoder)
             self._in_utterance = False
         self._carry = b""
+
+    def calibrate(self, pcm: bytes) -> None:
+        """Start from ``pcm``'s own mean cepstrum: on flite speech as accurate as a prior
+        learned from earlier traffic (5-7 % WER against 4-13 % from the model's default), and
+        it depends on nothing but the recording. Costs one front-end pass, no search."""
+        self._lib.reset_noise(self._decoder)
+        mean = self._lib.cepstral_mean(self._decoder, pcm)
+        self._lib.reset_noise(self._decoder)  # the pass above moved the noise estimate
+        self.set_cmn(mean or self._initial_cmn)
+
+    def reset_noise(self) -> None:
+        self._lib.reset_noise(self._decoder)
 
     def get_cmn(self) -> bytes:
         return self._lib.get_cmn(self._decoder)
@@ -155,15 +169,16 @@ class PocketsphinxSTT(STTEngine):
             if not self._free and self._max is not None and self._alive >= self._max:
                 if not self._cond.wait_for(lambda: bool(self._free), timeout=self._timeout):
                     raise Overloaded("no speech recognizer free; try again shortly")
-            if self._free:
-                decoder = self._free.pop()
-                decoder.set_cmn(self._prior_cmn)
-                return decoder
-            self._alive += 1
-        # Create outside the lock: it takes a quarter second and others may release meanwhile.
-        decoder = self._create()
-        if self._prior_cmn:
-            decoder.set_cmn(self._prior_cmn)
+            decoder = self._free.pop() if self._free else None
+            prior = self._prior_cmn
+            if decoder is None:
+                self._alive += 1
+        if decoder is None:
+            # Create outside the lock: it takes a quarter second and others may release meanwhile.
+            decoder = self._create()
+        # The noise estimate belongs to the last borrower's line, not to this one.
+        decoder.reset_noise()
+        decoder.set_cmn(prior)
         return decoder
 
     def release(self, decoder: STTDecoder, *, learn: bool = True) -> None:

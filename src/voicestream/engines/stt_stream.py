@@ -90,6 +90,13 @@ class STTStream:
     def audio_seconds(self) -> float:
         return (self._pending_start + len(self._pending) // 2) / self._rate
 
+    async def calibrate(self, recording: bytes) -> None:
+        """Before feeding a whole recording: let the decoder adapt to it first (see
+        ``STTDecoder.calibrate``), so the transcript does not depend on earlier traffic."""
+        if self._pending_start or self._pending:
+            raise RuntimeError("calibrate before any audio is fed")
+        await self._executor.run(lambda: self._calibrate(recording))
+
     async def feed(self, pcm: bytes) -> list[STTEvent]:
         return await self._executor.run(lambda: self._process(pcm))
 
@@ -125,6 +132,11 @@ class STTStream:
         else:
             self._trim_pre_roll()
         return out
+
+    def _calibrate(self, recording: bytes) -> None:
+        if self._decoder is None:
+            self._decoder = self._engine.acquire()
+        self._decoder.calibrate(recording)
 
     def _finish_stream(self) -> list[STTEvent]:
         out: list[STTEvent] = []

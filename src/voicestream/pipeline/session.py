@@ -164,6 +164,10 @@ class ConversationSession:
         """The client's audio rate; a phone line's 8 kHz must not teach the recognizer pool."""
         self._stt.narrowband = sample_rate <= 8000
 
+    def set_voice(self, voice_id: str) -> None:
+        """Speak later turns in another voice (a client's session update). Raises UnknownVoice."""
+        self._engine, self._voice = self._deps.registry.voice(voice_id)
+
     def configure(
         self,
         *,

@@ -3,7 +3,8 @@
 Pure: request models and their validation, our alignment turned into ElevenLabs'
 ``{characters, character_start_times_seconds, character_end_times_seconds}`` (times absolute from
 the start of the audio, in seconds), voices and models in their shapes, and error bodies. The
-transport (``transports/elevenlabs_rest.py``) only moves bytes.
+transport (``transports/elevenlabs_rest.py``) only moves bytes. The socket messages live in
+``protocols/elevenlabs_ws.py`` (TTS) and ``protocols/elevenlabs_stt_realtime.py`` (Scribe).
 
 Errors: ElevenLabs answers a validation failure with FastAPI's 422 list
 ``{"detail": [{"loc", "msg", "type"}]}`` and everything else with
@@ -12,8 +13,6 @@ Errors: ElevenLabs answers a validation failure with FastAPI's 422 list
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -21,15 +20,7 @@ from typing import Any, Final, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..engines.base import Alignment, Voice
-from ..errors import (
-    BadRequest,
-    EmptyText,
-    InvalidJSON,
-    ProtocolError,
-    TextTooLong,
-    ValidationFailed,
-    VoiceStreamError,
-)
+from ..errors import EmptyText, TextTooLong, ValidationFailed, VoiceStreamError
 from .json_messages import validate_model
 
 __all__ = [
@@ -40,26 +31,17 @@ __all__ = [
     "TTS_MODELS",
     "AlignmentBuilder",
     "CharTiming",
-    "InputTimeout",
     "SpeechToTextForm",
-    "StreamClose",
-    "StreamInit",
-    "StreamMessage",
-    "StreamText",
     "TTSBody",
-    "audio_output",
+    "VoiceSettings",
     "check_tts_body",
     "default_settings",
     "error_body",
-    "final_output",
     "language_code_3",
     "merge_timings",
     "model_list",
-    "parse_stream_input",
-    "parse_stream_query",
     "parse_stt_form",
     "parse_tts_body",
-    "stream_error",
     "subscription",
     "transcript_response",
     "user",
@@ -145,7 +127,9 @@ def _validate(model: type[_M], data: Any, where: str) -> _M:
     return validate_model(model, data, where)
 
 
-class _VoiceSettings(BaseModel):
+class VoiceSettings(BaseModel):
+    """``voice_settings`` as REST bodies and socket messages carry it; our engines use none."""
+
     model_config = ConfigDict(extra="allow")
 
     stability: float | None = Field(None, ge=0, le=1)
@@ -163,7 +147,7 @@ class TTSBody(BaseModel):
     text: str
     model_id: str | None = None
     language_code: str | None = None
-    voice_settings: _VoiceSettings | None = None
+    voice_settings: VoiceSettings | None = None
     seed: int | None = Field(None, ge=0, le=4294967295)
     previous_text: str | None = None
     next_text: str | None = None
@@ -568,147 +552,3 @@ def user(*, user_id: str, name: str, characters: int, voices: int) -> dict[str, 
         "created_at": None,
         "seat_type": "workspace_admin",
     }
-
-
-# --- WS /v1/text-to-speech/{voice_id}/stream-input -----------------------------------------
-#
-# Client: {"text": " ", voice_settings?, generation_config?, "xi-api-key"?} first, then
-# {"text": "Hello ", "flush"?: bool, "try_trigger_generation"?: bool} any number of times, then
-# {"text": ""} to end. Server: {"audio", "isFinal": null, "alignment", "normalizedAlignment"}
-# per clause (times in ms relative to that message's audio), then {"isFinal": true} and a
-# normal close; an error is {"error", "message"} and a close code that says why.
-
-
-class InputTimeout(BadRequest):
-    """No message arrived within the socket's ``inactivity_timeout``."""
-
-    code = "input_timeout_exceeded"
-    ws_close_code = 1008
-
-
-@dataclass(frozen=True, slots=True)
-class StreamInit:
-    text: str  # whatever follows the protocol's single space: text to speak
-
-
-@dataclass(frozen=True, slots=True)
-class StreamText:
-    text: str
-    flush: bool
-
-
-@dataclass(frozen=True, slots=True)
-class StreamClose:
-    pass
-
-
-StreamMessage = StreamInit | StreamText | StreamClose
-
-_DEFAULT_INACTIVITY_S: Final = 20
-_MAX_INACTIVITY_S: Final = 180
-
-
-def parse_stream_query(query: Mapping[str, str]) -> int:
-    """Check the socket's query; returns ``inactivity_timeout`` in seconds.
-
-    Raises:
-        ValidationFailed: an unknown model or a bad inactivity_timeout (422, before upgrading).
-    """
-    model = query.get("model_id")
-    # SDK 2.59 leaked its OMIT sentinel into the URL as "Ellipsis": that means the default.
-    if model not in (None, "", "Ellipsis") and model not in MODELS:
-        raise ValidationFailed(
-            f"unknown model_id {model!r}; GET /v1/models lists the models",
-            details={"fields": [{"field": "model_id", "message": "unknown model"}]},
-        )
-    raw = query.get("inactivity_timeout")
-    if raw is None:
-        return _DEFAULT_INACTIVITY_S
-    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_INACTIVITY_S:
-        raise ValidationFailed(
-            f"inactivity_timeout must be 1..{_MAX_INACTIVITY_S} seconds; got {raw!r}",
-            details={"fields": [{"field": "inactivity_timeout", "message": "out of range"}]},
-        )
-    return int(raw)
-
-
-def _check_generation_config(value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, dict):
-        raise ValidationFailed("generation_config must be an object")
-    schedule = value.get("chunk_length_schedule")
-    if schedule is None:
-        return
-    if not isinstance(schedule, list) or not all(
-        isinstance(n, int | float) and not isinstance(n, bool) and 50 <= n <= 500 for n in schedule
-    ):
-        raise ValidationFailed("chunk_length_schedule must be a list of numbers from 50 to 500")
-
-
-def parse_stream_input(raw: str, *, first: bool, max_text_chars: int) -> StreamMessage:
-    """One client message of ``stream-input``; ``first`` for the InitializeConnection.
-
-    Raises:
-        InvalidJSON: not JSON. ProtocolError: not an object, or ``text`` is not a string.
-        ValidationFailed: bad voice settings or chunk schedule. TextTooLong: over the limit.
-    """
-    try:
-        msg = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidJSON(f"message is not valid JSON: {exc}") from None
-    if not isinstance(msg, dict):
-        raise ProtocolError("message must be a JSON object")
-    text = msg.get("text")
-    flush = msg.get("flush") is True
-    if text is None and flush and not first:
-        return StreamText("", flush=True)
-    if not isinstance(text, str):
-        raise ProtocolError('"text" must be a string')
-    if len(text) > max_text_chars:
-        raise TextTooLong(f"text message has {len(text)} characters; limit {max_text_chars}")
-    if msg.get("voice_settings") is not None:
-        _validate(_VoiceSettings, msg["voice_settings"], "voice_settings")
-    # The spec calls it generation_config on the first message, generator_config after.
-    _check_generation_config(msg.get("generation_config"))
-    _check_generation_config(msg.get("generator_config"))
-    if first:
-        if text == "":
-            raise ProtocolError('the first message must initialize the stream: {"text": " "}')
-        return StreamInit(text[1:] if text.startswith(" ") else text)
-    if text == "":
-        return StreamClose()
-    return StreamText(text, flush=flush)
-
-
-def _dump(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-def audio_output(audio: bytes, timing: CharTiming | None, *, audio_offset: float) -> str:
-    """AudioOutput; alignment times in ms relative to this message's audio."""
-    alignment: dict[str, Any] | None = None
-    if timing is not None:
-        starts = [max(0, round((s - audio_offset) * 1000)) for s in timing.starts]
-        ends = [max(0, round((e - audio_offset) * 1000)) for e in timing.ends]
-        alignment = {
-            "chars": list(timing.characters),
-            "charStartTimesMs": starts,
-            "charDurationsMs": [max(0, e - s) for s, e in zip(starts, ends, strict=True)],
-        }
-    return _dump(
-        {
-            "audio": base64.b64encode(audio).decode("ascii"),
-            "isFinal": None,
-            "normalizedAlignment": alignment,
-            "alignment": alignment,
-        }
-    )
-
-
-def final_output() -> str:
-    return _dump({"isFinal": True})
-
-
-def stream_error(err: VoiceStreamError) -> str:
-    return _dump({"error": err.code, "message": err.message})

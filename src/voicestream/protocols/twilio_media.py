@@ -21,12 +21,23 @@ of outgoing audio, marks awaiting their echo).
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidAudio, InvalidJSON, ProtocolError
+from ..errors import InvalidAudio, ProtocolError
+from .call_media import (
+    CarrierStream,
+    StreamOrder,
+    b64_audio,
+    dtmf_digits,
+    field_obj,
+    field_str,
+    opt_count,
+    opt_str,
+    str_map,
+)
+from .json_messages import load_object
 
 __all__ = [
     "FRAME_BYTES",
@@ -50,9 +61,6 @@ ULAW_SILENCE = b"\xff"
 _ENCODING = "audio/x-mulaw"
 _RATE = 8000
 _MAX_PAYLOAD = 64 * 1024  # base64 characters; Twilio sends 20 ms (216 characters)
-_MAX_PARAMS = 32
-_MAX_PENDING_MARKS = 100
-_DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,43 +131,9 @@ Command = MediaOut | MarkOut | Clear
 # ---- parsing -------------------------------------------------------------------------------
 
 
-def _obj(msg: dict[str, Any], key: str) -> dict[str, Any]:
-    value = msg.get(key)
-    if not isinstance(value, dict):
-        raise ProtocolError(f'"{key}" must be an object')
-    return value
-
-
-def _str(msg: dict[str, Any], key: str, *, where: str, limit: int = 200) -> str:
-    value = msg.get(key)
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise ProtocolError(f'"{where}.{key}" must be a non-empty string')
-    return value
-
-
-def _opt_str(msg: dict[str, Any], key: str, *, where: str) -> str | None:
-    return None if msg.get(key) is None else _str(msg, key, where=where)
-
-
-def _opt_int(msg: dict[str, Any], key: str, *, where: str) -> int | None:
-    # Twilio sends numbers as strings ("chunk": "1"); accept both.
-    value = msg.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ProtocolError(f'"{where}.{key}" must be a number')
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ProtocolError(f'"{where}.{key}" must be a number') from None
-    if number < 0:
-        raise ProtocolError(f'"{where}.{key}" must not be negative')
-    return number
-
-
 def _start(msg: dict[str, Any]) -> Start:
-    start = _obj(msg, "start")
-    sid = _str(start, "streamSid", where="start")
+    start = field_obj(msg, "start")
+    sid = field_str(start, "streamSid", where="start")
     top = msg.get("streamSid")
     if top is not None and top != sid:
         raise ProtocolError('"streamSid" differs from "start.streamSid"')
@@ -177,49 +151,24 @@ def _start(msg: dict[str, Any]) -> Start:
     tracks = start.get("tracks", ["inbound"])
     if not isinstance(tracks, list) or not all(isinstance(t, str) for t in tracks):
         raise ProtocolError('"start.tracks" must be a list of strings')
-    params = start.get("customParameters", {})
-    if params is None:
-        params = {}
-    if (
-        not isinstance(params, dict)
-        or len(params) > _MAX_PARAMS
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items())
-    ):
-        raise ProtocolError('"start.customParameters" must map names to strings')
     return Start(
         stream_sid=sid,
-        call_sid=_opt_str(start, "callSid", where="start") or "",
-        account_sid=_opt_str(start, "accountSid", where="start") or "",
+        call_sid=opt_str(start, "callSid", where="start") or "",
+        account_sid=opt_str(start, "accountSid", where="start") or "",
         tracks=tuple(tracks),
-        custom_parameters=dict(params),
+        custom_parameters=str_map(start.get("customParameters"), where="start.customParameters"),
     )
 
 
 def _media(msg: dict[str, Any]) -> Media:
-    media = _obj(msg, "media")
-    payload = media.get("payload")
-    if not isinstance(payload, str):
-        raise ProtocolError('"media.payload" must be a base64 string')
-    if len(payload) > _MAX_PAYLOAD:
-        raise InvalidAudio(f"media payload exceeds {_MAX_PAYLOAD} base64 characters")
-    try:
-        audio = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidAudio('"media.payload" is not valid base64') from None
+    media = field_obj(msg, "media")
     return Media(
-        stream_sid=_str(msg, "streamSid", where="media"),
-        payload=audio,
-        track=_opt_str(media, "track", where="media"),
-        chunk=_opt_int(media, "chunk", where="media"),
-        timestamp_ms=_opt_int(media, "timestamp", where="media"),
+        stream_sid=field_str(msg, "streamSid", where="media"),
+        payload=b64_audio(media, "payload", where="media", max_chars=_MAX_PAYLOAD),
+        track=opt_str(media, "track", where="media"),
+        chunk=opt_count(media, "chunk", where="media"),
+        timestamp_ms=opt_count(media, "timestamp", where="media"),
     )
-
-
-def _dtmf(msg: dict[str, Any]) -> Dtmf:
-    digit = _str(_obj(msg, "dtmf"), "digit", where="dtmf", limit=1)
-    if digit not in _DTMF_DIGITS:
-        raise ProtocolError(f"not a DTMF digit: {digit!r}")
-    return Dtmf(_str(msg, "streamSid", where="dtmf"), digit)
 
 
 def parse(raw: str | bytes) -> Event:
@@ -230,12 +179,7 @@ def parse(raw: str | bytes) -> Event:
         ProtocolError: not a Twilio event, or a required field missing or mistyped.
         InvalidAudio: a payload that is not base64, or a media format other than 8 kHz μ-law.
     """
-    try:
-        msg = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidJSON(f"message is not valid JSON: {exc}") from None
-    if not isinstance(msg, dict):
-        raise ProtocolError("message must be a JSON object")
+    msg = load_object(raw)
     match msg.get("event"):
         case "connected":
             return Connected(str(msg.get("protocol", "")), str(msg.get("version", "")))
@@ -244,16 +188,15 @@ def parse(raw: str | bytes) -> Event:
         case "media":
             return _media(msg)
         case "dtmf":
-            return _dtmf(msg)
+            digit = dtmf_digits(field_obj(msg, "dtmf").get("digit"), where="dtmf.digit")
+            return Dtmf(field_str(msg, "streamSid", where="dtmf"), digit)
         case "mark":
-            name = _str(_obj(msg, "mark"), "name", where="mark")
-            return Mark(_str(msg, "streamSid", where="mark"), name)
+            name = field_str(field_obj(msg, "mark"), "name", where="mark")
+            return Mark(field_str(msg, "streamSid", where="mark"), name)
         case "stop":
             stop = msg.get("stop")
-            call = None
-            if isinstance(stop, dict):
-                call = _opt_str(stop, "callSid", where="stop")
-            return Stop(_str(msg, "streamSid", where="stop"), call)
+            call = opt_str(stop, "callSid", where="stop") if isinstance(stop, dict) else None
+            return Stop(field_str(msg, "streamSid", where="stop"), call)
         case None:
             raise ProtocolError('message has no "event"')
         case other:
@@ -282,7 +225,7 @@ def serialize(command: Command) -> str:
 # ---- per-call state ------------------------------------------------------------------------
 
 
-class TwilioStream:
+class TwilioStream(CarrierStream):
     """One call's protocol state.
 
     ``receive`` checks ordering (nothing but ``connected`` before ``start``, one stream per
@@ -291,15 +234,12 @@ class TwilioStream:
     has played, and at once on ``clear``).
     """
 
-    __slots__ = ("_buffer", "_mark_seq", "pending_marks", "played_marks", "start", "stopped")
+    __slots__ = ("_order", "start")
 
     def __init__(self) -> None:
+        super().__init__()
         self.start: Start | None = None
-        self.stopped = False
-        self.pending_marks: list[str] = []
-        self.played_marks: list[str] = []
-        self._buffer = bytearray()
-        self._mark_seq = 0
+        self._order = StreamOrder("streamSid")
 
     @property
     def stream_sid(self) -> str:
@@ -307,66 +247,42 @@ class TwilioStream:
             raise ProtocolError("no stream has started")
         return self.start.stream_sid
 
+    @property
+    def stopped(self) -> bool:
+        return self._order.stopped
+
     def receive(self, raw: str | bytes) -> Event:
         event = parse(raw)
         match event:
             case Connected():
-                if self.start is not None:
-                    raise ProtocolError('"connected" after "start"')
+                self._order.connected()
             case Start():
-                if self.start is not None:
-                    raise ProtocolError('a second "start" on the same socket')
+                self._order.start(event.stream_sid)
                 self.start = event
+                self._frame_audio(FRAME_BYTES, ULAW_SILENCE)
             case _:
-                if self.start is None:
-                    raise ProtocolError(f'"{_name(event)}" before "start"')
-                if self.stopped:
-                    raise ProtocolError(f'"{_name(event)}" after "stop"')
-                if event.stream_sid != self.start.stream_sid:
-                    raise ProtocolError("streamSid does not match this stream")
+                self._order.in_stream(_name(event), event.stream_sid)
                 if isinstance(event, Mark):
-                    self._echoed(event.name)
+                    self._marks.echoed(event.name)
                 elif isinstance(event, Stop):
-                    self.stopped = True
+                    self._order.stopped = True
         return event
-
-    def _echoed(self, name: str) -> None:
-        if name in self.pending_marks:
-            self.pending_marks.remove(name)
-            self.played_marks.append(name)
-            del self.played_marks[:-_MAX_PENDING_MARKS]  # only the recent history matters
 
     def audio(self, ulaw: bytes) -> list[str]:
         """Agent audio (μ-law 8 kHz, any length) → whole 20 ms ``media`` frames."""
-        self._buffer += ulaw
-        cut = len(self._buffer) - len(self._buffer) % FRAME_BYTES
-        frames = [
-            serialize(MediaOut(self.stream_sid, bytes(self._buffer[i : i + FRAME_BYTES])))
-            for i in range(0, cut, FRAME_BYTES)
-        ]
-        del self._buffer[:cut]
-        return frames
+        return [serialize(MediaOut(self.stream_sid, f)) for f in self._frames(ulaw)]
 
     def flush_audio(self) -> list[str]:
         """The last partial frame, padded with μ-law silence."""
-        if not self._buffer:
-            return []
-        pad = ULAW_SILENCE * (FRAME_BYTES - len(self._buffer))
-        frame = serialize(MediaOut(self.stream_sid, bytes(self._buffer) + pad))
-        self._buffer.clear()
-        return [frame]
+        return [serialize(MediaOut(self.stream_sid, f)) for f in self._last_frame()]
 
     def mark(self) -> str:
         """A mark after the audio sent so far; Twilio echoes it once that audio has played."""
-        self._mark_seq += 1
-        name = f"utt-{self._mark_seq}"
-        self.pending_marks.append(name)
-        del self.pending_marks[:-_MAX_PENDING_MARKS]  # a peer that never echoes stays bounded
-        return serialize(MarkOut(self.stream_sid, name))
+        return serialize(MarkOut(self.stream_sid, self._marks.new()))
 
     def clear(self) -> str:
         """Barge-in: Twilio drops its buffered audio (and echoes the pending marks)."""
-        self._buffer.clear()
+        self._clear_audio()
         return serialize(Clear(self.stream_sid))
 
 

@@ -22,6 +22,7 @@ from ..observability.loop_lag import monitor_loop_lag
 from ..observability.metrics import Metrics
 from ..rest.agents import ROUTES as AGENT_ROUTES
 from ..rest.voices import list_voices
+from ..store.history import HistoryRepository
 from ..store.keys import ApiKeyRepository
 from ..store.secrets import load_or_create_secret
 from ..store.services import open_services
@@ -81,9 +82,9 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.router.add_get("/v1/convai/stream", ws_convai)
     app.router.add_post("/v1/convai/tickets", post_ticket)
     add_openai_audio_routes(app)  # /openai/v1/audio/speech, /audio/transcriptions, /models
-    add_elevenlabs_routes(app)  # /elevenlabs/v1/…: ElevenLabs SDK drop-in (REST + stream-input)
+    add_elevenlabs_routes(app)  # /elevenlabs/v1/…: ElevenLabs SDK drop-in (REST)
     add_openai_realtime_routes(app)  # WS /openai/v1/realtime
-    add_elevenlabs_stream_routes(app)  # WS …/multi-stream-input, …/speech-to-text/realtime
+    add_elevenlabs_stream_routes(app)  # WS …/stream-input, …/multi-stream-input, STT realtime
     add_elevenlabs_agents_routes(app)  # WS /elevenlabs/v1/convai/conversation, signed URLs
     add_elevenlabs_history_routes(app)  # /elevenlabs/v1/history…
     add_twilio_routes(app)  # WS /v1/telephony/twilio, POST /v1/telephony/twilio/voice (TwiML)
@@ -131,6 +132,7 @@ def _runtime(
                     redis=services.redis,
                     keys=ApiKeyRepository(services.pool),
                     usage=UsageRepository(services.pool),
+                    history=HistoryRepository(services.pool),
                     agents=agent_services.agents,
                     conversations=agent_services.conversations,
                     knowledge=agent_services.knowledge,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -22,12 +23,25 @@ KEY_OPTIONAL_PATHS = frozenset(
         "/v1/convai/stream",
         "/v1/convai/webrtc/offer",
         "/v1/telephony/twilio",
+        # Twilio's voice webhook may prove itself with X-Twilio-Signature instead of a key.
+        "/v1/telephony/twilio/voice",
         "/v1/telephony/telnyx",
         "/v1/telephony/vonage",
         # The ElevenLabs SDK's Conversation sends no key (public agents, signed URLs).
         "/elevenlabs/v1/convai/conversation",
     }
 )
+
+# ElevenLabs' TTS and Scribe sockets also take the key as a query parameter or in the first
+# message (browsers cannot set socket headers); their handlers check it (elevenlabs_sockets.py).
+_KEY_IN_SOCKET = re.compile(
+    r"/elevenlabs/v1/(text-to-speech/[^/]+/(multi-)?stream-input|speech-to-text/realtime)"
+)
+
+
+def _key_optional(path: str) -> bool:
+    return path in KEY_OPTIONAL_PATHS or _KEY_IN_SOCKET.fullmatch(path) is not None
+
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -86,11 +100,24 @@ def _allow_header(exc: web.HTTPException) -> dict[str, str]:
     return {"Allow": allow} if allow else {}
 
 
+# Browsers cannot set headers on a WebSocket; their SDKs put the key in a subprotocol instead:
+# OpenAI's Realtime client offers "openai-insecure-api-key.<key>", ElevenLabs' JS client
+# "bearer.<key>". The handler then selects the plain subprotocol ("realtime", "convai").
+_KEY_SUBPROTOCOLS = ("openai-insecure-api-key.", "bearer.")
+
+
 def _presented_key(request: web.Request) -> str | None:
     auth = request.headers.get("Authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
-    return request.headers.get("xi-api-key") or None
+    if key := request.headers.get("xi-api-key"):
+        return key
+    for offered in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        offered = offered.strip()
+        for prefix in _KEY_SUBPROTOCOLS:
+            if offered.startswith(prefix) and len(offered) > len(prefix):
+                return offered[len(prefix) :]
+    return None
 
 
 @web.middleware
@@ -98,7 +125,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path in PUBLIC_PATHS:
         return await handler(request)
     key = _presented_key(request)
-    if key is None and request.path in KEY_OPTIONAL_PATHS:
+    if key is None and _key_optional(request.path):
         return await handler(request)
     if key is None:
         raise AuthError(

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..engines.agents.resolver import AgentCatalog, AgentResolver
     from ..engines.agents.retrieval import KnowledgeBase
     from ..store.conversations import ConversationRepository
+    from ..store.history import HistoryRepository
     from ..store.keys import ApiKeyRepository
     from ..store.usage import UsageRepository
 
@@ -38,6 +39,7 @@ class Runtime:
     redis: redis.asyncio.Redis
     keys: ApiKeyRepository
     usage: UsageRepository
+    history: HistoryRepository  # ElevenLabs /v1/history: logged generations and their audio
     # Agents (rest/agents.py, convai sessions).
     agents: AgentCatalog
     conversations: ConversationRepository

@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,14 +89,20 @@ async def open_conversation(
     end_user_id: str | None,
     transport: str,
     ticket: str | None = None,
+    customize: Callable[[AgentConfig], AgentConfig] | None = None,
 ) -> ConversationLease:
-    """Authorize, then create or resume the conversation. Raises before any upgrade."""
+    """Authorize, then create or resume the conversation. Raises before any upgrade.
+
+    ``customize``: this conversation's changes to the stored agent (a protocol's overrides).
+    """
     rt = request.app[RUNTIME]
     if not agent_id:
         raise ValidationFailed("agent_id is required")
     if end_user_id is not None and not _END_USER.match(end_user_id):
         raise ValidationFailed("end_user_id must be 1-200 letters, digits or . @ : + - _")
     agent, ticket_user = await _authorized_agent(request, rt, agent_id, ticket)
+    if customize is not None:
+        agent = customize(agent)
     end_user_id = end_user_id or ticket_user
 
     history: list[ChatMessage] = []

@@ -9,9 +9,7 @@ so the SDK raises ``ApiError`` with the status.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import functools
 import json
 import logging
@@ -19,14 +17,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp import BodyPartReader, web
 
 from ..engines.tts_stream import TTSStream
 from ..errors import (
     InvalidAudio,
     PayloadTooLarge,
-    ProtocolError,
-    TextTooLong,
     UnknownVoice,
     ValidationFailed,
     VoiceStreamError,
@@ -34,11 +30,11 @@ from ..errors import (
 from ..media.decode import decode_audio, decode_raw
 from ..media.formats import AudioFormat, parse_format
 from ..protocols import elevenlabs as el
+from ..store.history import NewHistoryItem, new_history_id
 from .context import RUNTIME, Runtime, principal_of
 from .http_common import read_model
 from .http_stt import transcribe_pcm
 from .tts_output import EncodedChunk, encode_stream
-from .ws_common import open_websocket
 
 __all__ = ["PREFIX", "add_elevenlabs_routes"]
 
@@ -74,7 +70,6 @@ def add_elevenlabs_routes(app: web.Application) -> None:
         ("POST", "/v1/text-to-speech/{voice_id}/stream", tts_convert),
         ("POST", "/v1/text-to-speech/{voice_id}/with-timestamps", tts_with_timestamps),
         ("POST", "/v1/text-to-speech/{voice_id}/stream/with-timestamps", tts_stream_timestamps),
-        ("GET", "/v1/text-to-speech/{voice_id}/stream-input", tts_stream_input),
         ("POST", "/v1/speech-to-text", speech_to_text),
         ("GET", "/v1/voices", list_voices),
         ("GET", "/v1/voices/settings/default", default_voice_settings),
@@ -96,6 +91,7 @@ async def _start_tts(request: web.Request) -> tuple[Runtime, el.TTSBody, AudioFo
     """Validate everything before any audio is made, so bad input is a clean 4xx."""
     rt = request.app[RUNTIME]
     fmt = parse_format(request.query.get("output_format", el.DEFAULT_OUTPUT_FORMAT))
+    _enable_logging(request)
     engine, voice = rt.registry.voice(request.match_info["voice_id"])
     body = el.check_tts_body(
         await read_model(request, el.TTSBody), max_text_chars=rt.settings.max_text_chars
@@ -123,11 +119,13 @@ async def _stream_out(
     pieces: AsyncIterator[bytes],
     headers: dict[str, str],
     billed: Callable[[], Awaitable[None]],
+    history: _History | None = None,
 ) -> web.StreamResponse:
     """Write pieces as they come; headers go with the first, so an early failure is JSON.
 
     ``billed`` runs once the audio is made (before the end of the response, so a client that
-    asks for its usage next sees it), also when the client hung up mid-stream.
+    asks for its usage next sees it), also when the client hung up mid-stream. ``history`` is
+    recorded after it, but only when every piece was sent.
     """
     response: web.StreamResponse | None = None
     try:
@@ -149,6 +147,8 @@ async def _stream_out(
         log.warning("elevenlabs tts stream aborted after audio started: %s", err)
         raise ConnectionResetError("synthesis failed mid-stream") from err
     await billed()
+    if history is not None:
+        await history.record()
     if response is None:
         response = web.StreamResponse(headers={"Content-Type": content_type, **headers})
         await response.prepare(request)
@@ -159,14 +159,71 @@ async def _stream_out(
 async def tts_convert(request: web.Request) -> web.StreamResponse:
     """``/v1/text-to-speech/{voice_id}[/stream]``: the audio bytes, streamed per clause."""
     rt, body, fmt, stream = await _start_tts(request)
+    history = _History(request, body, fmt, stream)
 
     async def pieces() -> AsyncIterator[bytes]:
         async for out in _encoded(rt, stream, fmt):
+            history.add(out.data)
             yield out.data
 
+    headers = {**_tts_headers(stream, fmt), **history.headers()}
     return await _stream_out(
-        request, fmt.content_type, pieces(), _tts_headers(stream, fmt), _biller(request, body)
+        request, fmt.content_type, pieces(), headers, _biller(request, body), history
     )
+
+
+def _enable_logging(request: web.Request) -> bool:
+    """The ``enable_logging`` query flag (default true); false keeps the request out of history."""
+    raw = request.query.get("enable_logging", "true").strip().lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise ValidationFailed(
+            f"enable_logging must be true or false; got {raw!r}",
+            details={"fields": [{"field": "enable_logging", "message": "not a boolean"}]},
+        )
+    return raw in ("true", "1")
+
+
+class _History:
+    """A generation's ``/v1/history`` item: the id is made up front for the response headers,
+    the row (with the audio collected here) is written only once all the audio was sent."""
+
+    def __init__(
+        self, request: web.Request, body: el.TTSBody, fmt: AudioFormat, stream: TTSStream
+    ) -> None:
+        self._request = request
+        self._body = body
+        self._fmt = fmt
+        self._voice = stream.voice
+        self.enabled = _enable_logging(request)
+        self.item_id = new_history_id()
+        self._audio = bytearray()
+
+    def headers(self) -> dict[str, str]:
+        return {"history-item-id": self.item_id} if self.enabled else {}
+
+    def add(self, data: bytes | bytearray) -> None:
+        if self.enabled:
+            self._audio += data
+
+    async def record(self) -> None:
+        if not self.enabled:
+            return
+        settings = self._body.voice_settings
+        await self._request.app[RUNTIME].history.add(
+            principal_of(self._request),
+            NewHistoryItem(
+                id=self.item_id,
+                voice_id=self._voice.id,
+                voice_name=self._voice.name,
+                voice_category="premade",  # every catalog voice is (see el.voice_object)
+                model_id=self._body.model_id or el.DEFAULT_TTS_MODEL,
+                text=self._body.text,
+                output_format=self._fmt.name,
+                content_type=self._fmt.content_type,
+                settings=settings.model_dump(exclude_none=True) if settings else None,
+            ),
+            bytes(self._audio),
+        )
 
 
 def _biller(request: web.Request, body: el.TTSBody) -> Callable[[], Awaitable[None]]:
@@ -213,6 +270,7 @@ def _timestamps_json(data: bytes, timing: el.CharTiming | None) -> dict[str, Any
 async def tts_with_timestamps(request: web.Request) -> web.StreamResponse:
     """``/with-timestamps``: all the audio in base64 plus the alignment of the whole text."""
     rt, body, fmt, stream = await _start_tts(request)
+    history = _History(request, body, fmt, stream)
     audio = bytearray()
     timings: list[el.CharTiming] = []
     async for data, timing in _timed_chunks(rt, stream, fmt, body.text):
@@ -220,21 +278,27 @@ async def tts_with_timestamps(request: web.Request) -> web.StreamResponse:
         if timing is not None:
             timings.append(timing)
     await rt.usage.record(principal_of(request), "tts_characters", len(body.text))
+    history.add(audio)
+    await history.record()
     result = _timestamps_json(bytes(audio), el.merge_timings(timings))
-    return web.json_response(result, headers=_tts_headers(stream, fmt))
+    headers = {**_tts_headers(stream, fmt), **history.headers()}
+    return web.json_response(result, headers=headers)
 
 
 async def tts_stream_timestamps(request: web.Request) -> web.StreamResponse:
     """``/stream/with-timestamps``: one JSON line per clause; times from the audio's start."""
     rt, body, fmt, stream = await _start_tts(request)
+    history = _History(request, body, fmt, stream)
 
     async def lines() -> AsyncIterator[bytes]:
         async for data, timing in _timed_chunks(rt, stream, fmt, body.text):
+            history.add(data)
             line = json.dumps(_timestamps_json(data, timing), separators=(",", ":"))
             yield line.encode() + b"\n"
 
+    headers = {**_tts_headers(stream, fmt), **history.headers()}
     return await _stream_out(
-        request, "application/x-ndjson", lines(), _tts_headers(stream, fmt), _biller(request, body)
+        request, "application/x-ndjson", lines(), headers, _biller(request, body), history
     )
 
 
@@ -395,140 +459,3 @@ async def get_subscription(request: web.Request) -> web.StreamResponse:
             voices=len(request.app[RUNTIME].registry.voices()),
         )
     )
-
-
-# --- WS /v1/text-to-speech/{voice_id}/stream-input -----------------------------------------
-
-
-async def tts_stream_input(request: web.Request) -> web.StreamResponse:
-    """ElevenLabs' input-streaming TTS socket: text in as it comes, audio out per clause."""
-    rt = request.app[RUNTIME]
-    # Validate before upgrading, so a bad voice, format or query is a plain 4xx JSON response.
-    fmt = parse_format(request.query.get("output_format", el.DEFAULT_OUTPUT_FORMAT))
-    engine, voice = rt.registry.voice(request.match_info["voice_id"])
-    inactivity = el.parse_stream_query(request.query)
-    stream = TTSStream(engine, voice, rt.tts_executors[engine.name])
-    ws = await open_websocket(request, rt.settings)
-    session = _StreamInputSession(rt, ws, stream, fmt, inactivity)
-    rt.metrics.active_streams.labels("tts_elevenlabs_ws").inc()
-    try:
-        await session.run()
-    finally:
-        rt.metrics.active_streams.labels("tts_elevenlabs_ws").dec()
-        if session.characters:
-            await rt.usage.record(principal_of(request), "tts_characters", session.characters)
-    return ws
-
-
-class _StreamInputSession:
-    def __init__(
-        self,
-        rt: Runtime,
-        ws: web.WebSocketResponse,
-        stream: TTSStream,
-        fmt: AudioFormat,
-        inactivity_s: int,
-    ) -> None:
-        self.rt = rt
-        self.ws = ws
-        self.stream = stream
-        self.fmt = fmt
-        self.inactivity_s = inactivity_s
-        self.characters = 0
-        self.alignment = el.AlignmentBuilder()
-
-    async def run(self) -> None:
-        reader = asyncio.create_task(self._read(), name="el-stream-input-read")
-        writer = asyncio.create_task(self._write(), name="el-stream-input-write")
-        try:
-            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()  # re-raise the first failure
-            await writer
-            await self.ws.send_str(el.final_output())
-            # The SDK reads until the socket closes: close normally right after isFinal.
-            await self.ws.close(code=1000)
-        except VoiceStreamError as err:
-            self.rt.metrics.errors.labels(err.code).inc()
-            await self._close_with_error(err)
-        except ConnectionError:
-            log.debug("stream-input socket closed by peer")
-        finally:
-            for task in (reader, writer):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-
-    async def _close_with_error(self, err: VoiceStreamError) -> None:
-        if self.ws.closed:
-            return
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.send_str(el.stream_error(err))
-        await self.ws.close(code=err.ws_close_code, message=err.code.encode()[:120])
-
-    def _push(self, text: str) -> None:
-        if not text:
-            return
-        self.characters += len(text)
-        if self.characters > self.rt.settings.max_text_chars:
-            raise TextTooLong(
-                f"the stream's text reached {self.characters} characters; "
-                f"limit {self.rt.settings.max_text_chars}"
-            )
-        self.alignment.extend(text)
-        self.stream.push_text(text)
-
-    async def _read(self) -> None:
-        limit = self.rt.settings.max_text_chars
-        first = True
-        while True:
-            try:
-                msg = await self.ws.receive(timeout=self.inactivity_s)
-            except TimeoutError:
-                raise el.InputTimeout(
-                    f"no input for {self.inactivity_s} s (inactivity_timeout); closing"
-                ) from None
-            if msg.type == WSMsgType.BINARY:
-                raise ProtocolError("binary messages are not accepted on stream-input")
-            if msg.type != WSMsgType.TEXT:
-                raise ConnectionResetError("client closed stream-input before {'text': ''}")
-            if len(msg.data) > self.rt.settings.max_ws_message_bytes:
-                raise PayloadTooLarge(
-                    f"message of {len(msg.data)} bytes exceeds the limit of "
-                    f"{self.rt.settings.max_ws_message_bytes}"
-                )
-            match el.parse_stream_input(msg.data, first=first, max_text_chars=limit):
-                case el.StreamInit(text):
-                    self._push(text)
-                case el.StreamText(text, flush):
-                    self._push(text)
-                    if flush:
-                        self.stream.flush()
-                case el.StreamClose():
-                    self.stream.end_input()
-                    return
-            first = False
-
-    async def _write(self) -> None:
-        async for out in encode_stream(
-            self.stream, self.fmt, self.rt.metrics, transport="ws", executor=self.rt.media_executor
-        ):
-            c = out.chunk
-            if c is None:
-                rest = self.alignment.rest()
-                if out.data or rest is not None:
-                    await self.ws.send_str(
-                        el.audio_output(out.data, rest, audio_offset=_end_of(rest))
-                    )
-                return
-            timing = self.alignment.clause(
-                c.text, c.text_offset, c.audio_offset, c.duration, c.alignment
-            )
-            await self.ws.send_str(el.audio_output(out.data, timing, audio_offset=c.audio_offset))
-        rest = self.alignment.rest()  # no encoder tail (a raw format, or nothing speakable)
-        if rest is not None:
-            await self.ws.send_str(el.audio_output(b"", rest, audio_offset=_end_of(rest)))
-
-
-def _end_of(timing: el.CharTiming | None) -> float:
-    return timing.starts[0] if timing is not None and timing.starts else 0.0

@@ -10,7 +10,7 @@ from ..errors import InvalidAudio, PayloadTooLarge, ValidationFailed
 from ..media.decode import decode_audio, decode_raw
 from ..media.subtitles import cues_from_words, to_srt, to_vtt
 from .context import RUNTIME, Runtime, principal_of
-from .stt_common import TranscriptBuilder, open_stt_stream, parse_raw_format
+from .stt_common import TranscriptBuilder, open_recording_stream, parse_raw_format
 
 __all__ = ["post_stt", "transcribe_pcm"]
 
@@ -71,7 +71,7 @@ async def transcribe_pcm(
     rt: Runtime, pcm: bytes, *, source_rate: int | None = None
 ) -> TranscriptBuilder:
     """A whole recording through the streaming pipeline (VAD-segmented), as one transcript."""
-    stream = open_stt_stream(rt, source_rate=source_rate)
+    stream = await open_recording_stream(rt, pcm, source_rate=source_rate)
     step = int(_FEED_SECONDS * rt.registry.stt.sample_rate) * 2
     out = TranscriptBuilder()
     try:

@@ -32,7 +32,7 @@ from ..media.tempo import Tempo
 from ..protocols import openai_audio as oa
 from .context import RUNTIME, Runtime, principal_of
 from .http_common import read_json_object
-from .stt_common import open_stt_stream
+from .stt_common import open_recording_stream
 from .tts_output import encode_stream
 
 __all__ = ["add_openai_audio_routes"]
@@ -213,7 +213,7 @@ async def _read_form(request: web.Request, limit: int) -> tuple[bytes | None, di
 async def _transcribe(
     rt: Runtime, pcm: bytes, on_segment: Callable[[oa.TranscriptSegment], Awaitable[None]]
 ) -> list[oa.TranscriptSegment]:
-    stream = open_stt_stream(rt)
+    stream = await open_recording_stream(rt, pcm)
     step = int(_FEED_SECONDS * rt.registry.stt.sample_rate) * 2
     segments: list[oa.TranscriptSegment] = []
 

@@ -1,11 +1,543 @@
-"""OpenAI Realtime API over WebSocket (``/openai/v1/realtime``)."""
+"""``WS /openai/v1/realtime``: the OpenAI Realtime API as a drop-in, on our conversation pipeline.
+
+The official SDK connects with ``AsyncOpenAI(base_url="http://HOST:PORT/openai/v1")`` and
+``client.realtime.connect(model=…)``; the beta client (``client.beta.realtime``, header
+``OpenAI-Beta: realtime=v1``, beta event names) always builds ``wss://`` URLs, so it needs
+``websocket_base_url="ws://HOST:PORT/openai/v1"`` against plain HTTP. An API key is required.
+
+Who answers: ``?agent_id=`` picks one of the key's workspace agents (documents, voice, LLM
+settings, greeting); without it an unsaved agent of that workspace answers, with no documents:
+the server-wide LLM when ``VOICESTREAM_LLM_*`` is configured, else the knowledge-base agent,
+which can only say that it does not know. The session's ``instructions`` (and a
+``response.create``'s) replace the agent's: they become an LLM-backed agent's system prompt; the
+knowledge-base agent has no prompt and answers from its documents regardless.
+
+This socket listens itself (an ``STTStream``: VAD and recognizer at 16 kHz), so that OpenAI's
+turn-taking options hold, and hands each finished user turn to ``ConversationSession.push_text``,
+which answers through the agent and TTS:
+
+* ``server_vad``/``semantic_vad``: speech_started / speech_stopped / committed and the
+  transcription come from the VAD; ``create_response`` answers at once; with
+  ``interrupt_response``, speech over a response cancels it (``response.done`` cancelled,
+  reason ``turn_detected``) — the client drops what it buffered, as with OpenAI.
+* ``turn_detection: null``: appended audio accumulates; ``input_audio_buffer.commit``
+  transcribes it as one user item; ``response.create`` answers every unanswered user item.
+* ``response.cancel`` is a barge-in (reason ``client_cancelled``).
+
+Two tasks: the reader here (client events, listening) and the writer
+(``openai_realtime_output``), the only sender, which turns the session's events into
+``response.*`` events and sends agent audio at playback pace with a short lead, so that a
+cancel leaves little in flight. Bad events
+get OpenAI's ``error`` event and the socket stays open, until too many arrive in a row.
+
+Not supported (error events say so): tools, out-of-band responses, audio in items, item
+retrieve/delete. Accepted without effect: prefix_padding_ms (a fixed 300 ms pre-roll),
+idle_timeout_ms, noise reduction, speed, temperature, token limits, tracing; transcription
+events are always sent; truncating an item keeps its text in the agent's history.
+"""
 
 from __future__ import annotations
 
-from aiohttp import web
+import contextlib
+import uuid
+from dataclasses import replace
+from typing import Any, Final
 
-__all__ = ["add_openai_realtime_routes"]
+from aiohttp import WSMsgType, web
+
+from ..engines.agents.base import AgentConfig, ChatMessage
+from ..engines.stt_stream import STTEvent, STTStream
+from ..errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    ProtocolError,
+    UnknownVoice,
+    VoiceStreamError,
+)
+from ..media.decode import RawStreamDecoder
+from ..pipeline.session import SAMPLE_RATE, ConversationHooks, ConversationSession, SessionDeps
+from ..protocols import openai_realtime as oa
+from ..protocols.openai_audio import resolve_voice
+from ..protocols.openai_realtime_events import ServerEvents, dump
+from ..store.keys import Principal
+from .context import RUNTIME, Runtime, principal_of
+from .http_stt import transcribe_pcm
+from .openai_realtime_output import RealtimeOutput
+from .stt_common import open_stt_stream, parse_raw_format
+from .ws_common import run_socket_tasks, transport_limit
+
+__all__ = ["REALTIME_PATH", "add_openai_realtime_routes", "ws_openai_realtime"]
+
+REALTIME_PATH = "/openai/v1/realtime"
+_MIN_COMMIT_BYTES: Final = SAMPLE_RATE * 2 // 10  # OpenAI refuses to commit under 100 ms
+_MAX_BUFFER_BYTES: Final = SAMPLE_RATE * 2 * 300  # manual mode: five minutes uncommitted
+_MAX_BAD_EVENTS: Final = 50  # in a row: a client this lost is closed
+# semantic_vad's eagerness as the silence that ends a turn ("medium"/"auto": the server's).
+_EAGERNESS_SILENCE_MS: Final = {"low": 800, "high": 250}
+_CLIENT_ERRORS = (BadRequest, ProtocolError, NotFound)
+
+Event = dict[str, Any]
 
 
 def add_openai_realtime_routes(app: web.Application) -> None:
     """Mount ``GET /openai/v1/realtime`` (WebSocket)."""
+    app.router.add_get(REALTIME_PATH, ws_openai_realtime)
+
+
+async def ws_openai_realtime(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    ws = web.WebSocketResponse(
+        protocols=("realtime",),  # what browsers offer, beside their key
+        max_msg_size=transport_limit(rt.settings),
+        heartbeat=rt.settings.ws_heartbeat_seconds,
+        compress=False,  # audio does not compress; deflate is an amplification vector
+    )
+    await ws.prepare(request)
+    beta = "realtime=v1" in request.headers.get("OpenAI-Beta", "").replace(" ", "").lower()
+    events = ServerEvents("beta" if beta else "ga")
+    principal = principal_of(request)
+    try:
+        session = await _open_session(rt, principal, request.query.get("agent_id"))
+    except VoiceStreamError as err:
+        # OpenAI answers a bad connection (an unknown model) with an error event, then closes.
+        await _close_with(rt, ws, events, err)
+        return ws
+    socket = _RealtimeSocket(rt, ws, principal, session, events, request.query.get("model"))
+    rt.metrics.active_streams.labels("openai_realtime").inc()
+    try:
+        await socket.run()
+    finally:
+        rt.metrics.active_streams.labels("openai_realtime").dec()
+        await socket.close()
+    return ws
+
+
+async def _close_with(
+    rt: Runtime, ws: web.WebSocketResponse, events: ServerEvents, err: VoiceStreamError
+) -> None:
+    rt.metrics.errors.labels(err.code).inc()
+    if ws.closed:
+        return
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await ws.send_str(dump(events.error(err)))
+    await ws.close(code=err.ws_close_code, message=err.code.encode()[:120])
+
+
+async def _open_session(
+    rt: Runtime, principal: Principal, agent_id: str | None
+) -> ConversationSession:
+    """The conversation with the requested agent, or with an unsaved one of the workspace."""
+    workspace = str(principal.workspace_id)
+    stored: str | None = None
+    if agent_id:
+        try:
+            agent = await rt.agents.get_config(workspace, agent_id)
+        except NotFound as err:
+            err.details.update(param="agent_id", openai_code="agent_not_found")
+            raise
+        stored = agent.id
+    else:
+        # Never stored: it has no documents, and its conversation names no agent.
+        agent = AgentConfig(
+            id=str(uuid.uuid4()),
+            workspace_id=workspace,
+            name="OpenAI Realtime",
+            voice=rt.settings.default_voice,
+        )
+    rt.registry.voice(agent.voice)  # an agent whose voice is gone fails before any record
+    conversation_id = await rt.conversations.create(workspace, stored, None, "openai_realtime")
+
+    async def add_turn(role: str, text: str, interrupted: bool) -> None:
+        await rt.conversations.add_turn(conversation_id, role, text, interrupted=interrupted)
+
+    async def nothing(*_: Any) -> None:
+        """No end user (no long-term memory) and no resuming: nothing else to keep."""
+
+    deps = SessionDeps(
+        registry=rt.registry,
+        tts_executors=rt.tts_executors,
+        stt_executor=rt.stt_executor,
+        agent_engine=rt.agent_resolver.engine_for(agent),
+        vad_threshold=rt.settings.vad_threshold,
+        vad_min_silence_ms=rt.settings.vad_min_silence_ms,
+        vad_min_speech_ms=rt.settings.vad_min_speech_ms,
+        silence_timeout_s=0,  # OpenAI's sessions never hang up on silence
+    )
+    hooks = ConversationHooks(add_turn=add_turn, remember=nothing, save_state=nothing)
+    return ConversationSession(deps, agent, hooks, conversation_id=conversation_id)
+
+
+class _RealtimeSocket:
+    def __init__(
+        self,
+        rt: Runtime,
+        ws: web.WebSocketResponse,
+        principal: Principal,
+        session: ConversationSession,
+        events: ServerEvents,
+        model: str | None,
+    ) -> None:
+        self.rt = rt
+        self.ws = ws
+        self.principal = principal
+        self.session = session
+        self.events = events
+        self.session_id = oa.new_id("sess")
+        self.conversation_ref = "conv_" + session.conversation_id.replace("-", "")
+        self.cfg = oa.SessionConfig(
+            dialect=events.dialect,
+            model=(model or "gpt-realtime")[:200],
+            instructions=session.agent.instructions,
+            voice=session.agent.voice,
+        )
+        self.voice_id = session.agent.voice
+        self.decoder = self._decoder(self.cfg.input_format)
+        self.stt: STTStream | None = None
+        self.stt_base_ms = 0  # input audio before the current listener opened
+        self.input_samples = 0  # 16 kHz samples received in all
+        self.buffer = bytearray()  # manual turns: audio since the last commit or clear
+        self.speech_item: str | None = None  # the item the current utterance will become
+        self.pending: list[str] = []  # user input no response has answered yet
+        self.voice_locked = False  # OpenAI keeps the voice once the session has spoken
+        self.greeted = False  # the first event that went through decides on the greeting
+        self.bad_events = 0
+        self.failed = False
+        self.out = RealtimeOutput(ws, session, events, self.cfg, self.conversation_ref, rt.metrics)
+
+    # ---- lifetime ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.out.emit(self.events.session_created(self.cfg, self.session_id))
+        self.out.emit(self.events.conversation_created(self.conversation_ref))
+        self.stt = self._listener(self.cfg)
+        tasks = {"realtime-read": self._read(), "realtime-write": self.out.run()}
+        await run_socket_tasks(self.ws, tasks, self._fail)
+
+    async def _fail(self, err: VoiceStreamError) -> None:
+        self.failed = True
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.out.flush()  # the errors that led here, before the one that closes
+        await _close_with(self.rt, self.ws, self.events, err)
+
+    async def close(self) -> None:
+        if self.stt is not None:
+            await self.stt.aclose()
+        await self.session.close()
+        if self.input_samples:
+            seconds = self.input_samples / SAMPLE_RATE
+            await self.rt.usage.record(self.principal, "stt_seconds", seconds)
+        if self.out.spoken_chars:
+            await self.rt.usage.record(self.principal, "tts_characters", self.out.spoken_chars)
+        status = "failed" if self.failed else "ended"
+        await self.rt.conversations.end(self.session.conversation_id, status)
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def _reject(self, err: VoiceStreamError) -> None:
+        """Tell the client what was wrong with its event; keep the socket unless it is lost."""
+        self.rt.metrics.errors.labels(err.code).inc()
+        self.out.emit(self.events.error(err))
+        self.bad_events += 1
+        if self.bad_events >= _MAX_BAD_EVENTS:
+            raise ProtocolError(f"{self.bad_events} invalid events in a row")
+
+    async def _read(self) -> None:
+        limit = self.rt.settings.max_ws_message_bytes
+        async for msg in self.ws:
+            if msg.type == WSMsgType.BINARY:
+                self._reject(
+                    oa.bad_request(
+                        "binary frames are not part of the Realtime API: send JSON text events",
+                        code="invalid_message",
+                    )
+                )
+            elif msg.type != WSMsgType.TEXT:
+                return
+            elif len(msg.data) > limit:
+                self._reject(
+                    PayloadTooLarge(
+                        f"event exceeds the limit of {limit} bytes: append audio in smaller pieces",
+                        details={"openai_code": "payload_too_large"},
+                    )
+                )
+            else:
+                await self._take(msg.data)
+
+    async def _take(self, raw: str) -> None:
+        try:
+            event = oa.parse_client_event(raw)
+            try:
+                await self._handle(event)
+            except _CLIENT_ERRORS as err:
+                if event.event_id is not None:  # the error names the event that caused it
+                    err.details.setdefault("event_id", event.event_id)
+                raise
+        except _CLIENT_ERRORS as err:
+            self._reject(err)
+        else:
+            self.bad_events = 0
+
+    async def _handle(self, event: oa.ClientEvent) -> None:
+        match event:
+            case oa.SessionUpdate():
+                await self._update(event.patch)
+            case oa.AudioAppend(audio=audio):
+                await self._append(audio)
+            case oa.AudioCommit():
+                await self._commit()
+            case oa.AudioClear():
+                await self._clear()
+            case oa.ItemCreate():
+                self._create_item(event)
+            case oa.ItemTruncate(item_id=item_id, content_index=index, audio_end_ms=end_ms):
+                self.out.emit(self.events.item_truncated(item_id, index, end_ms))
+            case oa.ResponseCreate(instructions=instructions, output_modalities=modalities):
+                self._check_idle()
+                if not self.pending:
+                    raise oa.bad_request(
+                        "there is no user input to respond to: commit audio or add a user "
+                        "message with conversation.item.create first",
+                        code="no_user_input",
+                    )
+                await self._respond(instructions, modalities)
+            case oa.ResponseCancel(response_id=response_id):
+                self._cancel(response_id)
+        # A stored agent's greeting, once the client has set its formats and voice; a client
+        # that starts by asking for a response gets that response instead.
+        if not self.greeted:
+            self.greeted = True
+            if (
+                isinstance(event, oa.SessionUpdate | oa.AudioAppend)
+                and self.session.agent.first_message
+            ):
+                self.voice_locked = True
+                await self.session.greet()
+
+    # ---- session.update ---------------------------------------------------------------------
+
+    async def _update(self, patch: oa.SessionPatch) -> None:
+        """Validate the whole update, then apply it: a refused update changes nothing."""
+        voice_id = voice_name = None
+        if patch.voice is not None:
+            voice_id = resolve_voice(patch.voice)
+            where = "session.voice" if patch.dialect == "beta" else "session.audio.output.voice"
+            try:
+                self.rt.registry.voice(voice_id)
+            except UnknownVoice as err:
+                err.details.update(param=where, openai_code="invalid_value")
+                raise
+            if self.voice_locked and voice_id != self.voice_id:
+                raise oa.bad_request(
+                    "the voice cannot change once the session has spoken",
+                    param=where,
+                    code="cannot_update_voice",
+                )
+            voice_name = patch.voice if isinstance(patch.voice, str) else voice_id
+        cfg = self.cfg.updated(patch, voice_name)
+        if patch.dialect is not None:
+            self.events.dialect = patch.dialect
+        if voice_id is not None:
+            self.session.set_voice(voice_id)
+            self.session.agent = replace(self.session.agent, voice=voice_id)
+            self.voice_id = voice_id
+        if patch.instructions is not None:
+            self.session.agent = replace(self.session.agent, instructions=patch.instructions)
+        if cfg.input_format != self.cfg.input_format:
+            self.decoder = self._decoder(cfg.input_format)
+        if (
+            cfg.turn_detection != self.cfg.turn_detection
+            or cfg.input_format != self.cfg.input_format
+        ):
+            await self._close_listener()
+            self.buffer.clear()
+            self.stt = self._listener(cfg)
+        self.cfg = self.out.cfg = cfg
+        self.out.emit(self.events.session_updated(cfg, self.session_id))
+
+    @staticmethod
+    def _decoder(name: oa.AudioName) -> RawStreamDecoder:
+        return RawStreamDecoder(parse_raw_format(oa.RAW_FORMATS[name]), SAMPLE_RATE)
+
+    def _listener(self, cfg: oa.SessionConfig) -> STTStream | None:
+        """A fresh VAD + recognizer for ``cfg``'s turn detection; None in manual mode."""
+        td = cfg.turn_detection
+        if td is None:
+            return None
+        s = self.rt.settings
+        silence = td.silence_duration_ms
+        if silence is None:
+            silence = _EAGERNESS_SILENCE_MS.get(td.eagerness or "", s.vad_min_silence_ms)
+        threshold = s.vad_threshold if td.threshold is None else td.threshold
+        stream = open_stt_stream(self.rt, source_rate=self.decoder.fmt.sample_rate)
+        # OpenAI takes any threshold in 0..1; the VAD needs one strictly inside.
+        stream.configure_vad(
+            threshold=min(max(threshold, 0.05), 0.95),
+            min_silence_ms=min(max(silence, 32), 10_000),
+            min_speech_ms=s.vad_min_speech_ms,
+        )
+        self.stt_base_ms = self._input_ms()
+        self.speech_item = None
+        return stream
+
+    async def _close_listener(self) -> None:
+        if self.stt is not None:
+            stt, self.stt = self.stt, None
+            await stt.aclose()
+
+    def _input_ms(self) -> int:
+        return self.input_samples * 1000 // SAMPLE_RATE
+
+    # ---- input audio ------------------------------------------------------------------------
+
+    async def _append(self, audio: bytes) -> None:
+        try:
+            pcm = self.decoder.decode(audio)
+        except VoiceStreamError as err:
+            err.details.update(param="audio")
+            raise
+        if self.stt is None and len(self.buffer) + len(pcm) > _MAX_BUFFER_BYTES:
+            raise PayloadTooLarge(
+                "the input audio buffer holds five minutes: commit or clear it",
+                details={"param": "audio", "openai_code": "input_audio_buffer_full"},
+            )
+        self.input_samples += len(pcm) // 2
+        if self.stt is None:
+            self.buffer += pcm
+            return
+        for heard in await self.stt.feed(pcm):
+            await self._heard(heard)
+
+    async def _heard(self, ev: STTEvent) -> None:
+        match ev.kind:
+            case "speech_start":
+                self.speech_item = oa.new_id("item")
+                start_ms = self.stt_base_ms + int(ev.start * 1000)
+                self.out.emit(self.events.speech_started(self.speech_item, start_ms))
+                td = self.cfg.turn_detection
+                if td is not None and td.interrupt_response and self._responding:
+                    self.out.cancel("turn_detected")
+            case "final":
+                item_id = self.speech_item or oa.new_id("item")
+                self.speech_item = None
+                end_ms = self.stt_base_ms + int(ev.end * 1000)
+                self.out.emit(self.events.speech_stopped(item_id, end_ms))
+                self._commit_item(item_id)
+                await self._transcribed(item_id, ev.text, ev.end - ev.start)
+
+    async def _commit(self) -> None:
+        if self.stt is None:
+            if len(self.buffer) < _MIN_COMMIT_BYTES:
+                ms = len(self.buffer) / 2 / SAMPLE_RATE * 1000
+                raise oa.bad_request(
+                    "buffer too small: expected at least 100ms of audio, but the buffer only "
+                    f"has {ms:.2f}ms of audio",
+                    code="input_audio_buffer_commit_empty",
+                )
+            pcm = bytes(self.buffer)
+            self.buffer.clear()
+            item_id = oa.new_id("item")
+            self._commit_item(item_id)
+            source_rate = self.decoder.fmt.sample_rate
+            transcript = await transcribe_pcm(self.rt, pcm, source_rate=source_rate)
+            await self._transcribed(item_id, transcript.text, len(pcm) / 2 / SAMPLE_RATE)
+            return
+        # Server VAD with a manual commit: whatever the open utterance holds becomes the item.
+        stt, speech_item = self.stt, self.speech_item
+        self.stt = None
+        finals = [e for e in await stt.end() if e.kind == "final"]
+        self.stt = self._listener(self.cfg)
+        if not finals:
+            raise oa.bad_request(
+                "there is no speech in the input audio buffer to commit",
+                code="input_audio_buffer_commit_empty",
+            )
+        item_id = speech_item or oa.new_id("item")
+        self._commit_item(item_id)
+        text = " ".join(e.text for e in finals if e.text)
+        await self._transcribed(item_id, text, finals[-1].end - finals[0].start)
+
+    async def _clear(self) -> None:
+        self.buffer.clear()
+        if self.stt is not None:
+            await self._close_listener()
+            self.stt = self._listener(self.cfg)
+        self.out.emit(self.events.cleared())
+
+    def _commit_item(self, item_id: str) -> None:
+        self.out.emit(self.events.committed(item_id, self.out.last_item_id))
+        self.out.emit(
+            self.events.item_added(
+                self.events.user_audio_item(item_id, None), self.out.last_item_id
+            )
+        )
+        self.out.last_item_id = item_id
+
+    async def _transcribed(self, item_id: str, text: str, seconds: float) -> None:
+        text = text.strip()
+        if text:
+            self.out.emit(self.events.transcription_delta(item_id, text))
+        self.out.emit(self.events.transcription_completed(item_id, text, seconds))
+        for event in self.events.item_done(self.events.user_audio_item(item_id, text)):
+            self.out.emit(event)
+        if not text:
+            return  # a noise the VAD took for speech: nothing to answer
+        self.pending.append(text)
+        td = self.cfg.turn_detection
+        if td is not None and td.create_response:
+            await self._respond(None, None)
+
+    # ---- items and responses ----------------------------------------------------------------
+
+    def _create_item(self, ev: oa.ItemCreate) -> None:
+        item_id = ev.item_id or oa.new_id("item")
+        match ev.role:
+            case "user":
+                self.pending.append(ev.text)
+            case "assistant" | "system":
+                # Context for the agent's next answers (an LLM sees it; retrieval does not).
+                self.session.history.append(ChatMessage(ev.role, ev.text))
+        item = self.events.text_item(item_id, ev.role, ev.text)
+        self.out.emit(self.events.item_added(item, ev.previous_item_id or self.out.last_item_id))
+        for event in self.events.item_done(item):
+            self.out.emit(event)
+        self.out.last_item_id = item_id
+
+    @property
+    def _responding(self) -> bool:
+        return self.out.responding
+
+    def _check_idle(self) -> None:
+        if self._responding:
+            raise oa.bad_request(
+                "the conversation already has an active response: wait for response.done or "
+                "send response.cancel",
+                code="conversation_already_has_active_response",
+            )
+
+    async def _respond(
+        self, instructions: str | None, modalities: tuple[oa.Modality, ...] | None
+    ) -> None:
+        """Answer every pending user input as one turn."""
+        text = " ".join(self.pending)
+        self.pending.clear()
+        self.out.plan((modalities or self.cfg.output_modalities)[0])
+        self.voice_locked = True
+        agent = self.session.agent
+        if instructions is not None:
+            # The request takes the agent as it is now; the override lasts this turn only.
+            self.session.agent = replace(agent, instructions=instructions)
+        try:
+            await self.session.push_text(text)
+        finally:
+            self.session.agent = agent
+
+    def _cancel(self, response_id: str | None) -> None:
+        current = self.out.response_id
+        if not self._responding or (response_id and current and response_id != current):
+            raise oa.bad_request(
+                "there is no such response in progress to cancel",
+                param="response_id" if response_id else None,
+                code="response_cancel_not_active",
+            )
+        self.out.cancel("client_cancelled")

@@ -10,7 +10,10 @@ from ..errors import UnsupportedFormat
 from ..media.formats import AudioFormat, parse_format
 from .context import Runtime
 
-__all__ = ["TranscriptBuilder", "open_stt_stream", "parse_raw_format"]
+__all__ = ["TranscriptBuilder", "open_recording_stream", "open_stt_stream", "parse_raw_format"]
+
+# A recording's channel is estimated from its first this-many seconds (bounded work per file).
+_CALIBRATION_SECONDS = 30.0
 
 
 def open_stt_stream(rt: Runtime, *, source_rate: int | None = None) -> STTStream:
@@ -24,6 +27,22 @@ def open_stt_stream(rt: Runtime, *, source_rate: int | None = None) -> STTStream
         min_speech_ms=rt.settings.vad_min_speech_ms,
     )
     stream.narrowband = source_rate is not None and source_rate <= 8000
+    return stream
+
+
+async def open_recording_stream(
+    rt: Runtime, recording: bytes, *, source_rate: int | None = None
+) -> STTStream:
+    """A stream for one whole recording (a file, a committed buffer), calibrated on it: the
+    same recording always gives the same transcript, whatever the server heard before."""
+    stream = open_stt_stream(rt, source_rate=source_rate)
+    try:
+        await stream.calibrate(
+            recording[: int(_CALIBRATION_SECONDS * rt.registry.stt.sample_rate) * 2]
+        )
+    except BaseException:
+        await stream.aclose()
+        raise
     return stream
 
 

@@ -1,11 +1,178 @@
-"""Telnyx and Vonage media-stream framings, bridged to the same conversation core as Twilio."""
+"""Phone calls through Telnyx and Vonage, bridged to the same conversation core as Twilio.
+
+Answer documents (each needs an API key, and hands the socket a short-lived ticket in its URL,
+since neither carrier can send our key on the upgrade):
+
+* ``POST /v1/telephony/telnyx/voice?agent_id=…``: TeXML (Telnyx's TwiML-compatible markup),
+  ``<Connect><Stream bidirectionalMode="rtp">`` to ``WS /v1/telephony/telnyx``;
+* ``GET|POST /v1/telephony/vonage/answer?agent_id=…``: a JSON NCCO whose ``connect`` action
+  opens ``WS /v1/telephony/vonage`` as 16 kHz linear PCM.
+
+The sockets accept a ticket from the URL's ``ticket=`` or the carrier's own parameters (Telnyx
+``start.custom_parameters.ticket``, a ``ticket`` header of the Vonage NCCO endpoint), or an API
+key header; anything else is closed with 1008 before any audio flows.
+"""
 
 from __future__ import annotations
 
+import logging
+from urllib.parse import urlencode
+from xml.sax.saxutils import quoteattr
+
 from aiohttp import web
 
-__all__ = ["add_telephony_routes"]
+from ..engines.agents.base import AgentConfig
+from ..errors import ProtocolError, ValidationFailed
+from ..protocols import telnyx_media as telnyx
+from ..protocols import vonage_media as vonage
+from .context import RUNTIME, principal_of
+from .telephony_bridge import (
+    CallAudio,
+    CallDtmf,
+    CallEvent,
+    CallStart,
+    CallStop,
+    call_ticket,
+    serve_call,
+    ws_base,
+)
+
+__all__ = [
+    "TELNYX_PATH",
+    "TELNYX_VOICE_PATH",
+    "VONAGE_ANSWER_PATH",
+    "VONAGE_PATH",
+    "add_telephony_routes",
+]
+
+TELNYX_PATH = "/v1/telephony/telnyx"
+TELNYX_VOICE_PATH = "/v1/telephony/telnyx/voice"
+VONAGE_PATH = "/v1/telephony/vonage"
+VONAGE_ANSWER_PATH = "/v1/telephony/vonage/answer"
+log = logging.getLogger(__name__)
+
+_VONAGE_RATE = 16000  # wideband: what the bundled STT model was trained on
+_WIRE_FORMATS = {"PCMU": "ulaw_8000", "PCMA": "alaw_8000"}
 
 
 def add_telephony_routes(app: web.Application) -> None:
-    """Mount the Telnyx and Vonage call sockets."""
+    """Mount the Telnyx and Vonage call sockets and their answer documents."""
+    app.router.add_get(TELNYX_PATH, ws_telnyx)
+    app.router.add_post(TELNYX_VOICE_PATH, post_telnyx_voice)
+    app.router.add_get(VONAGE_PATH, ws_vonage)
+    app.router.add_route("GET", VONAGE_ANSWER_PATH, vonage_answer)
+    app.router.add_route("POST", VONAGE_ANSWER_PATH, vonage_answer)
+
+
+# ---- answer documents ----------------------------------------------------------------------
+
+
+async def _agent_and_ticket(request: web.Request, agent_id: object) -> tuple[AgentConfig, str]:
+    rt = request.app[RUNTIME]
+    if not isinstance(agent_id, str) or not agent_id:
+        raise ValidationFailed("agent_id is required")
+    # The agent must be in the key's workspace: a ticket never reaches across tenants.
+    agent = await rt.agents.get_config(str(principal_of(request).workspace_id), agent_id)
+    return agent, call_ticket(rt, agent)
+
+
+def _socket_url(request: web.Request, path: str, agent: AgentConfig, ticket: str) -> str:
+    return f"{ws_base(request)}{path}?{urlencode({'agent_id': agent.id, 'ticket': ticket})}"
+
+
+async def post_telnyx_voice(request: web.Request) -> web.Response:
+    """TeXML for Telnyx's voice webhook: stream the call, both ways, to the agent."""
+    form = await request.post()
+    agent, ticket = await _agent_and_ticket(
+        request, request.query.get("agent_id") or form.get("agent_id")
+    )
+    url = _socket_url(request, TELNYX_PATH, agent, ticket)
+    # RTP mode sends our audio back as raw G.711 frames; without it the stream is one-way.
+    texml = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<Response><Connect><Stream url={quoteattr(url)} bidirectionalMode="rtp"/>'
+        "</Connect></Response>"
+    )
+    return web.Response(text=texml, content_type="text/xml")
+
+
+async def vonage_answer(request: web.Request) -> web.Response:
+    """The NCCO for Vonage's answer webhook: connect the call to the agent's socket."""
+    agent, ticket = await _agent_and_ticket(request, request.query.get("agent_id"))
+    ncco = [
+        {
+            "action": "connect",
+            "endpoint": [
+                {
+                    "type": "websocket",
+                    "uri": _socket_url(request, VONAGE_PATH, agent, ticket),
+                    "content-type": f"audio/l16;rate={_VONAGE_RATE}",
+                    # Arrive as fields of websocket:connected.
+                    "headers": {"agent_id": agent.id},
+                }
+            ],
+        }
+    ]
+    return web.json_response(ncco)
+
+
+# ---- the media sockets ---------------------------------------------------------------------
+
+
+async def ws_telnyx(request: web.Request) -> web.StreamResponse:
+    return await serve_call(request, _TelnyxFraming())
+
+
+async def ws_vonage(request: web.Request) -> web.StreamResponse:
+    return await serve_call(request, _VonageFraming())
+
+
+class _TelnyxFraming:
+    """Telnyx's JSON text frames over ``TelnyxStream``: G.711 (PCMU or PCMA) 8 kHz both ways."""
+
+    transport = "telnyx"
+    ticket_hint = "add ticket= to the stream URL, as the TeXML from /v1/telephony/telnyx/voice does"
+    ends_on_close = False  # Telnyx says "stop" when the caller hangs up
+
+    def __init__(self) -> None:
+        self.stream = telnyx.TelnyxStream()
+
+    def receive(self, frame: str | bytes) -> CallEvent | None:
+        if isinstance(frame, bytes):
+            raise ProtocolError("Telnyx media streaming frames are JSON text, not binary")
+        match self.stream.receive(frame):
+            case telnyx.Start(encoding=encoding, custom_parameters=params):
+                return CallStart(_WIRE_FORMATS[encoding], params)
+            case telnyx.Media(payload=payload, track=track) if track in (None, "inbound"):
+                return CallAudio(payload)
+            case telnyx.Dtmf(digit=digit):
+                return CallDtmf(digit)
+            case telnyx.Stop():
+                return CallStop()
+            case telnyx.StreamError(code=code, title=title, detail=detail):
+                # Telnyx reports it and keeps the call up: note it for the operator, carry on.
+                log.warning("Telnyx stream error %s: %s (%s)", code, title, detail)
+        return None  # connected; marks are booked by the stream; other tracks are not ours
+
+
+class _VonageFraming:
+    """Vonage: binary 16-bit PCM frames both ways, JSON text events and actions."""
+
+    transport = "vonage"
+    ticket_hint = (
+        "add ticket= to the websocket URI, as the NCCO from /v1/telephony/vonage/answer does"
+    )
+    ends_on_close = True  # Vonage has no stop event: the socket closing is the hang-up
+
+    def __init__(self) -> None:
+        self.stream = vonage.VonageStream()
+
+    def receive(self, frame: str | bytes) -> CallEvent | None:
+        match self.stream.receive(frame):
+            case vonage.Connected(sample_rate=rate, headers=headers):
+                return CallStart(f"pcm_{rate}", headers)
+            case vonage.Audio(pcm=pcm):
+                return CallAudio(pcm)
+            case vonage.Dtmf(digits=digits):
+                return CallDtmf(digits)
+        return None  # cleared, and notify (booked by the stream)

@@ -1,0 +1,668 @@
+"""The OpenAI Realtime API over WebSocket, sans-I/O: client events and the session they set.
+
+Two dialects share one flow and differ in names: the GA client (``client.realtime``) and the
+beta client (``client.beta.realtime``, which sends ``OpenAI-Beta: realtime=v1``)::
+
+    GA                                         beta
+    session.audio.input.format {type, rate}    session.input_audio_format pcm16|g711_ulaw|…
+    session.audio.output.{format, voice}       session.output_audio_format, session.voice
+    session.audio.input.turn_detection         session.turn_detection
+    session.output_modalities                  session.modalities
+    response.output_audio.delta|done           response.audio.delta|done
+    response.output_audio_transcript.*         response.audio_transcript.*
+    response.output_text.delta|done            response.text.delta|done
+    conversation.item.added, then .done        conversation.item.created
+
+Here: ``parse_client_event`` turns one text frame into a typed event, and ``SessionConfig`` is
+the session those events configure. A bad frame raises a ``VoiceStreamError`` whose
+``details`` carry what OpenAI's error event needs (``openai_code``, ``param`` and the client's
+``event_id``); the server side (``openai_realtime_events``) turns it into that event. Audio
+formats are named ``pcm16`` (24 kHz s16le), ``pcmu`` and ``pcma`` (G.711, 8 kHz).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Literal
+
+from ..errors import BadRequest, InvalidAudio, TextTooLong, VoiceStreamError
+from .json_messages import load_object
+
+__all__ = [
+    "RAW_FORMATS",
+    "UNSET",
+    "AudioAppend",
+    "AudioClear",
+    "AudioCommit",
+    "AudioName",
+    "ClientEvent",
+    "Dialect",
+    "ItemCreate",
+    "ItemTruncate",
+    "Modality",
+    "ResponseCancel",
+    "ResponseCreate",
+    "SessionConfig",
+    "SessionPatch",
+    "SessionUpdate",
+    "TurnDetection",
+    "bad_request",
+    "new_id",
+    "parse_client_event",
+]
+
+Dialect = Literal["ga", "beta"]
+AudioName = Literal["pcm16", "pcmu", "pcma"]
+Modality = Literal["audio", "text"]
+
+# Our raw formats (media.formats) for each Realtime audio format.
+RAW_FORMATS: Final[dict[str, str]] = {
+    "pcm16": "pcm_24000",
+    "pcmu": "ulaw_8000",
+    "pcma": "alaw_8000",
+}
+_GA_FORMATS: Final[dict[str, AudioName]] = {
+    "audio/pcm": "pcm16",
+    "audio/pcmu": "pcmu",
+    "audio/pcma": "pcma",
+}
+_BETA_FORMATS: Final[dict[str, AudioName]] = {
+    "pcm16": "pcm16",
+    "g711_ulaw": "pcmu",
+    "g711_alaw": "pcma",
+}
+_MAX_TEXT: Final = 4096  # one message item's text
+_MAX_INSTRUCTIONS: Final = 32_000
+_MAX_ID: Final = 64  # OpenAI's limit on client-chosen ids
+# Session fields accepted and echoed or ignored (they steer nothing this server runs); any other
+# field is an unknown parameter, as OpenAI treats it.
+_GA_FIELDS: Final = frozenset({"type", "instructions", "output_modalities", "audio", "tools"})
+_GA_IGNORED: Final = frozenset(
+    {"model", "tool_choice", "max_output_tokens", "tracing", "truncation", "prompt", "include"}
+    | {"reasoning", "parallel_tool_calls"}
+)
+_BETA_FIELDS: Final = frozenset(
+    {"instructions", "tools", "input_audio_format", "output_audio_format", "modalities", "voice"}
+    | {"turn_detection", "input_audio_transcription"}
+)
+_BETA_IGNORED: Final = frozenset(
+    {"model", "tool_choice", "temperature", "max_response_output_tokens", "speed", "tracing"}
+    | {"input_audio_noise_reduction", "client_secret"}
+)
+_GA_MARKERS: Final = frozenset({"type", "audio", "output_modalities"})
+_BETA_MARKERS: Final = _BETA_FIELDS - {"instructions", "tools"}
+_TURN_FIELDS: Final = frozenset(
+    {"type", "threshold", "prefix_padding_ms", "silence_duration_ms", "create_response"}
+    | {"interrupt_response", "eagerness", "idle_timeout_ms"}
+)
+_UNSUPPORTED_EVENTS: Final = frozenset(
+    {
+        "conversation.item.retrieve",
+        "conversation.item.delete",
+        "output_audio_buffer.clear",
+        "transcription_session.update",
+    }
+)
+_KNOWN_EVENTS: Final = (
+    "session.update, input_audio_buffer.append, input_audio_buffer.commit, "
+    "input_audio_buffer.clear, conversation.item.create, conversation.item.truncate, "
+    "response.create, response.cancel"
+)
+
+
+class Unset(enum.Enum):
+    """A session field the update did not mention (``None`` is a value: turn detection off)."""
+
+    UNSET = 0
+
+
+UNSET: Final = Unset.UNSET
+
+
+def new_id(prefix: str) -> str:
+    """A fresh OpenAI-style id such as ``event_3f2a…``."""
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+def bad_request(
+    message: str, *, param: str | None = None, code: str = "invalid_value"
+) -> BadRequest:
+    """A client mistake as OpenAI reports it: ``code`` and ``param`` go into the error event."""
+    details: dict[str, Any] = {"openai_code": code}
+    if param is not None:
+        details["param"] = param
+    return BadRequest(message, details=details)
+
+
+def _missing(where: str) -> BadRequest:
+    return bad_request(
+        f"missing required parameter '{where}'", param=where, code="missing_required_parameter"
+    )
+
+
+def _wrong_type(where: str, what: str) -> BadRequest:
+    return bad_request(f"'{where}' must be {what}", param=where, code="invalid_type")
+
+
+def _unsupported(message: str, where: str) -> BadRequest:
+    return bad_request(message, param=where, code="unsupported_parameter")
+
+
+# ---- client events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDetection:
+    """Server-side turn detection. ``semantic_vad`` runs as VAD tuned by ``eagerness``."""
+
+    kind: Literal["server_vad", "semantic_vad"] = "server_vad"
+    threshold: float | None = None
+    prefix_padding_ms: int | None = None
+    silence_duration_ms: int | None = None
+    create_response: bool = True
+    interrupt_response: bool = True
+    eagerness: str | None = None
+    idle_timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPatch:
+    """What one ``session.update`` sets; ``None``/``UNSET`` fields stay as they were."""
+
+    dialect: Dialect | None = None  # None: the update's shape does not say
+    instructions: str | None = None
+    input_format: AudioName | None = None
+    output_format: AudioName | None = None
+    voice: str | dict[str, Any] | None = None  # as sent; the transport resolves it
+    turn_detection: TurnDetection | Unset | None = UNSET
+    output_modalities: tuple[Modality, ...] | None = None
+    transcription: dict[str, Any] | Unset | None = UNSET
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    event_id: str | None
+    patch: SessionPatch
+
+
+@dataclass(frozen=True, slots=True)
+class AudioAppend:
+    event_id: str | None
+    audio: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AudioCommit:
+    event_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioClear:
+    event_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemCreate:
+    """A message item with text: a user turn to answer, or context (assistant, system)."""
+
+    event_id: str | None
+    item_id: str | None
+    previous_item_id: str | None
+    role: Literal["user", "assistant", "system"]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemTruncate:
+    event_id: str | None
+    item_id: str
+    content_index: int
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCreate:
+    event_id: str | None
+    instructions: str | None = None
+    output_modalities: tuple[Modality, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCancel:
+    event_id: str | None
+    response_id: str | None = None
+
+
+ClientEvent = (
+    SessionUpdate
+    | AudioAppend
+    | AudioCommit
+    | AudioClear
+    | ItemCreate
+    | ItemTruncate
+    | ResponseCreate
+    | ResponseCancel
+)
+
+
+def parse_client_event(raw: str | bytes) -> ClientEvent:
+    """One client event from a text frame.
+
+    Raises:
+        InvalidJSON, ProtocolError, BadRequest, InvalidAudio, TextTooLong: ``details`` holds
+            ``event_id`` (when the frame had a readable one), ``openai_code`` and ``param``.
+    """
+    msg = load_object(raw)
+    event_id = msg.get("event_id")
+    if event_id is not None and (not isinstance(event_id, str) or len(event_id) > 512):
+        raise _wrong_type("event_id", "a string of at most 512 characters")
+    try:
+        return _parse(msg, event_id)
+    except VoiceStreamError as err:
+        if event_id is not None:
+            err.details.setdefault("event_id", event_id)
+        raise
+
+
+def _parse(msg: dict[str, Any], event_id: str | None) -> ClientEvent:
+    kind = msg.get("type")
+    match kind:
+        case "session.update":
+            return SessionUpdate(event_id, _session_patch(_obj(msg, "session", "session")))
+        case "input_audio_buffer.append":
+            return AudioAppend(event_id, _audio(msg))
+        case "input_audio_buffer.commit":
+            return AudioCommit(event_id)
+        case "input_audio_buffer.clear":
+            return AudioClear(event_id)
+        case "conversation.item.create":
+            return _item_create(msg, event_id)
+        case "conversation.item.truncate":
+            return _truncate(msg, event_id)
+        case "response.create":
+            return _response_create(msg, event_id)
+        case "response.cancel":
+            return ResponseCancel(event_id, _id(msg, "response_id"))
+        case _:
+            raise _unknown(kind)
+
+
+def _unknown(kind: object) -> BadRequest:
+    if kind is None:
+        return _missing("type")
+    if not isinstance(kind, str):
+        return _wrong_type("type", "a string")
+    if kind in _UNSUPPORTED_EVENTS:
+        return bad_request(
+            f"{kind} is not supported by this server; it supports {_KNOWN_EVENTS}",
+            param="type",
+            code="unsupported_event",
+        )
+    return bad_request(
+        f"unknown event type {kind[:100]!r}; supported events: {_KNOWN_EVENTS}",
+        param="type",
+        code="unknown_event",
+    )
+
+
+def _truncate(msg: dict[str, Any], event_id: str | None) -> ItemTruncate:
+    item_id = _id(msg, "item_id")
+    if item_id is None:
+        raise _missing("item_id")
+    content_index = _int(msg, "content_index", 0, 1000, default=0)
+    return ItemTruncate(event_id, item_id, content_index, _int(msg, "audio_end_ms", 0, 86_400_000))
+
+
+# ---- field readers -------------------------------------------------------------------------
+
+
+def _obj(msg: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = msg.get(key)
+    if value is None:
+        raise _missing(where)
+    if not isinstance(value, dict):
+        raise _wrong_type(where, "an object")
+    return value
+
+
+def _opt_obj(msg: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
+    return None if msg.get(key) is None else _obj(msg, key, where)
+
+
+def _str(msg: dict[str, Any], key: str, where: str, limit: int) -> str | None:
+    value = msg.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _wrong_type(where, "a string")
+    if len(value) > limit:
+        raise bad_request(f"'{where}' is longer than {limit} characters", param=where)
+    return value
+
+
+def _id(msg: dict[str, Any], key: str, where: str | None = None) -> str | None:
+    return _str(msg, key, where or key, _MAX_ID) or None
+
+
+def _int(
+    msg: dict[str, Any],
+    key: str,
+    low: int,
+    high: int,
+    *,
+    default: int | None = None,
+    where: str = "",
+) -> int:
+    where = where or key
+    value = msg.get(key, default)
+    if value is None:
+        raise _missing(where)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _wrong_type(where, "an integer")
+    if not low <= value <= high:
+        raise bad_request(f"'{where}' must be from {low} to {high}", param=where)
+    return value
+
+
+def _opt_int(msg: dict[str, Any], key: str, high: int, where: str) -> int | None:
+    return None if msg.get(key) is None else _int(msg, key, 0, high, where=where)
+
+
+def _bool(msg: dict[str, Any], key: str, where: str) -> bool:
+    value = msg.get(key, True)
+    if not isinstance(value, bool):
+        raise _wrong_type(where, "true or false")
+    return value
+
+
+def _number(value: Any, low: float, high: float, where: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
+        raise bad_request(f"'{where}' must be a number from {low:g} to {high:g}", param=where)
+    return float(value)
+
+
+def _only(obj: dict[str, Any], known: frozenset[str], where: str) -> None:
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        param = f"{where}.{unknown[0]}"
+        raise bad_request(f"unknown parameter '{param}'", param=param, code="unknown_parameter")
+
+
+def _audio(msg: dict[str, Any]) -> bytes:
+    data = msg.get("audio")
+    if data is None:
+        raise _missing("audio")
+    if not isinstance(data, str):
+        raise _wrong_type("audio", "a base64 string")
+    details = {"param": "audio", "openai_code": "invalid_audio"}
+    try:
+        audio = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidAudio("'audio' is not valid base64", details=details) from None
+    if not audio:
+        raise InvalidAudio("'audio' is empty", details=details)
+    return audio
+
+
+def _modalities(value: Any, where: str) -> tuple[Modality, ...]:
+    """``["audio"]`` or ``["text"]``; beta's ``["text", "audio"]`` means audio with transcript."""
+    if not isinstance(value, list) or not value or not all(v in ("audio", "text") for v in value):
+        raise bad_request(f'\'{where}\' must be ["audio"] or ["text"]', param=where)
+    return ("audio",) if "audio" in value else ("text",)
+
+
+# ---- session.update ------------------------------------------------------------------------
+
+
+def _session_patch(s: dict[str, Any]) -> SessionPatch:
+    ga, beta = bool(_GA_MARKERS & s.keys()), bool(_BETA_MARKERS & s.keys())
+    if ga and beta:
+        both = ", ".join(sorted((_GA_MARKERS | _BETA_MARKERS) & s.keys()))
+        raise bad_request(
+            f"session mixes GA and beta fields ({both}); GA puts formats, voice and "
+            "turn_detection under session.audio",
+            param="session",
+        )
+    _only(s, (_BETA_FIELDS | _BETA_IGNORED) if beta else (_GA_FIELDS | _GA_IGNORED), "session")
+    tools = s.get("tools")
+    if tools is not None and (not isinstance(tools, list) or tools):
+        raise _unsupported(
+            "tools (function calling) are not supported by this server; send an empty list",
+            "session.tools",
+        )
+    patch = SessionPatch(
+        instructions=_str(s, "instructions", "session.instructions", _MAX_INSTRUCTIONS),
+        model=_str(s, "model", "session.model", 200),
+    )
+    return _beta_patch(s, patch) if beta else _ga_patch(s, patch, "ga" if ga else None)
+
+
+def _ga_patch(s: dict[str, Any], patch: SessionPatch, dialect: Dialect | None) -> SessionPatch:
+    kind = s.get("type", "realtime")
+    if kind == "transcription":
+        raise _unsupported(
+            "transcription-only sessions are not supported here; use type 'realtime'",
+            "session.type",
+        )
+    if kind != "realtime":
+        raise bad_request("'session.type' must be 'realtime'", param="session.type")
+    changes: dict[str, Any] = {"dialect": dialect}
+    if s.get("output_modalities") is not None:
+        changes["output_modalities"] = _modalities(
+            s["output_modalities"], "session.output_modalities"
+        )
+    audio = _opt_obj(s, "audio", "session.audio")
+    if audio is not None:
+        _only(audio, frozenset({"input", "output"}), "session.audio")
+        inp = _opt_obj(audio, "input", "session.audio.input") or {}
+        out = _opt_obj(audio, "output", "session.audio.output") or {}
+        input_fields = frozenset({"format", "transcription", "noise_reduction", "turn_detection"})
+        _only(inp, input_fields, "session.audio.input")
+        _only(out, frozenset({"format", "voice", "speed"}), "session.audio.output")
+        changes["input_format"] = _ga_format(inp, "session.audio.input.format")
+        changes["output_format"] = _ga_format(out, "session.audio.output.format")
+        changes["voice"] = _voice(out, "session.audio.output.voice")
+        if "turn_detection" in inp:
+            where = "session.audio.input.turn_detection"
+            changes["turn_detection"] = _turn_detection(inp["turn_detection"], where)
+        if "transcription" in inp:
+            where = "session.audio.input.transcription"
+            changes["transcription"] = _opt_obj(inp, "transcription", where)
+        if out.get("speed") is not None:
+            _number(out["speed"], 0.25, 1.5, "session.audio.output.speed")
+    return replace(patch, **changes)
+
+
+def _beta_patch(s: dict[str, Any], patch: SessionPatch) -> SessionPatch:
+    changes: dict[str, Any] = {
+        "dialect": "beta",
+        "input_format": _beta_format(s, "input_audio_format"),
+        "output_format": _beta_format(s, "output_audio_format"),
+        "voice": _voice(s, "session.voice"),
+    }
+    if s.get("modalities") is not None:
+        changes["output_modalities"] = _modalities(s["modalities"], "session.modalities")
+    if "turn_detection" in s:
+        changes["turn_detection"] = _turn_detection(s["turn_detection"], "session.turn_detection")
+    if "input_audio_transcription" in s:
+        where = "session.input_audio_transcription"
+        changes["transcription"] = _opt_obj(s, "input_audio_transcription", where)
+    return replace(patch, **changes)
+
+
+def _ga_format(io: dict[str, Any], where: str) -> AudioName | None:
+    fmt = _opt_obj(io, "format", where)
+    if fmt is None:
+        return None
+    kind = fmt.get("type")
+    name = _GA_FORMATS.get(kind) if isinstance(kind, str) else None
+    if name is None:
+        choices = ", ".join(_GA_FORMATS)
+        raise bad_request(f"'{where}.type' must be one of {choices}", param=f"{where}.type")
+    _only(fmt, frozenset({"type", "rate"}), where)
+    if name == "pcm16" and fmt.get("rate", 24000) != 24000:
+        raise bad_request(f"'{where}.rate' must be 24000 for audio/pcm", param=f"{where}.rate")
+    return name
+
+
+def _beta_format(s: dict[str, Any], key: str) -> AudioName | None:
+    value = s.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in _BETA_FORMATS:
+        choices = ", ".join(_BETA_FORMATS)
+        raise bad_request(f"'session.{key}' must be one of {choices}", param=f"session.{key}")
+    return _BETA_FORMATS[value]
+
+
+def _voice(obj: dict[str, Any], where: str) -> str | dict[str, Any] | None:
+    value = obj.get("voice")
+    if value is None:
+        return None
+    if isinstance(value, str) and 0 < len(value) <= 200:
+        return value
+    if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]:
+        return {"id": value["id"]}
+    raise _wrong_type(where, "a voice name or an object with an 'id'")
+
+
+def _turn_detection(value: Any, where: str) -> TurnDetection | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _wrong_type(where, "an object or null")
+    kind = value.get("type", "server_vad")
+    if kind not in ("server_vad", "semantic_vad"):
+        raise bad_request(
+            f"'{where}.type' must be 'server_vad' or 'semantic_vad'", param=f"{where}.type"
+        )
+    _only(value, _TURN_FIELDS, where)
+    eagerness = value.get("eagerness")
+    if eagerness is not None and eagerness not in ("low", "medium", "high", "auto"):
+        raise bad_request(
+            f"'{where}.eagerness' must be low, medium, high or auto", param=f"{where}.eagerness"
+        )
+    threshold = value.get("threshold")
+    return TurnDetection(
+        kind=kind,
+        threshold=None if threshold is None else _number(threshold, 0, 1, f"{where}.threshold"),
+        prefix_padding_ms=_opt_int(
+            value, "prefix_padding_ms", 10_000, f"{where}.prefix_padding_ms"
+        ),
+        silence_duration_ms=_opt_int(
+            value, "silence_duration_ms", 10_000, f"{where}.silence_duration_ms"
+        ),
+        create_response=_bool(value, "create_response", f"{where}.create_response"),
+        interrupt_response=_bool(value, "interrupt_response", f"{where}.interrupt_response"),
+        eagerness=eagerness,
+        idle_timeout_ms=_opt_int(value, "idle_timeout_ms", 3_600_000, f"{where}.idle_timeout_ms"),
+    )
+
+
+# ---- conversation.item.create, response.create ----------------------------------------------
+
+
+def _item_create(msg: dict[str, Any], event_id: str | None) -> ItemCreate:
+    item = _obj(msg, "item", "item")
+    kind = item.get("type", "message")
+    if kind != "message":
+        raise _unsupported(
+            f"only message items are supported here, not {str(kind)[:60]!r}", "item.type"
+        )
+    role = item.get("role")
+    if role not in ("user", "assistant", "system"):
+        raise bad_request("'item.role' must be user, assistant or system", param="item.role")
+    content = item.get("content")
+    if not isinstance(content, list) or not content:
+        raise bad_request("'item.content' must be a non-empty list", param="item.content")
+    texts: list[str] = []
+    for i, part in enumerate(content):
+        where = f"item.content[{i}]"
+        if not isinstance(part, dict):
+            raise _wrong_type(where, "an object")
+        if part.get("type") not in ("input_text", "text", "output_text"):
+            raise _unsupported(
+                f"'{where}.type' must be a text part (input_text): audio and image content is "
+                "not supported here",
+                f"{where}.type",
+            )
+        text = _str(part, "text", f"{where}.text", _MAX_TEXT)
+        if text is None:
+            raise _missing(f"{where}.text")
+        if text.strip():
+            texts.append(text.strip())
+    text = " ".join(texts)
+    if not text:
+        raise bad_request("'item.content' holds no text", param="item.content")
+    if len(text) > _MAX_TEXT:
+        raise TextTooLong(
+            f"item text has {len(text)} characters; the limit is {_MAX_TEXT}",
+            details={"param": "item.content", "openai_code": "string_above_max_length"},
+        )
+    previous = _id(msg, "previous_item_id")
+    return ItemCreate(event_id, _id(item, "id", "item.id"), previous, role, text)
+
+
+def _response_create(msg: dict[str, Any], event_id: str | None) -> ResponseCreate:
+    response = _opt_obj(msg, "response", "response")
+    if response is None:
+        return ResponseCreate(event_id)
+    if response.get("conversation") not in (None, "auto"):
+        raise _unsupported(
+            "responses outside the default conversation are not supported here",
+            "response.conversation",
+        )
+    if response.get("input"):
+        raise _unsupported(
+            "custom response input is not supported here; add items with conversation.item.create",
+            "response.input",
+        )
+    if response.get("tools"):
+        raise _unsupported(
+            "tools (function calling) are not supported by this server", "response.tools"
+        )
+    modalities = None
+    for key in ("output_modalities", "modalities"):
+        if response.get(key) is not None:
+            modalities = _modalities(response[key], f"response.{key}")
+    instructions = _str(response, "instructions", "response.instructions", _MAX_INSTRUCTIONS)
+    return ResponseCreate(event_id, instructions, modalities)
+
+
+# ---- session state -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """A connection's session as the client configured it (defaults as OpenAI's)."""
+
+    dialect: Dialect = "ga"
+    model: str = "gpt-realtime"
+    instructions: str = ""
+    input_format: AudioName = "pcm16"
+    output_format: AudioName = "pcm16"
+    voice: str = "alloy"  # as the client named it: an OpenAI name, or one of our voice ids
+    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
+    output_modalities: tuple[Modality, ...] = ("audio",)
+    transcription: dict[str, Any] | None = None
+
+    def updated(self, patch: SessionPatch, voice: str | None = None) -> SessionConfig:
+        """This session with ``patch`` applied; ``voice`` is the patch's voice as a name."""
+        changes: dict[str, Any] = {}
+        for name in ("dialect", "model", "instructions", "input_format", "output_format"):
+            if (value := getattr(patch, name)) is not None:
+                changes[name] = value
+        if voice is not None:
+            changes["voice"] = voice
+        if patch.output_modalities is not None:
+            changes["output_modalities"] = patch.output_modalities
+        if patch.turn_detection is not UNSET:
+            changes["turn_detection"] = patch.turn_detection
+        if patch.transcription is not UNSET:
+            changes["transcription"] = patch.transcription
+        return replace(self, **changes)

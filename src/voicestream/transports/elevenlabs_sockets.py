@@ -1,0 +1,86 @@
+"""What the ElevenLabs sockets share: who is connected, and errors before the upgrade.
+
+Browsers cannot set headers on a WebSocket, so ElevenLabs also takes the key as the
+``authorization`` query parameter and, on the TTS sockets, in the first message. The auth
+middleware checks a header key and lets these paths through without one; ``SocketAuth`` checks
+the rest here. A key that is presented must be valid; no key at all is refused, in the
+protocol's own error shape, once the socket is open (a browser cannot read an HTTP status).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..errors import UnknownVoice, VoiceStreamError
+from ..protocols import elevenlabs as el
+from ..protocols.elevenlabs_ws import InvalidApiKey, MissingApiKey, bearer_token
+from ..store.keys import Principal
+from .context import RUNTIME, optional_principal
+
+__all__ = ["Handler", "SocketAuth", "elevenlabs_errors"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def elevenlabs_errors(handler: Handler) -> Handler:
+    """Answer errors raised before the upgrade in ElevenLabs' shape (an unknown voice is 404)."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except VoiceStreamError as err:
+            status = 404 if isinstance(err, UnknownVoice) else err.http_status
+            request.app[RUNTIME].metrics.errors.labels(err.code).inc()
+            return web.json_response(el.error_body(err, status=status), status=status)
+
+    return wrapped
+
+
+class SocketAuth:
+    """Who is on the socket: the header key's principal (checked by the middleware), else the
+    ``authorization`` query parameter's, else the key of the first message."""
+
+    def __init__(self, request: web.Request) -> None:
+        self._keys = request.app[RUNTIME].keys
+        self.principal: Principal | None = optional_principal(request)
+        self._query_key = bearer_token(request.query.get("authorization", ""))
+        # Scribe's browser clients use single-use tokens, which this server does not issue.
+        self._token_sent = bool(request.query.get("token"))
+
+    async def connection(self) -> Principal | None:
+        """The principal of the connection's own key; None when it came without one.
+
+        Raises:
+            InvalidApiKey: the query parameter's key is unknown or revoked.
+        """
+        if self.principal is None and self._query_key is not None:
+            self.principal = await self._check(self._query_key)
+        return self.principal
+
+    async def require(self, message_key: str | None = None) -> Principal:
+        """The connection's principal, else the one of a key sent in the first message.
+
+        Raises:
+            MissingApiKey: no key anywhere. InvalidApiKey: the key is unknown or revoked.
+        """
+        principal = await self.connection()
+        if principal is not None:
+            return principal
+        if message_key is None:
+            hint = " (single-use tokens are not supported here)" if self._token_sent else ""
+            raise MissingApiKey(
+                "missing API key: send the xi-api-key header, the authorization query "
+                f"parameter, or xi_api_key in the first message{hint}"
+            )
+        self.principal = await self._check(message_key)
+        return self.principal
+
+    async def _check(self, key: str) -> Principal:
+        principal = await self._keys.authenticate(key)
+        if principal is None:
+            raise InvalidApiKey("invalid or revoked API key")
+        return principal

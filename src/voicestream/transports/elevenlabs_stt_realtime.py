@@ -1,0 +1,220 @@
+"""``WS /elevenlabs/v1/speech-to-text/realtime``: ElevenLabs' "Scribe realtime" socket.
+
+Audio arrives as base64 in JSON messages (``audio_format`` from the query: ``pcm_<rate>``,
+resampled to the recognizer's rate, or ``ulaw_8000``) and goes into a streaming recognizer
+(``stt_common.open_stt_stream``). The VAD cuts utterances either way; the commit strategy
+decides what becomes a committed transcript:
+
+* ``vad``: every utterance, as soon as the VAD hears it end.
+* ``manual`` (ElevenLabs' default): everything since the previous commit, when the client
+  sends ``commit: true`` (or after ``_AUTO_COMMIT_S`` of audio without one, as ElevenLabs does).
+  Partials show the whole uncommitted segment so far.
+
+A commit always gets an answer: an empty ``committed_transcript`` when there was no speech.
+Errors the client can put right with its next message (bad JSON, bad base64, a wrong field)
+are reported as events and the session goes on; a missing or bad key, the session length
+limit and recognizer failures end it with a close code.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from aiohttp import WSMsgType, web
+
+from ..engines.stt_stream import STTEvent, STTStream
+from ..errors import BadRequest, ProtocolError, ValidationFailed, VoiceStreamError
+from ..media.decode import RawStreamDecoder
+from ..protocols import elevenlabs_stt_realtime as srt
+from .context import RUNTIME, Runtime
+from .elevenlabs_sockets import SocketAuth
+from .stt_common import open_stt_stream, parse_raw_format
+from .ws_common import open_websocket
+
+__all__ = ["stt_realtime"]
+
+log = logging.getLogger(__name__)
+
+# ElevenLabs commits a manual segment by itself after this much audio.
+_AUTO_COMMIT_S = 90.0
+
+
+async def stt_realtime(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    # Validate before upgrading: a bad query is a plain 4xx the SDK's connect() raises.
+    config = srt.parse_realtime_query(request.query.items())
+    stt_language = rt.registry.stt.language
+    if config.language_code is not None and not srt.language_matches(
+        config.language_code, stt_language
+    ):
+        raise ValidationFailed(
+            f"language_code {config.language_code!r} is not supported; this server transcribes "
+            f"{stt_language}",
+            details={"fields": [{"field": "language_code", "message": "unsupported language"}]},
+        )
+    auth = SocketAuth(request)
+    ws = await open_websocket(request, rt.settings)
+    session = _ScribeSession(rt, ws, config)
+    rt.metrics.active_streams.labels("stt_elevenlabs_ws").inc()
+    try:
+        await session.run(auth)
+    finally:
+        rt.metrics.active_streams.labels("stt_elevenlabs_ws").dec()
+        await session.stream.aclose()
+        seconds = session.audio_seconds
+        if seconds:
+            rt.metrics.audio_seconds.labels("transcribed").inc(seconds)
+            if auth.principal is not None:
+                await rt.usage.record(auth.principal, "stt_seconds", seconds)
+    return ws
+
+
+class _ScribeSession:
+    def __init__(self, rt: Runtime, ws: web.WebSocketResponse, config: srt.RealtimeConfig) -> None:
+        self.rt = rt
+        self.ws = ws
+        self.config = config
+        self.fmt = parse_raw_format(config.audio_format)
+        self.decoder = RawStreamDecoder(self.fmt, rt.registry.stt.sample_rate)
+        self.vad = srt.vad_settings(
+            config,
+            threshold=rt.settings.vad_threshold,
+            min_silence_ms=rt.settings.vad_min_silence_ms,
+            min_speech_ms=rt.settings.vad_min_speech_ms,
+        )
+        self.language = rt.registry.stt.language.split("-")[0].lower()
+        self.reader = srt.ChunkReader(
+            sample_rate=config.sample_rate, max_previous_text_chars=rt.settings.max_text_chars
+        )
+        self.manual = config.commit_strategy == "manual"
+        self.stream = self._new_stream()
+        self.offset = 0.0  # seconds of session audio before the current segment's stream
+        self.pending: list[STTEvent] = []  # manual: finals not yet committed
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.offset + self.stream.audio_seconds
+
+    def _new_stream(self) -> STTStream:
+        stream = open_stt_stream(self.rt, source_rate=self.fmt.sample_rate)
+        stream.configure_vad(
+            threshold=self.vad.threshold,
+            min_silence_ms=self.vad.min_silence_ms,
+            min_speech_ms=self.vad.min_speech_ms,
+        )
+        return stream
+
+    async def run(self, auth: SocketAuth) -> None:
+        try:
+            await auth.require()
+            await self.ws.send_str(
+                srt.session_started(
+                    uuid.uuid4().hex, self.config, vad=self.vad, language_code=self.language
+                )
+            )
+            await self._serve()
+        except VoiceStreamError as err:
+            await self._close_with_error(err)
+        except ConnectionError:
+            log.debug("scribe realtime socket closed by peer")
+
+    async def _close_with_error(self, err: VoiceStreamError) -> None:
+        self.rt.metrics.errors.labels(err.code).inc()
+        if self.ws.closed:
+            return
+        try:
+            await self.ws.send_str(srt.error_message(err))
+        except (ConnectionError, RuntimeError):
+            log.debug("peer gone before the error event could be sent")
+        await self.ws.close(code=err.ws_close_code, message=err.code.encode()[:120])
+
+    async def _report(self, err: VoiceStreamError) -> None:
+        """An error the session survives: the client hears why; nothing else changes."""
+        self.rt.metrics.errors.labels(err.code).inc()
+        await self.ws.send_str(srt.error_message(err))
+
+    async def _serve(self) -> None:
+        limit = self.rt.settings.max_ws_message_bytes
+        async for msg in self.ws:
+            if msg.type == WSMsgType.BINARY:
+                await self._report(
+                    ProtocolError("binary frames are not accepted; send input_audio_chunk JSON")
+                )
+                continue
+            if msg.type != WSMsgType.TEXT:
+                return
+            try:
+                if len(msg.data) > limit:
+                    raise srt.ChunkSizeExceeded(
+                        f"message of {len(msg.data)} bytes exceeds the limit of {limit}; "
+                        "send smaller chunks"
+                    )
+                chunk = self.reader.parse(msg.data)
+                pcm = self.decoder.decode(chunk.audio) if chunk.audio else b""
+            except (BadRequest, ProtocolError) as err:
+                await self._report(err)
+                continue
+            await self._feed(pcm)
+            if chunk.commit:
+                await self._commit()
+
+    async def _feed(self, pcm: bytes) -> None:
+        if not pcm:
+            return
+        limit = self.rt.settings.max_stream_seconds
+        if self.audio_seconds + len(pcm) / 2 / self.rt.registry.stt.sample_rate > limit:
+            raise srt.SessionTimeLimitExceeded(f"the session passed {limit:.0f} s of audio")
+        await self._handle(await self.stream.feed(pcm))
+        if self.manual and self.stream.audio_seconds >= _AUTO_COMMIT_S:
+            await self._commit()
+
+    async def _handle(self, events: list[STTEvent]) -> None:
+        for ev in events:
+            if ev.kind == "partial":
+                await self.ws.send_str(srt.partial_transcript(self._segment_text(ev)))
+            elif ev.kind == "final":
+                self.rt.metrics.stt_final_latency.labels("ws").observe(ev.decode_seconds)
+                if not self.manual:
+                    if ev.text:
+                        await self._send_committed([ev])
+                    continue
+                self.pending.append(ev)
+                if ev.text:
+                    await self.ws.send_str(srt.partial_transcript(self._segment_text()))
+
+    def _segment_text(self, partial: STTEvent | None = None) -> str:
+        parts = [ev.text for ev in self.pending if ev.text]
+        if partial is not None:
+            parts.append(partial.text)
+        return " ".join(parts)
+
+    async def _commit(self) -> None:
+        """End the segment: its transcript goes out, and a fresh stream takes the next audio."""
+        finals = [ev for ev in await self.stream.end() if ev.kind == "final"]
+        for ev in finals:
+            self.rt.metrics.stt_final_latency.labels("ws").observe(ev.decode_seconds)
+        if self.manual:
+            finals = [*self.pending, *finals]
+            self.pending = []
+        spoken = [ev for ev in finals if ev.text]
+        if self.manual or not spoken:
+            await self._send_committed(spoken)
+        else:
+            for ev in spoken:
+                await self._send_committed([ev])
+        self.offset += self.stream.audio_seconds
+        self.stream = self._new_stream()
+
+    async def _send_committed(self, finals: list[STTEvent]) -> None:
+        text = " ".join(ev.text for ev in finals if ev.text)
+        await self.ws.send_str(srt.committed_transcript(text))
+        if self.config.include_timestamps:
+            words = [
+                (w.text, w.start + self.offset, w.end + self.offset)
+                for ev in finals
+                for w in ev.words
+            ]
+            await self.ws.send_str(
+                srt.committed_transcript_with_timestamps(text, words, language_code=self.language)
+            )

@@ -1,0 +1,350 @@
+"""A phone call's media stream bridged to a conversation, whichever carrier sends it.
+
+The carrier's socket (Twilio, Telnyx, Vonage) differs only in framing, so a small per-carrier
+``CallFraming`` turns each frame into a ``CallEvent`` and builds the frames going back; this
+module does the rest the same way for all of them:
+
+* authorization, once the carrier's first frames arrive: a short-lived ticket (from the URL's
+  ``ticket=`` or the carrier's custom parameters) or an API key header. Carriers cannot send our
+  key, so the answer webhooks (which do need one) hand the socket a ticket.
+* caller audio, decoded from the carrier's codec to 16 kHz PCM, into the session;
+* agent audio as 20 ms frames at playback pace (a short lead ahead, so a barge-in leaves the
+  carrier almost nothing to play), a mark after each agent utterance, a clear on barge-in;
+* DTMF to the agent, and the call's end (the carrier's stop, the socket closing, or the session
+  hanging up on silence).
+
+Three tasks per call, as in ``convai_ws``: the reader, the event sender and the paced audio
+sender. None of these carriers has an error message from the server: a refused or broken call
+is closed with a close code and a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiohttp import WSMsgType, web
+
+from ..engines.agents.base import AgentConfig
+from ..errors import (
+    AuthError,
+    NotFound,
+    PayloadTooLarge,
+    ProtocolError,
+    ValidationFailed,
+    VoiceStreamError,
+)
+from ..media.decode import RawStreamDecoder
+from ..media.encode import make_encoder
+from ..pipeline.session import SAMPLE_RATE, ConversationSession
+from .context import RUNTIME, Runtime, optional_principal
+from .convai_common import ConversationLease, open_conversation
+from .stt_common import parse_raw_format
+from .tickets import mint_ticket, verify_ticket
+from .ws_common import open_websocket, run_socket_tasks
+
+__all__ = [
+    "CallAudio",
+    "CallDtmf",
+    "CallEvent",
+    "CallFraming",
+    "CallStart",
+    "CallStop",
+    "CallStream",
+    "call_ticket",
+    "http_base",
+    "serve_call",
+    "ws_base",
+]
+
+
+TICKET_TTL_S = 120  # carriers connect within seconds of fetching the answer document
+_START_TIMEOUT_S = 10.0
+_PLAYBACK_LEAD_S = 0.1  # as convai_ws: jitter cover, yet a barge-in leaves little to play
+# Why a call may not open, whatever the error's own close code: the carrier sees 1008 for all.
+_REFUSALS = (AuthError, NotFound, ValidationFailed)
+
+
+# ---- what a carrier's framing says and does ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallStart:
+    """The stream has started: its audio format, and where a ticket may travel."""
+
+    wire_format: str  # a raw format name: ulaw_8000, alaw_8000, pcm_8000, pcm_16000
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CallAudio:
+    payload: bytes  # caller audio in the wire format
+
+
+@dataclass(frozen=True, slots=True)
+class CallDtmf:
+    digits: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallStop:
+    """The carrier ended the stream (the caller hung up)."""
+
+
+CallEvent = CallStart | CallAudio | CallDtmf | CallStop
+
+
+class CallStream(Protocol):
+    """The frames going back to the carrier; each codec's per-call stream is one."""
+
+    def audio(self, encoded: bytes) -> Sequence[str | bytes]:
+        """Agent audio in the wire format → whole 20 ms frames."""
+        ...
+
+    def flush_audio(self) -> Sequence[str | bytes]:
+        """The utterance's last partial frame, padded with silence."""
+        ...
+
+    def mark(self) -> str:
+        """A mark the carrier echoes once the audio before it has played."""
+        ...
+
+    def clear(self) -> str:
+        """Barge-in: the carrier drops the audio it has queued."""
+        ...
+
+
+class CallFraming(Protocol):
+    """One carrier's framing for one call, over its pure codec.
+
+    ``receive`` raises the codec's typed errors for bad frames and returns None for frames the
+    bridge has no use for (``connected``, echoed marks, another track's audio).
+    """
+
+    transport: str  # the conversation's transport and the metrics label
+    ticket_hint: str  # where this carrier's ticket goes, for the refusal's reason
+    ends_on_close: bool  # no stop event: the socket closing is the hang-up
+
+    @property
+    def stream(self) -> CallStream: ...
+
+    def receive(self, frame: str | bytes) -> CallEvent | None: ...
+
+
+# ---- answer webhooks -----------------------------------------------------------------------
+
+
+def ws_base(request: web.Request) -> str:
+    """ws(s)://host as the caller reached us, through a proxy if there is one."""
+    return http_base(request).replace("http", "ws", 1)
+
+
+def http_base(request: web.Request) -> str:
+    """http(s)://host as the caller reached us, through a proxy if there is one."""
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    secure = proto in ("https", "wss") if proto else request.secure
+    host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip() or request.host
+    return f"{'https' if secure else 'http'}://{host}"
+
+
+def call_ticket(rt: Runtime, agent: AgentConfig) -> str:
+    """A ticket for one call to ``agent``, for the answer document to hand the socket."""
+    return mint_ticket(
+        rt.secret_key,
+        workspace_id=agent.workspace_id,
+        agent_id=agent.id,
+        end_user_id=None,
+        ttl_s=TICKET_TTL_S,
+    )
+
+
+# ---- the media socket ----------------------------------------------------------------------
+
+
+async def serve_call(request: web.Request, framing: CallFraming) -> web.WebSocketResponse:
+    """Run one call's media socket to its end."""
+    rt = request.app[RUNTIME]
+    ws = await open_websocket(request, rt.settings)
+    try:
+        start = await _wait_for_start(ws, framing, rt.settings.max_ws_message_bytes)
+        if start is None:
+            return ws  # hung up before starting
+        lease = await _open(request, framing, start)
+    except _REFUSALS as err:
+        await _close(rt, ws, err, code=1008)  # a refused call is a policy violation
+        return ws
+    except VoiceStreamError as err:
+        await _close(rt, ws, err)
+        return ws
+    call = _Call(rt, ws, lease, framing, start)
+    rt.metrics.active_streams.labels(framing.transport).inc()
+    try:
+        await call.run()
+    finally:
+        rt.metrics.active_streams.labels(framing.transport).dec()
+        await lease.close(ended=call.ended)
+    return ws
+
+
+def _frame_of(msg: object, limit: int) -> str | bytes | None:
+    """A data frame's payload; None when the peer closed."""
+    kind = getattr(msg, "type", None)
+    data = getattr(msg, "data", None)
+    if kind not in (WSMsgType.TEXT, WSMsgType.BINARY) or not isinstance(data, str | bytes):
+        return None
+    if len(data) > limit:
+        raise PayloadTooLarge(f"message exceeds the limit of {limit} bytes")
+    return data
+
+
+async def _wait_for_start(
+    ws: web.WebSocketResponse, framing: CallFraming, limit: int
+) -> CallStart | None:
+    try:
+        async with asyncio.timeout(_START_TIMEOUT_S):
+            async for msg in ws:
+                frame = _frame_of(msg, limit)
+                if frame is None:
+                    return None
+                event = framing.receive(frame)
+                if isinstance(event, CallStart):
+                    return event
+    except TimeoutError:
+        raise ProtocolError(
+            f"the stream did not start within {_START_TIMEOUT_S:g} seconds"
+        ) from None
+    return None
+
+
+async def _open(request: web.Request, framing: CallFraming, start: CallStart) -> ConversationLease:
+    """Check the ticket (or key), then open the conversation."""
+    rt = request.app[RUNTIME]
+    agent_id = request.query.get("agent_id", "")
+    token = start.parameters.get("ticket") or request.query.get("ticket")
+    if token:
+        claims = verify_ticket(rt.secret_key, token)
+        agent_id = agent_id or claims.agent_id
+        if claims.agent_id != agent_id:
+            raise AuthError("the ticket was issued for another agent")
+    elif optional_principal(request) is None:
+        # No public-agent fallback here, unlike the widget: a phone number is not a web page.
+        raise AuthError(f"missing ticket: {framing.ticket_hint}")
+    return await open_conversation(
+        request,
+        agent_id=agent_id,
+        session_id=None,
+        end_user_id=None,
+        transport=framing.transport,
+        ticket=token,
+    )
+
+
+async def _close(
+    rt: Runtime, ws: web.WebSocketResponse, err: VoiceStreamError, *, code: int | None = None
+) -> None:
+    # The carriers' protocols have no error message from the server: the close code and reason
+    # carry it.
+    rt.metrics.errors.labels(err.code).inc()
+    if not ws.closed:
+        reason = f"{err.code}: {err.message}".encode()[:120]
+        await ws.close(code=code or err.ws_close_code, message=reason)
+
+
+class _Call:
+    def __init__(
+        self,
+        rt: Runtime,
+        ws: web.WebSocketResponse,
+        lease: ConversationLease,
+        framing: CallFraming,
+        start: CallStart,
+    ) -> None:
+        self.rt = rt
+        self.ws = ws
+        self.lease = lease
+        self.framing = framing
+        self.out = framing.stream
+        self.session: ConversationSession = lease.session
+        wire = parse_raw_format(start.wire_format)
+        self.session.set_input_rate(wire.sample_rate)  # a phone line's 8 kHz, or wideband
+        self.decoder = RawStreamDecoder(wire, SAMPLE_RATE)
+        self.encoder = make_encoder(wire, SAMPLE_RATE)
+        self.ended = False
+        self._unmarked = False  # agent audio sent since the last mark or clear
+        self._idle = asyncio.Event()  # the audio sender holds no frame
+
+    async def run(self) -> None:
+        await self.session.greet()
+        name = self.framing.transport
+        await run_socket_tasks(
+            self.ws,
+            {
+                f"{name}-read": self._read(),
+                f"{name}-events": self._send_events(),
+                f"{name}-audio": self._send_audio(),
+            },
+            lambda err: _close(self.rt, self.ws, err),
+        )
+
+    async def _send(self, messages: Sequence[str | bytes]) -> None:
+        for message in messages:
+            if isinstance(message, str):
+                await self.ws.send_str(message)
+            else:
+                await self.ws.send_bytes(message)
+
+    async def _read(self) -> None:
+        limit = self.rt.settings.max_ws_message_bytes
+        async for msg in self.ws:
+            frame = _frame_of(msg, limit)
+            if frame is None:
+                break
+            match self.framing.receive(frame):
+                case CallAudio(payload):
+                    await self.session.push_audio(self.decoder.decode(payload))
+                case CallDtmf(digits):
+                    await self.session.push_dtmf(digits)
+                case CallStop():
+                    self.ended = True
+                    return
+                case CallStart():
+                    raise ProtocolError("the stream started twice")
+                case None:
+                    pass
+        self.ended = self.framing.ends_on_close
+
+    async def _send_events(self) -> None:
+        while True:
+            event = await self.session.next_event()
+            match event:
+                case {"type": "interruption"}:
+                    self._unmarked = False
+                    await self.ws.send_str(self.out.clear())
+                case {"type": "turn", "speaker": "agent", "state": "end"}:
+                    # The turn ends once its frames are handed out; the last may still be in
+                    # the sender's hands, so wait for it before marking the end.
+                    await self._idle.wait()
+                    if self._unmarked:
+                        self._unmarked = False
+                        await self._send(self.out.flush_audio())
+                        await self.ws.send_str(self.out.mark())
+                case {"type": "session_end"}:
+                    self.ended = True
+                    return  # the session hung up (silence): closing the socket ends the call
+
+    async def _send_audio(self) -> None:
+        playhead = 0.0  # when the carrier will have played everything sent so far
+        while True:
+            self._idle.set()
+            frame = await self.session.speaker.get()
+            self._idle.clear()
+            now = time.monotonic()
+            playhead = max(playhead, now)
+            if playhead - now > _PLAYBACK_LEAD_S:
+                await asyncio.sleep(playhead - now - _PLAYBACK_LEAD_S)
+            await self._send(self.out.audio(self.encoder.encode(frame)))
+            self._unmarked = True
+            playhead += len(frame) / 2 / SAMPLE_RATE
