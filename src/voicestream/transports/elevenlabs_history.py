@@ -23,7 +23,8 @@ from ..media.formats import Codec, parse_format
 from ..media.wav import encode_wav
 from ..store.history import MAX_PAGE_SIZE, HistoryItem
 from .context import RUNTIME, principal_of
-from .elevenlabs_rest import PREFIX, Handler, _elevenlabs_errors
+from .elevenlabs_rest import PREFIX
+from .elevenlabs_sockets import Handler, elevenlabs_errors
 from .http_common import read_model
 
 __all__ = ["add_elevenlabs_history_routes"]
@@ -52,7 +53,7 @@ def add_elevenlabs_history_routes(app: web.Application) -> None:
         ("DELETE", "/v1/history/{history_item_id}", delete_history_item),
     ]
     for method, path, handler in routes:
-        app.router.add_route(method, PREFIX + path, _elevenlabs_errors(handler))
+        app.router.add_route(method, PREFIX + path, elevenlabs_errors(handler))
 
 
 def _item_json(item: HistoryItem) -> dict[str, Any]:

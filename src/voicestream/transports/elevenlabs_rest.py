@@ -10,7 +10,6 @@ so the SDK raises ``ApiError`` with the status.
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import logging
 import time
@@ -23,7 +22,6 @@ from ..engines.tts_stream import TTSStream
 from ..errors import (
     InvalidAudio,
     PayloadTooLarge,
-    UnknownVoice,
     ValidationFailed,
     VoiceStreamError,
 )
@@ -32,6 +30,7 @@ from ..media.formats import AudioFormat, parse_format
 from ..protocols import elevenlabs as el
 from ..store.history import NewHistoryItem, new_history_id
 from .context import RUNTIME, Runtime, principal_of
+from .elevenlabs_sockets import Handler, elevenlabs_errors
 from .http_common import read_model
 from .http_stt import transcribe_pcm
 from .tts_output import EncodedChunk, encode_stream
@@ -42,25 +41,8 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/elevenlabs"
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 # Form fields other than the file are short; a bigger one is not a form we understand.
 _MAX_FORM_FIELD_BYTES = 64 * 1024
-
-
-def _elevenlabs_errors(handler: Handler) -> Handler:
-    """Answer our errors in ElevenLabs' shape; a voice in the path that is unknown is a 404."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except VoiceStreamError as err:
-            status = 404 if isinstance(err, UnknownVoice) else err.http_status
-            request.app[RUNTIME].metrics.errors.labels(err.code).inc()
-            return web.json_response(el.error_body(err, status=status), status=status)
-
-    return wrapped
 
 
 def add_elevenlabs_routes(app: web.Application) -> None:
@@ -81,7 +63,7 @@ def add_elevenlabs_routes(app: web.Application) -> None:
         ("GET", "/v1/user/subscription", get_subscription),
     ]
     for method, path, handler in routes:
-        app.router.add_route(method, PREFIX + path, _elevenlabs_errors(handler))
+        app.router.add_route(method, PREFIX + path, elevenlabs_errors(handler))
 
 
 # --- text to speech ------------------------------------------------------------------------
