@@ -10,20 +10,18 @@ from typing import Any
 
 import aiohttp
 
-from server.waiting import wait_for_change
+from server.waiting import SocketRecorder
 
 FRAME = 640  # 20 ms of 16 kHz s16le
 
 
-class ConvaiClient:
+class ConvaiClient(SocketRecorder):
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
         self.events: list[dict[str, Any]] = []
         self.event_times: list[float] = []
         self.audio = bytearray()
         self.audio_chunks: list[tuple[float, int]] = []  # (arrival, offset into audio)
-        self._changed = asyncio.Event()
-        self._reader = asyncio.ensure_future(self._read())
+        super().__init__(ws)
 
     async def _read(self) -> None:
         async for msg in self.ws:
@@ -35,19 +33,12 @@ class ConvaiClient:
                 self.events.append(json.loads(msg.data))
                 self.event_times.append(now)
             self._changed.set()
-        self._changed.set()
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == kind]
 
-    async def wait_for(self, pred: Callable[[], Any], within: float = 30.0) -> Any:
-        return await wait_for_change(
-            pred,
-            self._changed,
-            self._reader,
-            within=within,
-            describe=lambda: f"events so far: {self.events}",
-        )
+    def describe(self) -> str:
+        return f"events so far: {self.events}"
 
     async def wait_event(
         self,

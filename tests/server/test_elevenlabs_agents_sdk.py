@@ -25,7 +25,7 @@ from websockets.typing import Subprotocol
 
 from fakes.openai_server import FakeOpenAI
 from helpers import corpus_wer, normalize
-from server.waiting import wait_for_change
+from server.waiting import SocketRecorder, wait_for_change
 from voicestream.store.keys import ApiKeyRepository
 from voicestream.transports.context import RUNTIME
 
@@ -459,12 +459,12 @@ def _url(server: RunningServer, **params: str) -> str:
 INIT = {"type": "conversation_initiation_client_data", "conversation_config_override": {}}
 
 
-class RawClient:
+class RawClient(SocketRecorder):
+    close_within = 30.0
+
     def __init__(self, ws: websockets.ClientConnection) -> None:
-        self.ws = ws
         self.messages: list[dict[str, Any]] = []
-        self._changed = asyncio.Event()
-        self._reader = asyncio.ensure_future(self._read())
+        super().__init__(ws)
 
     async def _read(self) -> None:
         try:
@@ -474,23 +474,12 @@ class RawClient:
                 self._changed.set()
         except websockets.ConnectionClosedError:
             pass
-        self._changed.set()
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["type"] == kind]
 
-    async def wait_for(self, pred: Callable[[], Any], within: float = 30.0) -> Any:
-        return await wait_for_change(
-            pred,
-            self._changed,
-            self._reader,
-            within=within,
-            describe=lambda: f"got {[m['type'] for m in self.messages][-20:]}",
-        )
-
-    async def closed(self, within: float = 30.0) -> int | None:
-        await asyncio.wait_for(self._reader, within)
-        return self.ws.close_code
+    def describe(self) -> str:
+        return f"got {[m['type'] for m in self.messages][-20:]}"
 
 
 @pytest.fixture

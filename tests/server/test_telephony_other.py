@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from helpers import corpus_wer, normalize, sentences
-from server.waiting import wait_for_change
+from server.waiting import SocketRecorder
 from voicestream.media.g711 import alaw_to_pcm16, pcm16_to_alaw, pcm16_to_ulaw, ulaw_to_pcm16
 from voicestream.media.resample import resample
 
@@ -53,19 +53,17 @@ MAX_WER = 0.35
 # ---- a carrier's side of the call, from the wire protocol only ------------------------------
 
 
-class PhoneCall:
+class PhoneCall(SocketRecorder):
     """Telnyx: JSON text frames only. Vonage: binary PCM frames and JSON text actions."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, carrier: str, frame: int) -> None:
-        self.ws = ws
         self.carrier = carrier
         self.frame = frame  # bytes of one 20 ms frame on the wire
         self.messages: list[dict[str, Any]] = []  # JSON text frames from the server
         self.times: list[float] = []
         self.audio = bytearray()  # agent audio in the wire codec
         self.media_times: list[float] = []
-        self._changed = asyncio.Event()
-        self._reader = asyncio.ensure_future(self._read())
+        super().__init__(ws)
 
     async def _read(self) -> None:
         async for msg in self.ws:
@@ -82,7 +80,6 @@ class PhoneCall:
                 self.messages.append(body)
                 self.times.append(now)
             self._changed.set()
-        self._changed.set()
 
     def _audio(self, data: bytes, now: float) -> None:
         assert len(data) == self.frame, len(data)
@@ -92,18 +89,8 @@ class PhoneCall:
     def of(self, key: str, value: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m.get(key) == value]
 
-    async def wait_for(self, pred: Callable[[], Any], within: float = 30.0) -> Any:
-        return await wait_for_change(
-            pred,
-            self._changed,
-            self._reader,
-            within=within,
-            describe=lambda: f"close {self.ws.close_code}; last: {self.messages[-3:]}",
-        )
-
-    async def closed(self, within: float = 10.0) -> int | None:
-        await asyncio.wait_for(self._reader, within)
-        return self.ws.close_code
+    def describe(self) -> str:
+        return f"close {self.ws.close_code}; last: {self.messages[-3:]}"
 
     async def send(self, body: dict[str, Any]) -> None:
         await self.ws.send_str(json.dumps(body))

@@ -12,14 +12,13 @@ import base64
 import json
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
 
-from server.waiting import wait_for_change
+from server.waiting import SocketRecorder
 from voicestream.media.g711 import ulaw_to_pcm16
 
 GREETING = "Hello, thanks for calling. How can I help you?"
@@ -33,16 +32,14 @@ SID = "MZ00000000000000000000000000000001"
 FRAME = 160  # 20 ms of 8 kHz μ-law
 
 
-class TwilioCall:
+class TwilioCall(SocketRecorder):
     """Plays Twilio's part of a Media Streams call, from the wire protocol only."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
         self.messages: list[dict[str, Any]] = []
         self.times: list[float] = []
         self.audio = bytearray()  # μ-law 8 kHz from the agent
-        self._changed = asyncio.Event()
-        self._reader = asyncio.ensure_future(self._read())
+        super().__init__(ws)
 
     async def _read(self) -> None:
         async for msg in self.ws:
@@ -57,23 +54,12 @@ class TwilioCall:
             self.messages.append(body)
             self.times.append(time.monotonic())
             self._changed.set()
-        self._changed.set()
 
     def of(self, event: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["event"] == event]
 
-    async def wait_for(self, pred: Callable[[], Any], within: float = 30.0) -> Any:
-        return await wait_for_change(
-            pred,
-            self._changed,
-            self._reader,
-            within=within,
-            describe=lambda: f"close {self.ws.close_code}; last: {self.messages[-3:]}",
-        )
-
-    async def closed(self, within: float = 10.0) -> int | None:
-        await asyncio.wait_for(self._reader, within)
-        return self.ws.close_code
+    def describe(self) -> str:
+        return f"close {self.ws.close_code}; last: {self.messages[-3:]}"
 
     async def send(self, body: dict[str, Any]) -> None:
         await self.ws.send_str(json.dumps(body))

@@ -34,3 +34,42 @@ async def wait_for_change(
         except TimeoutError:
             pass
     return result
+
+
+class SocketRecorder:
+    """What the test-side socket clients share: a reader task that records each frame as it
+    arrives (``_read``, written by the subclass), an event set on every arrival, and the waits.
+
+    A subclass sets up its own records first, then calls ``super().__init__(ws)``.
+    """
+
+    close_within = 10.0  # seconds ``closed`` waits by default
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self._changed = asyncio.Event()
+        self._reader = asyncio.ensure_future(self._read_all())
+
+    async def _read(self) -> None:
+        """Record every frame until the socket closes, setting ``_changed`` after each."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What has arrived, for a failed wait's message."""
+        raise NotImplementedError
+
+    async def _read_all(self) -> None:
+        try:
+            await self._read()
+        finally:
+            self._changed.set()  # waiters see the end of the socket
+
+    async def wait_for(self, pred: Callable[[], Any], within: float = 30.0) -> Any:
+        return await wait_for_change(
+            pred, self._changed, self._reader, within=within, describe=self.describe
+        )
+
+    async def closed(self, within: float | None = None) -> int | None:
+        await asyncio.wait_for(self._reader, self.close_within if within is None else within)
+        close_code: int | None = self.ws.close_code
+        return close_code

@@ -26,7 +26,7 @@ from ..protocols import convai
 from .context import RUNTIME, Runtime, optional_principal
 from .tickets import verify_ticket
 
-__all__ = ["ConversationLease", "apply_turn_message", "open_conversation"]
+__all__ = ["ConversationLease", "apply_turn_message", "open_conversation", "session_deps"]
 
 log = logging.getLogger(__name__)
 
@@ -123,16 +123,7 @@ async def open_conversation(
         )
 
     session = ConversationSession(
-        SessionDeps(
-            registry=rt.registry,
-            tts_executors=rt.tts_executors,
-            stt_executor=rt.stt_executor,
-            agent_engine=rt.agent_resolver.engine_for(agent),
-            vad_threshold=rt.settings.vad_threshold,
-            vad_min_silence_ms=rt.settings.vad_min_silence_ms,
-            vad_min_speech_ms=rt.settings.vad_min_speech_ms,
-            silence_timeout_s=rt.settings.convai_silence_timeout_seconds,
-        ),
+        session_deps(rt, agent, silence_timeout_s=rt.settings.convai_silence_timeout_seconds),
         agent,
         _hooks(rt, agent, session_id, conversation_id),
         session_id=session_id,
@@ -142,6 +133,20 @@ async def open_conversation(
     )
     await _save_state(rt, session, history)
     return ConversationLease(rt, session, resumed, transport)
+
+
+def session_deps(rt: Runtime, agent: AgentConfig, *, silence_timeout_s: float) -> SessionDeps:
+    """What a conversation session needs from the runtime: engines, executors, VAD settings."""
+    return SessionDeps(
+        registry=rt.registry,
+        tts_executors=rt.tts_executors,
+        stt_executor=rt.stt_executor,
+        agent_engine=rt.agent_resolver.engine_for(agent),
+        vad_threshold=rt.settings.vad_threshold,
+        vad_min_silence_ms=rt.settings.vad_min_silence_ms,
+        vad_min_speech_ms=rt.settings.vad_min_speech_ms,
+        silence_timeout_s=silence_timeout_s,
+    )
 
 
 async def _authorized_agent(

@@ -56,12 +56,13 @@ from ..errors import (
     VoiceStreamError,
 )
 from ..media.decode import RawStreamDecoder
-from ..pipeline.session import SAMPLE_RATE, ConversationHooks, ConversationSession, SessionDeps
+from ..pipeline.session import SAMPLE_RATE, ConversationHooks, ConversationSession
 from ..protocols import openai_realtime as oa
 from ..protocols.openai_audio import resolve_voice
 from ..protocols.openai_realtime_events import ServerEvents, dump
 from ..store.keys import Principal
 from .context import RUNTIME, Runtime, principal_of
+from .convai_common import session_deps
 from .http_stt import transcribe_pcm
 from .openai_realtime_output import RealtimeOutput
 from .stt_common import open_stt_stream, parse_raw_format
@@ -154,16 +155,7 @@ async def _open_session(
     async def nothing(*_: Any) -> None:
         """No end user (no long-term memory) and no resuming: nothing else to keep."""
 
-    deps = SessionDeps(
-        registry=rt.registry,
-        tts_executors=rt.tts_executors,
-        stt_executor=rt.stt_executor,
-        agent_engine=rt.agent_resolver.engine_for(agent),
-        vad_threshold=rt.settings.vad_threshold,
-        vad_min_silence_ms=rt.settings.vad_min_silence_ms,
-        vad_min_speech_ms=rt.settings.vad_min_speech_ms,
-        silence_timeout_s=0,  # OpenAI's sessions never hang up on silence
-    )
+    deps = session_deps(rt, agent, silence_timeout_s=0)  # OpenAI never hangs up on silence
     hooks = ConversationHooks(add_turn=add_turn, remember=nothing, save_state=nothing)
     return ConversationSession(deps, agent, hooks, conversation_id=conversation_id)
 
