@@ -27,6 +27,7 @@ bench: deps  ## benchmarks print their figures and write JSON under benchmarks/r
 	$(PY) benchmarks/stt_latency.py $(ARGS)
 	$(PY) benchmarks/voice_to_voice.py $(ARGS)
 	$(PY) benchmarks/telephony.py
+	$(PY) benchmarks/soak.py
 
 clean:
 	rm -rf .voicestream benchmarks/results/*.json .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,7 @@ from fixtures_services import db_pool, embedded_services  # noqa: F401  (fixture
 from voicestream.config import Settings, load_settings
 from voicestream.engines.catalog import EngineRegistry, build_default_registry
 from voicestream.server.app import create_app
+from voicestream.server.request_deadlines import server_options
 from voicestream.store.embedded import ServiceURLs
 from voicestream.store.keys import ApiKeyRepository
 
@@ -60,9 +61,12 @@ async def server(
         webrtc_host_addresses="127.0.0.1",
         # Tests that want the silence timeout set it per session.
         convai_silence_timeout_seconds=0,
+        # The one foreign site whose pages may use the widget and sockets (test_origin.py).
+        allowed_origins="https://shop.example",
     )
     app = create_app(settings, registry=registry)
-    runner = web.AppRunner(app, access_log=None)
+    # The connection limits production runs with (server/main.py), not aiohttp's defaults.
+    runner = web.AppRunner(app, access_log=None, **server_options(settings))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

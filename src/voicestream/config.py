@@ -24,6 +24,20 @@ _UNPREFIXED = {
 }
 
 
+_STT_DECODER_BYTES = 100 * 1024 * 1024  # a pocketsphinx decoder with the en-us models
+
+
+def _default_max_stt_streams() -> int:
+    """A quarter of physical memory in decoders, at most 8 streams per CPU (each real-time
+    stream needs a slice of a core), and never fewer than 2."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this platform
+        memory = 4 * 1024**3
+    by_memory = memory // 4 // _STT_DECODER_BYTES
+    return max(2, min(by_memory, 8 * (os.cpu_count() or 1)))
+
+
 class ConfigError(Exception):
     """A setting has a bad value; the message names the variable and says what is wrong."""
 
@@ -50,6 +64,26 @@ class Settings(BaseModel):
     # pocketsphinx's flat-lexicon second pass: about one point better word error rate, but it
     # runs when the utterance ends, adding ~45 ms to every final on the reference machine.
     stt_second_pass: bool = False
+    # --- resource bounds (issue 7 §3) ---
+    # STT streams open at once; past it a stream is refused with 429 / close 1013 ("busy").
+    # Each holds a pocketsphinx decoder of ~95 MB: the default fits a quarter of the memory.
+    max_stt_streams: int = Field(default_factory=_default_max_stt_streams, ge=1)
+    # A decoder left idle this long after a burst is freed (a few stay warm for good).
+    stt_idle_release_seconds: float = Field(30.0, gt=0, le=3600)
+    # A request body must arrive whole within this, and never pause longer than the idle
+    # timeout; slower senders get 408 (a stalled upload otherwise holds its handler forever).
+    body_timeout_seconds: float = Field(120.0, gt=0, le=3600)
+    body_idle_timeout_seconds: float = Field(15.0, gt=0, le=3600)
+    # A connection that sends no (complete) request for this long is closed, before its first
+    # request as between keep-alive requests.
+    keepalive_timeout_seconds: float = Field(15.0, gt=0, le=3600)
+    # A socket send the peer does not take within this (it stopped reading: its TCP window
+    # is full) ends the socket: error client_too_slow, close 1013, its session freed.
+    ws_send_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    # An OpenAI Realtime conversation holds at most this many items and characters of text
+    # the client added (conversation.item.create, unanswered input); past it: an error event.
+    realtime_max_items: int = Field(200, ge=1, le=100_000)
+    realtime_max_chars: int = Field(200_000, ge=1000, le=100_000_000)
     vad_threshold: float = Field(0.5, gt=0, lt=1)
     vad_min_silence_ms: int = Field(400, ge=32, le=10_000)
     # Speech must last this long before it counts (and, in a conversation, interrupts the
@@ -70,10 +104,14 @@ class Settings(BaseModel):
     llm_base_url: str | None = None
     llm_model: str | None = Field(None, min_length=1, max_length=200)
     llm_api_key: str | None = None
-    # Signs conversation tickets. Unset: a random key kept in <data_dir>/secret_key, which
-    # every process on the same data dir shares; set it when several hosts serve one database.
+    # Signs conversation tickets and encrypts agents' stored LLM keys (changing it makes those
+    # unreadable). Unset: a random key kept in <data_dir>/secret_key, which every process on
+    # the same data dir shares; set it when several hosts serve one database.
     secret_key: str | None = Field(None, min_length=32)
     convai_resume_grace_seconds: float = Field(60.0, ge=0, le=3600)
+    # How often a server marks the conversations it holds as alive; one unmarked for four
+    # times this is closed as abandoned (its server died) by whichever server sweeps first.
+    conversation_heartbeat_seconds: float = Field(15.0, gt=0, le=3600)
     # The Twilio account's auth token: with it, Twilio's voice webhook is accepted on its
     # X-Twilio-Signature alone (for public agents), since Twilio cannot send our API key.
     twilio_auth_token: str | None = Field(None, min_length=1)
@@ -82,6 +120,10 @@ class Settings(BaseModel):
     # Wyoming (Home Assistant) TCP listener: off unless a port is given (0 picks a free one).
     wyoming_port: int | None = Field(None, ge=0, le=65535)
     wyoming_host: str = "127.0.0.1"
+    # Browser origins (besides the server's own) whose pages may open sockets, signal WebRTC
+    # and load the widget: a comma list of scheme://host[:port], or * for any. Requests that
+    # send no Origin (servers, SDKs) are not affected.
+    allowed_origins: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -125,6 +167,25 @@ class Settings(BaseModel):
             return ",".join(str(ipaddress.ip_address(a.strip())) for a in v.split(","))
         except ValueError as exc:
             raise ValueError(f"must be a comma list of IP addresses ({exc})") from None
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from urllib.parse import urlsplit
+
+        origins = []
+        for raw in (o.strip().lower().rstrip("/") for o in v.split(",")):
+            if not raw:
+                continue
+            parts = urlsplit(raw)
+            if raw != "*" and (
+                parts.scheme not in ("http", "https") or not parts.netloc or parts.path
+            ):
+                raise ValueError(f"{raw!r} is not an origin: use scheme://host[:port] or *")
+            origins.append(raw)
+        return ",".join(origins) or None
 
     @staticmethod
     def env_name(field: str) -> str:

@@ -18,6 +18,9 @@ same way::
     ├── NotFound                          not_found        404   1008
     ├── ProtocolError                     protocol_error   400   1002 (sans-I/O codecs)
     ├── Overloaded                        overloaded       503   1013
+    │   ├── Busy                          rate_limited     429   1013 (+ Retry-After)
+    │   ├── ServiceUnavailable            service_unavailable 503 1013 (database/Redis down)
+    │   └── ClientTooSlow                 client_too_slow  503   1013 (stopped reading)
     └── EngineError(retryable)            engine_error     502   1011
         └── EngineUnavailable             engine_unavailable 503 1013
 
@@ -34,6 +37,8 @@ from typing import Any, ClassVar
 __all__ = [
     "AuthError",
     "BadRequest",
+    "Busy",
+    "ClientTooSlow",
     "EmptyText",
     "EngineError",
     "EngineUnavailable",
@@ -44,6 +49,7 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "ProtocolError",
+    "ServiceUnavailable",
     "TextTooLong",
     "UnknownVoice",
     "UnsupportedFormat",
@@ -59,6 +65,8 @@ class VoiceStreamError(Exception):
     http_status: ClassVar[int] = 500
     ws_close_code: ClassVar[int] = 1011
     retryable: bool = False
+    # Seconds a client should wait before trying again (HTTP ``Retry-After``); None: no hint.
+    retry_after_s: ClassVar[int | None] = None
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -147,6 +155,33 @@ class Overloaded(VoiceStreamError):
     http_status = 503
     ws_close_code = 1013  # try again later
     retryable = True
+
+
+class ServiceUnavailable(Overloaded):
+    """A backing service (PostgreSQL, Redis) cannot be reached right now.
+
+    Answered as 503 with ``Retry-After`` over HTTP and close 1013 on sockets: the request was
+    fine, and the same request succeeds once the service is back.
+    """
+
+    code = "service_unavailable"
+    retry_after_s: ClassVar[int] = 2
+
+
+class Busy(Overloaded):
+    """Every slot of a bounded resource (say, the STT decoders) is taken. Refused at once
+    rather than queued, so a burst gets a quick answer instead of a pile of waiting work."""
+
+    code = "rate_limited"
+    http_status = 429
+    retry_after_s = 1
+
+
+class ClientTooSlow(Overloaded):
+    """A socket's peer does not take what we send (it stopped reading, or reads slower than
+    real time): it is closed rather than buffered for without bound or silently skipped."""
+
+    code = "client_too_slow"
 
 
 class EngineError(VoiceStreamError):

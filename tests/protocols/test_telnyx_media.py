@@ -14,6 +14,7 @@ import pytest
 from voicestream.errors import InvalidAudio, InvalidJSON, ProtocolError, VoiceStreamError
 from voicestream.media.g711 import alaw_to_pcm16, ulaw_to_pcm16
 from voicestream.protocols import telnyx_media as tx
+from voicestream.protocols.call_media import Dtmf, Media, Stop
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "telnyx"
 SID = "32de0dea-53cb-4b21-89a4-9e1819c043bc"
@@ -53,21 +54,21 @@ def test_a_whole_call_parses_in_order(name: str, encoding: str, decode: Any) -> 
         callee="+13122123456",
         custom_parameters={"ticket": "eyJ.fixture.ticket"},
     )
-    media = [e for e in events if isinstance(e, tx.Media)]
+    media = [e for e in events if isinstance(e, Media)]
     assert all(m.stream_id == SID and m.track == "inbound" for m in media)
     assert [len(m.payload) for m in media] == [tx.FRAME_BYTES] * 5
     assert [m.chunk for m in media] == [1, 2, 3, 4, 5]
-    assert [m.timestamp for m in media] == [20, 40, 60, 80, 100]
+    assert [m.timestamp_ms for m in media] == [20, 40, 60, 80, 100]
     # The fixture holds 100 ms of a 440 Hz tone at amplitude 8000, in the start's encoding.
     pcm = np.frombuffer(b"".join(decode(m.payload) for m in media), "<i2").astype(np.int32)
     assert 7500 < np.abs(pcm).max() < 8500
     crossings = np.count_nonzero(np.diff(np.signbit(pcm)))
     assert 80 <= crossings <= 92, crossings  # 2 × 440 Hz × 0.1 s
-    assert events[7] == tx.Dtmf(SID, "1")
+    assert events[7] == Dtmf(SID, "1")
     assert events[9] == tx.StreamError(
         SID, "100003", "malformed_frame", "The frame could not be parsed"
     )
-    assert events[10] == tx.Stop(SID, CCID)
+    assert events[10] == Stop(SID, CCID)
     assert stream.stopped
 
 
@@ -117,7 +118,7 @@ def test_ordering_rules_after_start() -> None:
     # Frames without a stream id are this stream's (only "start" must carry one).
     anonymous = json.loads(lines[2])
     del anonymous["stream_id"]
-    assert isinstance(stream.receive(json.dumps(anonymous)), tx.Media)
+    assert isinstance(stream.receive(json.dumps(anonymous)), Media)
     stream.receive(lines[10])
     with pytest.raises(ProtocolError, match="after"):
         stream.receive(lines[2])

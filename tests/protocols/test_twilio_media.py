@@ -12,6 +12,7 @@ import pytest
 
 from voicestream.errors import InvalidAudio, InvalidJSON, ProtocolError, VoiceStreamError
 from voicestream.protocols import twilio_media as tw
+from voicestream.protocols.call_media import Dtmf, Media, Stop
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "twilio"
 SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
@@ -37,12 +38,12 @@ def test_a_whole_call_parses_in_order() -> None:
     assert start.stream_sid == SID and start.call_sid.startswith("CA")
     assert start.tracks == ("inbound",)
     assert start.custom_parameters["ticket"] == "eyJ.fixture.ticket"
-    media = [e for e in events if isinstance(e, tw.Media)]
+    media = [e for e in events if isinstance(e, Media)]
     assert all(len(m.payload) == tw.FRAME_BYTES for m in media)
     assert [m.chunk for m in media] == [1, 2, 3, 4, 5]
     assert [m.timestamp_ms for m in media] == [20, 40, 60, 80, 100]
-    assert events[7] == tw.Dtmf(SID, "1")
-    assert events[9] == tw.Stop(SID, "CA2f8c41c6d83c7c2b7aa6d3c5e4b1f0a9")
+    assert events[7] == Dtmf(SID, "1")
+    assert events[9] == Stop(SID, "CA2f8c41c6d83c7c2b7aa6d3c5e4b1f0a9")
     assert stream.stopped
 
 

@@ -98,6 +98,7 @@ async def test_agent_crud(server) -> None:
             "base_url": "http://127.0.0.1:9/v1",
             "model": "m",
             "api_key_set": True,
+            "api_key_hint": None,  # too short a key to show any of it
         }
         assert patched["instructions"] == "Answer visitor questions."  # unchanged
         public = await server.app[RUNTIME].agents.get_public_config(agent["id"])

@@ -156,7 +156,7 @@ async def test_voice_conversation_over_webrtc(server, http) -> None:
 
         # Hanging up closes the peer on the server and forgets it.
         peers = server.app[WEBRTC_PEERS]
-        assert peers.find(answer["pc_id"]) is not None
+        assert peers.find(answer["pc_id"], "public") is not None  # opened with no key
         client.send({"type": "end"})
         await wait_until(lambda: client.pc.connectionState == "closed", what="the hang-up")
         await wait_until(lambda: answer["pc_id"] not in peers, what="the peer to go")

@@ -73,3 +73,22 @@ class SocketRecorder:
         await asyncio.wait_for(self._reader, self.close_within if within is None else within)
         close_code: int | None = self.ws.close_code
         return close_code
+
+
+async def eventually(
+    check: Callable[[], Any], *, within: float = 10.0, every: float = 0.05, what: str = ""
+) -> Any:
+    """Poll ``check`` (a function or a coroutine function) until it returns something truthy
+    and return that; fail after ``within`` seconds, saying ``what`` was awaited and the last
+    value seen. For state with no event to wait on (metrics, pools, database rows)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            awaited = what or repr(check)
+            raise AssertionError(f"not true within {within} s: {awaited} (last: {result!r})")
+        await asyncio.sleep(every)

@@ -13,6 +13,7 @@ from voicestream.errors import NotFound, ValidationFailed
 from voicestream.store import db
 from voicestream.store.agents import AgentRepository, AgentSpec, NewDocument
 from voicestream.store.conversations import ConversationRepository
+from voicestream.store.secrets import SecretBox
 from voicestream.store.workspaces import ensure_workspace
 
 
@@ -23,7 +24,7 @@ async def _workspace(pool: db.Pool) -> UUID:
 
 @pytest.fixture
 def agents(db_pool: db.Pool) -> AgentRepository:
-    return AgentRepository(db_pool)
+    return AgentRepository(db_pool, SecretBox("s" * 48))
 
 
 @pytest.fixture

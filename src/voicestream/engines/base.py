@@ -8,14 +8,18 @@ executor thread.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import Busy
+
 __all__ = [
     "Alignment",
+    "DecoderPoolStats",
     "STTDecoder",
     "STTEngine",
     "Synthesis",
@@ -120,12 +124,60 @@ class STTDecoder(ABC):
         so its transcript depends on the recording alone and not on earlier traffic."""
 
 
+@dataclass(frozen=True, slots=True)
+class DecoderPoolStats:
+    """What an STT engine's decoder pool holds right now (for metrics and tests)."""
+
+    busy: int  # decoders lent to streams
+    idle: int  # decoders waiting in the pool, warm
+    streams: int  # streams admitted (each holds at most one decoder)
+    max_streams: int | None  # the admission cap; None: unbounded
+
+
 class STTEngine(ABC):
-    """Speech → text. Decoders are pooled by the engine; ``acquire`` may block while loading."""
+    """Speech → text. Decoders are pooled by the engine; ``acquire`` may block while loading.
+
+    A decoder can hold a lot of memory (pocketsphinx: ~95 MB), so streams are admitted against
+    a cap (``max_streams``) before they may acquire one: ``admit_stream`` refuses past it with
+    ``Busy`` at once (a quick "try again" beats a queue of streams that each wait for a
+    decoder), and ``leave_stream`` gives the place back. An admitted stream holds at most one
+    decoder, so the cap bounds the decoders too.
+    """
 
     name: str
     sample_rate: int  # the only rate the decoders accept
     language: str
+
+    def __init__(self, *, max_streams: int | None = None) -> None:
+        if max_streams is not None and max_streams < 1:
+            raise ValueError("max_streams must be at least 1 (or None: unbounded)")
+        self._max_streams = max_streams
+        self._streams = 0
+        self._streams_lock = threading.Lock()
+
+    def admit_stream(self) -> None:
+        """Count one more open stream. Cheap and non-blocking: safe on the event loop.
+
+        Raises:
+            Busy: ``max_streams`` streams are open already.
+        """
+        with self._streams_lock:
+            if self._max_streams is not None and self._streams >= self._max_streams:
+                raise Busy(
+                    f"all {self._max_streams} speech recognizers are busy; try again shortly",
+                    details={"max_streams": self._max_streams},
+                )
+            self._streams += 1
+
+    def leave_stream(self) -> None:
+        """An admitted stream has ended (whether or not it ever acquired a decoder)."""
+        with self._streams_lock:
+            self._streams = max(0, self._streams - 1)
+
+    def pool_stats(self) -> DecoderPoolStats:
+        """Engines that pool decoders report busy and idle ones; the default knows streams."""
+        with self._streams_lock:
+            return DecoderPoolStats(0, 0, self._streams, self._max_streams)
 
     @abstractmethod
     def acquire(self) -> STTDecoder:

@@ -130,7 +130,9 @@ def build_default_registry(settings: Settings) -> EngineRegistry:
         # A decoder ready per STT worker thread (at most 4: each holds ~95 MB of models), so
         # concurrent first requests do not each wait a quarter second for a model load.
         PocketsphinxSTT(
-            min_decoders=min(settings.stt_threads, 4),
+            min_decoders=min(settings.stt_threads, 4, settings.max_stt_streams),
+            max_streams=settings.max_stt_streams,
+            idle_release_seconds=settings.stt_idle_release_seconds,
             options={"fwdflat": settings.stt_second_pass},
         ),
         # Providers as configured (auto: TensorRT → CUDA → CPU, TensorRT plans cached under

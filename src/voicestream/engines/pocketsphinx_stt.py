@@ -1,7 +1,9 @@
 """pocketsphinx (CMU Sphinx) US English speech recognition with a pool of decoders.
 
 A decoder holds its own copy of the acoustic and language models (~95 MB, ~0.25 s to create), so
-decoders are pooled: a stream borrows one for its lifetime and gives it back. Decoders adapt
+decoders are pooled: a stream borrows one for its lifetime and gives it back. Streams are
+admitted against a cap first (``STTEngine.admit_stream``), and decoders left idle after a burst
+are freed after a while, down to the warm spares (``min_decoders``). Decoders adapt
 their cepstral mean (CMN) as they hear audio; the pool starts each stream from an average of
 what recent streams ended with (see ``release``). A whole recording instead starts from its
 own mean (``calibrate``), so the same file always gives the same transcript.
@@ -9,12 +11,15 @@ own mean (``calibrate``), so the same file always gives the same transcript.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
 import threading
+import time
 from typing import Any
 
 from voicestream.engines._pocketsphinx_ffi import PocketsphinxLib, load_pocketsphinx
-from voicestream.engines.base import STTDecoder, STTEngine, Transcript, Word
+from voicestream.engines.base import DecoderPoolStats, STTDecoder, STTEngine, Transcript, Word
 from voicestream.errors import Overloaded
 
 __all__ = ["PocketsphinxDecoder", "PocketsphinxSTT"]
@@ -108,10 +113,14 @@ class PocketsphinxSTT(STTEngine):
     """Pooled pocketsphinx decoders with the bundled en-us model.
 
     Args:
-        min_decoders: how many decoders ``warm_up`` creates ahead of demand.
+        min_decoders: how many decoders ``warm_up`` creates ahead of demand, and how many idle
+            ones the pool keeps warm for good.
         max_decoders: upper bound on decoders alive at once (None: unbounded). When all are
             borrowed, ``acquire`` waits up to ``acquire_timeout`` seconds, then raises
             ``Overloaded``.
+        max_streams: streams admitted at once (``admit_stream``; None: unbounded).
+        idle_release_seconds: an idle decoder beyond the ``min_decoders`` spares is freed
+            after this long unused, so a burst's memory comes back.
         options: extra pocketsphinx configuration (e.g. ``{"lw": 7.0}``), merged over ours.
     """
 
@@ -125,10 +134,15 @@ class PocketsphinxSTT(STTEngine):
         min_decoders: int = 1,
         max_decoders: int | None = None,
         acquire_timeout: float = 30.0,
+        max_streams: int | None = None,
+        idle_release_seconds: float = 30.0,
         options: dict[str, Any] | None = None,
     ) -> None:
         if min_decoders < 0 or (max_decoders is not None and max_decoders < max(1, min_decoders)):
             raise ValueError("need 0 <= min_decoders <= max_decoders and max_decoders >= 1")
+        if idle_release_seconds <= 0:
+            raise ValueError("idle_release_seconds must be positive")
+        super().__init__(max_streams=max_streams)
         self._lib = load_pocketsphinx()
         model = self._lib.model_dir
         # pocketsphinx 5's own search defaults: on flite slt speech they give 6.9 % WER over the
@@ -145,9 +159,14 @@ class PocketsphinxSTT(STTEngine):
         self._min = min_decoders
         self._max = max_decoders
         self._timeout = acquire_timeout
-        self._free: list[PocketsphinxDecoder] = []
+        self._idle_s = idle_release_seconds
+        # Idle decoders with the monotonic time each came back; the newest is lent first, so
+        # the oldest age out after a burst.
+        self._free: list[tuple[float, PocketsphinxDecoder]] = []
         self._alive = 0  # decoders created (free + borrowed + being created)
         self._cond = threading.Condition()
+        self._trimmer: threading.Timer | None = None  # pending idle release, when any
+        self._closed = False
         # The cepstral mean the last learning stream ended with (b"": the model's own).
         self._prior_cmn = b""
 
@@ -155,6 +174,13 @@ class PocketsphinxSTT(STTEngine):
     def decoders_alive(self) -> int:
         with self._cond:
             return self._alive
+
+    def pool_stats(self) -> DecoderPoolStats:
+        streams = super().pool_stats()
+        with self._cond:
+            idle = len(self._free)
+            busy = self._alive - idle
+        return DecoderPoolStats(busy, idle, streams.streams, streams.max_streams)
 
     def warm_up(self) -> None:
         while True:
@@ -169,7 +195,7 @@ class PocketsphinxSTT(STTEngine):
             if not self._free and self._max is not None and self._alive >= self._max:
                 if not self._cond.wait_for(lambda: bool(self._free), timeout=self._timeout):
                     raise Overloaded("no speech recognizer free; try again shortly")
-            decoder = self._free.pop() if self._free else None
+            decoder = self._free.pop()[1] if self._free else None
             prior = self._prior_cmn
             if decoder is None:
                 self._alive += 1
@@ -202,8 +228,33 @@ class PocketsphinxSTT(STTEngine):
         with self._cond:
             idle, self._free = self._free, []
             self._alive -= len(idle)
-        for decoder in idle:
+            self._closed = True
+            trimmer, self._trimmer = self._trimmer, None
+        if trimmer is not None:
+            trimmer.cancel()
+        for _, decoder in idle:
             decoder.close()
+
+    def release_idle(self, now: float | None = None) -> int:
+        """Free decoders idle for ``idle_release_seconds``, keeping ``min_decoders`` warm.
+
+        Runs by itself on a timer after decoders come back; returns how many it freed.
+        """
+        now = time.monotonic() if now is None else now
+        with self._cond:
+            surplus = len(self._free) - self._min
+            # The list is in return order: the stalest idle decoders are at its head.
+            stale = 0
+            while stale < surplus and now - self._free[stale][0] >= self._idle_s:
+                stale += 1
+            freed = [decoder for _, decoder in self._free[:stale]]
+            del self._free[:stale]
+            self._alive -= stale
+        for decoder in freed:
+            decoder.close()
+        if freed:
+            _return_freed_memory()
+        return len(freed)
 
     def _create(self) -> PocketsphinxDecoder:
         try:
@@ -216,8 +267,43 @@ class PocketsphinxSTT(STTEngine):
 
     def _release_created(self, decoder: PocketsphinxDecoder) -> None:
         with self._cond:
-            self._free.append(decoder)
+            self._free.append((time.monotonic(), decoder))
             self._cond.notify()
+            self._schedule_trim_locked()
+
+    def _schedule_trim_locked(self) -> None:
+        """One timer at a time, due when the stalest surplus decoder has idled long enough."""
+        if self._closed or self._trimmer is not None or len(self._free) <= self._min:
+            return
+        due = self._free[0][0] + self._idle_s - time.monotonic()
+        self._trimmer = threading.Timer(max(0.0, due), self._trim_on_timer)
+        self._trimmer.name = "pocketsphinx-idle-release"
+        self._trimmer.daemon = True  # never keeps the process alive at exit
+        self._trimmer.start()
+
+    def _trim_on_timer(self) -> None:
+        self.release_idle()
+        with self._cond:
+            self._trimmer = None
+            self._schedule_trim_locked()
+
+
+def _load_malloc_trim() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc: its allocator returns memory its own way
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _return_freed_memory() -> None:
+    """A decoder is thousands of small allocations; glibc keeps freed ones in its heap unless
+    asked to give them back, so without this the process's RSS never comes down."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 # Each learning stream moves the shared prior this far toward its own estimate: the prior

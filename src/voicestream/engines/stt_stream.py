@@ -5,11 +5,16 @@ an utterance's audio (with a short pre-roll, so the first phone is not clipped) 
 decoder, which yields partial hypotheses as it goes and a final transcript with word timings at
 the end of the utterance. All blocking work for one stream runs on the STT executor, one call at
 a time, so per-stream state needs no locks.
+
+A stream is admitted by its engine when it is created (``STTEngine.admit_stream``: ``Busy``
+past the cap) and leaves when it ends or is closed, whether or not it ever needed a decoder.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,6 +23,8 @@ from .executor import InferenceExecutor
 from .vad import VoiceActivityDetector
 
 __all__ = ["STTEvent", "STTStream"]
+
+log = logging.getLogger(__name__)
 
 _PRE_ROLL_S = 0.3
 # pocketsphinx's search slows down on very long utterances; cut them even if nobody pauses.
@@ -39,7 +46,11 @@ class STTEvent:
 
 
 class STTStream:
-    """One transcription stream; ``feed`` and ``end`` are coroutines, called in order."""
+    """One transcription stream; ``feed`` and ``end`` are coroutines, called in order.
+
+    Raises (on creation):
+        Busy: the engine already serves as many streams as it admits.
+    """
 
     def __init__(
         self,
@@ -74,6 +85,11 @@ class STTStream:
         self._closed = False
         # Audio unlike the usual traffic (a phone line) must not teach the decoder pool.
         self.narrowband = False
+        # Last, so nothing after it can fail and strand the place. A stream its owner forgets
+        # to close still gives its place back when it is collected.
+        engine.admit_stream()
+        self._admission = weakref.finalize(self, _forgotten_stream, engine)
+        self._admission.atexit = False
 
     def configure_vad(self, *, threshold: float, min_silence_ms: int, min_speech_ms: int) -> None:
         """New VAD settings; only before any audio (a detector mid-stream keeps its own)."""
@@ -149,13 +165,17 @@ class STTStream:
         return out
 
     def _release(self) -> None:
-        if self._decoder is not None:
-            if self._in_utt:
-                self._decoder.finish()
-                self._in_utt = False
-            self._engine.release(self._decoder, learn=not self.narrowband)
-            self._decoder = None
-        self._closed = True
+        try:
+            if self._decoder is not None:
+                if self._in_utt:
+                    self._decoder.finish()
+                    self._in_utt = False
+                self._engine.release(self._decoder, learn=not self.narrowband)
+                self._decoder = None
+        finally:
+            self._closed = True
+            if self._admission.detach() is not None:
+                self._engine.leave_stream()
 
     def _begin_utterance(self, at: int) -> None:
         if self._decoder is None:
@@ -224,3 +244,8 @@ class STTStream:
         total = len(self._pending) // 2
         if total > keep:
             self._drop_until(self._pending_start + total - keep)
+
+
+def _forgotten_stream(engine: STTEngine) -> None:
+    log.warning("an STT stream was dropped without end() or aclose(); its place is given back")
+    engine.leave_stream()

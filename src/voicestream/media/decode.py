@@ -13,10 +13,10 @@ import av
 import av.error
 
 from voicestream.errors import InvalidAudio, PayloadTooLarge, UnsupportedFormat
-from voicestream.media.formats import AudioFormat, Codec
+from voicestream.media.formats import AudioFormat, Codec, check_source_audio
 from voicestream.media.g711 import alaw_to_pcm16, ulaw_to_pcm16
 from voicestream.media.resample import Resampler, check_rate, resample
-from voicestream.media.wav import read_wav
+from voicestream.media.wav import read_wav, read_wav_format
 
 __all__ = ["DEFAULT_MAX_SECONDS", "RawStreamDecoder", "decode_audio", "decode_raw"]
 
@@ -36,27 +36,27 @@ def decode_audio(
 ) -> bytes:
     """Any common audio file (WAV, MP3, Ogg, FLAC, AAC, M4A, WebM) as mono s16le.
 
-    Raises InvalidAudio for input that holds no decodable audio and PayloadTooLarge
-    once more than ``max_seconds`` decode, so a tiny file that expands into hours of
-    audio is stopped early.
+    Raises InvalidAudio for input that holds no decodable audio or declares a rate or
+    channel count outside ``check_source_audio``'s bounds (checked before decoding), and
+    PayloadTooLarge once more than ``max_seconds`` decode, so a tiny file that expands
+    into hours of audio is stopped early.
     """
     check_rate(target_rate, "target_rate")
     if not data:
         raise InvalidAudio("audio is empty")
     if data[:4] == b"RIFF":
-        # The common case of plain PCM WAV needs no demuxer at all.
-        try:
-            pcm, rate = read_wav(data)
-        except InvalidAudio:
-            pass  # float, 24-bit, ADPCM...: let libav have a go
-        else:
-            _check_duration(len(pcm) / 2 / rate, max_seconds)
-            if not pcm:
-                raise InvalidAudio("WAV file holds no audio samples")
+        # Checked before any decoder runs: the header alone decides what decoding will cost.
+        if read_wav_format(data).is_pcm16:
+            # The common case of plain PCM WAV needs no demuxer at all.
             try:
+                pcm, rate = read_wav(data)
+            except InvalidAudio:
+                pass  # an odd chunk layout libav may still read
+            else:
+                _check_duration(len(pcm) / 2 / rate, max_seconds)
+                if not pcm:
+                    raise InvalidAudio("WAV file holds no audio samples")
                 return resample(pcm, rate, target_rate)
-            except ValueError:
-                raise InvalidAudio(f"unsupported WAV sample rate {rate} Hz") from None
     try:
         pcm = _decode_with_libav(data, target_rate, max_seconds)
     except _DECODE_ERRORS as exc:
@@ -129,7 +129,12 @@ def _decode_with_libav(data: bytes, target_rate: int, max_seconds: float) -> byt
         if not container.streams.audio:
             raise InvalidAudio("the file has no audio stream")
         stream = container.streams.audio[0]
-        stream.codec_context.thread_count = 1
+        codec = stream.codec_context
+        if codec is None:
+            # libav found the stream but no decoder for it (a WAV saying 0 bits per sample).
+            raise InvalidAudio("the audio stream's encoding is not supported")
+        check_source_audio(codec.sample_rate, codec.channels)
+        codec.thread_count = 1
         mixer = _Mixer(target_rate)
         seconds = 0.0
         decoded_any = False
@@ -142,8 +147,10 @@ def _decode_with_libav(data: bytes, target_rate: int, max_seconds: float) -> byt
                 last_error = exc
                 continue
             for frame in frames:
-                if not isinstance(frame, av.AudioFrame) or frame.sample_rate <= 0:
+                if not isinstance(frame, av.AudioFrame):
                     continue
+                # Chained streams may change parameters mid-file: each frame meets the bounds.
+                check_source_audio(frame.sample_rate, frame.layout.nb_channels)
                 seconds += frame.samples / frame.sample_rate
                 _check_duration(seconds, max_seconds)
                 mixer.add(frame)

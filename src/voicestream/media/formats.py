@@ -1,17 +1,22 @@
-"""Output audio formats, named the ElevenLabs way: ``codec_samplerate[_bitrate_kbps]``."""
+"""Output audio formats, named the ElevenLabs way: ``codec_samplerate[_bitrate_kbps]``; and the
+bounds any client audio must stay within before it is decoded."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 
-from voicestream.errors import UnsupportedFormat
+from voicestream.errors import InvalidAudio, UnsupportedFormat
 
 __all__ = [
+    "MAX_SOURCE_CHANNELS",
+    "MAX_SOURCE_RATE",
+    "MIN_SOURCE_RATE",
     "PCM_RATES",
     "SUPPORTED_FORMATS",
     "AudioFormat",
     "Codec",
+    "check_source_audio",
     "parse_format",
 ]
 
@@ -120,3 +125,26 @@ def parse_format(name: str) -> AudioFormat:
             f"unsupported output format {name!r}; supported: {', '.join(SUPPORTED_FORMATS)}",
             details={"format": str(name), "supported": list(SUPPORTED_FORMATS)},
         ) from None
+
+
+# What uploaded audio may declare. Decoding cost follows the declared rate, not the upload's size:
+# a 28 KB WAV that claims 1 Hz holds hours of "audio" and grows 16000-fold when resampled to
+# 16 kHz. No real recording sits outside these bounds; the top is also the resampler's limit.
+MIN_SOURCE_RATE = 1000
+MAX_SOURCE_RATE = 192_000
+MAX_SOURCE_CHANNELS = 8
+
+
+def check_source_audio(sample_rate: int, channels: int) -> None:
+    """InvalidAudio unless a client's audio declares a rate and channel count we will decode."""
+    if not MIN_SOURCE_RATE <= sample_rate <= MAX_SOURCE_RATE:
+        raise InvalidAudio(
+            f"unsupported sample rate {sample_rate} Hz; audio must be "
+            f"{MIN_SOURCE_RATE}..{MAX_SOURCE_RATE} Hz",
+            details={"sample_rate": sample_rate},
+        )
+    if not 1 <= channels <= MAX_SOURCE_CHANNELS:
+        raise InvalidAudio(
+            f"unsupported channel count {channels}; audio must have 1..{MAX_SOURCE_CHANNELS}",
+            details={"channels": channels},
+        )

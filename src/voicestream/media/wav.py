@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from voicestream.errors import InvalidAudio
+from voicestream.media.formats import check_source_audio
 
-__all__ = ["WAV_HEADER_SIZE", "encode_wav", "read_wav", "wav_header"]
+__all__ = [
+    "WAV_HEADER_SIZE",
+    "WavFormat",
+    "encode_wav",
+    "read_wav",
+    "read_wav_format",
+    "wav_header",
+]
 
 WAV_HEADER_SIZE = 44
 _UNKNOWN_SIZE = 0xFFFFFFFF  # decoders treat a maxed-out size as "read until EOF"
@@ -17,6 +27,10 @@ _FORMAT_PCM = 0x0001
 _FORMAT_EXTENSIBLE = 0xFFFE
 # The first two bytes of a WAVE_FORMAT_EXTENSIBLE SubFormat GUID carry the plain format tag.
 _EXTENSIBLE_FMT_MIN = 40
+# Tags whose blocks are whole samples, so the sample size must be real and fill the block:
+# PCM, IEEE float, A-law, µ-law. Compressed tags (ADPCM, MP3…) may say 0 bits per sample.
+_SAMPLE_FORMATS = frozenset({_FORMAT_PCM, 0x0003, 0x0006, 0x0007})
+_SAMPLE_SIZES = frozenset({8, 16, 24, 32, 64})
 
 
 def wav_header(
@@ -60,6 +74,35 @@ def encode_wav(pcm: bytes, sample_rate: int) -> bytes:
     return wav_header(sample_rate, len(pcm) // 2) + pcm
 
 
+@dataclass(frozen=True, slots=True)
+class WavFormat:
+    """A WAV file's fmt chunk; ``tag`` is the plain format tag, also for WAVE_FORMAT_EXTENSIBLE."""
+
+    tag: int
+    channels: int
+    sample_rate: int
+    block_align: int
+    bits: int
+
+    @property
+    def is_pcm16(self) -> bool:
+        return self.tag == _FORMAT_PCM and self.bits == 16
+
+
+def read_wav_format(data: bytes) -> WavFormat:
+    """The checked fmt chunk of a RIFF/WAVE file, read before any decoder sees the file.
+
+    Raises:
+        InvalidAudio: not RIFF/WAVE, no fmt chunk, or a fmt chunk no audio can have: a rate or
+            channel count outside ``check_source_audio``'s bounds, or, for sample formats (PCM,
+            float, A-law, µ-law), a sample size of 0 or one that disagrees with the block size.
+    """
+    for chunk_id, body, size in _chunks(data):
+        if chunk_id == b"fmt ":
+            return _parse_fmt(data[body : body + size])
+    raise InvalidAudio("WAV file has no fmt chunk")
+
+
 def read_wav(data: bytes) -> tuple[bytes, int]:
     """Mono s16le and the sample rate of a 16-bit PCM WAV; other channel counts are averaged.
 
@@ -67,40 +110,53 @@ def read_wav(data: bytes) -> tuple[bytes, int]:
     to the end of the input; one that claims more than is there (a cut-off file)
     yields the whole samples that are present.
     """
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise InvalidAudio("not a WAV file (no RIFF/WAVE header)")
-    fmt: tuple[int, int, int] | None = None
-    pos = 12
-    while pos + 8 <= len(data):
-        chunk_id = data[pos : pos + 4]
-        (size,) = struct.unpack_from("<I", data, pos + 4)
-        body = pos + 8
+    fmt: WavFormat | None = None
+    for chunk_id, body, size in _chunks(data):
         if chunk_id == b"fmt ":
             fmt = _parse_fmt(data[body : body + size])
+            if not fmt.is_pcm16:
+                raise InvalidAudio(
+                    f"only 16-bit PCM WAV is supported (format {fmt.tag:#x}, {fmt.bits} bits)"
+                )
         elif chunk_id == b"data":
             if fmt is None:
                 raise InvalidAudio("WAV data chunk comes before its fmt chunk")
-            channels, rate, _ = fmt
             # Writers that cannot seek back leave the size at 0 or at the maximum.
             end = len(data) if size in (0, _UNKNOWN_SIZE) else body + size
-            return _to_mono(data[body:end], channels), rate
-        pos = body + size + (size & 1)  # chunks are padded to an even length
+            return _to_mono(data[body:end], fmt.channels), fmt.sample_rate
     if fmt is None:
         raise InvalidAudio("WAV file has no fmt chunk")
     raise InvalidAudio("WAV file has no data chunk")
 
 
-def _parse_fmt(chunk: bytes) -> tuple[int, int, int]:
+def _chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(chunk id, offset of its body, declared size) of each chunk of a RIFF/WAVE file."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise InvalidAudio("not a WAV file (no RIFF/WAVE header)")
+    pos = 12
+    while pos + 8 <= len(data):
+        (size,) = struct.unpack_from("<I", data, pos + 4)
+        yield data[pos : pos + 4], pos + 8, size
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+
+
+def _parse_fmt(chunk: bytes) -> WavFormat:
     if len(chunk) < 16:
         raise InvalidAudio("WAV fmt chunk is truncated")
     tag, channels, rate, _, block_align, bits = struct.unpack_from("<HHIIHH", chunk)
     if tag == _FORMAT_EXTENSIBLE and len(chunk) >= _EXTENSIBLE_FMT_MIN:
         (tag,) = struct.unpack_from("<H", chunk, 24)
-    if tag != _FORMAT_PCM or bits != 16:
-        raise InvalidAudio(f"only 16-bit PCM WAV is supported (format {tag:#x}, {bits} bits)")
-    if channels < 1 or rate < 1 or block_align != channels * 2:
-        raise InvalidAudio("WAV fmt chunk is inconsistent")
-    return channels, rate, block_align
+    check_source_audio(rate, channels)
+    if block_align < 1:
+        raise InvalidAudio("WAV fmt chunk declares a block size of 0")
+    if tag in _SAMPLE_FORMATS and (
+        bits not in _SAMPLE_SIZES or block_align != channels * bits // 8
+    ):
+        raise InvalidAudio(
+            f"WAV fmt chunk is inconsistent ({bits} bits per sample, {channels} channels, "
+            f"blocks of {block_align} bytes)"
+        )
+    return WavFormat(tag, channels, rate, block_align, bits)
 
 
 def _to_mono(payload: bytes, channels: int) -> bytes:

@@ -11,7 +11,18 @@ Three lanes run side by side:
 
 Barge-in is control, not data: it cancels the responder, empties the speaker in one call and
 emits an ``interruption`` event; the frames already handed out (at most a frame or two, since
-transports pull at playback pace) are all the user still hears.
+transports pull at playback pace) are all the user still hears. The interrupted turn is recorded
+there and then, so that whatever interrupted it (typed text, a key press) comes after it in the
+history and the stored conversation.
+
+A turn that fails (the agent or its voice raises) is logged, told to the client as an ``error``
+event and ended with what was said; the session goes on to the next user turn.
+
+Both queues are bounded. A client that lets ``max_events`` events pile up is too slow to hold a
+conversation: ``next_event`` then raises ``ClientTooSlow``, and the transport closes the socket
+with the protocol's error event and 1013 (nothing is skipped silently, nothing buffered without
+end). A store that lets ``max_pending_writes`` writes pile up is failing (its outbox absorbs
+outages): further writes are dropped, and the client is told once with an ``error`` event.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from ..engines.catalog import EngineRegistry
 from ..engines.executor import InferenceExecutor
 from ..engines.stt_stream import STTStream
 from ..engines.tts_stream import TTSStream
-from ..errors import VoiceStreamError
+from ..errors import ClientTooSlow, EngineError, ServiceUnavailable, VoiceStreamError
 from ..media.resample import Resampler
 from . import events
 from .speaker import Speaker
@@ -70,6 +81,14 @@ class SessionDeps:
 
 
 @dataclass(slots=True)
+class _Turn:
+    """One agent turn's text so far; recorded once, whichever way the turn ends."""
+
+    reply: list[str] = field(default_factory=list)
+    recorded: bool = False
+
+
+@dataclass(slots=True)
 class SessionStats:
     """Timestamps the benchmarks and metrics read (``time.monotonic``)."""
 
@@ -77,6 +96,7 @@ class SessionStats:
     agent_audio_start: list[float] = field(default_factory=list)
     voice_to_voice: list[float] = field(default_factory=list)
     interruptions: int = 0
+    dropped_writes: int = 0  # conversation writes lost to a store that fell too far behind
 
 
 class ConversationSession:
@@ -91,6 +111,7 @@ class ConversationSession:
         end_user_id: str | None = None,
         history: list[ChatMessage] | None = None,
         max_events: int = 2000,
+        max_pending_writes: int = 256,
     ) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.conversation_id = conversation_id
@@ -111,9 +132,14 @@ class ConversationSession:
             min_speech_ms=deps.vad_min_speech_ms,
         )
         self._events: asyncio.Queue[Event] = asyncio.Queue(max_events)
+        self._too_slow: ClientTooSlow | None = None  # set once the client fell too far behind
         self._responder: asyncio.Task[None] | None = None
+        self._turn: _Turn | None = None  # the responder's turn
         # Writes go through one queue so they land in conversation order, off the hot path.
-        self._writes: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
+        self._writes: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue(
+            max_pending_writes
+        )
+        self._store_behind = False  # writes are being dropped; the client has been told
         self._writer = asyncio.create_task(self._write_loop(), name="session-writes")
         self._user_speaking = False
         self._closed = False
@@ -190,9 +216,21 @@ class ConversationSession:
     # ---- outputs --------------------------------------------------------------------------
 
     async def next_event(self) -> Event:
+        """The next event for the client.
+
+        Raises:
+            ClientTooSlow: the client let the event queue fill up; the conversation is over
+                (what is still queued is stale by now).
+        """
+        if self._too_slow is not None:
+            raise self._too_slow
         return await self._events.get()
 
     def next_event_nowait(self) -> Event | None:
+        """The next event, or None when there is none yet. Raises ``ClientTooSlow`` as
+        ``next_event`` does."""
+        if self._too_slow is not None:
+            raise self._too_slow
         try:
             return self._events.get_nowait()
         except asyncio.QueueEmpty:
@@ -207,12 +245,15 @@ class ConversationSession:
     # ---- control --------------------------------------------------------------------------
 
     def barge_in(self) -> None:
-        """Stop the agent now: cancel its turn and drop every queued frame."""
-        if self._responder is not None and not self._responder.done():
-            self._responder.cancel()
+        """Stop the agent now: cancel its turn, drop every queued frame and record the turn as
+        interrupted (now, not when the cancelled task next runs: what interrupted it comes
+        after it)."""
+        turn = self._cancel_responder()
         dropped = self.speaker.clear()
         self.stats.interruptions += 1
         self._emit(events.interruption(dropped_ms=dropped * 20))
+        if turn is not None:
+            self._finish_turn(turn, interrupted=True)
 
     async def close(self) -> None:
         if self._closed:
@@ -224,7 +265,7 @@ class ConversationSession:
                 await self._responder
         self._idle.cancel()
         await self._stt.aclose()
-        self._writes.put_nowait(None)
+        await self._writes.put(None)  # waits for room: the writer is draining the queue
         await self._writer  # every turn is recorded before the session is gone
 
     # ---- internals ------------------------------------------------------------------------
@@ -246,13 +287,25 @@ class ConversationSession:
         self._start_turn(request, None)
 
     def _start_turn(self, request: AgentRequest | None, fixed_text: str | None) -> None:
-        if self._responder is not None and not self._responder.done():
-            self._responder.cancel()
-        self._responder = asyncio.create_task(self._respond(request, fixed_text), name="respond")
+        if (cut_short := self._cancel_responder()) is not None:
+            self._finish_turn(cut_short, interrupted=True)
+        self._turn = turn = _Turn()
+        self._responder = asyncio.create_task(
+            self._respond(request, fixed_text, turn), name="respond"
+        )
 
-    async def _respond(self, request: AgentRequest | None, fixed_text: str | None) -> None:
+    def _cancel_responder(self) -> _Turn | None:
+        """Cancel the turn in progress; returns it (None: no turn was in progress)."""
+        if self._responder is None or self._responder.done():
+            return None
+        self._responder.cancel()
+        return self._turn
+
+    async def _respond(
+        self, request: AgentRequest | None, fixed_text: str | None, turn: _Turn
+    ) -> None:
         tts = TTSStream(self._engine, self._voice, self._deps.tts_executors[self._engine.name])
-        reply: list[str] = []
+        reply = turn.reply
         spoken = False
 
         async def produce() -> None:
@@ -280,11 +333,7 @@ class ConversationSession:
                     pcm = resampler.process(pcm)
                 if not spoken:
                     spoken = True
-                    now = time.monotonic()
-                    self.stats.agent_audio_start.append(now)
-                    if request is not None and self.stats.user_speech_end is not None:
-                        self.stats.voice_to_voice.append(now - self.stats.user_speech_end)
-                    self._emit(events.turn("agent", "start"))
+                    self._agent_speaks(answering=request is not None)
                 await self.speaker.put(pcm)
             if resampler is not None:
                 await self.speaker.put(resampler.flush())
@@ -293,23 +342,61 @@ class ConversationSession:
             # The turn lasts until its audio has played out: a barge-in until then is an
             # interruption of this turn.
             await self.speaker.drained()
-            self._finish_turn(reply, interrupted=False)
+            self._finish_turn(turn, interrupted=False)
         except asyncio.CancelledError:
             producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await producer
-            self._finish_turn(reply, interrupted=True)
+            try:
+                await asyncio.wait([producer])  # waits without raising what the task raised
+            finally:
+                self._finish_turn(turn, interrupted=True)
+            self._report_failure(producer)
             raise
-        except VoiceStreamError as err:
+        except Exception as err:  # reported here: nobody awaits the responder
             producer.cancel()
-            log.warning("agent turn failed: %s", err)
-            self._emit(events.error(err.code, err.message))
+            self._turn_failed(err)
+            self._finish_turn(turn, interrupted=True)
+            await asyncio.wait([producer])
+            self._report_failure(producer, reported=err)
         finally:
             if not producer.done():
                 producer.cancel()
 
-    def _finish_turn(self, reply: list[str], *, interrupted: bool) -> None:
-        text = "".join(reply).strip()
+    def _agent_speaks(self, *, answering: bool) -> None:
+        """The turn's first audio: the figures users feel, and the turn's start."""
+        now = time.monotonic()
+        self.stats.agent_audio_start.append(now)
+        if answering and self.stats.user_speech_end is not None:
+            self.stats.voice_to_voice.append(now - self.stats.user_speech_end)
+        self._emit(events.turn("agent", "start"))
+
+    def _turn_failed(self, err: Exception) -> None:
+        """The client is told in the error tree's words; the operator gets the traceback of
+        anything that is not one of our typed errors."""
+        if isinstance(err, VoiceStreamError):
+            log.warning("session %s: agent turn failed: %s", self.id, err)
+            told = err
+        else:
+            log.error("session %s: agent turn failed", self.id, exc_info=err)
+            told = EngineError("the agent failed to answer; please try again")
+        self._emit(events.error(told.code, told.message))
+
+    def _report_failure(
+        self, task: asyncio.Task[None], *, reported: BaseException | None = None
+    ) -> None:
+        """A task we cancelled ourselves may still have failed first: that is worth seeing,
+        not something to swallow along with the cancellation (``reported``: already seen)."""
+        if not task.done() or task.cancelled() or (exc := task.exception()) in (None, reported):
+            return
+        if isinstance(exc, VoiceStreamError):
+            log.warning("session %s: %s failed: %s", self.id, task.get_name(), exc)
+        else:
+            log.error("session %s: %s failed", self.id, task.get_name(), exc_info=exc)
+
+    def _finish_turn(self, turn: _Turn, *, interrupted: bool) -> None:
+        if turn.recorded:
+            return
+        turn.recorded = True
+        text = "".join(turn.reply).strip()
         if not text:
             return
         self.history.append(ChatMessage("assistant", text))
@@ -320,13 +407,40 @@ class ConversationSession:
         self._persist(lambda: self._hooks.save_state(history, user))
 
     def _persist(self, write: Callable[[], Awaitable[None]]) -> None:
-        if not self._writer.done():
+        if self._writer.done():
+            return
+        try:
             self._writes.put_nowait(write)
+        except asyncio.QueueFull:
+            self._store_fell_behind()
+
+    def _store_fell_behind(self) -> None:
+        """The store takes writes far slower than the conversation makes them: the write is
+        dropped, and the client told (once per backlog) that the conversation is not being
+        kept, instead of memory growing for as long as the store stays slow."""
+        self.stats.dropped_writes += 1
+        if self._store_behind:
+            return
+        self._store_behind = True
+        log.warning(
+            "session %s: %d conversation writes waiting; dropping further ones",
+            self.id,
+            self._writes.qsize(),
+        )
+        err = ServiceUnavailable("the conversation store is falling behind: turns are not kept")
+        self._emit(events.error(err.code, err.message))
 
     async def _write_loop(self) -> None:
         while (write := await self._writes.get()) is not None:
+            if self._writes.empty():
+                self._store_behind = False  # caught up: a new backlog is worth a new warning
             try:
                 await write()
+            except VoiceStreamError as err:
+                # An outage the store could not ride out (its outbox failed too): the turn is
+                # lost, and the client is told rather than left to believe it was kept.
+                log.warning("session %s: could not record a turn: %s", self.id, err)
+                self._emit(events.error(err.code, err.message))
             except Exception:  # persistence trouble must not kill the live conversation
                 log.exception("session %s: could not record a turn", self.id)
 
@@ -354,8 +468,13 @@ class ConversationSession:
             return
 
     def _emit(self, event: Event) -> None:
+        if self._too_slow is not None:
+            return  # the conversation is over; its transport is closing it
         try:
             self._events.put_nowait(event)
         except asyncio.QueueFull:
-            # A client that stopped reading events; the transport closes it on its side.
-            log.warning("session %s: event queue full, dropping %s", self.id, event["type"])
+            size = self._events.maxsize
+            log.info("session %s: client left %d events unread; ending the session", self.id, size)
+            self._too_slow = ClientTooSlow(
+                f"the client left {size} events unread: it cannot keep up with the conversation"
+            )

@@ -11,7 +11,13 @@ Client → server: binary audio in the input format, and JSON control messages::
     {"type": "pong", "event_id": 3}  # answer to a ping (optional)
     {"type": "end"}                  # hang up
 
-Server → client: binary agent audio and JSON events — ``session`` (first), ``user_transcript``
+``end_user_id`` (in ``config``, or on opening) names the end user whose long-term memory the
+agent reads and writes. It is believed only on a connection opened with an API key; a ticket's
+end user cannot be changed, and anyone else's conversation stays anonymous (no memory): the
+claim is ignored, not refused, so a public widget keeps working.
+
+Server → client: binary agent audio and JSON events — ``session`` (first, with
+``long_term_memory``: whether the conversation has a believed end user), ``user_transcript``
 ``{text, final}``, ``agent_response`` ``{text}``, ``interruption``, ``turn`` ``{speaker, state}``,
 ``ping`` ``{event_id}``, ``session_end`` ``{reason}`` (then a normal close), ``error``
 ``{code, message}``.
@@ -24,7 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ProtocolError, TextTooLong
+from ..errors import ProtocolError, TextTooLong, VoiceStreamError
+from .json_fields import Fault, FieldReader
 from .json_messages import load_object
 
 __all__ = ["Config", "Dtmf", "End", "Pong", "UserText", "dump", "parse_client_message"]
@@ -67,26 +74,20 @@ class End:
 ClientMessage = Config | UserText | Dtmf | Pong | End
 
 
-def _opt_str(msg: dict[str, Any], key: str, limit: int = 200) -> str | None:
-    value = msg.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise ProtocolError(f'"{key}" must be a non-empty string of at most {limit} characters')
-    return value
+def _complaint(fault: Fault) -> VoiceStreamError:
+    field = f'"{fault.path}"'
+    if fault.expected in ("a number", "an integer"):
+        return ProtocolError(
+            f"{field} must be {fault.expected} from {fault.low:g} to {fault.high:g}"
+        )
+    if fault.expected == "a string":
+        return ProtocolError(
+            f"{field} must be a non-empty string of at most {fault.high} characters"
+        )
+    return ProtocolError(f"{field} must be {fault.expected}")
 
 
-def _opt_number(
-    msg: dict[str, Any], key: str, low: float, high: float, *, integer: bool = False
-) -> Any:
-    value = msg.get(key)
-    if value is None:
-        return None
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
-    if not ok or (integer and not isinstance(value, int)):
-        kind = "an integer" if integer else "a number"
-        raise ProtocolError(f'"{key}" must be {kind} from {low:g} to {high:g}')
-    return value
+_fields = FieldReader(_complaint, text_limit=200, empty_text=False)
 
 
 def parse_client_message(raw: str) -> ClientMessage:
@@ -99,13 +100,13 @@ def parse_client_message(raw: str) -> ClientMessage:
     match msg.get("type"):
         case "config":
             return Config(
-                _opt_str(msg, "input_format"),
-                _opt_str(msg, "output_format"),
-                _opt_str(msg, "end_user_id"),
-                _opt_number(msg, "vad_threshold", 0.05, 0.95),
-                _opt_number(msg, "vad_min_silence_ms", 32, 10_000, integer=True),
-                _opt_number(msg, "vad_min_speech_ms", 32, 2000, integer=True),
-                _opt_number(msg, "silence_timeout_s", 0, 3600),
+                _fields.opt_text(msg, "input_format"),
+                _fields.opt_text(msg, "output_format"),
+                _fields.opt_text(msg, "end_user_id"),
+                _fields.opt_number(msg, "vad_threshold", 0.05, 0.95),
+                _fields.opt_integer(msg, "vad_min_silence_ms", 32, 10_000),
+                _fields.opt_integer(msg, "vad_min_speech_ms", 32, 2000),
+                _fields.opt_number(msg, "silence_timeout_s", 0, 3600),
             )
         case "text":
             text = msg.get("text")

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..errors import InvalidAudio, PayloadTooLarge, ProtocolError, TextTooLong, VoiceStreamError
+from .json_fields import Fault, FieldReader
 from .json_messages import load_object
 
 __all__ = [
@@ -231,73 +232,63 @@ def _multimodal(msg: dict[str, Any]) -> UserMessage:
     return UserMessage(_text(text, "text"))
 
 
-def _object(parent: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = parent.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ProtocolError(f'"{where}" must be an object')
-    return value
+def _complaint(fault: Fault) -> VoiceStreamError:
+    if fault.problem == "long":
+        return TextTooLong(
+            f'"{fault.path}" has {len(str(fault.value))} characters; the limit is {fault.high}'
+        )
+    if fault.expected == "true or false":
+        return ProtocolError(f'"{fault.key}" must be true or false')
+    return ProtocolError(f'"{fault.path}" must be {fault.expected}')
 
 
-def _opt_str(parent: Mapping[str, Any], key: str, where: str, limit: int) -> str | None:
-    value = parent.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ProtocolError(f'"{where}" must be a string')
-    if len(value) > limit:
-        raise TextTooLong(f'"{where}" has {len(value)} characters; the limit is {limit}')
-    return value
+_fields = FieldReader(_complaint)
+_OVERRIDE = "conversation_config_override"
+
+
+def _object(parent: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:
+    """An optional section: absent or null reads as empty."""
+    return _fields.opt_obj(parent, key, where=where) or {}
 
 
 def _initiation(msg: dict[str, Any]) -> Initiation:
-    override = _object(msg, "conversation_config_override", "conversation_config_override")
-    agent = _object(override, "agent", "conversation_config_override.agent")
-    tts = _object(override, "tts", "conversation_config_override.tts")
-    conversation = _object(override, "conversation", "conversation_config_override.conversation")
-    prompt_obj = _object(agent, "prompt", "conversation_config_override.agent.prompt")
-    language = _opt_str(agent, "language", "conversation_config_override.agent.language", 20)
+    override = _object(msg, _OVERRIDE)
+    agent = _object(override, "agent", _OVERRIDE)
+    tts = _object(override, "tts", _OVERRIDE)
+    conversation = _object(override, "conversation", _OVERRIDE)
+    prompt_obj = _object(agent, "prompt", f"{_OVERRIDE}.agent")
+    language = _fields.opt_text(agent, "language", where=f"{_OVERRIDE}.agent", limit=20)
     if language is not None and not _LANGUAGE.match(language):
         raise ProtocolError(f"language {language!r} is not a language code such as en or pt-br")
-    voice_id = _opt_str(tts, "voice_id", "conversation_config_override.tts.voice_id", 200)
+    voice_id = _fields.opt_text(tts, "voice_id", where=f"{_OVERRIDE}.tts", limit=200)
     if voice_id is not None and not voice_id:
         raise ProtocolError('"conversation_config_override.tts.voice_id" must not be empty')
     overrides = Overrides(
-        prompt=_opt_str(
-            prompt_obj, "prompt", "conversation_config_override.agent.prompt.prompt", MAX_PROMPT
+        prompt=_fields.opt_text(
+            prompt_obj, "prompt", where=f"{_OVERRIDE}.agent.prompt", limit=MAX_PROMPT
         ),
-        first_message=_opt_str(
-            agent,
-            "first_message",
-            "conversation_config_override.agent.first_message",
-            MAX_FIRST_MESSAGE,
+        first_message=_fields.opt_text(
+            agent, "first_message", where=f"{_OVERRIDE}.agent", limit=MAX_FIRST_MESSAGE
         ),
         language=language.lower() if language else None,
         voice_id=voice_id,
         # The Python SDK puts text_only at the top of the override, the JS client under
         # "conversation".
-        text_only=_flag(override, "text_only") or _flag(conversation, "text_only"),
+        text_only=bool(
+            _fields.opt_flag(override, "text_only", where=_OVERRIDE)
+            or _fields.opt_flag(conversation, "text_only", where=f"{_OVERRIDE}.conversation")
+        ),
     )
     # Ours to accept, not to use: a custom LLM's extra body has no LLM here to go to.
-    _object(msg, "custom_llm_extra_body", "custom_llm_extra_body")
+    _object(msg, "custom_llm_extra_body")
     user_id = msg.get("user_id")
     if user_id is not None and (not isinstance(user_id, str) or not 0 < len(user_id) <= 200):
         raise ProtocolError('"user_id" must be a string of 1-200 characters')
     return Initiation(overrides, _variables(msg), user_id)
 
 
-def _flag(parent: Mapping[str, Any], key: str) -> bool:
-    value = parent.get(key)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise ProtocolError(f'"{key}" must be true or false')
-    return value
-
-
 def _variables(msg: dict[str, Any]) -> dict[str, str]:
-    raw = _object(msg, "dynamic_variables", "dynamic_variables")
+    raw = _object(msg, "dynamic_variables")
     if len(raw) > _MAX_VARIABLES:
         raise ProtocolError(f"at most {_MAX_VARIABLES} dynamic variables")
     out: dict[str, str] = {}

@@ -42,6 +42,7 @@ from ..errors import (
     VoiceStreamError,
 )
 from .elevenlabs import MODELS, CharTiming, VoiceSettings
+from .json_fields import Fault, FieldReader
 from .json_messages import load_object, validate_model
 
 __all__ = [
@@ -157,16 +158,35 @@ def bearer_token(value: str) -> str | None:
     return value.strip() or None
 
 
+def _complaint(fault: Fault) -> VoiceStreamError:
+    # ElevenLabs' split: the text itself is the protocol (and its size a limit of its own);
+    # every other field is a validation error.
+    match fault.key, fault.problem:
+        case "text", "long":
+            return TextTooLong(
+                f"text message has {len(str(fault.value))} characters; limit {fault.high}"
+            )
+        case "text", _:
+            return ProtocolError('"text" must be a string')
+        case "context_id", _:
+            return ValidationFailed(
+                f"context_id must be a non-empty string of at most {fault.high} characters"
+            )
+        case key, _ if fault.expected == "true or false":
+            return ValidationFailed(f'"{key}" must be true or false; got {fault.value!r}')
+        case key, _:
+            return ValidationFailed(f'"{key}" must be {fault.expected}')
+
+
+_fields = FieldReader(_complaint)
+
+
 def _message_key(msg: dict[str, Any]) -> str | None:
     # The spec names it xi-api-key on stream-input, xi_api_key on multi-stream-input and in its
     # own examples: accept both everywhere.
     for name in ("xi-api-key", "xi_api_key", "authorization"):
-        value = msg.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise ValidationFailed(f'"{name}" must be a string')
-        key = bearer_token(value)
+        value = _fields.opt_text(msg, name)
+        key = None if value is None else bearer_token(value)
         if key is not None:
             return key
     return None
@@ -174,9 +194,7 @@ def _message_key(msg: dict[str, Any]) -> str | None:
 
 def _check_flags(msg: dict[str, Any], *names: str) -> None:
     for name in names:
-        value = msg.get(name)
-        if value is not None and not isinstance(value, bool):
-            raise ValidationFailed(f'"{name}" must be true or false; got {value!r}')
+        _fields.opt_flag(msg, name)
 
 
 def _check_generation_config(value: Any) -> None:
@@ -202,15 +220,6 @@ def _check_settings(msg: dict[str, Any]) -> None:
     _check_generation_config(msg.get("generator_config"))
 
 
-def _text(msg: dict[str, Any], max_text_chars: int) -> str:
-    text = msg.get("text")
-    if not isinstance(text, str):
-        raise ProtocolError('"text" must be a string')
-    if len(text) > max_text_chars:
-        raise TextTooLong(f"text message has {len(text)} characters; limit {max_text_chars}")
-    return text
-
-
 def parse_stream_input(raw: str, *, first: bool, max_text_chars: int) -> StreamMessage:
     """One client message of ``stream-input``; ``first`` for the InitializeConnection.
 
@@ -224,7 +233,7 @@ def parse_stream_input(raw: str, *, first: bool, max_text_chars: int) -> StreamM
     flush = msg.get("flush") is True
     if msg.get("text") is None and flush and not first:
         return StreamText("", flush=True)
-    text = _text(msg, max_text_chars)
+    text = _fields.text(msg, "text", limit=max_text_chars)
     _check_settings(msg)
     if first:
         if text == "":
@@ -280,13 +289,7 @@ def parse_multi_input(raw: str, *, max_text_chars: int) -> MultiMessage:
     _check_flags(msg, "flush", "close_context", "close_socket", "try_trigger_generation")
     if msg.get("close_socket") is True:
         return CloseSocket()
-    context_id = msg.get("context_id")
-    if context_id is not None and (
-        not isinstance(context_id, str) or not context_id or len(context_id) > _MAX_CONTEXT_ID_CHARS
-    ):
-        raise ValidationFailed(
-            f"context_id must be a non-empty string of at most {_MAX_CONTEXT_ID_CHARS} characters"
-        )
+    context_id = _fields.opt_text(msg, "context_id", limit=_MAX_CONTEXT_ID_CHARS, empty=False)
     if msg.get("close_context") is True:
         if context_id is None:
             raise ProtocolError("close_context needs the context_id of the context to close")
@@ -295,7 +298,7 @@ def parse_multi_input(raw: str, *, max_text_chars: int) -> MultiMessage:
     flush = msg.get("flush") is True
     if msg.get("text") is None and flush:
         return ContextText(target, "", flush=True)
-    text = _text(msg, max_text_chars)
+    text = _fields.text(msg, "text", limit=max_text_chars)
     _check_settings(msg)
     if text == "" and not flush:
         return KeepAlive(context_id)

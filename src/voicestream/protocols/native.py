@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EmptyText, ProtocolError, TextTooLong, VoiceStreamError
+from .json_fields import Fault, FieldReader
 from .json_messages import load_object
 
 __all__ = [
@@ -57,6 +58,17 @@ class End:
     pass
 
 
+def _complaint(fault: Fault) -> VoiceStreamError:
+    if fault.problem == "long":
+        return TextTooLong(
+            f"text message has {len(str(fault.value))} characters; the limit is {fault.high}"
+        )
+    return ProtocolError(f'"{fault.path}" must be {fault.expected}')
+
+
+_fields = FieldReader(_complaint)
+
+
 def parse_tts_message(raw: str, *, max_text_chars: int) -> Text | Flush | End:
     """Parse one client message of the TTS stream.
 
@@ -66,14 +78,7 @@ def parse_tts_message(raw: str, *, max_text_chars: int) -> Text | Flush | End:
     msg = load_object(raw)
     match msg.get("type"):
         case "text":
-            text = msg.get("text")
-            if not isinstance(text, str):
-                raise ProtocolError('"text" must be a string')
-            if len(text) > max_text_chars:
-                raise TextTooLong(
-                    f"text message has {len(text)} characters; the limit is {max_text_chars}"
-                )
-            return Text(text)
+            return Text(_fields.text(msg, "text", limit=max_text_chars))
         case "flush":
             return Flush()
         case "end":

@@ -22,14 +22,13 @@ formats are named ``pcm16`` (24 kHz s16le), ``pcmu`` and ``pcma`` (G.711, 8 kHz)
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from ..errors import BadRequest, InvalidAudio, TextTooLong, VoiceStreamError
+from .json_fields import Fault, FieldReader
 from .json_messages import load_object
 
 __all__ = [
@@ -273,9 +272,9 @@ def _parse(msg: dict[str, Any], event_id: str | None) -> ClientEvent:
     kind = msg.get("type")
     match kind:
         case "session.update":
-            return SessionUpdate(event_id, _session_patch(_obj(msg, "session", "session")))
+            return SessionUpdate(event_id, _session_patch(_fields.obj(msg, "session")))
         case "input_audio_buffer.append":
-            return AudioAppend(event_id, _audio(msg))
+            return AudioAppend(event_id, _fields.base64(msg, "audio", empty=False))
         case "input_audio_buffer.commit":
             return AudioCommit(event_id)
         case "input_audio_buffer.clear":
@@ -314,99 +313,44 @@ def _truncate(msg: dict[str, Any], event_id: str | None) -> ItemTruncate:
     item_id = _id(msg, "item_id")
     if item_id is None:
         raise _missing("item_id")
-    content_index = _int(msg, "content_index", 0, 1000, default=0)
-    return ItemTruncate(event_id, item_id, content_index, _int(msg, "audio_end_ms", 0, 86_400_000))
+    content_index = _fields.integer(msg, "content_index", 0, 1000, default=0)
+    audio_end_ms = _fields.integer(msg, "audio_end_ms", 0, 86_400_000)
+    return ItemTruncate(event_id, item_id, content_index, audio_end_ms)
 
 
 # ---- field readers -------------------------------------------------------------------------
 
 
-def _obj(msg: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = msg.get(key)
-    if value is None:
-        raise _missing(where)
-    if not isinstance(value, dict):
-        raise _wrong_type(where, "an object")
-    return value
+def _complaint(fault: Fault) -> VoiceStreamError:
+    where = fault.path
+    match fault.problem, fault.expected:
+        case "missing", _:
+            return _missing(where)
+        case "unknown", _:
+            return bad_request(
+                f"unknown parameter '{where}'", param=where, code="unknown_parameter"
+            )
+        case "long", _:
+            return bad_request(f"'{where}' is longer than {fault.high} characters", param=where)
+        case _, "a number":  # a wrong type reads as a value out of range, as OpenAI words it
+            return bad_request(
+                f"'{where}' must be a number from {fault.low:g} to {fault.high:g}", param=where
+            )
+        case "range", _:
+            return bad_request(f"'{where}' must be from {fault.low} to {fault.high}", param=where)
+        case (("invalid" | "empty"), "a base64 string"):
+            problem = "not valid base64" if fault.problem == "invalid" else "empty"
+            details = {"param": where, "openai_code": "invalid_audio"}
+            return InvalidAudio(f"'{where}' is {problem}", details=details)
+        case _:
+            return _wrong_type(where, fault.expected)
 
 
-def _opt_obj(msg: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
-    return None if msg.get(key) is None else _obj(msg, key, where)
+_fields = FieldReader(_complaint)
 
 
-def _str(msg: dict[str, Any], key: str, where: str, limit: int) -> str | None:
-    value = msg.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _wrong_type(where, "a string")
-    if len(value) > limit:
-        raise bad_request(f"'{where}' is longer than {limit} characters", param=where)
-    return value
-
-
-def _id(msg: dict[str, Any], key: str, where: str | None = None) -> str | None:
-    return _str(msg, key, where or key, _MAX_ID) or None
-
-
-def _int(
-    msg: dict[str, Any],
-    key: str,
-    low: int,
-    high: int,
-    *,
-    default: int | None = None,
-    where: str = "",
-) -> int:
-    where = where or key
-    value = msg.get(key, default)
-    if value is None:
-        raise _missing(where)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _wrong_type(where, "an integer")
-    if not low <= value <= high:
-        raise bad_request(f"'{where}' must be from {low} to {high}", param=where)
-    return value
-
-
-def _opt_int(msg: dict[str, Any], key: str, high: int, where: str) -> int | None:
-    return None if msg.get(key) is None else _int(msg, key, 0, high, where=where)
-
-
-def _bool(msg: dict[str, Any], key: str, where: str) -> bool:
-    value = msg.get(key, True)
-    if not isinstance(value, bool):
-        raise _wrong_type(where, "true or false")
-    return value
-
-
-def _number(value: Any, low: float, high: float, where: str) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
-        raise bad_request(f"'{where}' must be a number from {low:g} to {high:g}", param=where)
-    return float(value)
-
-
-def _only(obj: dict[str, Any], known: frozenset[str], where: str) -> None:
-    unknown = sorted(set(obj) - known)
-    if unknown:
-        param = f"{where}.{unknown[0]}"
-        raise bad_request(f"unknown parameter '{param}'", param=param, code="unknown_parameter")
-
-
-def _audio(msg: dict[str, Any]) -> bytes:
-    data = msg.get("audio")
-    if data is None:
-        raise _missing("audio")
-    if not isinstance(data, str):
-        raise _wrong_type("audio", "a base64 string")
-    details = {"param": "audio", "openai_code": "invalid_audio"}
-    try:
-        audio = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidAudio("'audio' is not valid base64", details=details) from None
-    if not audio:
-        raise InvalidAudio("'audio' is empty", details=details)
-    return audio
+def _id(msg: dict[str, Any], key: str, where: str = "") -> str | None:
+    return _fields.opt_text(msg, key, where=where, limit=_MAX_ID) or None
 
 
 def _modalities(value: Any, where: str) -> tuple[Modality, ...]:
@@ -428,7 +372,9 @@ def _session_patch(s: dict[str, Any]) -> SessionPatch:
             "turn_detection under session.audio",
             param="session",
         )
-    _only(s, (_BETA_FIELDS | _BETA_IGNORED) if beta else (_GA_FIELDS | _GA_IGNORED), "session")
+    _fields.only(
+        s, (_BETA_FIELDS | _BETA_IGNORED) if beta else (_GA_FIELDS | _GA_IGNORED), where="session"
+    )
     tools = s.get("tools")
     if tools is not None and (not isinstance(tools, list) or tools):
         raise _unsupported(
@@ -436,8 +382,8 @@ def _session_patch(s: dict[str, Any]) -> SessionPatch:
             "session.tools",
         )
     patch = SessionPatch(
-        instructions=_str(s, "instructions", "session.instructions", _MAX_INSTRUCTIONS),
-        model=_str(s, "model", "session.model", 200),
+        instructions=_fields.opt_text(s, "instructions", where="session", limit=_MAX_INSTRUCTIONS),
+        model=_fields.opt_text(s, "model", where="session", limit=200),
     )
     return _beta_patch(s, patch) if beta else _ga_patch(s, patch, "ga" if ga else None)
 
@@ -456,25 +402,24 @@ def _ga_patch(s: dict[str, Any], patch: SessionPatch, dialect: Dialect | None) -
         changes["output_modalities"] = _modalities(
             s["output_modalities"], "session.output_modalities"
         )
-    audio = _opt_obj(s, "audio", "session.audio")
+    audio = _fields.opt_obj(s, "audio", where="session")
     if audio is not None:
-        _only(audio, frozenset({"input", "output"}), "session.audio")
-        inp = _opt_obj(audio, "input", "session.audio.input") or {}
-        out = _opt_obj(audio, "output", "session.audio.output") or {}
+        _fields.only(audio, {"input", "output"}, where="session.audio")
+        inp = _fields.opt_obj(audio, "input", where="session.audio") or {}
+        out = _fields.opt_obj(audio, "output", where="session.audio") or {}
         input_fields = frozenset({"format", "transcription", "noise_reduction", "turn_detection"})
-        _only(inp, input_fields, "session.audio.input")
-        _only(out, frozenset({"format", "voice", "speed"}), "session.audio.output")
-        changes["input_format"] = _ga_format(inp, "session.audio.input.format")
-        changes["output_format"] = _ga_format(out, "session.audio.output.format")
+        _fields.only(inp, input_fields, where="session.audio.input")
+        _fields.only(out, {"format", "voice", "speed"}, where="session.audio.output")
+        changes["input_format"] = _ga_format(inp, "session.audio.input")
+        changes["output_format"] = _ga_format(out, "session.audio.output")
         changes["voice"] = _voice(out, "session.audio.output.voice")
         if "turn_detection" in inp:
             where = "session.audio.input.turn_detection"
             changes["turn_detection"] = _turn_detection(inp["turn_detection"], where)
         if "transcription" in inp:
-            where = "session.audio.input.transcription"
-            changes["transcription"] = _opt_obj(inp, "transcription", where)
-        if out.get("speed") is not None:
-            _number(out["speed"], 0.25, 1.5, "session.audio.output.speed")
+            where = "session.audio.input"
+            changes["transcription"] = _fields.opt_obj(inp, "transcription", where=where)
+        _fields.opt_number(out, "speed", 0.25, 1.5, where="session.audio.output")
     return replace(patch, **changes)
 
 
@@ -490,21 +435,22 @@ def _beta_patch(s: dict[str, Any], patch: SessionPatch) -> SessionPatch:
     if "turn_detection" in s:
         changes["turn_detection"] = _turn_detection(s["turn_detection"], "session.turn_detection")
     if "input_audio_transcription" in s:
-        where = "session.input_audio_transcription"
-        changes["transcription"] = _opt_obj(s, "input_audio_transcription", where)
+        transcription = _fields.opt_obj(s, "input_audio_transcription", where="session")
+        changes["transcription"] = transcription
     return replace(patch, **changes)
 
 
-def _ga_format(io: dict[str, Any], where: str) -> AudioName | None:
-    fmt = _opt_obj(io, "format", where)
+def _ga_format(io: dict[str, Any], io_where: str) -> AudioName | None:
+    fmt = _fields.opt_obj(io, "format", where=io_where)
     if fmt is None:
         return None
+    where = f"{io_where}.format"
     kind = fmt.get("type")
     name = _GA_FORMATS.get(kind) if isinstance(kind, str) else None
     if name is None:
         choices = ", ".join(_GA_FORMATS)
         raise bad_request(f"'{where}.type' must be one of {choices}", param=f"{where}.type")
-    _only(fmt, frozenset({"type", "rate"}), where)
+    _fields.only(fmt, {"type", "rate"}, where=where)
     if name == "pcm16" and fmt.get("rate", 24000) != 24000:
         raise bad_request(f"'{where}.rate' must be 24000 for audio/pcm", param=f"{where}.rate")
     return name
@@ -541,26 +487,23 @@ def _turn_detection(value: Any, where: str) -> TurnDetection | None:
         raise bad_request(
             f"'{where}.type' must be 'server_vad' or 'semantic_vad'", param=f"{where}.type"
         )
-    _only(value, _TURN_FIELDS, where)
+    _fields.only(value, _TURN_FIELDS, where=where)
     eagerness = value.get("eagerness")
     if eagerness is not None and eagerness not in ("low", "medium", "high", "auto"):
         raise bad_request(
             f"'{where}.eagerness' must be low, medium, high or auto", param=f"{where}.eagerness"
         )
-    threshold = value.get("threshold")
     return TurnDetection(
         kind=kind,
-        threshold=None if threshold is None else _number(threshold, 0, 1, f"{where}.threshold"),
-        prefix_padding_ms=_opt_int(
-            value, "prefix_padding_ms", 10_000, f"{where}.prefix_padding_ms"
+        threshold=_fields.opt_number(value, "threshold", 0, 1, where=where),
+        prefix_padding_ms=_fields.opt_integer(value, "prefix_padding_ms", 0, 10_000, where=where),
+        silence_duration_ms=_fields.opt_integer(
+            value, "silence_duration_ms", 0, 10_000, where=where
         ),
-        silence_duration_ms=_opt_int(
-            value, "silence_duration_ms", 10_000, f"{where}.silence_duration_ms"
-        ),
-        create_response=_bool(value, "create_response", f"{where}.create_response"),
-        interrupt_response=_bool(value, "interrupt_response", f"{where}.interrupt_response"),
+        create_response=_fields.flag(value, "create_response", where=where, default=True),
+        interrupt_response=_fields.flag(value, "interrupt_response", where=where, default=True),
         eagerness=eagerness,
-        idle_timeout_ms=_opt_int(value, "idle_timeout_ms", 3_600_000, f"{where}.idle_timeout_ms"),
+        idle_timeout_ms=_fields.opt_integer(value, "idle_timeout_ms", 0, 3_600_000, where=where),
     )
 
 
@@ -568,7 +511,7 @@ def _turn_detection(value: Any, where: str) -> TurnDetection | None:
 
 
 def _item_create(msg: dict[str, Any], event_id: str | None) -> ItemCreate:
-    item = _obj(msg, "item", "item")
+    item = _fields.obj(msg, "item")
     kind = item.get("type", "message")
     if kind != "message":
         raise _unsupported(
@@ -591,9 +534,7 @@ def _item_create(msg: dict[str, Any], event_id: str | None) -> ItemCreate:
                 "not supported here",
                 f"{where}.type",
             )
-        text = _str(part, "text", f"{where}.text", _MAX_TEXT)
-        if text is None:
-            raise _missing(f"{where}.text")
+        text = _fields.text(part, "text", where=where, limit=_MAX_TEXT)
         if text.strip():
             texts.append(text.strip())
     text = " ".join(texts)
@@ -605,11 +546,11 @@ def _item_create(msg: dict[str, Any], event_id: str | None) -> ItemCreate:
             details={"param": "item.content", "openai_code": "string_above_max_length"},
         )
     previous = _id(msg, "previous_item_id")
-    return ItemCreate(event_id, _id(item, "id", "item.id"), previous, role, text)
+    return ItemCreate(event_id, _id(item, "id", "item"), previous, role, text)
 
 
 def _response_create(msg: dict[str, Any], event_id: str | None) -> ResponseCreate:
-    response = _opt_obj(msg, "response", "response")
+    response = _fields.opt_obj(msg, "response")
     if response is None:
         return ResponseCreate(event_id)
     if response.get("conversation") not in (None, "auto"):
@@ -630,7 +571,9 @@ def _response_create(msg: dict[str, Any], event_id: str | None) -> ResponseCreat
     for key in ("output_modalities", "modalities"):
         if response.get(key) is not None:
             modalities = _modalities(response[key], f"response.{key}")
-    instructions = _str(response, "instructions", "response.instructions", _MAX_INSTRUCTIONS)
+    instructions = _fields.opt_text(
+        response, "instructions", where="response", limit=_MAX_INSTRUCTIONS
+    )
     return ResponseCreate(event_id, instructions, modalities)
 
 

@@ -13,6 +13,7 @@ The NCCO endpoint's ``headers`` arrive as extra fields of ``websocket:connected`
 Vonage: binary PCM frames at the call's rate, ``{"action": "clear"}`` (drop queued audio) and
 ``{"action": "notify", "payload": {…}}`` (echoed as ``websocket:notify`` once the audio queued
 before it has played) — Vonage's marks. There is no stop event: the call ends with the socket.
+``VonageStream`` is the carrier base (``call_media``) for Vonage's binary audio.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidAudio, ProtocolError
-from .call_media import CarrierStream, dtmf_digits, field_obj
+from .call_media import (
+    FIELDS,
+    CallAudio,
+    CallDtmf,
+    CallEvent,
+    CallStart,
+    CarrierStream,
+    dtmf_digits,
+)
 from .json_messages import load_object
 
 __all__ = [
@@ -126,7 +135,7 @@ def _connected(msg: dict[str, Any]) -> Connected:
 def _dtmf(msg: dict[str, Any]) -> Dtmf:
     # Two shapes in the wild: {"digit": "5"} and {"dtmf": {"digits": "5"}}.
     if "dtmf" in msg:
-        digits = field_obj(msg, "dtmf").get("digits")
+        digits = FIELDS.obj(msg, "dtmf").get("digits")
         return Dtmf(dtmf_digits(digits, where="dtmf.digits", limit=_MAX_DTMF))
     return Dtmf(dtmf_digits(msg.get("digit"), where="digit", limit=_MAX_DTMF))
 
@@ -154,7 +163,7 @@ def parse(frame: str | bytes) -> Event:
         case "websocket:cleared":
             return Cleared()
         case "websocket:notify":
-            return Notify(field_obj(msg, "payload"))
+            return Notify(FIELDS.obj(msg, "payload"))
         case None:
             raise ProtocolError('message has no "event"')
         case other:
@@ -175,53 +184,49 @@ def serialize(command: Command) -> str:
 # ---- per-call state ------------------------------------------------------------------------
 
 
-class VonageStream(CarrierStream):
-    """One call's protocol state.
-
-    ``receive`` checks ordering (``websocket:connected`` first and once); ``audio`` cuts agent
-    PCM into 20 ms binary frames at the call's rate; ``mark`` (a ``notify`` action) and ``clear``
-    keep the marks Vonage has not yet echoed.
-    """
+class VonageStream(CarrierStream[Event, bytes]):
+    """One Vonage call's protocol state: ``websocket:connected`` first and once, then binary
+    PCM at the call's rate both ways; marks are ``notify`` actions, echoed as
+    ``websocket:notify``."""
 
     __slots__ = ("connected",)
+
+    ends_on_close = True  # Vonage has no stop event: the socket closing is the hang-up
 
     def __init__(self) -> None:
         super().__init__()
         self.connected: Connected | None = None
 
-    def receive(self, frame: str | bytes) -> Event:
+    def _read(self, frame: str | bytes) -> tuple[Event, CallEvent | None]:
         if self.connected is None and not isinstance(frame, str):
             # Whatever the bytes hold (the connected event itself, sent as binary), it is audio
             # to this protocol, and audio comes second.
             raise ProtocolError("binary audio before websocket:connected")
         event = parse(frame)
         match event:
-            case Connected():
+            case Connected(sample_rate=rate, headers=headers):
                 if self.connected is not None:
                     raise ProtocolError("a second websocket:connected on the same socket")
                 self.connected = event
-                self._frame_audio(frame_bytes(event.sample_rate), b"\x00\x00")
+                self._frame_audio(frame_bytes(rate), b"\x00\x00")
+                return event, CallStart(f"pcm_{rate}", headers)
             case _ if self.connected is None:
                 raise ProtocolError("an event before websocket:connected")
+            case Audio(pcm=pcm):
+                return event, CallAudio(pcm)
+            case Dtmf(digits=digits):
+                return event, CallDtmf(digits)
             case Notify(payload):
                 name = payload.get("name")
                 if isinstance(name, str):
                     self._marks.echoed(name)
-        return event
+        return event, None  # cleared, and notify (booked above)
 
-    def audio(self, pcm: bytes) -> list[bytes]:
-        """Agent PCM at the call's rate (any length) → whole 20 ms binary frames."""
-        return self._frames(pcm)
+    def _media_out(self, frame: bytes) -> bytes:
+        return frame
 
-    def flush_audio(self) -> list[bytes]:
-        """The last partial frame, padded with silence."""
-        return self._last_frame()
+    def _mark_out(self, name: str) -> str:
+        return serialize(NotifyOut({"name": name}))
 
-    def mark(self) -> str:
-        """A ``notify`` after the audio sent so far; Vonage echoes it once that has played."""
-        return serialize(NotifyOut({"name": self._marks.new()}))
-
-    def clear(self) -> str:
-        """Barge-in: Vonage drops its queued audio and answers ``websocket:cleared``."""
-        self._clear_audio()
+    def _clear_out(self) -> str:
         return serialize(Clear())

@@ -24,7 +24,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..errors import PayloadTooLarge, ProtocolError, ValidationFailed
+from ..errors import PayloadTooLarge, ProtocolError, ValidationFailed, VoiceStreamError
+from .json_fields import Fault, FieldReader
 from .json_messages import load_object
 
 __all__ = [
@@ -387,19 +388,19 @@ def parse_request(event: Event) -> Request:
         case "describe":
             return Describe()
         case "select-program":
-            return SelectProgram(_req_str(d, "name", event.type, limit=_MAX_NAME_CHARS))
+            return SelectProgram(_fields.text(d, "name", where=event.type, limit=_MAX_NAME_CHARS))
         case "synthesize":
             _plain_text_only(d, event.type)
-            return Synthesize(_req_str(d, "text", event.type), _voice(d, event.type))
+            return Synthesize(_fields.text(d, "text", where=event.type), _voice(d, event.type))
         case "synthesize-start":
             _plain_text_only(d, event.type)
             return SynthesizeStart(_voice(d, event.type))
         case "synthesize-chunk":
-            return SynthesizeChunk(_req_str(d, "text", event.type))
+            return SynthesizeChunk(_fields.text(d, "text", where=event.type))
         case "synthesize-stop":
             return SynthesizeStop()
         case "transcribe":
-            return Transcribe(_opt_str(d, "name", event.type), _opt_str(d, "language", event.type))
+            return Transcribe(_name(d, "name", event.type), _name(d, "language", event.type))
         case "audio-start":
             return AudioStart(*_audio_format(d, event.type), _timestamp(d, event.type))
         case "audio-chunk":
@@ -408,57 +409,50 @@ def parse_request(event: Event) -> Request:
         case "audio-stop":
             return AudioStop(_timestamp(d, event.type))
         case "ping":
-            return Ping(_opt_str(d, "text", event.type))
+            return Ping(_name(d, "text", event.type))
         case _:
             return Unsupported(event.type)
 
 
-def _req_str(d: dict[str, Any], key: str, where: str, *, limit: int | None = None) -> str:
-    value = d.get(key)
-    if not isinstance(value, str):
-        raise ValidationFailed(f'{where}: "{key}" must be a string')
-    if limit is not None and len(value) > limit:
-        raise ValidationFailed(f'{where}: "{key}" is longer than {limit} characters')
-    return value
+def _complaint(fault: Fault) -> VoiceStreamError:
+    # Wyoming's error event has only text: name the event, then the field.
+    field = f'{fault.where}: "{fault.key}"'
+    match fault.problem, fault.expected:
+        case "long", _:
+            return ValidationFailed(f"{field} is longer than {fault.high} characters")
+        case _, "an integer":
+            return ValidationFailed(f"{field} must be an integer in {fault.low}..{fault.high}")
+        case _:
+            return ValidationFailed(f"{field} must be {fault.expected}")
 
 
-def _opt_str(d: dict[str, Any], key: str, where: str) -> str | None:
-    if d.get(key) is None:
-        return None
-    return _req_str(d, key, where, limit=_MAX_NAME_CHARS)
+_fields = FieldReader(_complaint)
 
 
-def _int(d: dict[str, Any], key: str, where: str, low: int, high: int) -> int:
-    value = d.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValidationFailed(f'{where}: "{key}" must be an integer in {low}..{high}')
-    return value
+def _name(d: dict[str, Any], key: str, where: str) -> str | None:
+    return _fields.opt_text(d, key, where=where, limit=_MAX_NAME_CHARS)
 
 
 def _audio_format(d: dict[str, Any], where: str) -> tuple[int, int, int]:
     return (
-        _int(d, "rate", where, 1, _MAX_RATE),
-        _int(d, "width", where, 1, _MAX_WIDTH),
-        _int(d, "channels", where, 1, _MAX_CHANNELS),
+        _fields.integer(d, "rate", 1, _MAX_RATE, where=where),
+        _fields.integer(d, "width", 1, _MAX_WIDTH, where=where),
+        _fields.integer(d, "channels", 1, _MAX_CHANNELS, where=where),
     )
 
 
 def _timestamp(d: dict[str, Any], where: str) -> int | None:
-    if d.get("timestamp") is None:
-        return None
-    return _int(d, "timestamp", where, 0, 2**53)
+    return _fields.opt_integer(d, "timestamp", 0, 2**53, where=where)
 
 
 def _voice(d: dict[str, Any], where: str) -> VoiceRequest | None:
-    value = d.get("voice")
+    value = _fields.opt_obj(d, "voice", where=where)
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise ValidationFailed(f'{where}: "voice" must be an object')
     voice = VoiceRequest(
-        _opt_str(value, "name", f"{where}.voice"),
-        _opt_str(value, "language", f"{where}.voice"),
-        _opt_str(value, "speaker", f"{where}.voice"),
+        _name(value, "name", f"{where}.voice"),
+        _name(value, "language", f"{where}.voice"),
+        _name(value, "speaker", f"{where}.voice"),
     )
     return None if voice == VoiceRequest() else voice
 

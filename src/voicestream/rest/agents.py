@@ -15,7 +15,7 @@ from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from ..engines.agents.chunking import CONTENT_TYPES, Passage, chunk_document, document_text
@@ -30,6 +30,7 @@ from ..store.agents import Agent, AgentDocument, AgentSpec, NewDocument
 from ..store.keys import Principal, Role
 from ..transports.context import RUNTIME, Runtime, principal_of
 from ..transports.http_common import read_model
+from ..transports.multipart_form import read_form
 
 __all__ = ["MAX_DOCUMENT_CHARS", "MAX_KNOWLEDGE_CHARS", "ROUTES"]
 
@@ -359,34 +360,16 @@ async def _read_limited(request: web.Request) -> bytes:
 async def _read_multipart(request: web.Request) -> tuple[str, str, bytes]:
     """The ``file`` part (and an optional ``name`` field) of a form upload."""
     limit = min(MAX_DOCUMENT_BYTES, request.app[RUNTIME].settings.max_upload_bytes)
-    name: str | None = None
-    file: tuple[str, str, bytes] | None = None
-    try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                continue  # nested multipart: not ours
-            if part.name == "name":
-                name = (await part.read(decode=True)).decode("utf-8", "replace")[:200]
-            elif part.name == "file":
-                buf = bytearray()
-                while chunk := await part.read_chunk(64 * 1024):
-                    buf.extend(chunk)
-                    if len(buf) > limit:
-                        raise PayloadTooLarge(f"documents are limited to {limit} bytes")
-                filename = part.filename or "document"
-                declared = part.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                file = (filename, _content_type(declared, filename), bytes(buf))
-    except (ValueError, AssertionError, UnicodeDecodeError) as exc:
-        # aiohttp's multipart parser reports malformed bodies with these.
-        raise ValidationFailed(f"malformed multipart body: {exc}") from None
-    if file is None:
+    too_large = PayloadTooLarge(f"documents are limited to {limit} bytes")
+    form = await read_form(request, file_limit=limit, too_large=too_large)
+    if form.file is None:
         raise ValidationFailed(
             "the form needs a 'file' part",
             details={"fields": [{"field": "file", "message": "required"}]},
         )
-    filename, content_type, data = file
-    return name or filename, content_type, data
+    filename = form.file.filename or "document"
+    name = (form.first("name") or "")[:200]
+    return name or filename, _content_type(form.file.content_type, filename), form.file.data
 
 
 def _content_type(declared: str, filename: str) -> str:

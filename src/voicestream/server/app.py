@@ -18,10 +18,13 @@ from ..config import Settings
 from ..engines.agents.services import open_agent_services
 from ..engines.catalog import EngineRegistry, build_default_registry
 from ..engines.executor import InferenceExecutor
+from ..observability.log_redaction import install_log_redaction
 from ..observability.loop_lag import monitor_loop_lag
 from ..observability.metrics import Metrics
+from ..observability.stt_pool_metrics import DecoderPoolCollector
 from ..rest.agents import ROUTES as AGENT_ROUTES
 from ..rest.voices import list_voices
+from ..store.conversation_upkeep import open_conversations
 from ..store.history import HistoryRepository
 from ..store.keys import ApiKeyRepository
 from ..store.secrets import load_or_create_secret
@@ -37,8 +40,9 @@ from ..transports.http_stt import post_stt
 from ..transports.http_tts import post_tts
 from ..transports.openai_audio import add_openai_audio_routes
 from ..transports.openai_realtime import add_openai_realtime_routes
-from ..transports.telephony_other import add_telephony_routes
+from ..transports.socket_registry import add_socket_registry
 from ..transports.telephony_twilio import add_twilio_routes
+from ..transports.telnyx_vonage import add_telephony_routes
 from ..transports.tickets import post_ticket
 from ..transports.webrtc import (
     options_webrtc_offer,
@@ -51,6 +55,9 @@ from ..transports.ws_tts import ws_tts
 from ..transports.wyoming_tcp import wyoming_server
 from .health import healthz, metrics, readyz
 from .middleware import auth_middleware, error_middleware
+from .origin import origin_middleware
+from .request_deadlines import body_deadline_middleware
+from .request_validation import client_error_logger
 from .widget import get_demo, get_widget_js
 
 __all__ = ["create_app"]
@@ -63,12 +70,25 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
 
     ``registry`` lets a process that runs several apps (tests, benchmarks) load engines once.
     """
+    # Here as well as in configure_logging: a process that embeds the app (tests, benchmarks)
+    # configures its own logging, and must not log credentials either.
+    install_log_redaction()
     app = web.Application(
         client_max_size=settings.max_upload_bytes,
-        middlewares=[error_middleware, auth_middleware],
+        # A request aiohttp's parser refuses is the client's mistake: no traceback for it.
+        handler_args={"logger": client_error_logger()},
+        middlewares=[
+            error_middleware,
+            body_deadline_middleware(
+                settings.body_timeout_seconds, settings.body_idle_timeout_seconds
+            ),
+            origin_middleware,  # before auth: a refused page costs no key lookup
+            auth_middleware,
+        ],
     )
     app.cleanup_ctx.append(_runtime(settings, registry))
     app.cleanup_ctx.append(_loop_lag_monitor)
+    add_socket_registry(app)  # revoking a key closes its open sockets and calls
     app.cleanup_ctx.append(wyoming_server)  # only when VOICESTREAM_WYOMING_PORT is set
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -102,9 +122,18 @@ def _runtime(
     settings: Settings, registry: EngineRegistry | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        # First: agents' stored LLM keys are encrypted under a key derived from it.
+        secret_key = settings.secret_key
+        if secret_key is None:
+            secret_key = await asyncio.to_thread(load_or_create_secret, settings.data_dir)
         async with (
             open_services(settings) as services,
-            open_agent_services(settings, services.pool) as agent_services,
+            open_agent_services(settings, services.pool, secret_key) as agent_services,
+            open_conversations(
+                services.pool,
+                outbox_dir=settings.data_dir / "outbox",
+                heartbeat_s=settings.conversation_heartbeat_seconds,
+            ) as conversations,
         ):
             reg = registry
             if reg is None:
@@ -117,9 +146,6 @@ def _runtime(
             stt_executor = InferenceExecutor("stt", settings.stt_threads)
             # Decoding uploads and encoding compressed output: CPU work kept off the loop.
             media_executor = InferenceExecutor("media", settings.tts_threads)
-            secret_key = settings.secret_key
-            if secret_key is None:
-                secret_key = await asyncio.to_thread(load_or_create_secret, settings.data_dir)
             try:
                 app[RUNTIME] = Runtime(
                     settings=settings,
@@ -127,14 +153,14 @@ def _runtime(
                     tts_executors=executors,
                     stt_executor=stt_executor,
                     media_executor=media_executor,
-                    metrics=Metrics(),
+                    metrics=_metrics(reg),
                     pool=services.pool,
                     redis=services.redis,
                     keys=ApiKeyRepository(services.pool),
                     usage=UsageRepository(services.pool),
                     history=HistoryRepository(services.pool),
                     agents=agent_services.agents,
-                    conversations=agent_services.conversations,
+                    conversations=conversations,  # durable: outbox, heartbeat, sweep
                     knowledge=agent_services.knowledge,
                     agent_resolver=agent_services.resolver,
                     secret_key=secret_key,
@@ -145,6 +171,12 @@ def _runtime(
                     await asyncio.to_thread(ex.shutdown)
 
     return ctx
+
+
+def _metrics(registry: EngineRegistry) -> Metrics:
+    metrics = Metrics()
+    metrics.registry.register(DecoderPoolCollector(registry.stt))
+    return metrics
 
 
 async def _loop_lag_monitor(app: web.Application) -> AsyncIterator[None]:

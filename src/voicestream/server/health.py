@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..errors import ServiceUnavailable
 from ..transports.context import RUNTIME
 
 __all__ = ["healthz", "metrics", "readyz"]
@@ -41,6 +42,8 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status=200 if ready else 503,
+        # A dependency that is down is restarted or reconnected by itself: ask again soon.
+        headers=None if ready else {"Retry-After": str(ServiceUnavailable.retry_after_s)},
     )
 
 

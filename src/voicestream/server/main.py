@@ -9,7 +9,9 @@ import sys
 from aiohttp import web
 
 from ..config import Settings
+from ..observability.log_redaction import install_log_redaction
 from .app import create_app
+from .request_deadlines import server_options
 
 __all__ = ["run_server"]
 
@@ -30,6 +32,8 @@ def configure_logging(level: str) -> None:
     )
     # One line per request is noise at audio rates; Prometheus counts requests instead.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Keys and tickets reach log lines through libraries too (aiohttp quotes subprotocols).
+    install_log_redaction()
 
 
 def run_server(settings: Settings) -> None:
@@ -46,4 +50,5 @@ def run_server(settings: Settings) -> None:
             "listening on http://%s:%d", settings.host, settings.port
         ),
         shutdown_timeout=10,
+        **server_options(settings),
     )

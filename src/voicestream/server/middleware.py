@@ -8,8 +8,11 @@ import re
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..errors import AuthError, VoiceStreamError
+from ..errors import AuthError, EngineUnavailable, VoiceStreamError
+from ..identity import policy
+from ..store.services import outage_error
 from ..transports.context import PRINCIPAL, RUNTIME
+from .request_validation import CLIENT_FAULTS, check_request_text
 
 __all__ = ["KEY_OPTIONAL_PATHS", "PUBLIC_PATHS", "auth_middleware", "error_middleware"]
 
@@ -66,6 +69,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     metrics = request.app[RUNTIME].metrics if RUNTIME in request.app else None
     status = 500
     try:
+        check_request_text(request)
         response = await handler(request)
         status = response.status
         return response
@@ -73,7 +77,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = err.http_status
         if metrics is not None:
             metrics.errors.labels(err.code).inc()
-        return web.json_response(err.to_dict(), status=status)
+        return web.json_response(err.to_dict(), status=status, headers=_retry_after(err))
     except web.HTTPException as exc:
         status = exc.status
         if status < 400:
@@ -81,18 +85,45 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _HTTP_CODES.get(status, "http_error")
         body = {"error": {"code": code, "message": exc.reason}}
         return web.json_response(body, status=status, headers=_allow_header(exc))
+    except CLIENT_FAULTS as exc:
+        # A body aiohttp could not decode as it arrived (bad chunking, bad compression).
+        status = 400
+        log.info("%s %s: malformed request body: %.200s", request.method, request.path, exc)
+        body = {"error": {"code": "bad_request", "message": "malformed request body"}}
+        response = web.json_response(body, status=status)
+        response.force_close()  # the rest of the body cannot be framed: no next request
+        return response
     except (ConnectionError, TimeoutError) as exc:
-        # The client went away mid-response; there is nobody to answer.
-        status = 499
-        log.debug("connection lost during %s: %s", request.path, exc)
-        raise
-    except Exception:
+        if request.transport is None or request.transport.is_closing():
+            # The client went away mid-response; there is nobody to answer.
+            status = 499
+            log.debug("connection lost during %s: %s", request.path, exc)
+            raise
+        # The client is still there: one of our own outgoing calls was refused or timed out.
+        # Re-raising would make aiohttp answer a plain-text 500.
+        unavailable = EngineUnavailable("a service this request needs did not answer; retry")
+        status = unavailable.http_status
+        log.warning("%s %s: upstream call failed: %r", request.method, request.path, exc)
+        return web.json_response(unavailable.to_dict(), status=status, headers={"Retry-After": "2"})
+    except Exception as exc:
+        if (outage := outage_error(exc)) is not None:
+            # A database or Redis call outside the repositories (which already raise this).
+            status = outage.http_status
+            log.warning("%s %s: %s (%s)", request.method, request.path, outage.message, exc)
+            return web.json_response(outage.to_dict(), status=status, headers=_retry_after(outage))
         log.exception("unhandled error on %s %s", request.method, request.path)
         body = {"error": {"code": "internal_error", "message": "internal server error"}}
         return web.json_response(body, status=500)
     finally:
         if metrics is not None:
             metrics.requests.labels(_route_name(request), str(status)).inc()
+
+
+def _retry_after(err: VoiceStreamError) -> dict[str, str]:
+    # Busy (429) and ServiceUnavailable (503) say how long to wait; other errors do not.
+    if err.retry_after_s is not None:
+        return {"Retry-After": str(err.retry_after_s)}
+    return {}
 
 
 def _allow_header(exc: web.HTTPException) -> dict[str, str]:
@@ -134,5 +165,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     principal = await request.app[RUNTIME].keys.authenticate(key)
     if principal is None:
         raise AuthError("invalid or revoked API key")
+    # Role rules, before any handler (and so before any WebSocket upgrade).
+    policy.check(principal, request.method, request.path, websocket=_wants_upgrade(request))
     request[PRINCIPAL] = principal
     return await handler(request)
+
+
+def _wants_upgrade(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").strip().lower() == "websocket"

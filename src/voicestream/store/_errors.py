@@ -6,11 +6,18 @@ them without import cycles; ``embedded`` and ``services`` re-export them.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
-from voicestream.errors import VoiceStreamError
+from voicestream.errors import ServiceUnavailable, VoiceStreamError
 
-__all__ = ["EmbeddedServiceError", "ServiceConnectionError", "service_failure"]
+__all__ = [
+    "EmbeddedServiceError",
+    "ServiceConnectionError",
+    "connection_failed",
+    "service_failure",
+    "unavailable",
+]
 
 
 class EmbeddedServiceError(VoiceStreamError):
@@ -35,10 +42,40 @@ def service_failure(what: str, output: str, tail: str, log_path: Path) -> Embedd
     return EmbeddedServiceError("\n".join(parts))
 
 
-class ServiceConnectionError(VoiceStreamError):
+class ServiceConnectionError(ServiceUnavailable):
     """A configured database or Redis (``DATABASE_URL`` / ``REDIS_URL``) cannot be reached."""
 
-    code = "service_unavailable"
-    http_status = 503
-    ws_close_code = 1013
-    retryable = True
+
+_CONNECT_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+    }
+)
+
+
+def connection_failed(exc: BaseException) -> bool:
+    """Whether an OS-level error from a driver call means the server could not be reached.
+
+    Only meaningful for exceptions raised by a database or Redis call: there a bare OSError
+    or TimeoutError is the connection, while elsewhere it could mean anything.
+    """
+    if isinstance(exc, TimeoutError):
+        return True
+    if not isinstance(exc, OSError):
+        return False
+    # asyncio joins the failures of several addresses into one OSError without an errno.
+    return exc.errno in _CONNECT_ERRNOS or (exc.errno is None and "Connect call failed" in str(exc))
+
+
+def unavailable(service: str) -> ServiceUnavailable:
+    """The client-facing error for a service that is down; the cause is chained, not shown."""
+    return ServiceUnavailable(
+        f"{service} is temporarily unavailable; try again shortly",
+        details={"service": service},
+    )

@@ -288,6 +288,24 @@ class EmbeddedPostgres:
             return None
         return info
 
+    def _remove_dead_pidfile(self) -> None:
+        """Blocking. Drop the pid file of a postmaster that was killed and is now a zombie.
+
+        PostgreSQL takes a pid that still answers ``kill(pid, 0)`` for a running server and
+        refuses to start; a killed postmaster stays a zombie until something reaps it, which
+        a container's PID 1 may never do. Orphaned backends are still caught by PostgreSQL's
+        own shared-memory check, so removing the file cannot let two servers share a cluster.
+        """
+        info = self._read_pidfile()
+        if info is not None and not pid_alive(info.pid):
+            with contextlib.suppress(FileNotFoundError):
+                (self.data / "postmaster.pid").unlink()
+
+    def live_pid(self) -> int | None:
+        """Blocking. The pid of this cluster's running postmaster, None if it is not running."""
+        info = self._live_postmaster()
+        return info.pid if info else None
+
     # --- lifecycle ---------------------------------------------------------------------
 
     async def running_port(self) -> int | None:
@@ -310,6 +328,7 @@ class EmbeddedPostgres:
             if port is None or not await asyncio.to_thread(port_is_free, port):
                 port = await asyncio.to_thread(free_port)
             await asyncio.to_thread(self._write_runtime_conf, port)
+            await asyncio.to_thread(self._remove_dead_pidfile)
             offset = await asyncio.to_thread(self._prepare_log)
             began = time.monotonic()
             result = await self._run(

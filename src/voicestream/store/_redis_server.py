@@ -70,7 +70,8 @@ class EmbeddedRedis:
             )
         return found
 
-    def _live_pid(self) -> int | None:
+    def live_pid(self) -> int | None:
+        """Blocking. The pid of our running redis-server, None if it is not running."""
         try:
             pid = int(self.pid_path.read_text().strip())
         except (OSError, ValueError):
@@ -113,7 +114,7 @@ class EmbeddedRedis:
         A live server whose port we no longer know (the state file was lost) is stopped, so
         that it can be restarted on a known port rather than run on unreachable.
         """
-        pid = await asyncio.to_thread(self._live_pid)
+        pid = await asyncio.to_thread(self.live_pid)
         if pid is None:
             return None
         if port is None:
@@ -145,7 +146,7 @@ class EmbeddedRedis:
         raise EmbeddedServiceError("redis-server could not bind a port after 3 attempts")
 
     async def stop(self, port: int | None) -> None:
-        pid = await asyncio.to_thread(self._live_pid)
+        pid = await asyncio.to_thread(self.live_pid)
         if pid is None:
             return
         began = time.monotonic()

@@ -7,12 +7,17 @@ Ids arrive from URLs as strings; a malformed one is also ``NotFound``, never a 5
 Writes that must stay in step with the vector store take a ``before_commit`` callback, run
 inside the database transaction: if the vectors cannot be written (or deleted), the rows roll
 back too, and no half-made agent or document remains.
+
+An agent's LLM ``api_key`` is a third-party secret: it is sealed (``SecretBox``, bound to the
+workspace) before it is written and opened when the row is read, so the database never holds
+it in clear; responses show only a hint of it.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +27,7 @@ from uuid import UUID
 from voicestream.errors import NotFound, ValidationFailed
 from voicestream.store import db
 from voicestream.store._records import MAX_LIST, Id, clean, iso, limit_rows, parse_id
+from voicestream.store.secrets import SecretBox, SecretUnreadable
 
 __all__ = [
     "Agent",
@@ -37,6 +43,8 @@ _UPDATABLE: Final = frozenset(
     {"name", "instructions", "voice", "language", "first_message", "llm", "public"}
 )
 _SECRET_LLM_KEYS: Final = frozenset({"api_key"})
+
+log = logging.getLogger(__name__)
 
 
 # --- records --------------------------------------------------------------------------------
@@ -70,11 +78,14 @@ class Agent:
     updated_at: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, secrets withheld: an LLM api_key shows as ``"api_key_set": true``."""
+        """JSON-ready, secrets withheld: an LLM api_key shows as ``"api_key_set": true`` and
+        a hint (``"sk-…abcd"``) that tells keys apart without revealing them."""
         llm: dict[str, Any] | None = None
         if self.llm is not None:
             llm = {k: v for k, v in self.llm.items() if k not in _SECRET_LLM_KEYS}
-            llm["api_key_set"] = bool(self.llm.get("api_key"))
+            api_key = self.llm.get("api_key")
+            llm["api_key_set"] = bool(api_key)
+            llm["api_key_hint"] = _hint(api_key) if isinstance(api_key, str) and api_key else None
         return {
             "id": str(self.id),
             "workspace_id": str(self.workspace_id),
@@ -131,8 +142,26 @@ _DOCUMENT_COLUMNS = """
 """
 
 
-def _agent(row: db.Record) -> Agent:
+def _hint(secret: str) -> str | None:
+    # Four characters of a long random key say which key it is, not what it is; of a short
+    # one they would say too much.
+    if len(secret) < 16:
+        return None
+    return f"{secret[:3]}…{secret[-4:]}"
+
+
+def _agent(row: db.Record, secrets: SecretBox) -> Agent:
     llm = row["llm"]
+    # No JSON codec is registered on the pool: jsonb arrives as its text.
+    llm = json.loads(llm) if isinstance(llm, str) else llm
+    if isinstance(llm, dict) and isinstance(llm.get("api_key"), str):
+        try:
+            llm["api_key"] = secrets.open(llm["api_key"], context=str(row["workspace_id"]))
+        except SecretUnreadable:
+            # The server's secret changed since the key was stored: the agent runs without
+            # it (its endpoint will refuse) until someone sets the key again.
+            log.warning("agent %s: its LLM api_key cannot be decrypted; set it again", row["id"])
+            del llm["api_key"]
     return Agent(
         id=row["id"],
         workspace_id=row["workspace_id"],
@@ -141,8 +170,7 @@ def _agent(row: db.Record) -> Agent:
         voice=row["voice"],
         language=row["language"],
         first_message=row["first_message"],
-        # No JSON codec is registered on the pool: jsonb arrives as its text.
-        llm=json.loads(llm) if isinstance(llm, str) else llm,
+        llm=llm,
         public=row["public"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -162,8 +190,14 @@ def _document(row: db.Record) -> AgentDocument:
     )
 
 
-def _llm_json(llm: Mapping[str, Any] | None) -> str | None:
-    return None if llm is None else json.dumps(dict(llm))
+def _llm_json(llm: Mapping[str, Any] | None, secrets: SecretBox, workspace_id: UUID) -> str | None:
+    if llm is None:
+        return None
+    stored = dict(llm)
+    api_key = stored.get("api_key")
+    if isinstance(api_key, str) and not secrets.is_sealed(api_key):
+        stored["api_key"] = secrets.seal(api_key, context=str(workspace_id))
+    return json.dumps(stored)
 
 
 # --- agents ---------------------------------------------------------------------------------
@@ -174,8 +208,36 @@ DeleteHook = Callable[[], Awaitable[None]]
 
 
 class AgentRepository:
-    def __init__(self, pool: db.Pool) -> None:
+    def __init__(self, pool: db.Pool, secrets: SecretBox) -> None:
         self._pool = pool
+        self._secrets = secrets
+
+    def _agent(self, row: db.Record) -> Agent:
+        return _agent(row, self._secrets)
+
+    async def seal_plaintext_secrets(self) -> int:
+        """Seal LLM keys stored in clear before encryption at rest; returns how many.
+
+        Run at start-up: each row is rewritten only if it still holds the same plaintext, so
+        two servers starting at once, or a concurrent edit, cannot clobber each other.
+        """
+        rows = await self._pool.fetch(
+            "SELECT id, workspace_id, llm->>'api_key' AS api_key FROM agents "
+            "WHERE llm ? 'api_key' AND jsonb_typeof(llm->'api_key') = 'string' "
+            "AND NOT starts_with(llm->>'api_key', 'enc:')"
+        )
+        sealed = 0
+        for row in rows:
+            value = self._secrets.seal(row["api_key"], context=str(row["workspace_id"]))
+            status = await self._pool.execute(
+                "UPDATE agents SET llm = jsonb_set(llm, '{api_key}', to_jsonb($3::text)) "
+                "WHERE id = $1 AND llm->>'api_key' = $2",
+                row["id"],
+                row["api_key"],
+                value,
+            )
+            sealed += status == "UPDATE 1"
+        return sealed
 
     async def create(
         self,
@@ -205,10 +267,10 @@ class AgentRepository:
                 spec.voice,
                 spec.language,
                 clean(spec.first_message) if spec.first_message is not None else None,
-                _llm_json(spec.llm),
+                _llm_json(spec.llm, self._secrets, ws),
                 spec.public,
             )
-            agent = _agent(row)
+            agent = self._agent(row)
             docs = [await self._insert_document(conn, agent, doc) for doc in documents]
             if before_commit is not None:
                 await before_commit(agent, docs)
@@ -223,7 +285,7 @@ class AgentRepository:
         )
         if row is None:
             raise NotFound(f"no agent with id {str(agent_id)!r}")
-        return _agent(row)
+        return self._agent(row)
 
     async def get_public(self, agent_id: Id) -> Agent:
         """A public agent by id alone (the widget's path). Raises NotFound if not public."""
@@ -233,7 +295,7 @@ class AgentRepository:
         )
         if row is None:
             raise NotFound(f"no public agent with id {str(agent_id)!r}")
-        return _agent(row)
+        return self._agent(row)
 
     async def list(self, workspace_id: Id, *, limit: int = MAX_LIST) -> builtins.list[Agent]:
         """The workspace's agents, oldest first."""
@@ -244,7 +306,7 @@ class AgentRepository:
             ws,
             limit_rows(limit),
         )
-        return [_agent(row) for row in rows]
+        return [self._agent(row) for row in rows]
 
     async def update(self, workspace_id: Id, agent_id: Id, changes: Mapping[str, Any]) -> Agent:
         """Set the given fields (a subset of AgentSpec's); ``llm`` is replaced as a whole.
@@ -266,7 +328,7 @@ class AgentRepository:
         for i, (column, value) in enumerate(sorted(changes.items()), start=3):
             if column == "llm":
                 sets.append(f"llm = ${i}::jsonb")
-                args.append(_llm_json(value))
+                args.append(_llm_json(value, self._secrets, ws))
             else:
                 sets.append(f"{column} = ${i}")
                 args.append(clean(value) if isinstance(value, str) else value)
@@ -277,7 +339,7 @@ class AgentRepository:
         )
         if row is None:
             raise NotFound(f"no agent with id {str(agent_id)!r}")
-        return _agent(row)
+        return self._agent(row)
 
     async def delete(
         self, workspace_id: Id, agent_id: Id, *, before_commit: DeleteHook | None = None
@@ -317,7 +379,7 @@ class AgentRepository:
             )
             if row is None:
                 raise NotFound(f"no agent with id {str(agent_id)!r}")
-            doc = await self._insert_document(conn, _agent(row), document)
+            doc = await self._insert_document(conn, self._agent(row), document)
             if before_commit is not None:
                 await before_commit(doc)
             return doc

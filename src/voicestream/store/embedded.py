@@ -147,6 +147,7 @@ class EmbeddedServices:
         self._redis_binary = redis_server
         self._layout: _Layout | None = None
         self._token: str | None = None
+        self._wanted: frozenset[str] = frozenset()
 
     async def __aenter__(self) -> ServiceURLs:
         return await self.acquire()
@@ -203,16 +204,64 @@ class EmbeddedServices:
                 await self._stop_unneeded(layout, needed_by_others, state)
                 raise
         self._token = token
+        self._wanted = frozenset(wanted)
         return database_url, redis_url
+
+    async def dead_services(self) -> set[str]:
+        """The leased services whose process is gone (killed, crashed, OOM-killed)."""
+        if self._token is None or self._layout is None:
+            return set()
+        pg, rd = self._services(self._layout)
+        dead = set()
+        if "postgres" in self._wanted and await asyncio.to_thread(pg.live_pid) is None:
+            dead.add("postgres")
+        if "redis" in self._wanted and await asyncio.to_thread(rd.live_pid) is None:
+            dead.add("redis")
+        return dead
+
+    async def restart(self, names: set[str]) -> None:
+        """Start the leased services ``names`` again, on the ports their clients know.
+
+        Whoever gets the lock first restarts; another process finds the service running
+        again and leaves it be. Raises EmbeddedServiceError when a start fails.
+        """
+        if self._token is None or self._layout is None:
+            return
+        layout = self._layout
+        pg, rd = self._services(layout)
+        async with DirLock(layout.lock_path):
+            state = await asyncio.to_thread(layout.read_state)
+            if "postgres" in names & self._wanted and not await pg.running_port():
+                port = await pg.start(state.postgres_port)
+                _warn_if_moved("PostgreSQL", state.postgres_port, port)
+                state.postgres_port = port
+            if "redis" in names & self._wanted and not await rd.running_port(state.redis_port):
+                port = await rd.start(state.redis_port)
+                _warn_if_moved("redis-server", state.redis_port, port)
+                state.redis_port = port
+            await asyncio.to_thread(layout.write_state, state)
 
     async def release(self) -> None:
         """Drop our lease; stop the services that no live lease needs any more."""
         token, self._token = self._token, None
+        self._wanted = frozenset()
         if token is None or self._layout is None:
             return
         layout = self._layout
         async with DirLock(layout.lock_path):
             await asyncio.to_thread(remove_lease, layout.leases_dir, token)
+            needed = await asyncio.to_thread(live_needs, layout.leases_dir)
+            state = await asyncio.to_thread(layout.read_state)
+            await self._stop_unneeded(layout, needed, state, raise_errors=True)
+
+    async def stop_orphaned(self) -> None:
+        """Stop the services that no live lease needs, without holding a lease ourselves.
+
+        For the watchdog of a process that died holding a lease: its lease is stale now, so
+        whatever only it needed stops, and whatever another process still uses runs on.
+        """
+        layout = await self._get_layout()
+        async with DirLock(layout.lock_path):
             needed = await asyncio.to_thread(live_needs, layout.leases_dir)
             state = await asyncio.to_thread(layout.read_state)
             await self._stop_unneeded(layout, needed, state, raise_errors=True)
@@ -250,3 +299,10 @@ class EmbeddedServices:
     @property
     def data_dir(self) -> Path:
         return self._layout.data_dir if self._layout else self._data_dir
+
+
+def _warn_if_moved(name: str, old: int | None, new: int) -> None:
+    if old is not None and old != new:
+        # Its old port was taken while it was down: connections made from the old URL
+        # cannot follow, so say so loudly rather than leave a silent outage.
+        log.warning("embedded %s came back on port %d, not %d; restart the server", name, new, old)

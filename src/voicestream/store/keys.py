@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal, get_args
@@ -218,6 +219,14 @@ class ApiKeyRepository:
         if row is None:
             raise NotFound(f"no API key with id or prefix {key_id_or_prefix!r}")
         return _api_key(row)
+
+    async def revoked_among(self, key_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these keys are revoked (the sockets they opened must close)."""
+        rows = await self._pool.fetch(
+            "SELECT id FROM api_keys WHERE id = ANY($1::uuid[]) AND revoked_at IS NOT NULL",
+            list(key_ids),
+        )
+        return {row["id"] for row in rows}
 
     async def authenticate(self, plaintext: str) -> Principal | None:
         """The principal for a presented key; None if it is malformed, unknown or revoked."""

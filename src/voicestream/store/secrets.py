@@ -1,13 +1,75 @@
-"""The server's signing secret, when none is configured: one random key per data dir."""
+"""The server's secret: one random key per data dir when none is configured, and the
+encryption of third-party secrets (agents' LLM API keys) stored in the database under it.
+
+Stored secrets are AES-256-GCM sealed with a key derived (HKDF-SHA256) from the server's
+secret, so a database dump or backup alone does not hold them. A sealed value is
+``enc:v1:`` + base64url(nonce ‖ ciphertext ‖ tag); the version names the derivation and
+cipher, so a later scheme can read older values. A value without the prefix is plaintext from
+before sealing: it still reads, and is sealed on its next write (``SecretBox.is_sealed``).
+"""
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import Final
 
-__all__ = ["load_or_create_secret"]
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+__all__ = ["SecretBox", "SecretUnreadable", "load_or_create_secret"]
+
+_SEALED_PREFIX: Final = "enc:v1:"
+_NONCE_BYTES: Final = 12
+# Domain separation: the same server secret also signs tickets; this key is for nothing else.
+_HKDF_INFO: Final = b"voicestream stored third-party secrets v1"
+
+
+class SecretUnreadable(Exception):
+    """A sealed value that this server's secret cannot open (the secret changed, or the value
+    was tampered with or moved to another workspace's row)."""
+
+
+class SecretBox:
+    """Seals and opens stored secrets; ``context`` (e.g. the workspace id) binds a sealed value
+    to the row it belongs to, so it cannot be copied into another tenant's."""
+
+    def __init__(self, server_secret: str) -> None:
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
+            server_secret.encode()
+        )
+        self._aead = AESGCM(key)
+
+    @staticmethod
+    def is_sealed(stored: str) -> bool:
+        return stored.startswith(_SEALED_PREFIX)
+
+    def seal(self, plaintext: str, *, context: str) -> str:
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, plaintext.encode(), context.encode())
+        return _SEALED_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+    def open(self, stored: str, *, context: str) -> str:
+        """The plaintext of a sealed value; an unsealed (legacy) value is returned as it is.
+
+        Raises:
+            SecretUnreadable: the value does not open with this server's secret.
+        """
+        if not self.is_sealed(stored):
+            return stored
+        try:
+            raw = base64.urlsafe_b64decode(stored[len(_SEALED_PREFIX) :])
+            opened = self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode())
+        except (ValueError, InvalidTag):
+            raise SecretUnreadable(
+                "the stored secret does not open with this server's secret"
+            ) from None
+        return opened.decode()
 
 
 def load_or_create_secret(data_dir: Path) -> str:

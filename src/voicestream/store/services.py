@@ -8,6 +8,7 @@ here, so they always agree on which services a data dir means.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -18,11 +19,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from voicestream.config import Settings
+from voicestream.errors import ServiceUnavailable
 from voicestream.store import db
 from voicestream.store._errors import ServiceConnectionError
 from voicestream.store.embedded import EmbeddedServices, ServiceURLs
 from voicestream.store.migrate import migrate
-from voicestream.store.redis_client import create_redis
+from voicestream.store.redis_client import create_redis, redis_outage
+from voicestream.store.supervisor import supervised
+from voicestream.store.watchdog import start_watchdog, stop_watchdog
 
 __all__ = [
     "Database",
@@ -30,6 +34,7 @@ __all__ = [
     "Services",
     "open_database",
     "open_services",
+    "outage_error",
     "redact_url",
 ]
 
@@ -47,6 +52,16 @@ class Services:
 class Database:
     pool: db.Pool  # schema migrated
     url: str
+
+
+def outage_error(exc: BaseException) -> ServiceUnavailable | None:
+    """``exc`` as ServiceUnavailable if it says PostgreSQL or Redis is unreachable, else None.
+
+    The repositories and the Redis client already raise ServiceUnavailable; this catches what
+    slips past them (transaction blocks, pipelines) at the HTTP and socket edges, where the
+    origin is unknown: only the drivers' own connection errors count there.
+    """
+    return db.postgres_outage(exc, os_errors=False) or redis_outage(exc, os_errors=False)
 
 
 def redact_url(url: str) -> str:
@@ -67,6 +82,15 @@ async def _lease_embedded(
     embedded = EmbeddedServices(settings.data_dir)
     urls = await embedded.acquire_only(postgres=postgres, redis=redis)
     stack.push_async_callback(embedded.release)
+    # If this process is killed, the watchdog stops the services it leaves behind.
+    try:
+        watchdog = await asyncio.to_thread(start_watchdog, embedded.data_dir)
+    except OSError as exc:  # not fatal: only a kill -9 of this process would leak them
+        log.warning("no watchdog for the embedded services: %s", exc)
+    else:
+        stack.push_async_callback(asyncio.to_thread, stop_watchdog, watchdog)
+    # Entered after the lease, so it stops first: nothing restarts what release stops.
+    await stack.enter_async_context(supervised(embedded))
     return urls
 
 
@@ -80,7 +104,7 @@ async def _open_pool(
 ) -> db.Pool:
     try:
         pool = await db.create_pool(url, min_size=min_size, max_size=max_size)
-    except (OSError, TimeoutError, db.PostgresError) as exc:
+    except (OSError, TimeoutError, db.PostgresError, ServiceUnavailable) as exc:
         raise ServiceConnectionError(
             f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}"
         ) from exc
@@ -98,7 +122,7 @@ async def _open_redis(stack: contextlib.AsyncExitStack, url: str) -> Redis:
     try:
         # Connecting is lazy; ping now so a wrong REDIS_URL fails at start, not mid-request.
         await client.ping()
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError, ServiceUnavailable) as exc:
         raise ServiceConnectionError(
             f"cannot connect to Redis at {redact_url(url)}: {exc}"
         ) from exc

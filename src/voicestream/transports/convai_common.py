@@ -19,19 +19,34 @@ from typing import Any
 from aiohttp import web
 
 from ..engines.agents.base import AgentConfig, ChatMessage
-from ..errors import AuthError, Forbidden, NotFound, ValidationFailed
+from ..errors import AuthError, Forbidden, NotFound, ProtocolError, ValidationFailed
 from ..pipeline import events
 from ..pipeline.session import SAMPLE_RATE, ConversationHooks, ConversationSession, SessionDeps
 from ..protocols import convai
+from ..store.keys import Principal
 from .context import RUNTIME, Runtime, optional_principal
-from .tickets import verify_ticket
+from .tickets import (
+    END_USER_ID,
+    END_USER_RULE,
+    Family,
+    Ticket,
+    family_of,
+    redeem_ticket,
+    ticket_holder,
+    verify_ticket,
+)
 
-__all__ = ["ConversationLease", "apply_turn_message", "open_conversation", "session_deps"]
+__all__ = [
+    "ConversationLease",
+    "apply_turn_message",
+    "caller_tag",
+    "open_conversation",
+    "session_deps",
+]
 
 log = logging.getLogger(__name__)
 
 _LIVE_TTL_S = 24 * 3600  # a live session's state outlives any sane call
-_END_USER = re.compile(r"^[\w.@:+-]{1,200}$")
 
 
 def _state_key(session_id: str) -> str:
@@ -44,15 +59,35 @@ class ConversationLease:
     session: ConversationSession
     resumed: bool
     transport: str
+    # Who opened it: "key:<key id>", "ticket:<jti>" or "public" (see ``caller_tag``).
+    owner: str = "public"
+    keyed: bool = False  # an API key on the very call that opened it
 
     def session_event(self) -> dict[str, Any]:
-        return events.session_info(
+        event = events.session_info(
             session_id=self.session.id,
             conversation_id=self.session.conversation_id,
             agent_id=self.session.agent.id,
             resumed=self.resumed,
             sample_rate=SAMPLE_RATE,
         )
+        # Tells the client whether its end_user_id was believed (see ``claim_end_user``).
+        event["long_term_memory"] = self.session.end_user_id is not None
+        return event
+
+    def claim_end_user(self, claimed: str) -> None:
+        """An end user named after the conversation opened (a ``config`` message).
+
+        Believed from a key-authenticated connection only; otherwise ignored, and the
+        conversation stays anonymous (or keeps its ticket's end user), as ``open_conversation``
+        does with one named on opening.
+        """
+        if not END_USER_ID.fullmatch(claimed):
+            raise ProtocolError(END_USER_RULE)
+        if self.keyed:
+            self.session.end_user_id = claimed
+        else:
+            log.debug("session %s: unvouched end_user_id ignored", self.session.id)
 
     async def close(self, *, ended: bool) -> None:
         """``ended``: the client hung up on purpose; otherwise the session stays resumable."""
@@ -64,6 +99,32 @@ class ConversationLease:
         else:
             await self.rt.redis.expire(key, int(self.rt.settings.convai_resume_grace_seconds))
             await self.rt.conversations.end(self.session.conversation_id, "disconnected")
+
+
+@dataclass(frozen=True, slots=True)
+class _Access:
+    """What authorized a conversation: an API key on this call, a ticket, or a public agent."""
+
+    agent: AgentConfig
+    principal: Principal | None
+    ticket: Ticket | None
+
+    @property
+    def owner(self) -> str:
+        if self.principal is not None:
+            return f"key:{self.principal.key_id}"
+        return f"ticket:{self.ticket.jti}" if self.ticket is not None else "public"
+
+    def believe(self, claimed: str | None) -> str | None:
+        """The end user whose long-term memory this conversation may read and write.
+
+        Anyone may claim any ``end_user_id``; only a key-authenticated call, or a ticket that a
+        key-authenticated call minted, vouches for one. Without that the conversation is
+        anonymous (no memory), and a ticket's own end user always wins.
+        """
+        if self.ticket is not None:
+            return self.ticket.end_user_id
+        return claimed if self.principal is not None else None
 
 
 async def apply_turn_message(session: ConversationSession, msg: convai.ClientMessage) -> bool:
@@ -90,20 +151,25 @@ async def open_conversation(
     transport: str,
     ticket: str | None = None,
     customize: Callable[[AgentConfig], AgentConfig] | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> ConversationLease:
     """Authorize, then create or resume the conversation. Raises before any upgrade.
 
     ``customize``: this conversation's changes to the stored agent (a protocol's overrides).
+    ``ready``: the transport's last check once the caller is authorized, before a ticket is
+    used up or anything is created.
     """
     rt = request.app[RUNTIME]
     if not agent_id:
         raise ValidationFailed("agent_id is required")
-    if end_user_id is not None and not _END_USER.match(end_user_id):
-        raise ValidationFailed("end_user_id must be 1-200 letters, digits or . @ : + - _")
-    agent, ticket_user = await _authorized_agent(request, rt, agent_id, ticket)
+    if end_user_id is not None and not END_USER_ID.fullmatch(end_user_id):
+        raise ValidationFailed(END_USER_RULE)
+    access = await _authorize(request, rt, agent_id, ticket, family_of(transport))
+    if ready is not None:
+        ready()
+    agent = access.agent
     if customize is not None:
         agent = customize(agent)
-    end_user_id = end_user_id or ticket_user
 
     history: list[ChatMessage] = []
     resumed = False
@@ -111,12 +177,20 @@ async def open_conversation(
         state = await _load_state(rt, session_id)
         if state.get("workspace_id") != agent.workspace_id or state.get("agent_id") != agent.id:
             raise NotFound("unknown or expired session")
+        # Reconnecting with the ticket that opened the conversation is not a second use.
+        if access.ticket is not None and access.ticket.jti != state.get("ticket_jti"):
+            await redeem_ticket(rt.redis, access.ticket)
         conversation_id = str(state["conversation_id"])
-        end_user_id = state.get("end_user_id") or end_user_id
+        end_user_id = state.get("end_user_id") or access.believe(end_user_id)
+        ticket_jti = state.get("ticket_jti")
         history = [ChatMessage(m["role"], m["content"]) for m in state.get("history", [])]
         resumed = True
         await rt.conversations.reopen(conversation_id)
     else:
+        if access.ticket is not None:
+            await redeem_ticket(rt.redis, access.ticket)
+        ticket_jti = access.ticket.jti if access.ticket is not None else None
+        end_user_id = access.believe(end_user_id)
         session_id = uuid.uuid4().hex
         conversation_id = await rt.conversations.create(
             agent.workspace_id, agent.id, end_user_id, transport
@@ -125,14 +199,16 @@ async def open_conversation(
     session = ConversationSession(
         session_deps(rt, agent, silence_timeout_s=rt.settings.convai_silence_timeout_seconds),
         agent,
-        _hooks(rt, agent, session_id, conversation_id),
+        _hooks(rt, agent, session_id, conversation_id, ticket_jti),
         session_id=session_id,
         conversation_id=conversation_id,
         end_user_id=end_user_id,
         history=history,
     )
-    await _save_state(rt, session, history)
-    return ConversationLease(rt, session, resumed, transport)
+    await _save_state(rt, session, history, ticket_jti)
+    return ConversationLease(
+        rt, session, resumed, transport, owner=access.owner, keyed=access.principal is not None
+    )
 
 
 def session_deps(rt: Runtime, agent: AgentConfig, *, silence_timeout_s: float) -> SessionDeps:
@@ -149,20 +225,34 @@ def session_deps(rt: Runtime, agent: AgentConfig, *, silence_timeout_s: float) -
     )
 
 
-async def _authorized_agent(
-    request: web.Request, rt: Runtime, agent_id: str, ticket: str | None
-) -> tuple[AgentConfig, str | None]:
+def caller_tag(request: web.Request, ticket: str | None) -> str:
+    """Who is calling, in the terms of ``ConversationLease.owner``: the API key on this call,
+    else the ticket it holds (expired or used up alike), else ``public``."""
     principal = optional_principal(request)
     if principal is not None:
-        return await rt.agents.get_config(str(principal.workspace_id), agent_id), None
+        return f"key:{principal.key_id}"
+    if ticket:
+        jti = ticket_holder(request.app[RUNTIME].secret_key, ticket)
+        if jti is not None:
+            return f"ticket:{jti}"
+    return "public"
+
+
+async def _authorize(
+    request: web.Request, rt: Runtime, agent_id: str, ticket: str | None, family: Family
+) -> _Access:
+    principal = optional_principal(request)
+    if principal is not None:
+        agent = await rt.agents.get_config(str(principal.workspace_id), agent_id)
+        return _Access(agent, principal, None)
     token = ticket or request.query.get("ticket")
     if token:
-        claims = verify_ticket(rt.secret_key, token)
+        claims = verify_ticket(rt.secret_key, token, family=family)
         if claims.agent_id != agent_id:
             raise Forbidden("the ticket was issued for another agent")
-        return await rt.agents.get_config(claims.workspace_id, agent_id), claims.end_user_id
+        return _Access(await rt.agents.get_config(claims.workspace_id, agent_id), None, claims)
     try:
-        return await rt.agents.get_public_config(agent_id), None
+        return _Access(await rt.agents.get_public_config(agent_id), None, None)
     except NotFound:
         raise AuthError(
             "this agent is not public: send an API key, or a ticket from POST /v1/convai/tickets"
@@ -170,7 +260,7 @@ async def _authorized_agent(
 
 
 def _hooks(
-    rt: Runtime, agent: AgentConfig, session_id: str, conversation_id: str
+    rt: Runtime, agent: AgentConfig, session_id: str, conversation_id: str, ticket_jti: str | None
 ) -> ConversationHooks:
     async def add_turn(role: str, text: str, interrupted: bool) -> None:
         await rt.conversations.add_turn(conversation_id, role, text, interrupted=interrupted)
@@ -182,7 +272,7 @@ def _hooks(
     async def save_state(history: list[ChatMessage], end_user_id: str | None) -> None:
         await rt.redis.set(
             _state_key(session_id),
-            _state_json(agent, conversation_id, end_user_id, history),
+            _state_json(agent, conversation_id, end_user_id, history, ticket_jti),
             ex=_LIVE_TTL_S,
         )
 
@@ -190,7 +280,11 @@ def _hooks(
 
 
 def _state_json(
-    agent: AgentConfig, conversation_id: str, end_user_id: str | None, history: list[ChatMessage]
+    agent: AgentConfig,
+    conversation_id: str,
+    end_user_id: str | None,
+    history: list[ChatMessage],
+    ticket_jti: str | None,
 ) -> str:
     return json.dumps(
         {
@@ -198,17 +292,20 @@ def _state_json(
             "agent_id": agent.id,
             "conversation_id": conversation_id,
             "end_user_id": end_user_id,
+            "ticket_jti": ticket_jti,
             "history": [{"role": m.role, "content": m.content} for m in history],
         }
     )
 
 
 async def _save_state(
-    rt: Runtime, session: ConversationSession, history: list[ChatMessage]
+    rt: Runtime, session: ConversationSession, history: list[ChatMessage], ticket_jti: str | None
 ) -> None:
     await rt.redis.set(
         _state_key(session.id),
-        _state_json(session.agent, session.conversation_id, session.end_user_id, history),
+        _state_json(
+            session.agent, session.conversation_id, session.end_user_id, history, ticket_jti
+        ),
         ex=_LIVE_TTL_S,
     )
 

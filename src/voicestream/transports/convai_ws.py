@@ -13,7 +13,7 @@ import time
 
 from aiohttp import WSMsgType, web
 
-from ..errors import PayloadTooLarge, ProtocolError, VoiceStreamError
+from ..errors import BadRequest, PayloadTooLarge, ProtocolError, VoiceStreamError
 from ..media.decode import RawStreamDecoder
 from ..media.encode import make_encoder
 from ..media.formats import AudioFormat
@@ -46,8 +46,13 @@ async def ws_convai(request: web.Request) -> web.StreamResponse:
         session_id=q.get("session_id"),
         end_user_id=q.get("end_user_id"),
         transport="websocket",
+        ready=lambda: _require_upgrade(request),
     )
-    ws = await open_websocket(request, rt.settings)
+    try:
+        ws = await open_websocket(request, rt.settings)
+    except BaseException:
+        await lease.close(ended=False)
+        raise
     socket = _ConvaiSocket(rt, ws, lease, in_fmt, out_fmt)
     rt.metrics.active_streams.labels("convai_ws").inc()
     try:
@@ -56,6 +61,12 @@ async def ws_convai(request: web.Request) -> web.StreamResponse:
         rt.metrics.active_streams.labels("convai_ws").dec()
         await lease.close(ended=socket.ended)
     return ws
+
+
+def _require_upgrade(request: web.Request) -> None:
+    # A plain GET (a link preview, a prefetch) must not use up a ticket or open a conversation.
+    if not web.WebSocketResponse().can_prepare(request).ok:
+        raise BadRequest("this is a WebSocket endpoint: connect with an Upgrade: websocket request")
 
 
 class _ConvaiSocket:
@@ -126,7 +137,7 @@ class _ConvaiSocket:
                     self.out_fmt = parse_raw_format(msg.output_format)
                     self.encoder = make_encoder(self.out_fmt, SAMPLE_RATE)
                 if msg.end_user_id:
-                    self.session.end_user_id = msg.end_user_id
+                    self.lease.claim_end_user(msg.end_user_id)
                 self.session.configure(
                     vad_threshold=msg.vad_threshold,
                     vad_min_silence_ms=msg.vad_min_silence_ms,

@@ -3,8 +3,13 @@
 ``WS /elevenlabs/v1/convai/conversation?agent_id=…`` is what the official SDKs' ``Conversation``
 opens: the Python SDK sends no key at all, so a public agent needs none; a private one needs an
 API key header or a signed URL from ``GET …/conversation/get-signed-url?agent_id=`` (with a key),
-whose ``conversation_signature`` is one of our conversation tickets. The socket echoes the
-``convai`` subprotocol the JS client asks for (browsers fail the connection otherwise).
+whose ``conversation_signature`` is one of our conversation tickets (``elevenlabs`` family:
+one conversation with that agent, within 15 minutes). The socket echoes the ``convai``
+subprotocol the JS client asks for (browsers fail the connection otherwise).
+
+``user_id`` in the initiation data names the end user whose long-term memory the agent uses;
+it is believed only on a socket opened with an API key. Anyone else's conversation is
+anonymous, whatever ``user_id`` it sends (see ``convai_common``).
 
 The client speaks first (``conversation_initiation_client_data``, with its overrides); only then
 does the conversation open, so a voice or greeting override shapes it from the first word, and
@@ -44,7 +49,7 @@ from .context import RUNTIME, Runtime, optional_principal, principal_of
 from .convai_common import ConversationLease, open_conversation
 from .stt_common import parse_raw_format
 from .tickets import mint_ticket
-from .ws_common import run_socket_tasks, transport_limit
+from .ws_common import open_websocket, run_socket_tasks
 
 __all__ = ["CONVERSATION_PATH", "add_elevenlabs_agents_routes"]
 
@@ -95,6 +100,7 @@ async def get_signed_url(request: web.Request) -> web.Response:
         agent_id=agent.id,
         end_user_id=None,
         ttl_s=_SIGNED_URL_TTL_S,
+        family="elevenlabs",
     )
     query = urlencode({"agent_id": agent.id, "conversation_signature": ticket})
     return web.json_response({"signed_url": f"{_ws_base(request)}{CONVERSATION_PATH}?{query}"})
@@ -117,13 +123,7 @@ class _Closed:
 
 async def ws_conversation(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
-    ws = web.WebSocketResponse(
-        protocols=(_SUBPROTOCOL,),
-        max_msg_size=transport_limit(rt.settings),
-        heartbeat=rt.settings.ws_heartbeat_seconds,
-        compress=False,  # audio does not compress, and deflate is an amplification vector
-    )
-    await ws.prepare(request)
+    ws = await open_websocket(request, rt.settings, (_SUBPROTOCOL,))
     limit = rt.settings.max_ws_message_bytes
     signature = request.query.get("conversation_signature")
     try:

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from ..engines.tts_stream import TTSStream
 from ..errors import (
@@ -33,6 +33,7 @@ from .context import RUNTIME, Runtime, principal_of
 from .elevenlabs_sockets import Handler, elevenlabs_errors
 from .http_common import read_model
 from .http_stt import transcribe_pcm
+from .multipart_form import read_form
 from .tts_output import EncodedChunk, encode_stream
 
 __all__ = ["PREFIX", "add_elevenlabs_routes"]
@@ -40,9 +41,6 @@ __all__ = ["PREFIX", "add_elevenlabs_routes"]
 log = logging.getLogger(__name__)
 
 PREFIX = "/elevenlabs"
-
-# Form fields other than the file are short; a bigger one is not a form we understand.
-_MAX_FORM_FIELD_BYTES = 64 * 1024
 
 
 def add_elevenlabs_routes(app: web.Application) -> None:
@@ -288,28 +286,13 @@ async def tts_stream_timestamps(request: web.Request) -> web.StreamResponse:
 
 
 async def _read_form(request: web.Request, limit: int) -> tuple[dict[str, str], bytes | None]:
-    """The text fields and the ``file`` part of a multipart form."""
+    """The text fields (the last value of each) and the ``file`` part of a multipart form."""
     if not request.content_type.startswith("multipart/"):
         raise ValidationFailed("speech-to-text expects multipart/form-data with a file part")
     too_large = PayloadTooLarge(f"upload exceeds {limit} bytes")
-    fields: dict[str, str] = {}
-    file: bytes | None = None
-    reader = await request.multipart()
-    async for part in reader:
-        if not isinstance(part, BodyPartReader) or part.name is None:
-            continue
-        cap = limit if part.name == "file" else _MAX_FORM_FIELD_BYTES
-        buf = bytearray()
-        # aiohttp's body limit does not apply to parts read from the stream: count here.
-        while chunk := await part.read_chunk():
-            buf += chunk
-            if len(buf) > cap:
-                raise too_large
-        if part.name == "file":
-            file = bytes(buf)
-        else:
-            fields[part.name] = buf.decode("utf-8", errors="replace")
-    return fields, file
+    form = await read_form(request, file_limit=limit, too_large=too_large)
+    fields = {name: values[-1] for name, values in form.fields.items()}
+    return fields, (form.file.data if form.file is not None else None)
 
 
 async def speech_to_text(request: web.Request) -> web.StreamResponse:
@@ -339,7 +322,8 @@ async def speech_to_text(request: web.Request) -> web.StreamResponse:
         raw = parse_format("pcm_16000")
         pcm = await rt.media_executor.run(lambda: decode_raw(data, raw, rate))
     else:
-        pcm = await rt.media_executor.run(lambda: decode_audio(data, rate))
+        limit = rt.settings.max_stream_seconds
+        pcm = await rt.media_executor.run(lambda: decode_audio(data, rate, limit))
     duration = len(pcm) / 2 / rate
     t0 = time.monotonic()
     transcript = await transcribe_pcm(rt, pcm)

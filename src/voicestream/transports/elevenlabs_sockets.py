@@ -15,10 +15,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..errors import UnknownVoice, VoiceStreamError
+from ..identity import policy
 from ..protocols import elevenlabs as el
 from ..protocols.elevenlabs_ws import InvalidApiKey, MissingApiKey, bearer_token
 from ..store.keys import Principal
 from .context import RUNTIME, optional_principal
+from .socket_registry import bind_socket_key
 
 __all__ = ["Handler", "SocketAuth", "elevenlabs_errors"]
 
@@ -46,6 +48,8 @@ class SocketAuth:
 
     def __init__(self, request: web.Request) -> None:
         self._keys = request.app[RUNTIME].keys
+        self._request = request
+        self._path = request.path
         self.principal: Principal | None = optional_principal(request)
         self._query_key = bearer_token(request.query.get("authorization", ""))
         # Scribe's browser clients use single-use tokens, which this server does not issue.
@@ -83,4 +87,7 @@ class SocketAuth:
         principal = await self._keys.authenticate(key)
         if principal is None:
             raise InvalidApiKey("invalid or revoked API key")
+        # The role rules the middleware applies to header keys (every socket acts).
+        policy.check(principal, "GET", self._path, websocket=True)
+        bind_socket_key(self._request, principal.key_id)  # revoking the key closes it
         return principal

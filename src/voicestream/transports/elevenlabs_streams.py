@@ -12,14 +12,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
-from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ..engines.base import TTSEngine, Voice
 from ..engines.tts_stream import TTSStream
-from ..errors import PayloadTooLarge, ProtocolError, TextTooLong, VoiceStreamError
+from ..errors import ProtocolError, TextTooLong, VoiceStreamError
 from ..media.formats import AudioFormat, parse_format
 from ..protocols import elevenlabs as el
 from ..protocols import elevenlabs_ws as ews
@@ -28,7 +26,7 @@ from .elevenlabs_rest import PREFIX
 from .elevenlabs_sockets import Handler, SocketAuth, elevenlabs_errors
 from .elevenlabs_stt_realtime import stt_realtime
 from .tts_output import encode_stream
-from .ws_common import open_websocket
+from .ws_common import cancel_tasks, open_websocket, receive_message, run_socket_tasks
 
 __all__ = ["add_elevenlabs_stream_routes", "tts_multi_stream_input", "tts_stream_input"]
 
@@ -56,20 +54,15 @@ def _open(request: web.Request) -> tuple[Runtime, TTSEngine, Voice, AudioFormat,
 
 
 async def _receive_text(ws: web.WebSocketResponse, limit: int, within: float) -> str:
-    """The next text message.
+    """The next text message (``receive_message``, which bounds its size and maps a close).
 
     Raises:
         TimeoutError: nothing within ``within`` seconds. ConnectionResetError: the peer closed.
         ProtocolError: a binary message. PayloadTooLarge: a message over ``limit`` bytes.
     """
-    msg = await ws.receive(timeout=within)
-    if msg.type == WSMsgType.BINARY:
+    data = await receive_message(ws, limit, within=within)
+    if isinstance(data, bytes):
         raise ProtocolError("binary messages are not accepted; send JSON text messages")
-    if msg.type != WSMsgType.TEXT:
-        raise ConnectionResetError("the client closed the socket")
-    data: str = msg.data
-    if len(data) > limit:
-        raise PayloadTooLarge(f"message of {len(data)} bytes exceeds the limit of {limit}")
     return data
 
 
@@ -165,28 +158,22 @@ class _StreamInputSession:
         self.alignment = el.AlignmentBuilder()
 
     async def run(self) -> None:
-        reader = asyncio.create_task(self._read(), name="el-stream-input-read")
-        writer = asyncio.create_task(
-            _speak(self.rt, self.ws, self.stream, self.fmt, self.alignment),
-            name="el-stream-input-write",
+        await run_socket_tasks(
+            self.ws,
+            {
+                "el-stream-input-read": self._read(),
+                "el-stream-input-write": _speak(
+                    self.rt, self.ws, self.stream, self.fmt, self.alignment
+                ),
+            },
+            lambda err: _close_with_error(self.rt, self.ws, err),
+            until="el-stream-input-write",
+            # The SDK reads until the socket closes: the normal close follows isFinal at once.
+            finish=self._send_final,
         )
-        try:
-            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()  # re-raise the first failure
-            await writer
-            await self.ws.send_str(ews.final_output())
-            # The SDK reads until the socket closes: close normally right after isFinal.
-            await self.ws.close(code=1000)
-        except VoiceStreamError as err:
-            await _close_with_error(self.rt, self.ws, err)
-        except ConnectionError:
-            log.debug("stream-input socket closed by peer")
-        finally:
-            for task in (reader, writer):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+
+    async def _send_final(self) -> None:
+        await self.ws.send_str(ews.final_output())
 
     def _push(self, text: str) -> None:
         if not text:
@@ -297,49 +284,45 @@ class _MultiStreamSession:
         self.live: set[asyncio.Task[None]] = set()  # every speaker not yet done
         self.last_activity = time.monotonic()
         self.failure: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.failed_context: str | None = None  # the context whose failure ended the socket
 
     async def run(self) -> None:
         try:
-            await self.auth.connection()
-            await self._until_failure(self._read())
-            # close_socket: every context ends; the socket closes once all audio is out.
-            for ctx in list(self.open.values()):
-                self._end(ctx)
-            await self._until_failure(self._drain())
-            await self.ws.close(code=1000)
-        except _ContextFailed as failed:
-            await _close_with_error(self.rt, self.ws, failed.err, failed.context_id)
-        except VoiceStreamError as err:
-            await _close_with_error(self.rt, self.ws, err)
-        except ConnectionError:
-            log.debug("multi-stream-input socket closed by peer")
+            await run_socket_tasks(
+                self.ws,
+                {
+                    "el-multi-read": self._read_then_drain(),
+                    "el-multi-speakers": self._speaker_failure(),
+                },
+                lambda err: _close_with_error(self.rt, self.ws, err, self.failed_context),
+                until="el-multi-read",
+            )
         finally:
-            for task in list(self.live):
-                task.cancel()
-            for task in list(self.live):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            # Speakers are the session's own tasks, outside the supervisor's two.
+            await cancel_tasks(list(self.live))
             if self.failure.done() and not self.failure.cancelled():
                 self.failure.exception()  # seen: a second failure during shutdown is moot
             else:
                 self.failure.cancel()
 
-    async def _until_failure(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work``, unless a context's speaker fails first (then raise that)."""
-        task = asyncio.ensure_future(work)
-        try:
-            await asyncio.wait({task, self.failure}, return_when=asyncio.FIRST_COMPLETED)
-            if self.failure.done():
-                self.failure.result()
-            task.result()
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def _drain(self) -> None:
+    async def _read_then_drain(self) -> None:
+        await self.auth.connection()
+        await self._read()
+        # close_socket: every context ends; the socket closes once all audio is out.
+        for ctx in list(self.open.values()):
+            self._end(ctx)
         while self.live:
             await asyncio.wait(set(self.live))
+
+    async def _speaker_failure(self) -> None:
+        """Ends (raising it) when a context's speaker fails; the socket ends with it."""
+        try:
+            # Shielded: the supervisor cancels this watcher, which must not cancel the future
+            # a speaker may still report to.
+            await asyncio.shield(self.failure)
+        except _ContextFailed as failed:
+            self.failed_context = failed.context_id
+            raise failed.err from None
 
     async def _read(self) -> None:
         limit = self.rt.settings.max_text_chars
@@ -445,7 +428,7 @@ class _MultiStreamSession:
             await self.ws.send_str(ews.final_output(ctx.id))
         except VoiceStreamError as err:
             self._fail(_ContextFailed(err, ctx.id))
-        except ConnectionError as exc:
+        except Exception as exc:  # the supervisor reports it: a vanished peer, or a bug
             self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:

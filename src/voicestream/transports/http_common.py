@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from ..errors import InvalidJSON, PayloadTooLarge, ValidationFailed, VoiceStreamError
-from ..protocols.json_messages import validate_model
+from ..errors import PayloadTooLarge, ValidationFailed, VoiceStreamError
+from ..protocols.json_messages import load_json, validate_model
 from .context import RUNTIME
 
 __all__ = ["error_response", "read_json_object", "read_model"]
@@ -25,7 +24,8 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object.
 
     Raises:
-        InvalidJSON: the body is not JSON.
+        InvalidJSON: the body is not JSON, or holds what ``load_json`` refuses (huge numbers,
+            lone surrogates, NUL).
         ValidationFailed: it is JSON but not an object.
         PayloadTooLarge: the body exceeds the server's limit.
     """
@@ -34,10 +34,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[RUNTIME].settings.max_upload_bytes
         raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes") from None
-    try:
-        data: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidJSON(f"request body is not valid JSON: {exc}") from None
+    data = load_json(raw, "request body")
     if not isinstance(data, dict):
         raise ValidationFailed("request body must be a JSON object")
     return data

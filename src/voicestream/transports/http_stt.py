@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from ..errors import InvalidAudio, PayloadTooLarge, ValidationFailed
 from ..media.decode import decode_audio, decode_raw
 from ..media.subtitles import cues_from_words, to_srt, to_vtt
 from .context import RUNTIME, Runtime, principal_of
+from .multipart_form import read_form
 from .stt_common import TranscriptBuilder, open_recording_stream, parse_raw_format
 
 __all__ = ["post_stt", "transcribe_pcm"]
@@ -36,7 +37,8 @@ async def post_stt(request: web.Request) -> web.StreamResponse:
         fmt = raw_fmt
         pcm = await rt.media_executor.run(lambda: decode_raw(data, fmt, rate))
     else:
-        pcm = await rt.media_executor.run(lambda: decode_audio(data, rate))
+        limit = rt.settings.max_stream_seconds
+        pcm = await rt.media_executor.run(lambda: decode_audio(data, rate, limit))
     duration = len(pcm) / 2 / rate
     t0 = time.monotonic()
     transcript = await transcribe_pcm(rt, pcm, source_rate=raw_fmt.sample_rate if raw_fmt else None)
@@ -93,14 +95,7 @@ async def _read_upload(request: web.Request, limit: int) -> bytes:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise too_large from None
-    reader = await request.multipart()
-    async for part in reader:
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            # aiohttp's body limit does not apply to parts read from the stream: count here.
-            buf = bytearray()
-            while chunk := await part.read_chunk():
-                buf += chunk
-                if len(buf) > limit:
-                    raise too_large
-            return bytes(buf)
-    raise InvalidAudio('multipart body has no "file" part')
+    form = await read_form(request, file_limit=limit, too_large=too_large)
+    if form.file is None:
+        raise InvalidAudio('multipart body has no "file" part')
+    return form.file.data

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from ..engines.stt_stream import STTEvent
 from ..engines.tts_stream import TTSStream
@@ -32,6 +32,7 @@ from ..media.tempo import Tempo
 from ..protocols import openai_audio as oa
 from .context import RUNTIME, Runtime, principal_of
 from .http_common import read_json_object
+from .multipart_form import read_form
 from .stt_common import open_recording_stream
 from .tts_output import encode_stream
 
@@ -43,7 +44,6 @@ PREFIX = "/openai/v1"
 # With speed != 1 the audio goes through the tempo filter at this rate, then the encoder.
 _TEMPO_RATE = 24000
 _FEED_SECONDS = 1.0
-_MAX_FIELD_BYTES = 64 * 1024  # any multipart field but the file
 _MAX_SPEECH_CHARS = 4096  # OpenAI's own limit; the server's limit applies when lower
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -169,45 +169,13 @@ async def post_speech(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------------------------------- transcriptions
 
 
-async def _read_part(part: BodyPartReader, limit: int, error: VoiceStreamError) -> bytes:
-    # aiohttp's body limit does not apply to parts read from the stream: count here.
-    buf = bytearray()
-    while chunk := await part.read_chunk():
-        buf += chunk
-        if len(buf) > limit:
-            raise error
-    return bytes(buf)
-
-
 async def _read_form(request: web.Request, limit: int) -> tuple[bytes | None, dict[str, list[str]]]:
     """The ``file`` part and every other field's values, in order."""
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("send multipart/form-data with a 'file' part", details={"param": "file"})
     too_large = PayloadTooLarge(f"upload exceeds {limit} bytes", details={"param": "file"})
-    fields: dict[str, list[str]] = {}
-    audio: bytes | None = None
-    try:
-        reader = await request.multipart()
-        async for part in reader:
-            if not isinstance(part, BodyPartReader) or not part.name:
-                continue
-            if part.name == "file":
-                audio = await _read_part(part, limit, too_large)
-                continue
-            field_error = BadRequest(
-                f"field {part.name!r} is too long", details={"param": part.name}
-            )
-            raw = await _read_part(part, _MAX_FIELD_BYTES, field_error)
-            try:
-                fields.setdefault(part.name, []).append(raw.decode())
-            except UnicodeDecodeError:
-                raise BadRequest(
-                    f"field {part.name!r} is not UTF-8", details={"param": part.name}
-                ) from None
-    except ValueError as exc:
-        # aiohttp's multipart reader signals a malformed body with ValueError.
-        raise BadRequest(f"malformed multipart body: {exc}") from None
-    return audio, fields
+    form = await read_form(request, file_limit=limit, too_large=too_large)
+    return (form.file.data if form.file is not None else None), form.fields
 
 
 async def _transcribe(
@@ -250,7 +218,8 @@ async def post_transcriptions(request: web.Request) -> web.StreamResponse:
     if not audio:
         raise InvalidAudio("the uploaded file is empty")
     rate = rt.registry.stt.sample_rate
-    pcm = await rt.media_executor.run(lambda: decode_audio(audio, rate))
+    limit = rt.settings.max_stream_seconds
+    pcm = await rt.media_executor.run(lambda: decode_audio(audio, rate, limit))
     duration = len(pcm) / 2 / rate
 
     sse_response: web.StreamResponse | None = None

@@ -66,7 +66,7 @@ from .convai_common import session_deps
 from .http_stt import transcribe_pcm
 from .openai_realtime_output import RealtimeOutput
 from .stt_common import open_stt_stream, parse_raw_format
-from .ws_common import run_socket_tasks, transport_limit
+from .ws_common import open_websocket, run_socket_tasks
 
 __all__ = ["REALTIME_PATH", "add_openai_realtime_routes", "ws_openai_realtime"]
 
@@ -88,13 +88,8 @@ def add_openai_realtime_routes(app: web.Application) -> None:
 
 async def ws_openai_realtime(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
-    ws = web.WebSocketResponse(
-        protocols=("realtime",),  # what browsers offer, beside their key
-        max_msg_size=transport_limit(rt.settings),
-        heartbeat=rt.settings.ws_heartbeat_seconds,
-        compress=False,  # audio does not compress; deflate is an amplification vector
-    )
-    await ws.prepare(request)
+    # "realtime": what browsers offer, beside their key (or the key alone).
+    ws = await open_websocket(request, rt.settings, ("realtime",))
     beta = "realtime=v1" in request.headers.get("OpenAI-Beta", "").replace(" ", "").lower()
     events = ServerEvents("beta" if beta else "ga")
     principal = principal_of(request)
@@ -112,6 +107,10 @@ async def ws_openai_realtime(request: web.Request) -> web.StreamResponse:
         rt.metrics.active_streams.labels("openai_realtime").dec()
         await socket.close()
     return ws
+
+
+def _too_long(message: str, param: str | None = None) -> BadRequest:
+    return oa.bad_request(message, param=param, code="conversation_too_long")
 
 
 async def _close_with(
@@ -191,6 +190,9 @@ class _RealtimeSocket:
         self.buffer = bytearray()  # manual turns: audio since the last commit or clear
         self.speech_item: str | None = None  # the item the current utterance will become
         self.pending: list[str] = []  # user input no response has answered yet
+        # What conversation.item.create added, against the conversation's caps.
+        self.created_items = 0
+        self.created_chars = 0
         self.voice_locked = False  # OpenAI keeps the voice once the session has spoken
         self.greeted = False  # the first event that went through decides on the greeting
         self.bad_events = 0
@@ -474,6 +476,16 @@ class _RealtimeSocket:
             self.out.emit(event)
         if not text:
             return  # a noise the VAD took for speech: nothing to answer
+        s = self.rt.settings
+        if (
+            len(self.pending) >= s.realtime_max_items
+            or sum(map(len, self.pending)) + len(text) > s.realtime_max_chars
+        ):
+            # Turns that are never answered (manual mode without response.create) would pile
+            # up for as long as the client talks.
+            raise _too_long(
+                "too much user input is waiting for a response: send response.create first"
+            )
         self.pending.append(text)
         td = self.cfg.turn_detection
         if td is not None and td.create_response:
@@ -482,6 +494,20 @@ class _RealtimeSocket:
     # ---- items and responses ----------------------------------------------------------------
 
     def _create_item(self, ev: oa.ItemCreate) -> None:
+        s = self.rt.settings
+        if (
+            self.created_items >= s.realtime_max_items
+            or self.created_chars + len(ev.text) > s.realtime_max_chars
+        ):
+            # Items are never deleted here: without a cap each one would stay in memory (and
+            # in every later request to the agent) for the rest of the session.
+            raise _too_long(
+                f"the conversation holds its limit of {s.realtime_max_items} created items or "
+                f"{s.realtime_max_chars} characters: start a new session",
+                param="item",
+            )
+        self.created_items += 1
+        self.created_chars += len(ev.text)
         item_id = ev.item_id or oa.new_id("item")
         match ev.role:
             case "user":

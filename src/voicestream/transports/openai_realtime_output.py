@@ -157,7 +157,9 @@ class RealtimeOutput:
                 task.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
         # Both getters are safe to cancel, and what one did take is kept: nothing is lost.
-        if not event_task.cancelled() and event_task.exception() is None:
+        if not event_task.cancelled():
+            if (failure := event_task.exception()) is not None:
+                raise failure  # the session gave up on this client (``ClientTooSlow``)
             self._stash.append(event_task.result())
         if frame_task is not None and not frame_task.cancelled() and not frame_task.exception():
             self._frame = frame_task.result()

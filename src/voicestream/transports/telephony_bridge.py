@@ -1,8 +1,10 @@
 """A phone call's media stream bridged to a conversation, whichever carrier sends it.
 
-The carrier's socket (Twilio, Telnyx, Vonage) differs only in framing, so a small per-carrier
-``CallFraming`` turns each frame into a ``CallEvent`` and builds the frames going back; this
-module does the rest the same way for all of them:
+The carrier's socket (Twilio, Telnyx, Vonage) differs only in framing, and each codec's
+per-call stream (the carrier base, ``protocols/call_media``) turns its frames into the same
+``CallEvent``s and builds the frames going back; a carrier is one configured ``CallFraming``
+(its stream, its transport name, where its ticket goes). This module does the rest the same
+way for all of them:
 
 * authorization, once the carrier's first frames arrive: a short-lived ticket (from the URL's
   ``ticket=`` or the carrier's custom parameters) or an API key header. Carriers cannot send our
@@ -21,10 +23,10 @@ is closed with a close code and a reason.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 
@@ -40,6 +42,14 @@ from ..errors import (
 from ..media.decode import RawStreamDecoder
 from ..media.encode import make_encoder
 from ..pipeline.session import SAMPLE_RATE, ConversationSession
+from ..protocols.call_media import (
+    CallAudio,
+    CallDtmf,
+    CallNotice,
+    CallStart,
+    CallStop,
+    CarrierStream,
+)
 from .context import RUNTIME, Runtime, optional_principal
 from .convai_common import ConversationLease, open_conversation
 from .stt_common import parse_raw_format
@@ -47,13 +57,7 @@ from .tickets import mint_ticket, verify_ticket
 from .ws_common import open_websocket, run_socket_tasks
 
 __all__ = [
-    "CallAudio",
-    "CallDtmf",
-    "CallEvent",
     "CallFraming",
-    "CallStart",
-    "CallStop",
-    "CallStream",
     "call_ticket",
     "http_base",
     "serve_call",
@@ -66,72 +70,20 @@ _START_TIMEOUT_S = 10.0
 _PLAYBACK_LEAD_S = 0.1  # as convai_ws: jitter cover, yet a barge-in leaves little to play
 # Why a call may not open, whatever the error's own close code: the carrier sees 1008 for all.
 _REFUSALS = (AuthError, NotFound, ValidationFailed)
+log = logging.getLogger(__name__)
 
 
-# ---- what a carrier's framing says and does ------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CallStart:
-    """The stream has started: its audio format, and where a ticket may travel."""
-
-    wire_format: str  # a raw format name: ulaw_8000, alaw_8000, pcm_8000, pcm_16000
-    parameters: Mapping[str, str] = field(default_factory=dict)
+# ---- a carrier ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class CallAudio:
-    payload: bytes  # caller audio in the wire format
-
-
-@dataclass(frozen=True, slots=True)
-class CallDtmf:
-    digits: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallStop:
-    """The carrier ended the stream (the caller hung up)."""
-
-
-CallEvent = CallStart | CallAudio | CallDtmf | CallStop
-
-
-class CallStream(Protocol):
-    """The frames going back to the carrier; each codec's per-call stream is one."""
-
-    def audio(self, encoded: bytes) -> Sequence[str | bytes]:
-        """Agent audio in the wire format → whole 20 ms frames."""
-        ...
-
-    def flush_audio(self) -> Sequence[str | bytes]:
-        """The utterance's last partial frame, padded with silence."""
-        ...
-
-    def mark(self) -> str:
-        """A mark the carrier echoes once the audio before it has played."""
-        ...
-
-    def clear(self) -> str:
-        """Barge-in: the carrier drops the audio it has queued."""
-        ...
-
-
-class CallFraming(Protocol):
-    """One carrier's framing for one call, over its pure codec.
-
-    ``receive`` raises the codec's typed errors for bad frames and returns None for frames the
-    bridge has no use for (``connected``, echoed marks, another track's audio).
-    """
+class CallFraming:
+    """One carrier's media socket, configured: its codec's per-call stream and what the bridge
+    needs to say about it."""
 
     transport: str  # the conversation's transport and the metrics label
     ticket_hint: str  # where this carrier's ticket goes, for the refusal's reason
-    ends_on_close: bool  # no stop event: the socket closing is the hang-up
-
-    @property
-    def stream(self) -> CallStream: ...
-
-    def receive(self, frame: str | bytes) -> CallEvent | None: ...
+    new_stream: Callable[[], CarrierStream[object, str | bytes]]  # one call's codec state
 
 
 # ---- answer webhooks -----------------------------------------------------------------------
@@ -158,6 +110,7 @@ def call_ticket(rt: Runtime, agent: AgentConfig) -> str:
         agent_id=agent.id,
         end_user_id=None,
         ttl_s=TICKET_TTL_S,
+        family="telephony",
     )
 
 
@@ -168,8 +121,9 @@ async def serve_call(request: web.Request, framing: CallFraming) -> web.WebSocke
     """Run one call's media socket to its end."""
     rt = request.app[RUNTIME]
     ws = await open_websocket(request, rt.settings)
+    stream = framing.new_stream()
     try:
-        start = await _wait_for_start(ws, framing, rt.settings.max_ws_message_bytes)
+        start = await _wait_for_start(ws, stream, rt.settings.max_ws_message_bytes)
         if start is None:
             return ws  # hung up before starting
         lease = await _open(request, framing, start)
@@ -179,7 +133,7 @@ async def serve_call(request: web.Request, framing: CallFraming) -> web.WebSocke
     except VoiceStreamError as err:
         await _close(rt, ws, err)
         return ws
-    call = _Call(rt, ws, lease, framing, start)
+    call = _Call(rt, ws, lease, framing, stream, start)
     rt.metrics.active_streams.labels(framing.transport).inc()
     try:
         await call.run()
@@ -201,7 +155,7 @@ def _frame_of(msg: object, limit: int) -> str | bytes | None:
 
 
 async def _wait_for_start(
-    ws: web.WebSocketResponse, framing: CallFraming, limit: int
+    ws: web.WebSocketResponse, stream: CarrierStream[object, str | bytes], limit: int
 ) -> CallStart | None:
     try:
         async with asyncio.timeout(_START_TIMEOUT_S):
@@ -209,7 +163,7 @@ async def _wait_for_start(
                 frame = _frame_of(msg, limit)
                 if frame is None:
                     return None
-                event = framing.receive(frame)
+                event = stream.call_event(frame)
                 if isinstance(event, CallStart):
                     return event
     except TimeoutError:
@@ -225,7 +179,8 @@ async def _open(request: web.Request, framing: CallFraming, start: CallStart) ->
     agent_id = request.query.get("agent_id", "")
     token = start.parameters.get("ticket") or request.query.get("ticket")
     if token:
-        claims = verify_ticket(rt.secret_key, token)
+        # A widget's or an ElevenLabs client's ticket never opens a phone call.
+        claims = verify_ticket(rt.secret_key, token, family="telephony")
         agent_id = agent_id or claims.agent_id
         if claims.agent_id != agent_id:
             raise AuthError("the ticket was issued for another agent")
@@ -260,13 +215,14 @@ class _Call:
         ws: web.WebSocketResponse,
         lease: ConversationLease,
         framing: CallFraming,
+        stream: CarrierStream[object, str | bytes],
         start: CallStart,
     ) -> None:
         self.rt = rt
         self.ws = ws
         self.lease = lease
         self.framing = framing
-        self.out = framing.stream
+        self.out = stream
         self.session: ConversationSession = lease.session
         wire = parse_raw_format(start.wire_format)
         self.session.set_input_rate(wire.sample_rate)  # a phone line's 8 kHz, or wideband
@@ -302,7 +258,7 @@ class _Call:
             frame = _frame_of(msg, limit)
             if frame is None:
                 break
-            match self.framing.receive(frame):
+            match self.out.call_event(frame):
                 case CallAudio(payload):
                     await self.session.push_audio(self.decoder.decode(payload))
                 case CallDtmf(digits):
@@ -312,9 +268,11 @@ class _Call:
                     return
                 case CallStart():
                     raise ProtocolError("the stream started twice")
+                case CallNotice(message):
+                    log.warning("%s call: %s", self.framing.transport, message)
                 case None:
                     pass
-        self.ended = self.framing.ends_on_close
+        self.ended = self.out.ends_on_close
 
     async def _send_events(self) -> None:
         while True:

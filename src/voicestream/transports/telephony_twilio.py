@@ -28,20 +28,11 @@ from xml.sax.saxutils import quoteattr
 from aiohttp import web
 
 from ..engines.agents.base import AgentConfig
-from ..errors import AuthError, Forbidden, NotFound, ProtocolError, ValidationFailed
+from ..errors import AuthError, Forbidden, NotFound, ValidationFailed
 from ..protocols import twilio_media as twilio
 from .context import RUNTIME, optional_principal
-from .telephony_bridge import (
-    CallAudio,
-    CallDtmf,
-    CallEvent,
-    CallStart,
-    CallStop,
-    call_ticket,
-    http_base,
-    serve_call,
-    ws_base,
-)
+from .multipart_form import read_form_fields
+from .telephony_bridge import CallFraming, call_ticket, http_base, serve_call, ws_base
 from .twilio_signature import signature_matches
 
 __all__ = ["STREAM_PATH", "VOICE_PATH", "add_twilio_routes", "post_twilio_voice", "ws_twilio"]
@@ -61,7 +52,7 @@ def add_twilio_routes(app: web.Application) -> None:
 
 async def post_twilio_voice(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    form = await request.post()
+    form = await read_form_fields(request)
     principal = optional_principal(request)
     if principal is None:
         # Before anything else is said about the request.
@@ -117,30 +108,13 @@ async def _webhook_agent(request: web.Request, agent_id: str) -> AgentConfig:
 # ---- the media socket ----------------------------------------------------------------------
 
 
+# Twilio's JSON text frames, μ-law 8 kHz both ways; Twilio says "stop" when the caller hangs up.
+_TWILIO = CallFraming(
+    transport="twilio",
+    ticket_hint='the TwiML <Parameter name="ticket"> is required',
+    new_stream=twilio.TwilioStream,
+)
+
+
 async def ws_twilio(request: web.Request) -> web.StreamResponse:
-    return await serve_call(request, _TwilioFraming())
-
-
-class _TwilioFraming:
-    """Twilio's JSON text frames over ``TwilioStream``: μ-law 8 kHz both ways."""
-
-    transport = "twilio"
-    ticket_hint = 'the TwiML <Parameter name="ticket"> is required'
-    ends_on_close = False  # Twilio says "stop" when the caller hangs up
-
-    def __init__(self) -> None:
-        self.stream = twilio.TwilioStream()
-
-    def receive(self, frame: str | bytes) -> CallEvent | None:
-        if isinstance(frame, bytes):
-            raise ProtocolError("Twilio Media Streams frames are JSON text, not binary")
-        match self.stream.receive(frame):
-            case twilio.Start(custom_parameters=params):
-                return CallStart("ulaw_8000", params)
-            case twilio.Media(payload=payload, track=track) if track in (None, "inbound"):
-                return CallAudio(payload)
-            case twilio.Dtmf(digit=digit):
-                return CallDtmf(digit)
-            case twilio.Stop():
-                return CallStop()
-        return None  # connected; marks are booked by the stream; other tracks are not ours
+    return await serve_call(request, _TWILIO)

@@ -5,9 +5,14 @@ Signalling follows Pipecat's SmallWebRTC shape, so its clients work unchanged:
 * ``POST`` ``{"sdp", "type": "offer", "agent_id", "session_id"?, "end_user_id"?, "ticket"?,
   "pc_id"?}`` → ``{"sdp", "type": "answer", "pc_id", "session_id"}``. A known ``pc_id``
   renegotiates that connection instead of opening a new conversation.
-* ``PATCH`` ``{"pc_id", "candidates": [{"candidate", "sdp_mid", "sdp_mline_index"}]}`` →
-  ``{"status": "success"}``: trickle ICE; an empty ``candidate`` ends the candidates. Clients
-  that gather first and put their candidates in the offer need no PATCH at all.
+* ``PATCH`` ``{"pc_id", "candidates": [{"candidate", "sdp_mid", "sdp_mline_index"}],
+  "ticket"?}`` → ``{"status": "success"}``: trickle ICE; an empty ``candidate`` ends the
+  candidates. Clients that gather first and put their candidates in the offer need no PATCH.
+
+A peer answers only to whoever created it: the same API key, or the same ticket (in the body or
+as ``?ticket=``; it may have expired meanwhile), or, for a peer of a public agent opened with
+neither, a caller that sends neither. To anyone else its ``pc_id`` is unknown (404), and a
+``POST`` naming it opens a new connection of the caller's own.
 
 The answer carries all of the server's candidates (aiortc gathers before answering). No
 STUN/TURN servers are configured: the server is reached directly (loopback, LAN, or a public
@@ -32,8 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import BadRequest, NotFound, Overloaded
 from .context import RUNTIME
-from .convai_common import open_conversation
+from .convai_common import caller_tag, open_conversation
 from .http_common import read_model
+from .socket_registry import track_connection
 from .webrtc_ice import keep_remote_candidate, pin_host_addresses, pinned_addresses
 from .webrtc_peer import WebRTCPeer
 
@@ -93,15 +99,18 @@ class PeerRegistry:
         """Still registered: live, or closing and not yet done with its conversation."""
         return pc_id in self._peers
 
-    def get(self, pc_id: str) -> WebRTCPeer:
-        peer = self._peers.get(pc_id)
-        if peer is None or peer.closed:
+    def get(self, pc_id: str, caller: str) -> WebRTCPeer:
+        """``caller``: ``convai_common.caller_tag``; another caller's peer is not found."""
+        peer = self.find(pc_id, caller)
+        if peer is None:
             raise NotFound("unknown or closed peer connection", details={"pc_id": pc_id})
         return peer
 
-    def find(self, pc_id: str | None) -> WebRTCPeer | None:
+    def find(self, pc_id: str | None, caller: str) -> WebRTCPeer | None:
         peer = self._peers.get(pc_id) if pc_id else None
-        return None if peer is None or peer.closed else peer
+        if peer is None or peer.closed or peer.lease.owner != caller:
+            return None
+        return peer
 
     def check_room(self) -> None:
         if len(self._peers) >= self.limit:
@@ -161,6 +170,7 @@ class CandidatesRequest(BaseModel):
 
     pc_id: str = Field(min_length=1, max_length=100)
     candidates: list[IceCandidateIn] = Field(max_length=100)
+    ticket: str | None = Field(None, max_length=4096)
 
 
 def check_offer_sdp(sdp: str) -> None:
@@ -190,7 +200,8 @@ async def post_webrtc_offer(request: web.Request) -> web.Response:
     body = await read_model(request, OfferRequest)
     check_offer_sdp(body.sdp)
     offer = RTCSessionDescription(sdp=_reachable_candidates_only(body.sdp), type="offer")
-    peer = registry.find(body.pc_id)
+    ticket = body.ticket or request.query.get("ticket")
+    peer = registry.find(body.pc_id, caller_tag(request, ticket))
     if peer is not None:
         answer = await _negotiate(peer.pc, offer)
         return _answer_response(answer, peer.pc_id, peer.session.id)
@@ -202,12 +213,13 @@ async def post_webrtc_offer(request: web.Request) -> web.Response:
         session_id=body.session_id,
         end_user_id=body.end_user_id,
         transport="webrtc",
-        ticket=body.ticket,
+        ticket=ticket,
     )
     pc_id = uuid.uuid4().hex
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     peer = WebRTCPeer(rt, pc_id, pc, lease, on_closed=_forget(request.app))
     registry.add(peer)
+    track_connection(request, peer, lambda _err: peer.close(ended=True), lambda: peer.closed)
     rt.metrics.active_streams.labels("convai_webrtc").inc()
     try:
         answer = await _negotiate(pc, offer, before_answer=peer.attach_media)
@@ -223,7 +235,7 @@ async def post_webrtc_offer(request: web.Request) -> web.Response:
 async def patch_webrtc_offer(request: web.Request) -> web.Response:
     registry = request.app[WEBRTC_PEERS]
     body = await read_model(request, CandidatesRequest)
-    peer = registry.get(body.pc_id)
+    peer = registry.get(body.pc_id, caller_tag(request, body.ticket or request.query.get("ticket")))
     # All parsed before any is added: a bad batch changes nothing.
     parsed = [_parse_candidate(item) for item in body.candidates]
     for candidate in parsed:

@@ -210,7 +210,7 @@ class WebRTCPeer:
                 if msg.input_format or msg.output_format:
                     raise ProtocolError("on WebRTC the audio formats are negotiated in the SDP")
                 if msg.end_user_id:
-                    self.session.end_user_id = msg.end_user_id
+                    self.lease.claim_end_user(msg.end_user_id)
                 if msg.vad_threshold or msg.vad_min_silence_ms or msg.vad_min_speech_ms:
                     # Audio flows from the moment ICE connects, before the channel opens.
                     raise ProtocolError("on WebRTC the VAD settings are the server's")
@@ -279,9 +279,17 @@ class WebRTCPeer:
         tasks = [t for t in self._tasks if t is not current]
         for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)  # waits without raising what the tasks raised
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # Cancelled by us is the expected end; a task that failed before the cancel
+            # reached it is reported, since ``_task_done`` stays quiet once we are closing.
+            if task.cancelled() or (exc := task.exception()) is None:
+                continue
+            if isinstance(exc, VoiceStreamError):
+                log.warning("peer %s: %s failed: %s", self.pc_id, task.get_name(), exc)
+            else:
+                log.error("peer %s: %s failed", self.pc_id, task.get_name(), exc_info=exc)
         self.agent_track.stop()
         try:
             await asyncio.to_thread(_stop_decoder_threads, self.pc)

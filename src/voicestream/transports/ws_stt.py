@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ..engines.stt_stream import STTEvent, STTStream
-from ..errors import PayloadTooLarge, ProtocolError, VoiceStreamError
+from ..errors import PayloadTooLarge, VoiceStreamError
 from ..media.decode import RawStreamDecoder
 from ..protocols import native
 from .context import RUNTIME, Runtime, principal_of
 from .stt_common import TranscriptBuilder, open_stt_stream, parse_raw_format
-from .ws_common import close_with_error, open_websocket
+from .ws_common import close_with_error, open_websocket, read_messages
 
 __all__ = ["ws_stt"]
 
@@ -24,7 +24,14 @@ async def ws_stt(request: web.Request) -> web.StreamResponse:
     fmt = parse_raw_format(request.query.get("format", "pcm_16000"))
     decoder = RawStreamDecoder(fmt, rt.registry.stt.sample_rate)
     ws = await open_websocket(request, rt.settings)
-    stream = open_stt_stream(rt, source_rate=fmt.sample_rate)
+    try:
+        # After the upgrade: a client told "busy" by an error event and close 1013 knows to
+        # retry, where a bare HTTP 429 on the handshake reads as a failed connection.
+        stream = open_stt_stream(rt, source_rate=fmt.sample_rate)
+    except VoiceStreamError as err:
+        rt.metrics.errors.labels(err.code).inc()
+        await close_with_error(ws, err)
+        return ws
     transcript = TranscriptBuilder()
     rt.metrics.active_streams.labels("stt_ws").inc()
     try:
@@ -51,14 +58,10 @@ async def _serve(
     decoder: RawStreamDecoder,
     transcript: TranscriptBuilder,
 ) -> None:
-    limit = rt.settings.max_ws_message_bytes
-    async for msg in ws:
-        if msg.type == WSMsgType.BINARY:
-            if len(msg.data) > limit:
-                raise PayloadTooLarge(
-                    f"audio message of {len(msg.data)} bytes exceeds the limit of {limit}"
-                )
-            pcm = decoder.decode(msg.data)
+    async def handle(data: str | bytes) -> bool:
+        """Audio is transcribed as it comes; the one text message ("end") finishes."""
+        if isinstance(data, bytes):
+            pcm = decoder.decode(data)
             if stream.audio_seconds + len(pcm) / 2 / rt.registry.stt.sample_rate > (
                 rt.settings.max_stream_seconds
             ):
@@ -66,22 +69,16 @@ async def _serve(
                     f"stream passed {rt.settings.max_stream_seconds:.0f} s of audio"
                 )
             await _send(rt, ws, await stream.feed(pcm), transcript)
-        elif msg.type == WSMsgType.TEXT:
-            if len(msg.data) > limit:
-                raise PayloadTooLarge(f"message exceeds the limit of {limit} bytes")
-            native.parse_stt_message(msg.data)
-            await _send(rt, ws, await stream.end(), transcript)
-            await ws.send_str(
-                native.done_event(
-                    text=transcript.text, audio_seconds=round(stream.audio_seconds, 3)
-                )
-            )
-            await ws.close()
-            return
-        else:
-            break
-    if not ws.closed:
-        raise ProtocolError("unexpected message on the STT stream")
+            return False
+        native.parse_stt_message(data)
+        await _send(rt, ws, await stream.end(), transcript)
+        await ws.send_str(
+            native.done_event(text=transcript.text, audio_seconds=round(stream.audio_seconds, 3))
+        )
+        return True
+
+    if await read_messages(ws, rt.settings.max_ws_message_bytes, handle):
+        await ws.close()
 
 
 async def _send(

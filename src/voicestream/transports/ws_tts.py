@@ -1,26 +1,25 @@
 """``WS /v1/tts/stream``: text pushed incrementally, audio frames and alignment back.
 
-Two tasks per socket: the reader feeds text into the TTS stream as messages arrive; the writer
-sends audio as soon as each clause is synthesized. A bad message stops both and closes the socket
-with an error event and a close code that says why.
+Two tasks per socket, under the one supervisor (``run_socket_tasks``): the reader feeds text
+into the TTS stream as messages arrive; the writer sends audio as soon as each clause is
+synthesized. A bad message stops both and closes the socket with an error event and a close code
+that says why.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ..engines.tts_stream import SpeechChunk, TTSStream
-from ..errors import PayloadTooLarge, ProtocolError, VoiceStreamError
+from ..errors import ProtocolError, VoiceStreamError
 from ..media.formats import AudioFormat, parse_format
 from ..media.framing import frame_bytes
 from ..protocols import native
 from .context import RUNTIME, Runtime, principal_of
 from .tts_output import encode_stream
-from .ws_common import close_with_error, open_websocket
+from .ws_common import close_with_error, open_websocket, read_messages, run_socket_tasks
 
 __all__ = ["DEFAULT_WS_FORMAT", "ws_tts"]
 
@@ -61,57 +60,50 @@ class _TTSSession:
         self.chunks = 0
 
     async def run(self) -> None:
-        reader = asyncio.create_task(self._read(), name="tts-ws-read")
-        writer = asyncio.create_task(self._write(), name="tts-ws-write")
-        try:
-            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()  # re-raise the first failure
-            await writer
-            await self.ws.send_str(
-                native.done_event(
-                    characters=self.characters,
-                    audio_seconds=round(self.audio_seconds, 3),
-                    chunks=self.chunks,
-                )
+        await run_socket_tasks(
+            self.ws,
+            {"tts-ws-read": self._read(), "tts-ws-write": self._write()},
+            self._fail,
+            until="tts-ws-write",  # the reader ends at "end"; the audio is still going out
+            finish=self._send_done,
+        )
+
+    async def _fail(self, err: VoiceStreamError) -> None:
+        self.rt.metrics.errors.labels(err.code).inc()
+        await close_with_error(self.ws, err)
+
+    async def _send_done(self) -> None:
+        await self.ws.send_str(
+            native.done_event(
+                characters=self.characters,
+                audio_seconds=round(self.audio_seconds, 3),
+                chunks=self.chunks,
             )
-            await self.ws.close()
-        except VoiceStreamError as err:
-            self.rt.metrics.errors.labels(err.code).inc()
-            await close_with_error(self.ws, err)
-        except ConnectionError:
-            log.debug("tts socket closed by peer")
-        finally:
-            for task in (reader, writer):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        )
 
     async def _read(self) -> None:
+        limit = self.rt.settings.max_ws_message_bytes
+        if not await read_messages(self.ws, limit, self._on_message):
+            # The peer closed (or the transport failed) without "end": nothing more to do.
+            raise ConnectionResetError("client closed the TTS stream before end")
+
+    async def _on_message(self, data: str | bytes) -> bool:
+        """Apply one message; True at "end"."""
+        if isinstance(data, bytes):
+            raise ProtocolError("binary messages are not accepted on the TTS stream")
         limit = self.rt.settings.max_text_chars
-        async for msg in self.ws:
-            if msg.type == WSMsgType.BINARY:
-                raise ProtocolError("binary messages are not accepted on the TTS stream")
-            if msg.type != WSMsgType.TEXT:
-                break
-            if len(msg.data) > self.rt.settings.max_ws_message_bytes:
-                raise PayloadTooLarge(
-                    f"message of {len(msg.data)} bytes exceeds the limit of "
-                    f"{self.rt.settings.max_ws_message_bytes}"
-                )
-            match native.parse_tts_message(msg.data, max_text_chars=limit):
-                case native.Text(text):
-                    self.characters += len(text)
-                    native.check_total_text(self.characters, limit)
-                    self.stream.push_text(text)
-                case native.Flush():
-                    self.stream.flush()
-                case native.End():
-                    native.require_text(self.characters)
-                    self.stream.end_input()
-                    return
-        # The peer closed (or the transport failed) without "end": nothing more to do.
-        raise ConnectionResetError("client closed the TTS stream before end")
+        match native.parse_tts_message(data, max_text_chars=limit):
+            case native.Text(text):
+                self.characters += len(text)
+                native.check_total_text(self.characters, limit)
+                self.stream.push_text(text)
+            case native.Flush():
+                self.stream.flush()
+            case native.End():
+                native.require_text(self.characters)
+                self.stream.end_input()
+                return True
+        return False
 
     async def _write(self) -> None:
         frame_len = (

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from voicestream.engines.agents.base import AgentEngine, AgentRequest
 from voicestream.engines.agents.retrieval import KnowledgeBase
-from voicestream.errors import EngineError, EngineUnavailable, VoiceStreamError
+from voicestream.errors import EngineError, EngineUnavailable, InvalidJSON, VoiceStreamError
+from voicestream.protocols.json_messages import load_json
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -343,8 +344,9 @@ class OpenAIChatAgent(AgentEngine):
             return json.dumps({"error": f"tool {call.name!r} is not available"})
         raw = "".join(call.arguments) or "{}"
         try:
-            args = json.loads(raw)
-        except json.JSONDecodeError:
+            # The model's arguments echo what the caller said: the same checks as client JSON.
+            args = load_json(raw, "the arguments")
+        except InvalidJSON:
             return json.dumps({"error": "the arguments were not valid JSON"})
         if not isinstance(args, dict):
             return json.dumps({"error": "the arguments must be a JSON object"})

@@ -17,6 +17,7 @@ from voicestream.engines.agents.retrieval import KnowledgeBase
 from voicestream.engines.executor import InferenceExecutor
 from voicestream.errors import EngineUnavailable
 from voicestream.store.conversations import ConversationRepository
+from voicestream.store.secrets import SecretBox
 from voicestream.store.vectors import VectorStore
 
 if TYPE_CHECKING:
@@ -57,13 +58,21 @@ def _load_embedder() -> MiniLMEmbedder:
 
 
 @contextlib.asynccontextmanager
-async def open_agent_services(settings: Settings, pool: db.Pool) -> AsyncIterator[AgentServices]:
+async def open_agent_services(
+    settings: Settings, pool: db.Pool, secret_key: str
+) -> AsyncIterator[AgentServices]:
     """Repositories, the embedding model (loaded off the loop), Qdrant and the engines.
+
+    ``secret_key`` (the server's) encrypts the agents' stored LLM keys; any still stored in
+    clear from before are encrypted here.
 
     A missing embedding model does not stop the server: agents that need it answer with
     ``EngineUnavailable``, LLM agents without documents work.
     """
     await asyncio.to_thread(_preload)
+    agents = AgentCatalog(pool, SecretBox(secret_key))
+    if sealed := await agents.seal_plaintext_secrets():
+        log.info("encrypted %d agent LLM key(s) stored in clear", sealed)
     embedder: MiniLMEmbedder | None = None
     reason = ""
     try:
@@ -80,7 +89,7 @@ async def open_agent_services(settings: Settings, pool: db.Pool) -> AsyncIterato
     resolver = AgentResolver.build(settings, knowledge)
     try:
         yield AgentServices(
-            agents=AgentCatalog(pool),
+            agents=agents,
             conversations=ConversationRepository(pool),
             knowledge=knowledge,
             resolver=resolver,

@@ -176,7 +176,10 @@
     };
     function flush() { // trickle: one PATCH per burst of candidates, once the pc_id is known
       timer = null;
-      if (pcId && pending.length) post("PATCH", { pc_id: pcId, candidates: pending.splice(0) }).catch(function (e) { W.errors.push("trickle: " + e.message); });
+      if (!pcId || !pending.length) return;
+      var patch = { pc_id: pcId, candidates: pending.splice(0) };
+      if (cfg.ticket) patch.ticket = cfg.ticket; // a ticket's peer answers to its holder only
+      post("PATCH", patch).catch(function (e) { W.errors.push("trickle: " + e.message); });
     }
     pc.onicecandidate = function (e) {
       var k = e.candidate;
@@ -204,6 +207,8 @@
       if (!r.ok) throw new Error((ans.error && ans.error.message) || "HTTP " + r.status);
       await pc.setRemoteDescription({ type: "answer", sdp: ans.sdp });
       pcId = ans.pc_id;
+      // A ticket opens one conversation: the WebSocket fallback resumes this one with it.
+      W.sessionId = ans.session_id || W.sessionId;
       flush();
       await opened;
     };

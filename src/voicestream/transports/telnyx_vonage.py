@@ -15,27 +15,18 @@ key header; anything else is closed with 1008 before any audio flows.
 
 from __future__ import annotations
 
-import logging
 from urllib.parse import urlencode
 from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
 
 from ..engines.agents.base import AgentConfig
-from ..errors import ProtocolError, ValidationFailed
+from ..errors import ValidationFailed
 from ..protocols import telnyx_media as telnyx
 from ..protocols import vonage_media as vonage
 from .context import RUNTIME, principal_of
-from .telephony_bridge import (
-    CallAudio,
-    CallDtmf,
-    CallEvent,
-    CallStart,
-    CallStop,
-    call_ticket,
-    serve_call,
-    ws_base,
-)
+from .multipart_form import read_form_fields
+from .telephony_bridge import CallFraming, call_ticket, serve_call, ws_base
 
 __all__ = [
     "TELNYX_PATH",
@@ -49,10 +40,8 @@ TELNYX_PATH = "/v1/telephony/telnyx"
 TELNYX_VOICE_PATH = "/v1/telephony/telnyx/voice"
 VONAGE_PATH = "/v1/telephony/vonage"
 VONAGE_ANSWER_PATH = "/v1/telephony/vonage/answer"
-log = logging.getLogger(__name__)
 
 _VONAGE_RATE = 16000  # wideband: what the bundled STT model was trained on
-_WIRE_FORMATS = {"PCMU": "ulaw_8000", "PCMA": "alaw_8000"}
 
 
 def add_telephony_routes(app: web.Application) -> None:
@@ -82,7 +71,7 @@ def _socket_url(request: web.Request, path: str, agent: AgentConfig, ticket: str
 
 async def post_telnyx_voice(request: web.Request) -> web.Response:
     """TeXML for Telnyx's voice webhook: stream the call, both ways, to the agent."""
-    form = await request.post()
+    form = await read_form_fields(request)
     agent, ticket = await _agent_and_ticket(
         request, request.query.get("agent_id") or form.get("agent_id")
     )
@@ -119,60 +108,25 @@ async def vonage_answer(request: web.Request) -> web.Response:
 # ---- the media sockets ---------------------------------------------------------------------
 
 
+# Telnyx: JSON text frames, G.711 (PCMU or PCMA) 8 kHz both ways, a "stop" at the hang-up.
+_TELNYX = CallFraming(
+    transport="telnyx",
+    ticket_hint="add ticket= to the stream URL, as the TeXML from /v1/telephony/telnyx/voice does",
+    new_stream=telnyx.TelnyxStream,
+)
+# Vonage: binary 16-bit PCM both ways, JSON text events and actions; the hang-up is the close.
+_VONAGE = CallFraming(
+    transport="vonage",
+    ticket_hint=(
+        "add ticket= to the websocket URI, as the NCCO from /v1/telephony/vonage/answer does"
+    ),
+    new_stream=vonage.VonageStream,
+)
+
+
 async def ws_telnyx(request: web.Request) -> web.StreamResponse:
-    return await serve_call(request, _TelnyxFraming())
+    return await serve_call(request, _TELNYX)
 
 
 async def ws_vonage(request: web.Request) -> web.StreamResponse:
-    return await serve_call(request, _VonageFraming())
-
-
-class _TelnyxFraming:
-    """Telnyx's JSON text frames over ``TelnyxStream``: G.711 (PCMU or PCMA) 8 kHz both ways."""
-
-    transport = "telnyx"
-    ticket_hint = "add ticket= to the stream URL, as the TeXML from /v1/telephony/telnyx/voice does"
-    ends_on_close = False  # Telnyx says "stop" when the caller hangs up
-
-    def __init__(self) -> None:
-        self.stream = telnyx.TelnyxStream()
-
-    def receive(self, frame: str | bytes) -> CallEvent | None:
-        if isinstance(frame, bytes):
-            raise ProtocolError("Telnyx media streaming frames are JSON text, not binary")
-        match self.stream.receive(frame):
-            case telnyx.Start(encoding=encoding, custom_parameters=params):
-                return CallStart(_WIRE_FORMATS[encoding], params)
-            case telnyx.Media(payload=payload, track=track) if track in (None, "inbound"):
-                return CallAudio(payload)
-            case telnyx.Dtmf(digit=digit):
-                return CallDtmf(digit)
-            case telnyx.Stop():
-                return CallStop()
-            case telnyx.StreamError(code=code, title=title, detail=detail):
-                # Telnyx reports it and keeps the call up: note it for the operator, carry on.
-                log.warning("Telnyx stream error %s: %s (%s)", code, title, detail)
-        return None  # connected; marks are booked by the stream; other tracks are not ours
-
-
-class _VonageFraming:
-    """Vonage: binary 16-bit PCM frames both ways, JSON text events and actions."""
-
-    transport = "vonage"
-    ticket_hint = (
-        "add ticket= to the websocket URI, as the NCCO from /v1/telephony/vonage/answer does"
-    )
-    ends_on_close = True  # Vonage has no stop event: the socket closing is the hang-up
-
-    def __init__(self) -> None:
-        self.stream = vonage.VonageStream()
-
-    def receive(self, frame: str | bytes) -> CallEvent | None:
-        match self.stream.receive(frame):
-            case vonage.Connected(sample_rate=rate, headers=headers):
-                return CallStart(f"pcm_{rate}", headers)
-            case vonage.Audio(pcm=pcm):
-                return CallAudio(pcm)
-            case vonage.Dtmf(digits=digits):
-                return CallDtmf(digits)
-        return None  # cleared, and notify (booked by the stream)
+    return await serve_call(request, _VONAGE)
