@@ -9,31 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from fixtures_services import db_pool, embedded_services  # noqa: F401  (fixtures)
-from voicestream.config import Settings, load_settings
+from helpers import StartedServer, settings_for_test_server, start_test_server
+from voicestream.config import load_settings
 from voicestream.engines.catalog import EngineRegistry, build_default_registry
-from voicestream.server.app import create_app
-from voicestream.server.request_deadlines import server_options
 from voicestream.store.embedded import ServiceURLs
-from voicestream.store.keys import ApiKeyRepository
 
-
-@dataclass(frozen=True)
-class RunningServer:
-    url: str
-    ws_url: str
-    app: web.Application
-    settings: Settings
-    api_key: str
-
-    def headers(self, key: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key or self.api_key}"}
+# The session server is a StartedServer; the old name stays for the tests that annotate it.
+RunningServer = StartedServer
 
 
 @pytest.fixture(scope="session")
@@ -47,37 +34,20 @@ async def server(
     registry: EngineRegistry,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[RunningServer]:
-    settings = load_settings(
-        {},
-        data_dir=tmp_path_factory.mktemp("server-data"),
-        database_url=embedded_services.database_url,
-        redis_url=embedded_services.redis_url,
-        port=0,
+    settings = settings_for_test_server(
+        embedded_services,
+        tmp_path_factory.mktemp("server-data"),
         # Small limits so the oversized-input tests stay small.
         max_text_chars=2000,
         max_ws_message_bytes=64 * 1024,
         max_upload_bytes=4 * 1024 * 1024,
         # Every WebRTC packet of the suite stays on loopback.
         webrtc_host_addresses="127.0.0.1",
-        # Tests that want the silence timeout set it per session.
-        convai_silence_timeout_seconds=0,
         # The one foreign site whose pages may use the widget and sockets (test_origin.py).
         allowed_origins="https://shop.example",
     )
-    app = create_app(settings, registry=registry)
-    # The connection limits production runs with (server/main.py), not aiohttp's defaults.
-    runner = web.AppRunner(app, access_log=None, **server_options(settings))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    from voicestream.transports.context import RUNTIME
-
-    _, key = await ApiKeyRepository(app[RUNTIME].pool).create(workspace="tests", role="owner")
-    try:
-        yield RunningServer(f"http://{host}:{port}", f"ws://{host}:{port}", app, settings, key)
-    finally:
-        await runner.cleanup()
+    async with start_test_server(settings, registry, key_workspace="tests") as started:
+        yield started
 
 
 class _ErrorRecorder(logging.Handler):

@@ -92,6 +92,10 @@ class Settings(BaseModel):
     # A conversation where nobody speaks this long gets "Are you still there?", and ends after
     # as long again. 0 turns it off.
     convai_silence_timeout_seconds: float = Field(15.0, ge=0, le=3600)
+    # A conversation's working history: what the agent is handed each turn and what a reconnect
+    # restores (kept in Redis). The stored transcript in PostgreSQL keeps every turn.
+    convai_history_max_messages: int = Field(20, ge=1, le=1000)
+    convai_history_max_chars: int = Field(8000, ge=100, le=1_000_000)
     onnx_providers: str = "auto"  # "auto" or a comma list of tensorrt,cuda,cpu
     trt_cache_dir: Path = Path("engines/trt-cache")
     # Vectors (agent knowledge, long-term memory): a Qdrant server, else qdrant-client's local
@@ -120,10 +124,22 @@ class Settings(BaseModel):
     # Wyoming (Home Assistant) TCP listener: off unless a port is given (0 picks a free one).
     wyoming_port: int | None = Field(None, ge=0, le=65535)
     wyoming_host: str = "127.0.0.1"
+    # Wyoming connections open at once (each may hold a TTS or STT stream); past it a client
+    # gets an error event (rate_limited) and is closed. A connection that sends no whole event
+    # for the idle timeout is closed the same way (request_timeout). Sends to a client that
+    # stopped reading give up after VOICESTREAM_WS_SEND_TIMEOUT_SECONDS, as on the WebSockets.
+    wyoming_max_connections: int = Field(64, ge=1, le=100_000)
+    wyoming_idle_timeout_seconds: float = Field(60.0, gt=0, le=86_400)
     # Browser origins (besides the server's own) whose pages may open sockets, signal WebRTC
     # and load the widget: a comma list of scheme://host[:port], or * for any. Requests that
     # send no Origin (servers, SDKs) are not affected.
     allowed_origins: str | None = None
+    # Behind a reverse proxy: believe its X-Forwarded-Host/-Proto as where pages reached us.
+    # Off by default, since without a proxy that overwrites them any client can send them.
+    trust_forwarded_headers: bool = False
+    # The origin pages reach this server at (scheme://host[:port]), e.g. behind a proxy that
+    # rewrites Host: when set, it is the server's own origin and Host is not consulted.
+    public_origin: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -167,6 +183,14 @@ class Settings(BaseModel):
             return ",".join(str(ipaddress.ip_address(a.strip())) for a in v.split(","))
         except ValueError as exc:
             raise ValueError(f"must be a comma list of IP addresses ({exc})") from None
+
+    @field_validator("public_origin")
+    @classmethod
+    def _public_origin(cls, v: str | None) -> str | None:
+        origin = cls._origins(v)
+        if origin is not None and ("," in origin or origin == "*"):
+            raise ValueError("must be one origin, scheme://host[:port]")
+        return origin
 
     @field_validator("allowed_origins")
     @classmethod

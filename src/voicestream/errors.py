@@ -12,10 +12,12 @@ same way::
     │   ├── UnsupportedFormat             unsupported_format 400 1008
     │   ├── InvalidAudio                  invalid_audio    400   1007
     │   ├── TextTooLong / EmptyText       text_too_long / empty_text 400/422  1009/1008
-    │   └── PayloadTooLarge               payload_too_large 413  1009
+    │   ├── PayloadTooLarge               payload_too_large 413  1009
+    │   └── RequestTimeout                request_timeout  408   1008 (body or input too slow)
     ├── AuthError                         unauthorized     401   4401 (after 1008 rules)
     │   └── Forbidden                     forbidden        403   4403
     ├── NotFound                          not_found        404   1008
+    ├── Conflict                          conflict         409   4409 (e.g. a session in use)
     ├── ProtocolError                     protocol_error   400   1002 (sans-I/O codecs)
     ├── Overloaded                        overloaded       503   1013
     │   ├── Busy                          rate_limited     429   1013 (+ Retry-After)
@@ -39,6 +41,7 @@ __all__ = [
     "BadRequest",
     "Busy",
     "ClientTooSlow",
+    "Conflict",
     "EmptyText",
     "EngineError",
     "EngineUnavailable",
@@ -49,6 +52,7 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "ProtocolError",
+    "RequestTimeout",
     "ServiceUnavailable",
     "TextTooLong",
     "UnknownVoice",
@@ -126,6 +130,13 @@ class PayloadTooLarge(BadRequest):
     ws_close_code = 1009
 
 
+class RequestTimeout(BadRequest):
+    """The client took too long to send what it had started (a request body, a stream)."""
+
+    code = "request_timeout"
+    http_status = 408
+
+
 class AuthError(VoiceStreamError):
     code = "unauthorized"
     http_status = 401
@@ -142,6 +153,14 @@ class NotFound(VoiceStreamError):
     code = "not_found"
     http_status = 404
     ws_close_code = 1008
+
+
+class Conflict(VoiceStreamError):
+    """The request is fine but clashes with what is going on (a conversation already live)."""
+
+    code = "conflict"
+    http_status = 409
+    ws_close_code = 4409  # application range, mirrors HTTP 409
 
 
 class ProtocolError(VoiceStreamError):

@@ -3,10 +3,13 @@ tiny file claiming an absurd rate or channel count is refused at once, not decod
 
 from __future__ import annotations
 
+import io
 import resource
 import struct
 import time
 
+import av
+import numpy as np
 import pytest
 
 from voicestream.errors import InvalidAudio, PayloadTooLarge
@@ -103,3 +106,79 @@ def test_libav_stops_once_the_duration_limit_passes() -> None:
 @pytest.mark.parametrize(("rate", "channels"), [(1000, 1), (192_000, 8), (44100, 2)])
 def test_check_source_audio_accepts_real_layouts(rate: int, channels: int) -> None:
     check_source_audio(rate, channels)
+
+
+def _encode(container: str, codec: str, seconds: float, rate: int) -> bytes:
+    """``seconds`` of a 440 Hz tone, encoded by PyAV into ``container`` in memory."""
+    out = io.BytesIO()
+    with av.open(out, "w", format=container) as muxer:
+        stream = muxer.add_stream(codec, rate=rate, layout="mono")
+        tone = np.frombuffer(sine(440, seconds, rate), dtype="<i2").reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(tone, format="s16", layout="mono")
+        frame.sample_rate = rate
+        encoder_format = stream.codec_context.codec.audio_formats[0].name
+        to_encoder = av.AudioResampler(format=encoder_format, layout="mono", rate=rate)
+        for converted in to_encoder.resample(frame):
+            muxer.mux(stream.encode(converted))
+        muxer.mux(stream.encode(None))
+    return out.getvalue()
+
+
+def _flac_claiming(total_samples: int, *, seconds: float = 1.0) -> bytes:
+    """A real FLAC whose STREAMINFO says it holds ``total_samples`` (0: unknown)."""
+    data = bytearray(_encode("flac", "flac", seconds, 16000))
+    assert data[:4] == b"fLaC"
+    # STREAMINFO starts at 8; its 36-bit sample count spans the low nibble of byte 21
+    # and bytes 22-25.
+    data[21] = (data[21] & 0xF0) | (total_samples >> 32)
+    data[22:26] = struct.pack(">I", total_samples & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def test_a_flac_claiming_hours_is_refused_before_decoding() -> None:
+    # One second of samples behind a header claiming 2^36 - 1 samples: 49 days at 16 kHz.
+    with pytest.raises(PayloadTooLarge) as refused:
+        decode_audio(_flac_claiming(2**36 - 1), 16000)
+    assert refused.value.details["declared_seconds"] > 4 * 3600
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "rate"),
+    [
+        ("flac", "flac", 16000),
+        ("ogg", "libopus", 48000),
+        ("mp3", "libmp3lame", 16000),
+        ("matroska", "libopus", 48000),  # a browser's MediaRecorder upload
+        ("adts", "aac", 16000),
+    ],
+)
+def test_compressed_audio_over_the_limit_is_refused_from_what_it_declares(
+    container: str, codec: str, rate: int
+) -> None:
+    data = _encode(container, codec, 3.0, rate)
+    with pytest.raises(PayloadTooLarge) as refused:
+        decode_audio(data, 16000, max_seconds=1.0)
+    # Refused from the header, not after a second of it had been decoded.
+    assert refused.value.details["declared_seconds"] == pytest.approx(3.0, abs=0.2)
+    assert len(decode_audio(data, 16000, max_seconds=4.0)) == pytest.approx(96000, rel=0.05)
+
+
+def test_pcm_is_bounded_by_the_upload_size_before_decoding() -> None:
+    # 100 s of .au whose header leaves the length unknown: the bytes alone say too long.
+    data = struct.pack(">4sIIIII", b".snd", 24, 0xFFFFFFFF, 3, 1000, 1) + bytes(2 * 1000 * 100)
+    with pytest.raises(PayloadTooLarge) as refused:
+        decode_audio(data, 16000, max_seconds=10.0)
+    assert refused.value.details["declared_seconds"] == pytest.approx(100, abs=0.1)
+
+
+def test_a_pcm_header_overstating_its_length_is_not_refused() -> None:
+    # Claims 2^31 bytes (18 h at 16 kHz), holds half a second: only the samples count.
+    data = _au(sine(440, 0.5, 16000), rate=16000)
+    data = data[:8] + struct.pack(">I", 0x7FFFFFFF) + data[12:]
+    assert len(decode_audio(data, 16000)) == 16000
+
+
+def test_a_file_declaring_no_length_is_still_stopped_while_decoding() -> None:
+    with pytest.raises(PayloadTooLarge) as refused:
+        decode_audio(_flac_claiming(0, seconds=3.0), 16000, max_seconds=1.0)
+    assert "declared_seconds" not in refused.value.details

@@ -145,6 +145,8 @@ async def make_call(records: Records) -> AsyncIterator[Any]:
         first_message: str | None = None,
         silence_timeout_s: float = 0.0,
         end_user_id: str | None = None,
+        history_max_messages: int = 20,
+        history_max_chars: int = 8000,
         **bounds: int,
     ) -> Call:
         stt, tts, agent = ScriptedSTT(), ToneTTS(CLAUSE_MS), ScriptedAgent()
@@ -154,6 +156,8 @@ async def make_call(records: Records) -> AsyncIterator[Any]:
             stt_executor=stt_executor,
             agent_engine=agent,
             silence_timeout_s=silence_timeout_s,
+            history_max_messages=history_max_messages,
+            history_max_chars=history_max_chars,
         )
         config = AgentConfig(
             id="agent-1",
@@ -480,3 +484,109 @@ async def test_a_store_that_falls_behind_bounds_the_writes_and_tells_the_client(
     kept = len(records.turns) + len(records.remembered)
     assert kept + call.session.stats.dropped_writes >= 12
     assert kept <= 4 + 1 + 4  # at most what was queued, in hand, and written after the release
+
+
+async def _typed_turns(call: Call, count: int) -> None:
+    """``count`` typed user turns, each answered in full before the next."""
+    for i in range(1, count + 1):
+        call.agent.answer(f"Answer {i}.")
+        await call.session.push_text(f"Question {i}?")
+        await call.play(1)  # the answer's one frame: a turn ends once it has been heard
+        await call.wait_for("turn", nth=i, speaker="agent", state="end")
+
+
+async def test_the_history_the_agent_sees_and_the_saved_state_keep_the_newest_messages(
+    make_call: Any, records: Records
+) -> None:
+    call: Call = make_call(history_max_messages=4)
+    call.tts.ms_per_clause = FRAME_MS  # short answers: this test is about what is kept
+
+    await _typed_turns(call, 6)
+
+    newest = ["Question 5?", "Answer 5.", "Question 6?", "Answer 6."]
+    assert [m.content for m in call.session.history] == newest
+    # Redis gets the bounded history on every turn, never the whole conversation.
+    assert max(len(state) for state in records.states) == 4
+    assert [m.content for m in records.states[-1]] == newest
+    # The agent was handed the newest messages before the question it answers.
+    assert [m.content for m in call.agent.requests[-1].history] == [
+        "Question 4?",
+        "Answer 4.",
+        "Question 5?",
+        "Answer 5.",
+    ]
+    # The stored transcript still has every turn.
+    await call.session.close()
+    assert len(records.turns) == 12
+
+
+async def test_the_history_keeps_within_its_character_budget_but_always_the_newest_message(
+    make_call: Any, records: Records
+) -> None:
+    call: Call = make_call(history_max_messages=100, history_max_chars=40)
+    call.tts.ms_per_clause = FRAME_MS
+    long_answer = "A very long answer that goes on and on. " * 4  # 160 characters
+
+    await _typed_turns(call, 3)
+    # 20 characters a question and its answer: the newest two pairs fit.
+    assert [m.content for m in call.session.history] == [
+        "Question 2?",
+        "Answer 2.",
+        "Question 3?",
+        "Answer 3.",
+    ]
+
+    call.agent.answer(long_answer)
+    await call.session.push_text("Tell me everything.")
+    await call.play(4)  # a frame a sentence
+    await call.wait_for("turn", nth=4, speaker="agent", state="end")
+    # One message past the budget on its own: the newest is still kept, and only it.
+    assert [m.content for m in records.states[-1]] == [long_answer.strip()]
+
+
+async def test_close_finishes_its_work_when_the_responder_had_crashed(
+    records: Records, caplog: pytest.LogCaptureFixture
+) -> None:
+    stt, tts, agent = ScriptedSTT(["hi"]), ToneTTS(CLAUSE_MS), ScriptedAgent(["Hello."])
+    stt_executor = InferenceExecutor("test-stt", 1)
+    deps = SessionDeps(
+        registry=EngineRegistry([tts], stt, EnergyVAD()),
+        tts_executors={},  # a composition root that forgot the voice's executor
+        stt_executor=stt_executor,
+        agent_engine=agent,
+    )
+    config = AgentConfig(id="agent-1", workspace_id="ws-1", name="Test", voice="tone")
+    session = ConversationSession(deps, config, records.hooks(), conversation_id="conv-1")
+    try:
+        call = Call(session, stt, tts, agent)
+        await call.say(speech(400) + silence(500))  # the stream now holds a decoder
+        await call.wait_for("user_transcript", text="hi")
+        with caplog.at_level(logging.ERROR, logger="voicestream.pipeline.session"):
+            await asyncio.wait_for(session.close(), WITHIN)
+        # The crash is seen, not swallowed, and the rest of the close still happened.
+        failures = [r for r in caplog.records if "respond failed" in r.getMessage()]
+        assert failures and isinstance(failures[0].exc_info and failures[0].exc_info[1], KeyError)
+        assert stt.pool_stats().streams == 0
+        assert records.turns == [("user", "hi", False)]
+    finally:
+        stt_executor.shutdown()
+
+
+async def test_a_close_that_is_itself_cancelled_stays_cancelled_and_still_cleans_up(
+    make_call: Any, records: Records
+) -> None:
+    call: Call = make_call()
+    call.stt.say("hi")
+    call.agent.answer(Reply(("Let me think about that. ",), hang=True))
+    await call.say(speech(400) + silence(500))
+    await call.wait_for("turn", speaker="agent", state="start")
+    assert call.session.agent_active
+
+    closing = asyncio.ensure_future(call.session.close())
+    await asyncio.sleep(0)  # one step: the close waits for the cancelled responder
+    closing.cancel()  # and the transport's task is cancelled meanwhile (server shutdown)
+    await asyncio.wait([closing], timeout=WITHIN)
+
+    assert closing.cancelled()  # before: the close swallowed its own cancellation
+    assert call.stt.pool_stats().streams == 0
+    assert ("agent", "Let me think about that.", True) in records.turns

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 from hypothesis import strategies as st
+
+from voicestream.store.keys import ApiKeyRepository
+from voicestream.transports.context import RUNTIME
 
 # Field names our protocols and routes read, so that some fuzzed objects get past the first
 # checks and into the handlers.
@@ -178,6 +183,50 @@ def bad_audio(draw: st.DrawFn) -> bytes:
     return draw(st.binary(max_size=300))
 
 
+WYOMING_TYPES = [
+    "describe", "ping", "synthesize", "synthesize-start", "synthesize-chunk", "synthesize-stop",
+    "transcribe", "audio-start", "audio-chunk", "audio-stop", "select-program", "detect", "info",
+]  # fmt: skip
+WYOMING_FIELDS = [
+    "rate", "width", "channels", "text", "voice", "name", "language", "speaker", "timestamp",
+    "text_format",
+]  # fmt: skip
+# Values that get audio-start and its chunks past validation now and then, and some that should
+# not: a Wyoming stream goes further into the server with plausible audio formats.
+_WYOMING_VALUES = st.one_of(
+    JSON_VALUES, st.sampled_from([16000, 8000, 22050, 2, 1, 6, 0, -1, 2**40, "slt", "en"])
+)
+_BAD_LENGTHS = st.sampled_from(["-1", "1.5", '"7"', "true", "99999999999", "[]"])
+
+
+@st.composite
+def wyoming_events(draw: st.DrawFn) -> bytes:
+    """One Wyoming event on the wire (header line, data, payload) that is almost right, a
+    header with a bad literal or length spliced in, a line that is not a header, or noise."""
+    kind = draw(st.sampled_from(["event", "event", "spliced", "line", "noise"]))
+    if kind == "noise":
+        return draw(st.binary(max_size=200))
+    if kind == "line":
+        return draw(json_texts()).encode("utf-8", "surrogatepass") + b"\n"
+    data = draw(st.dictionaries(st.sampled_from(WYOMING_FIELDS), _WYOMING_VALUES, max_size=4))
+    header: dict[str, Any] = {"type": draw(st.one_of(st.sampled_from(WYOMING_TYPES), TEXT))}
+    extra = b""
+    if draw(st.booleans()):
+        header["data"] = data
+    elif data:
+        extra = _dumps(data).encode()
+        header["data_length"] = len(extra)
+    payload = draw(st.one_of(st.just(b""), st.binary(max_size=300), bad_audio()))
+    if payload:
+        header["payload_length"] = len(payload)
+    line = _dumps(header)
+    if kind == "spliced":  # a later duplicate key wins: the header lies about itself
+        key = draw(st.sampled_from(["data_length", "payload_length", "type", "data"]))
+        literal = draw(st.one_of(RAW_JSON_LITERALS, _BAD_LENGTHS))
+        line = line[:-1] + f', "{key}": {literal}' + "}"
+    return line.encode("utf-8", "surrogatepass") + b"\n" + extra + payload
+
+
 def encode_path_segment(text: str) -> str:
     """Percent-encoded UTF-8, with lone surrogates written as the bytes they would be."""
     return quote(text.encode("utf-8", "surrogatepass"), safe="")
@@ -265,3 +314,34 @@ def query_strings() -> st.SearchStrategy[str]:
             f"{encode_path_segment(k)}={encode_path_segment(v)}" for k, v in items
         )
     )
+
+
+@dataclass(frozen=True)
+class FuzzIdentity:
+    """A key of a fuzz suite's own workspace (what the fuzzer creates stays out of other tests'
+    way) and an agent in it, so that routes and sockets taking an agent id get past the lookup."""
+
+    key: str
+    agent_id: str
+
+
+_IDENTITIES: dict[str, FuzzIdentity] = {}  # by workspace: made once per session server
+
+
+async def fuzz_identity(server: Any, workspace: str) -> FuzzIdentity:
+    """The fuzz identity of ``workspace`` on the session ``server``, made on first use."""
+    if workspace not in _IDENTITIES:
+        _, key = await ApiKeyRepository(server.app[RUNTIME].pool).create(
+            workspace=workspace, role="owner"
+        )
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(
+                f"{server.url}/v1/agents",
+                json={"name": f"fuzzed by {workspace}"},
+                headers={"Authorization": f"Bearer {key}"},
+            ) as r,
+        ):
+            assert r.status == 201, await r.text()
+            _IDENTITIES[workspace] = FuzzIdentity(key, (await r.json())["id"])
+    return _IDENTITIES[workspace]

@@ -5,6 +5,7 @@ transcribes back to the expected words."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,7 @@ import pytest
 from fakes.openai_server import FakeOpenAI
 from helpers import normalize
 from server.convai_client import ConvaiClient
+from server.waiting import eventually
 
 OPENING_HOURS = "Our office is open from nine in the morning to five in the evening on weekdays."
 PARKING = "Parking is free in the garage behind the building for all visitors."
@@ -153,12 +155,18 @@ async def test_reconnect_within_grace_resumes_the_conversation(server) -> None:
         await second.wait_event("agent_response", lambda e: "office" in e["text"])
         await second.ws.send_json({"type": "end"})
         await second.close()
-        await asyncio.sleep(0.2)
-        async with s.get(
-            f"{server.url}/v1/convai/sessions/{info['conversation_id']}", headers=server.headers()
-        ) as r:
-            turns = (await r.json())["turns"]
-        assert [t["role"] for t in turns] == ["user", "agent", "user", "agent"]
+
+        async def roles() -> list[str]:
+            async with s.get(
+                f"{server.url}/v1/convai/sessions/{info['conversation_id']}",
+                headers=server.headers(),
+            ) as r:
+                return [t["role"] for t in (await r.json())["turns"]]
+
+        # Turns are written behind the socket (through the outbox when the database is slow).
+        await eventually(
+            lambda: _equal_soon(roles, ["user", "agent", "user", "agent"]), what="all turns"
+        )
 
         # An unknown session id is refused before the upgrade.
         with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
@@ -249,12 +257,15 @@ async def test_silence_prompts_once_then_hangs_up(server) -> None:
         assert end["reason"] == "silence_timeout"
         await client.wait_for(lambda: client.ws.closed)
         assert client.ws.close_code == 1000
-        await asyncio.sleep(0.2)
-        async with s.get(
-            f"{server.url}/v1/convai/sessions/{info['conversation_id']}", headers=server.headers()
-        ) as r:
-            stored = await r.json()
-        assert stored["status"] == "ended"
+
+        async def status() -> str:
+            async with s.get(
+                f"{server.url}/v1/convai/sessions/{info['conversation_id']}",
+                headers=server.headers(),
+            ) as r:
+                return str((await r.json())["status"])
+
+        await eventually(lambda: _equal_soon(status, "ended"), what="conversation ended")
 
 
 async def test_user_activity_resets_the_silence_timer(server) -> None:
@@ -328,3 +339,7 @@ async def test_llm_agent_conversation_streams_tool_backed_answer(server) -> None
     assert first[-1] == {"role": "user", "content": "Where can I park?"}
     tool_results = [m for m in second if m["role"] == "tool"]
     assert tool_results and "garage" in tool_results[0]["content"]
+
+
+async def _equal_soon(read: Callable[[], Awaitable[object]], expected: object) -> bool:
+    return await read() == expected

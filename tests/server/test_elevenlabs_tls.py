@@ -19,20 +19,15 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
-from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from elevenlabs import ElevenLabs
 
-from helpers import corpus_wer, sentences
-from voicestream.config import load_settings
+from helpers import corpus_wer, sentences, settings_for_test_server, start_test_server
 from voicestream.engines.catalog import EngineRegistry
-from voicestream.server.app import create_app
 from voicestream.store.embedded import ServiceURLs
-from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 
 @dataclass(frozen=True)
@@ -103,29 +98,18 @@ async def tls_server(
     cert_file, key_file = _self_signed(tmp_path_factory.mktemp("tls"))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
-    settings = load_settings(
-        {},
-        data_dir=tmp_path_factory.mktemp("tls-server-data"),
-        database_url=embedded_services.database_url,
-        redis_url=embedded_services.redis_url,
-        port=0,
+    settings = settings_for_test_server(
+        embedded_services,
+        tmp_path_factory.mktemp("tls-server-data"),
         max_text_chars=2000,
         max_ws_message_bytes=64 * 1024,
         max_upload_bytes=4 * 1024 * 1024,
         webrtc_host_addresses="127.0.0.1",
-        convai_silence_timeout_seconds=0,
     )
-    app = create_app(settings, registry=registry)  # engines already loaded: shared
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    _, key = await ApiKeyRepository(app[RUNTIME].pool).create(workspace="tls", role="owner")
-    try:
-        yield TLSServer(f"https://{host}:{port}", key, cert_file)
-    finally:
-        await runner.cleanup()
+    async with start_test_server(
+        settings, registry, key_workspace="tls", ssl_context=context
+    ) as started:
+        yield TLSServer(started.url, started.api_key, cert_file)
 
 
 @pytest.fixture

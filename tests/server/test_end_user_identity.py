@@ -8,12 +8,11 @@ agent. A WebRTC peer answers only to whoever created it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import time
+import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,6 +22,7 @@ import websockets
 from aiortc import RTCSessionDescription
 
 from server.convai_client import ConvaiClient
+from server.waiting import eventually
 from server.webrtc_client import Client, client_offer
 from voicestream.store.keys import ApiKeyRepository
 from voicestream.transports.context import RUNTIME
@@ -41,14 +41,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-async def _eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def _agent(http: aiohttp.ClientSession, server: Any, *, public: bool) -> dict[str, Any]:
     # No greeting: the first agent_response of a conversation is the answer to the question.
     body = {"name": "desk", "voice": "slt", "knowledge": [PARKING], "public": public}
@@ -59,13 +51,17 @@ async def _agent(http: aiohttp.ClientSession, server: Any, *, public: bool) -> d
 
 
 async def _ticket(
-    http: aiohttp.ClientSession, server: Any, agent_id: str, end_user_id: str | None = None
+    http: aiohttp.ClientSession,
+    server: Any,
+    agent_id: str,
+    end_user_id: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> str:
     body: dict[str, Any] = {"agent_id": agent_id}
     if end_user_id is not None:
         body["end_user_id"] = end_user_id
     async with http.post(
-        f"{server.url}/v1/convai/tickets", json=body, headers=server.headers()
+        f"{server.url}/v1/convai/tickets", json=body, headers=headers or server.headers()
     ) as r:
         assert r.status == 201, await r.text()
         minted = await r.json()
@@ -108,7 +104,7 @@ async def _remember(
     async def stored() -> bool:
         return bool(await knowledge.recall(agent["workspace_id"], user, QUESTION))
 
-    await _eventually(stored, f"{user}'s memory to be stored")
+    await eventually(stored, within=30, what=f"{user}'s memory to be stored")
 
 
 def _user() -> str:
@@ -230,10 +226,12 @@ async def test_webrtc_end_user_claims_without_a_key_are_ignored(server, http) ->
 # ---- tickets and signed URLs ---------------------------------------------------------------
 
 
-async def _refusal(url: str, **params: str) -> tuple[int, str]:
+async def _refusal(
+    url: str, headers: dict[str, str] | None = None, **params: str
+) -> tuple[int, str]:
     """A conversation socket refused before the upgrade: (status, error message)."""
     with pytest.raises(websockets.InvalidStatus) as refused:
-        async with websockets.connect(f"{url}?{urlencode(params)}"):
+        async with websockets.connect(f"{url}?{urlencode(params)}", additional_headers=headers):
             pass
     response = refused.value.response
     return response.status_code, str(json.loads(response.body)["error"]["message"])
@@ -272,7 +270,7 @@ async def test_a_ticket_opens_one_conversation(server, http) -> None:
 
 
 async def test_an_expired_ticket_is_refused(server, http) -> None:
-    from voicestream.transports.tickets import mint_ticket
+    from voicestream.identity.tickets import mint_ticket
 
     agent = await _agent(http, server, public=False)
     expired = mint_ticket(
@@ -282,6 +280,7 @@ async def test_an_expired_ticket_is_refused(server, http) -> None:
         end_user_id=None,
         ttl_s=-1,
         family="webchat",
+        key_id=None,
     )
     url = f"{server.ws_url}/v1/convai/stream"
     status, message = await _refusal(url, agent_id=agent["id"], ticket=expired)
@@ -315,11 +314,13 @@ async def _vonage_uri(http: aiohttp.ClientSession, server: Any, agent_id: str) -
     return str(action["endpoint"][0]["uri"])
 
 
-async def _signed_url(http: aiohttp.ClientSession, server: Any, agent_id: str) -> str:
+async def _signed_url(
+    http: aiohttp.ClientSession, server: Any, agent_id: str, api_key: str | None = None
+) -> str:
     async with http.get(
         f"{server.url}/elevenlabs/v1/convai/conversation/get-signed-url",
         params={"agent_id": agent_id},
-        headers={"xi-api-key": server.api_key},
+        headers={"xi-api-key": api_key or server.api_key},
     ) as r:
         assert r.status == 200, await r.text()
         return str((await r.json())["signed_url"])
@@ -380,14 +381,114 @@ async def test_tickets_open_their_own_transport_family_only(server, http) -> Non
     assert code == 1008 and "single use" in error["message"], error
 
 
+# ---- resuming a session -------------------------------------------------------------------
+
+
+async def _dropped_session(
+    http: aiohttp.ClientSession, server: Any, headers: dict[str, str] | None = None, **params: str
+) -> str:
+    """Open a conversation and drop the socket without ending it (resumable); its session id,
+    once the server has let go of it."""
+    client = await _convai(http, server, headers, **params)
+    session_id = str((await client.wait_event("session"))["session_id"])
+    await client.close()
+    redis = server.app[RUNTIME].redis
+
+    async def released() -> bool:
+        return not await redis.exists(f"vs:convai:live:{session_id}")
+
+    await eventually(released, what="the dropped connection to release its session")
+    return session_id
+
+
+async def test_a_session_resumes_only_for_whoever_opened_it(server, http) -> None:
+    agent = await _agent(http, server, public=True)
+    victim, other = _user(), _user()
+    await _remember(http, server, agent, victim)
+    url = f"{server.ws_url}/v1/convai/stream"
+    ticket = await _ticket(http, server, agent["id"], end_user_id=victim)
+    session_id = await _dropped_session(http, server, agent_id=agent["id"], ticket=ticket)
+
+    # An anonymous visitor who learnt the session id does not become the ticket's end user.
+    status, message = await _refusal(url, agent_id=agent["id"], session_id=session_id)
+    assert status == 404 and "unknown or expired session" in message, message
+    # Nor does another end user's fresh ticket, nor another key of the workspace.
+    other_ticket = await _ticket(http, server, agent["id"], end_user_id=other)
+    status, _ = await _refusal(
+        url, agent_id=agent["id"], session_id=session_id, ticket=other_ticket
+    )
+    assert status == 404
+    keys = ApiKeyRepository(server.app[RUNTIME].pool)
+    _, colleague = await keys.create(workspace="tests", role="owner")
+    status, _ = await _refusal(
+        url, server.headers(colleague), agent_id=agent["id"], session_id=session_id
+    )
+    assert status == 404
+    # A fresh ticket for the same end user (a page reload) resumes it, with that user's memory.
+    again = await _ticket(http, server, agent["id"], end_user_id=victim)
+    client = await _convai(http, server, agent_id=agent["id"], ticket=again, session_id=session_id)
+    info = await client.wait_event("session")
+    assert info["resumed"] and info["long_term_memory"]
+    await client.ws.send_json({"type": "end"})
+    await client.close()
+
+    # An anonymous session is the anonymous visitor's; a keyed caller cannot take it over.
+    anonymous = await _dropped_session(http, server, agent_id=agent["id"])
+    status, _ = await _refusal(
+        url, server.headers(colleague), agent_id=agent["id"], session_id=anonymous
+    )
+    assert status == 404
+
+
+async def test_a_session_is_live_on_one_connection_at_a_time(server, http) -> None:
+    agent = await _agent(http, server, public=True)
+    url = f"{server.ws_url}/v1/convai/stream"
+    session_id = await _dropped_session(http, server, server.headers(), agent_id=agent["id"])
+    first = await _convai(
+        http, server, server.headers(), agent_id=agent["id"], session_id=session_id
+    )
+    assert (await first.wait_event("session"))["resumed"]
+
+    # A second resume while the first is connected would write one conversation twice.
+    status, message = await _refusal(
+        url, server.headers(), agent_id=agent["id"], session_id=session_id
+    )
+    assert status == 409 and "already connected" in message, message
+    await first.close()
+
+    async def resumed() -> bool:
+        try:
+            client = await _convai(
+                http, server, server.headers(), agent_id=agent["id"], session_id=session_id
+            )
+        except aiohttp.WSServerHandshakeError as refused:
+            assert refused.status == 409, refused
+            return False
+        info = await client.wait_event("session")
+        await client.ws.send_json({"type": "end"})
+        await client.close()
+        return bool(info["resumed"])
+
+    await eventually(resumed, what="the session to be free once the first socket closed")
+
+
+def test_a_session_id_in_a_url_is_redacted_from_the_log() -> None:
+    from voicestream.observability.log_redaction import redact
+
+    sid = uuid.uuid4().hex
+    line = f'"GET /v1/convai/stream?agent_id=a&session_id={sid}&x=1 HTTP/1.1" 101'
+    assert sid not in redact(line) and "agent_id=a" in redact(line), redact(line)
+    assert "x=1" in redact(line)
+
+
 # ---- WebRTC peers --------------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager
-async def _peer(
+async def _peer_answer(
     http: aiohttp.ClientSession, server: Any, body: dict[str, Any], headers: dict[str, str]
-) -> AsyncIterator[str]:
-    """A connected WebRTC conversation; yields its pc_id."""
+) -> AsyncIterator[dict[str, Any]]:
+    """A connected WebRTC conversation; yields the offer's answer (pc_id, pc_secret, …)."""
     client = Client()
     try:
         offer = {"sdp": await client_offer(client), "type": "offer", **body}
@@ -395,13 +496,22 @@ async def _peer(
             f"{server.url}/v1/convai/webrtc/offer", json=offer, headers=headers
         ) as r:
             assert r.status == 200, await r.text()
-            answer = await r.json()
+            answer: dict[str, Any] = await r.json()
         await client.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         await client.wait_for(lambda e: e["type"] == "session")
-        yield str(answer["pc_id"])
+        yield answer
         client.send({"type": "end"})
     finally:
         await client.close()
+
+
+@contextlib.asynccontextmanager
+async def _peer(
+    http: aiohttp.ClientSession, server: Any, body: dict[str, Any], headers: dict[str, str]
+) -> AsyncIterator[str]:
+    """A connected WebRTC conversation; yields its pc_id."""
+    async with _peer_answer(http, server, body, headers) as answer:
+        yield str(answer["pc_id"])
 
 
 async def _patch(
@@ -439,3 +549,69 @@ async def test_a_webrtc_peer_answers_only_to_its_creator(server, http) -> None:
         assert await _patch(http, server, {"pc_id": pc_id}, owner) == 404
         # The used-up ticket still proves who created the peer.
         assert await _patch(http, server, {"pc_id": pc_id, "ticket": ticket}, {}) == 200
+
+
+async def test_an_anonymous_webrtc_peer_answers_only_to_its_secret(server, http) -> None:
+    """Every caller without a key or ticket looks alike, so only the pc_secret told to the
+    peer's creator lets a caller trickle candidates to it or renegotiate it."""
+    agent = await _agent(http, server, public=True)
+    async with _peer_answer(http, server, {"agent_id": agent["id"]}, {}) as answer:
+        pc_id = answer["pc_id"]
+        # A stranger who learnt the pc_id (a log, a shared screen) but not the secret.
+        assert await _patch(http, server, {"pc_id": pc_id}, {}) == 404
+        secret = answer["pc_secret"]
+        assert await _patch(http, server, {"pc_id": pc_id, "pc_secret": "x" * 43}, {}) == 404
+        stranger = {"agent_id": agent["id"], "pc_id": pc_id}
+        async with _peer_answer(http, server, stranger, {}) as theirs:
+            assert theirs["pc_id"] != pc_id and theirs["session_id"] != answer["session_id"]
+            assert theirs["pc_secret"] != secret
+        # The creator, who holds the secret.
+        assert await _patch(http, server, {"pc_id": pc_id, "pc_secret": secret}, {}) == 200
+
+
+def _unanswerable(sdp: str) -> str:
+    """An offer that passes every check on its text but whose audio has no codec in common
+    with the server, so aiortc refuses it only when negotiating."""
+    sdp = re.sub(r"(m=audio \d+ \S+)[\d ]+", r"\1 96", sdp)
+    sdp = re.sub(r"a=(rtpmap|fmtp|rtcp-fb):\d+[^\r]*\r\n", "", sdp)
+    return re.sub(r"(m=audio[^\r]*\r\n)", r"\1a=rtpmap:96 nonsense/8000\r\n", sdp)
+
+
+async def test_a_failed_offer_does_not_use_up_its_ticket(server, http) -> None:
+    agent = await _agent(http, server, public=False)
+    ticket = await _ticket(http, server, agent["id"])
+    client = Client()
+    try:
+        sdp = await client_offer(client)
+        bad = {"sdp": _unanswerable(sdp), "type": "offer", "agent_id": agent["id"]}
+        async with http.post(
+            f"{server.url}/v1/convai/webrtc/offer", json={**bad, "ticket": ticket}
+        ) as r:
+            assert r.status == 400 and (await r.json())["error"]["code"] == "invalid_sdp"
+    finally:
+        await client.close()
+    # No call started, so the ticket still opens its one conversation.
+    async with _peer_answer(http, server, {"agent_id": agent["id"], "ticket": ticket}, {}) as ok:
+        assert ok["session_id"]
+
+
+async def test_tickets_die_with_the_key_that_minted_them(server, http) -> None:
+    agent = await _agent(http, server, public=False)
+    keys = ApiKeyRepository(server.app[RUNTIME].pool)
+    minter, plaintext = await keys.create(workspace="tests", role="owner")
+    url = f"{server.ws_url}/v1/convai/stream"
+    ticket = await _ticket(http, server, agent["id"], headers=server.headers(plaintext))
+    signed = await _signed_url(http, server, agent["id"], api_key=plaintext)
+    await keys.revoke(str(minter.id))
+
+    status, message = await _refusal(url, agent_id=agent["id"], ticket=ticket)
+    assert status == 401 and "revoked" in message, message
+    code, error = await _elevenlabs_close(http, signed)
+    assert code == 1008 and "revoked" in error["message"], error
+    # A ticket minted by a key still in force opens as before.
+    fresh = await _convai(
+        http, server, agent_id=agent["id"], ticket=await _ticket(http, server, agent["id"])
+    )
+    await fresh.wait_event("session")
+    await fresh.ws.send_json({"type": "end"})
+    await fresh.close()

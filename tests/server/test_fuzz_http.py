@@ -21,15 +21,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fuzz_inputs import TEXT, encode_path_segment, query_strings, request_bodies
+from fuzz_inputs import TEXT, encode_path_segment, fuzz_identity, query_strings, request_bodies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
 from voicestream.config import load_settings
 from voicestream.server.app import create_app
-from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 EXAMPLES_PER_ROUTE = 25
 DEADLINE_S = 10.0
@@ -59,32 +57,6 @@ def _route_table() -> list[tuple[str, str]]:
 
 
 ROUTES = _route_table()
-
-
-class _Fuzz:
-    """A key of its own workspace (what the fuzzer creates stays out of other tests' way) and
-    an agent in it, so that routes taking an agent id get past the lookup."""
-
-    key: str = ""
-    agent_id: str = ""
-
-
-async def _fuzz_identity(server: Any) -> _Fuzz:
-    if not _Fuzz.key:
-        _, _Fuzz.key = await ApiKeyRepository(server.app[RUNTIME].pool).create(
-            workspace="fuzz", role="owner"
-        )
-        async with (
-            aiohttp.ClientSession() as s,
-            s.post(
-                f"{server.url}/v1/agents",
-                json={"name": "fuzzed"},
-                headers={"Authorization": f"Bearer {_Fuzz.key}"},
-            ) as r,
-        ):
-            assert r.status == 201, await r.text()
-            _Fuzz.agent_id = (await r.json())["id"]
-    return _Fuzz()
 
 
 PATH_VALUES = st.one_of(
@@ -181,7 +153,7 @@ async def test_route_survives_malformed_requests(
     auth: str,
     odd: dict[str, str],
 ) -> None:
-    fuzz = await _fuzz_identity(server)
+    fuzz = await fuzz_identity(server, "fuzz")
     url = _url(server, path, params, fuzz.agent_id, query)
     content_type, data = body
     headers = _headers(auth, fuzz.key, content_type, odd)

@@ -27,12 +27,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fuzz_inputs import bad_audio, json_texts
+from fuzz_inputs import FuzzIdentity, bad_audio, fuzz_identity, json_texts
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
-from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 EXAMPLES_PER_SOCKET = 30
 DEADLINE_S = 15.0
@@ -108,31 +105,6 @@ SOCKETS = [
 ]
 
 
-class _Fuzz:
-    """The fuzzer's own workspace key and agent (see test_fuzz_http.py)."""
-
-    key: str = ""
-    agent_id: str = ""
-
-
-async def _fuzz_identity(server: Any) -> _Fuzz:
-    if not _Fuzz.key:
-        _, _Fuzz.key = await ApiKeyRepository(server.app[RUNTIME].pool).create(
-            workspace="fuzz-sockets", role="owner"
-        )
-        async with (
-            aiohttp.ClientSession() as s,
-            s.post(
-                f"{server.url}/v1/agents",
-                json={"name": "fuzzed sockets"},
-                headers={"Authorization": f"Bearer {_Fuzz.key}"},
-            ) as r,
-        ):
-            assert r.status == 201, await r.text()
-            _Fuzz.agent_id = (await r.json())["id"]
-    return _Fuzz()
-
-
 # One frame: almost-right JSON as text, random or audio-looking binary, or one past the size limit.
 FRAMES = st.one_of(
     json_texts().map(lambda text: ("text", text.encode("utf-8", "surrogatepass"))),
@@ -159,7 +131,7 @@ async def _send(ws: aiohttp.ClientWebSocketResponse, kind: str, data: bytes) -> 
 
 
 async def _exchange(
-    server: Any, socket: Socket, fuzz: _Fuzz, frames: list[tuple[str, bytes]]
+    server: Any, socket: Socket, fuzz: FuzzIdentity, frames: list[tuple[str, bytes]]
 ) -> tuple[list[str], int | None, str]:
     """Send the opening and ``frames``, close, and return (text frames received, close code,
     what was sent)."""
@@ -207,7 +179,7 @@ async def _exchange(
 async def test_socket_survives_malformed_messages(
     server: Any, error_log: Any, socket: Socket, frames: list[tuple[str, bytes]]
 ) -> None:
-    fuzz = await _fuzz_identity(server)
+    fuzz = await fuzz_identity(server, "fuzz-sockets")
     async with asyncio.timeout(DEADLINE_S):
         received, close_code, what = await _exchange(server, socket, fuzz, frames)
     for text in received:
@@ -223,7 +195,7 @@ async def test_socket_survives_malformed_messages(
 
 
 async def test_every_socket_route_is_fuzzed(server: Any) -> None:
-    fuzz = await _fuzz_identity(server)
+    fuzz = await fuzz_identity(server, "fuzz-sockets")
     listed = {s.path for s in SOCKETS}
     upgraded: set[str] = set()
     async with aiohttp.ClientSession() as s:

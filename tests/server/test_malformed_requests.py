@@ -255,21 +255,58 @@ async def _raw_http(server: Any, request: bytes) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "request_bytes",
+    ("request_bytes", "expected_status", "expected_code"),
     [
-        b"GET /healthz?x=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
-        b"GET /" + b"p" * 20000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
-        b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"h" * 9000 + b"\r\n\r\n",
-        b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Nul: a\x00b\r\n\r\n",
-        b"POST /v1/tts HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        (b"GET /healthz?x=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "uri_too_long"),
+        (b"GET /" + b"p" * 20000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "uri_too_long"),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"h" * 9000 + b"\r\n\r\n",
+            431,
+            "headers_too_large",
+        ),
+        (
+            # A long URL in a header value is still a header too large, not a long request line.
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\nReferer: http://x/" + b"r" * 9000 + b"\r\n\r\n",
+            431,
+            "headers_too_large",
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\n"
+            + b"".join(b"X-%d: a\r\n" % i for i in range(200))
+            + b"\r\n",
+            431,
+            "headers_too_large",
+        ),
+        (b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Nul: a\x00b\r\n\r\n", 400, "bad_request"),
+        (
+            b"POST /v1/tts HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            400,
+            "bad_request",
+        ),
+        (b"FOO\x01 / HTTP/1.1\r\n\r\n", 400, "bad_request"),
     ],
-    ids=["long-query", "long-path", "long-header", "nul-header", "bad-chunk"],
+    ids=[
+        "long-query",
+        "long-path",
+        "long-header",
+        "long-referer",
+        "many-headers",
+        "nul-header",
+        "bad-chunk",
+        "bad-method",
+    ],
 )
-async def test_what_the_http_parser_refuses_is_a_4xx_without_a_traceback(
-    server: Any, request_bytes: bytes
+async def test_what_the_http_parser_refuses_is_a_json_4xx_without_a_traceback(
+    server: Any, request_bytes: bytes, expected_status: int, expected_code: str
 ) -> None:
     answer = await _raw_http(server, request_bytes)
-    status = int(answer.split(b" ", 2)[1])
-    assert 400 <= status < 500, answer[:200]
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    assert status == expected_status, answer[:300]
+    assert b"content-type: application/json" in head.lower(), answer[:300]
+    body = json.loads(payload)
+    assert body["error"]["code"] == expected_code, body
+    # aiohttp's own answer quoted the client's bytes back; ours does not.
+    assert b"aaaa" not in payload and b"pppp" not in payload and b"hhhh" not in payload
     async with aiohttp.ClientSession() as s, s.get(f"{server.url}/healthz") as r:
         assert r.status == 200

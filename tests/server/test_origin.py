@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+from helpers import StartedServer, settings_for_test_server, start_test_server
 from voicestream.config import ConfigError, load_settings
+from voicestream.engines.catalog import EngineRegistry
 from voicestream.server.origin import origin_allowed
+from voicestream.store.embedded import ServiceURLs
 
 RunningServer = Any  # tests/conftest.py's RunningServer, reached through the fixture
 
 LISTED = "https://shop.example"
 FOREIGN = "https://evil.example"
+PUBLIC = "https://voice.example"
 
 SOCKETS = [
     "/v1/tts/stream",
@@ -132,3 +137,89 @@ def test_allowed_origins_setting_is_normalized_and_checked() -> None:
     for bad in ("a.example", "ftp://a.example", "https://a.example/app"):
         with pytest.raises(ConfigError, match="VOICESTREAM_ALLOWED_ORIGINS"):
             load_settings({"VOICESTREAM_ALLOWED_ORIGINS": bad})
+
+
+@pytest.fixture(scope="module")
+async def behind_proxy(
+    embedded_services: ServiceURLs, registry: EngineRegistry, tmp_path_factory: Any
+) -> AsyncIterator[StartedServer]:
+    """A server told to believe its proxy's X-Forwarded-Host/-Proto."""
+    settings = settings_for_test_server(
+        embedded_services,
+        tmp_path_factory.mktemp("behind-proxy"),
+        trust_forwarded_headers=True,
+    )
+    async with start_test_server(settings, registry) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+async def public_origin(
+    embedded_services: ServiceURLs, registry: EngineRegistry, tmp_path_factory: Any
+) -> AsyncIterator[StartedServer]:
+    """A server told the one origin its pages are served from."""
+    settings = settings_for_test_server(
+        embedded_services,
+        tmp_path_factory.mktemp("public-origin"),
+        public_origin=PUBLIC,
+        allowed_origins=LISTED,
+    )
+    async with start_test_server(settings, registry) as started:
+        yield started
+
+
+async def _widget_status(url: str, headers: dict[str, str]) -> int:
+    async with aiohttp.ClientSession() as s, s.get(f"{url}/widget.js", headers=headers) as r:
+        if r.status == 403:
+            await _forbidden(r)
+        return r.status
+
+
+async def test_a_spoofed_forwarded_host_is_not_believed_by_default(server: RunningServer) -> None:
+    # A client (or a proxy that passes the header through) names the foreign page's host.
+    for forwarded in (
+        {"X-Forwarded-Host": "evil.example"},
+        {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"},
+    ):
+        headers = {"Origin": FOREIGN, **forwarded}
+        assert await _widget_status(server.url, headers) == 403
+        async with aiohttp.ClientSession() as s:
+            url = f"{server.url}/v1/tts/stream"
+            async with s.get(url, headers={**_upgrade_headers(FOREIGN), **forwarded}) as r:
+                await _forbidden(r)
+
+
+async def test_a_trusted_proxy_s_forwarded_host_and_proto_name_the_origin(
+    behind_proxy: StartedServer,
+) -> None:
+    proxied = {"X-Forwarded-Host": "voice.example", "X-Forwarded-Proto": "https"}
+    assert await _widget_status(behind_proxy.url, {"Origin": PUBLIC, **proxied}) == 200
+    assert await _widget_status(behind_proxy.url, {"Origin": FOREIGN, **proxied}) == 403
+    # The proxy was reached over https: a plain-http page of that host is another origin.
+    assert (
+        await _widget_status(behind_proxy.url, {"Origin": "http://voice.example", **proxied}) == 403
+    )
+    # Without a proto the forwarded host is compared with the page's scheme's default port.
+    forwarded_host = {"X-Forwarded-Host": "voice.example"}
+    assert await _widget_status(behind_proxy.url, {"Origin": PUBLIC, **forwarded_host}) == 200
+    # The Host the browser sent still counts.
+    assert await _widget_status(behind_proxy.url, {"Origin": behind_proxy.url}) == 200
+
+
+async def test_a_configured_public_origin_replaces_the_host(public_origin: StartedServer) -> None:
+    url = public_origin.url
+    assert await _widget_status(url, {"Origin": PUBLIC}) == 200
+    assert await _widget_status(url, {"Origin": LISTED}) == 200
+    # Host is no longer consulted, nor a forwarded host (trust is off).
+    assert await _widget_status(url, {"Origin": url}) == 403
+    assert await _widget_status(url, {"Origin": FOREIGN, "X-Forwarded-Host": "evil.example"}) == 403
+    assert await _widget_status(url, {}) == 200  # no Origin: not a page
+
+
+def test_public_origin_setting_is_one_origin() -> None:
+    env = {"VOICESTREAM_PUBLIC_ORIGIN": "https://Voice.example/"}
+    assert load_settings(env).public_origin == PUBLIC
+    for bad in ("*", "https://a.example,https://b.example", "voice.example"):
+        with pytest.raises(ConfigError, match="VOICESTREAM_PUBLIC_ORIGIN"):
+            load_settings({"VOICESTREAM_PUBLIC_ORIGIN": bad})
+    assert load_settings({}).trust_forwarded_headers is False

@@ -25,15 +25,14 @@ from aiohttp import web
 
 from fakes.openai_server import FakeOpenAI
 from fixtures_services import make_data_dir
+from helpers import start_test_server
 from server.convai_client import ConvaiClient
 from server.waiting import eventually
 from voicestream.config import load_settings
 from voicestream.engines.catalog import EngineRegistry
-from voicestream.server.app import create_app
 from voicestream.store import db
 from voicestream.store._leases import DirLock
 from voicestream.store._proc import pid_alive
-from voicestream.store.keys import ApiKeyRepository
 from voicestream.transports.context import RUNTIME
 
 HEARTBEAT_S = 0.5
@@ -70,17 +69,10 @@ async def outage_server(registry: EngineRegistry) -> AsyncIterator[OutageServer]
         conversation_heartbeat_seconds=HEARTBEAT_S,
         webrtc_host_addresses="127.0.0.1",
     )
-    app = create_app(settings, registry=registry)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        _, key = await ApiKeyRepository(app[RUNTIME].pool).create(workspace="outages", role="owner")
-        yield OutageServer(f"http://{host}:{port}", f"ws://{host}:{port}", app, data_dir, key)
+        async with start_test_server(settings, registry, key_workspace="outages") as started:
+            yield OutageServer(started.url, started.ws_url, started.app, data_dir, started.api_key)
     finally:
-        await runner.cleanup()
         postgres = data_dir / "postgres"
         if postgres.is_symlink():  # as root the cluster may live outside the data dir
             await asyncio.to_thread(shutil.rmtree, postgres.resolve(), True)

@@ -14,19 +14,15 @@ import os
 import socket
 import struct
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers import StartedServer, settings_for_test_server, start_test_server
 from server.realtime_client import Recorder, raw_events
 from server.waiting import eventually
-from voicestream.config import load_settings
-from voicestream.server.app import create_app
-from voicestream.server.request_deadlines import server_options
 
 SEND_TIMEOUT_S = 1.0
 MAX_ITEMS = 5
@@ -42,41 +38,20 @@ SOON_S = 8.0
 LONG_TEXT = " ".join(["The quick brown fox jumps over the lazy dog near the river bank."] * 30)
 
 
-@dataclass(frozen=True)
-class Bounded:
-    url: str
-    ws_url: str
-    host: str
-    port: int
-    api_key: str
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"}
+Bounded = StartedServer
 
 
 @pytest.fixture(scope="module")
 async def bounded(
-    server: Any, embedded_services: Any, registry: Any, tmp_path_factory: pytest.TempPathFactory
+    embedded_services: Any, registry: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Bounded]:
-    settings = load_settings(
-        {},
-        data_dir=tmp_path_factory.mktemp("queue-bounds"),
-        database_url=embedded_services.database_url,
-        redis_url=embedded_services.redis_url,
-        port=0,
-        convai_silence_timeout_seconds=0,
+    settings = settings_for_test_server(
+        embedded_services,
+        tmp_path_factory.mktemp("queue-bounds"),
         **LIMITS,
     )
-    app = create_app(settings, registry=registry)
-    runner = web.AppRunner(app, access_log=None, **server_options(settings))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield Bounded(f"http://{host}:{port}", f"ws://{host}:{port}", host, port, server.api_key)
-    finally:
-        await runner.cleanup()
+    async with start_test_server(settings, registry, key_workspace="queue-bounds") as started:
+        yield started
 
 
 async def _metric(url: str, sample_name: str, **labels: str) -> float:

@@ -11,20 +11,17 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import eventually
 
+from helpers import StartedServer, settings_for_test_server, start_test_server
 from voicestream.config import load_settings
 from voicestream.engines.catalog import EngineRegistry, build_default_registry
 from voicestream.engines.pocketsphinx_stt import PocketsphinxSTT
-from voicestream.server.app import create_app
-from voicestream.server.request_deadlines import server_options
 
 MAX_STREAMS = 3
 IDLE_RELEASE_S = 0.5
@@ -44,16 +41,7 @@ LIMITS = {
 }
 
 
-@dataclass(frozen=True)
-class Bounded:
-    url: str
-    ws_url: str
-    host: str
-    port: int
-    api_key: str
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"}
+Bounded = StartedServer
 
 
 @pytest.fixture(scope="module")
@@ -66,27 +54,15 @@ def bounded_registry() -> Iterator[EngineRegistry]:
 
 @pytest.fixture(scope="module")
 async def bounded(
-    server, embedded_services, bounded_registry, tmp_path_factory: pytest.TempPathFactory
+    embedded_services, bounded_registry, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Bounded]:
-    settings = load_settings(
-        {},
-        data_dir=tmp_path_factory.mktemp("bounded"),
-        database_url=embedded_services.database_url,
-        redis_url=embedded_services.redis_url,
-        port=0,
-        convai_silence_timeout_seconds=0,
+    settings = settings_for_test_server(
+        embedded_services,
+        tmp_path_factory.mktemp("bounded"),
         **LIMITS,
     )
-    app = create_app(settings, registry=bounded_registry)
-    runner = web.AppRunner(app, access_log=None, **server_options(settings))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield Bounded(f"http://{host}:{port}", f"ws://{host}:{port}", host, port, server.api_key)
-    finally:
-        await runner.cleanup()
+    async with start_test_server(settings, bounded_registry, key_workspace="bounded") as started:
+        yield started
 
 
 async def _decoders(s: aiohttp.ClientSession, url: str) -> dict[str, float]:
@@ -109,6 +85,16 @@ async def _speech(s: aiohttp.ClientSession, bounded: Bounded, text: str) -> byte
     ) as r:
         assert r.status == 200, await r.text()
         return await r.read()
+
+
+def _transcribe(s: aiohttp.ClientSession, bounded: Bounded, pcm: bytes) -> Any:
+    """``POST /v1/stt`` of 16 kHz PCM, to use as ``async with``."""
+    return s.post(
+        f"{bounded.url}/v1/stt",
+        params={"format": "pcm_16000"},
+        data=pcm,
+        headers=bounded.headers(),
+    )
 
 
 async def test_stt_streams_past_the_cap_are_told_busy_and_idle_decoders_are_freed(
@@ -139,12 +125,7 @@ async def test_stt_streams_past_the_cap_are_told_busy_and_idle_decoders_are_free
                 assert extra.close_code == 1013
 
             # One more upload: 429 with Retry-After, in the JSON error shape.
-            async with s.post(
-                f"{bounded.url}/v1/stt",
-                params={"format": "pcm_16000"},
-                data=speech,
-                headers=bounded.headers(),
-            ) as r:
+            async with _transcribe(s, bounded, speech) as r:
                 assert r.status == 429, await r.text()
                 assert r.headers["Retry-After"] == "1"
                 assert (await r.json())["error"]["code"] == "rate_limited"
@@ -166,12 +147,7 @@ async def test_stt_streams_past_the_cap_are_told_busy_and_idle_decoders_are_free
         await eventually(back_to_spare, within=SOON_S, what="one idle decoder left")
 
         # And the places are free again.
-        async with s.post(
-            f"{bounded.url}/v1/stt",
-            params={"format": "pcm_16000"},
-            data=speech,
-            headers=bounded.headers(),
-        ) as r:
+        async with _transcribe(s, bounded, speech) as r:
             assert r.status == 200, await r.text()
             assert "table" in (await r.json())["text"]
 
@@ -202,8 +178,10 @@ async def test_a_request_body_that_stops_arriving_gets_408(bounded: Bounded) -> 
         writer.close()
     status, error = _status_and_body(response)
     assert status == 408, response
+    # The error tree's RequestTimeout: its code, and details naming the limit that was hit.
     assert error["error"]["code"] == "request_timeout"
     assert "stalled" in error["error"]["message"]
+    assert error["error"]["details"] == {"limit": "body_idle_timeout", "seconds": BODY_IDLE_S}
     assert time.monotonic() - started < BODY_TIMEOUT_S + SOON_S / 2
 
 
@@ -229,6 +207,7 @@ async def test_a_body_trickling_in_is_cut_off_at_the_body_timeout(bounded: Bound
     status, error = _status_and_body(response)
     assert status == 408, response
     assert "did not arrive within" in error["error"]["message"]
+    assert error["error"]["details"] == {"limit": "body_timeout", "seconds": BODY_TIMEOUT_S}
 
 
 @pytest.mark.parametrize(

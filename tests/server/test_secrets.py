@@ -15,8 +15,7 @@ from aiortc import RTCSessionDescription
 
 from fakes.openai_server import FakeOpenAI
 from server.convai_client import ConvaiClient
-from server.test_webrtc import wait_until
-from server.waiting import wait_for_change
+from server.waiting import eventually, wait_for_change
 from server.webrtc_client import WAIT_S, Client, client_offer
 from voicestream.store.keys import ApiKeyRepository
 from voicestream.transports.context import RUNTIME
@@ -186,6 +185,11 @@ class _Frames:
             self.audio_frames, self._changed, self.reader, within=30, describe=lambda: "no audio"
         )
 
+    async def first_message(self) -> None:
+        await wait_for_change(
+            lambda: self.items, self._changed, self.reader, within=30, describe=lambda: "nothing"
+        )
+
     def audio_frames(self) -> int:
         return sum(
             isinstance(m, bytes) or (isinstance(m, str) and '"audio"' in m) for m in self.items
@@ -261,7 +265,83 @@ async def test_revoking_a_key_sent_inside_the_socket_closes_it(server: RunningSe
         await ws.send_json({"text": " ", "xi_api_key": key})
         await ws.send_json({"text": "Hello there. ", "flush": True})
         await frames.first_audio()
-        await _revoke_and_expect_close(server, key_id, frames)
+        error = await _revoke_and_expect_close(server, key_id, frames)
+        # ElevenLabs' error shape, which its SDKs read: not the native {"type": "error"} event.
+        assert error["error"] == "unauthorized" and "revoked" in error["message"], error
+
+
+_EL = "/elevenlabs/v1"
+
+
+async def test_a_revoked_keys_multi_stream_socket_hears_elevenlabs_error_shape(
+    server: RunningServer,
+) -> None:
+    key_id, key = await _new_key(server, "revoked-socket")
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(
+            f"{server.ws_url}{_EL}/text-to-speech/slt/multi-stream-input",
+            params={"output_format": "pcm_16000"},
+            headers={"xi-api-key": key},
+        )
+        frames = _Frames(ws)
+        await ws.send_json({"text": "Hello there. ", "context_id": "a", "flush": True})
+        await frames.first_audio()
+        error = await _revoke_and_expect_close(server, key_id, frames)
+        assert error["error"] == "unauthorized" and "revoked" in error["message"], error
+
+
+async def test_a_revoked_keys_scribe_socket_hears_scribes_error_shape(
+    server: RunningServer,
+) -> None:
+    key_id, key = await _new_key(server, "revoked-socket")
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(
+            f"{server.ws_url}{_EL}/speech-to-text/realtime",
+            params={"model_id": "scribe_v2_realtime"},
+            headers={"xi-api-key": key},
+        )
+        frames = _Frames(ws)
+        await frames.first_message()  # session_started: the session is running
+        error = await _revoke_and_expect_close(server, key_id, frames)
+        assert error["message_type"] == "auth_error" and "revoked" in error["error"], error
+
+
+async def test_a_revoked_keys_phone_call_is_closed_the_carriers_way(server: RunningServer) -> None:
+    """Twilio's protocol has no error message from the server: a close code and reason only."""
+    key_id, key = await _new_key(server, "revoked-call")
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as s:
+        body = {"name": "phone desk", "voice": "slt", "first_message": "Hello, how can I help?"}
+        async with s.post(f"{server.url}/v1/agents", json=body, headers=headers) as r:
+            assert r.status == 201, await r.text()
+            agent_id = (await r.json())["id"]
+        ws = await s.ws_connect(
+            f"{server.ws_url}/v1/telephony/twilio", params={"agent_id": agent_id}, headers=headers
+        )
+        frames = _Frames(ws)
+        sid = "MZ" + "0" * 32
+        await ws.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        await ws.send_json(
+            {
+                "event": "start",
+                "sequenceNumber": "1",
+                "streamSid": sid,
+                "start": {
+                    "streamSid": sid,
+                    "accountSid": "AC" + "0" * 32,
+                    "callSid": "CA" + "0" * 32,
+                    "tracks": ["inbound"],
+                    "customParameters": {},
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                },
+            }
+        )
+        await frames.first_message()  # the greeting's media: the call is up
+        await ApiKeyRepository(server.app[RUNTIME].pool).revoke(key_id)
+        await asyncio.wait_for(frames.reader, REVOKED_WITHIN_S)
+        assert ws.close_code == 4401
+        sent = [json.loads(m) for m in frames.items if isinstance(m, str)]
+        assert all("event" in m for m in sent), [m for m in sent if "event" not in m]
 
 
 async def test_revoking_a_key_hangs_up_its_webrtc_calls(server: RunningServer) -> None:
@@ -287,11 +367,15 @@ async def test_revoking_a_key_hangs_up_its_webrtc_calls(server: RunningServer) -
             peers = server.app[WEBRTC_PEERS]
             assert answer["pc_id"] in peers
             await ApiKeyRepository(server.app[RUNTIME].pool).revoke(key_id)
-            await wait_until(
-                lambda: answer["pc_id"] not in peers, REVOKED_WITHIN_S, "the call to end"
+            await eventually(
+                lambda: answer["pc_id"] not in peers,
+                within=REVOKED_WITHIN_S,
+                what="the call to end",
             )
-            await wait_until(
-                lambda: client.pc.connectionState == "closed", WAIT_S, "the client to see it"
+            await eventually(
+                lambda: client.pc.connectionState == "closed",
+                within=WAIT_S,
+                what="the client to see it",
             )
         finally:
             await client.close()

@@ -13,10 +13,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from voicestream.config import load_settings
-from voicestream.server.app import create_app
+from helpers import settings_for_test_server, start_test_server
 from voicestream.transports.twilio_signature import compute_signature, signature_matches
 
 GREETING = "Hello, thanks for calling. How can I help you?"
@@ -72,24 +70,13 @@ async def signed_server(
     embedded_services, registry, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[str]:
     """A second server on the same database, configured with a Twilio auth token."""
-    settings = load_settings(
-        {},
-        data_dir=tmp_path_factory.mktemp("twilio-signed"),
-        database_url=embedded_services.database_url,
-        redis_url=embedded_services.redis_url,
-        port=0,
-        convai_silence_timeout_seconds=0,
+    settings = settings_for_test_server(
+        embedded_services,
+        tmp_path_factory.mktemp("twilio-signed"),
         twilio_auth_token=TWILIO_TOKEN,
     )
-    runner = web.AppRunner(create_app(settings, registry=registry), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with start_test_server(settings, registry) as started:
+        yield started.url
 
 
 async def test_a_signed_twilio_webhook_reaches_public_agents(server, signed_server: str) -> None:

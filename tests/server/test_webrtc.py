@@ -8,10 +8,9 @@ not just that bytes moved.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -22,6 +21,7 @@ from aiortc import (
 
 from helpers import normalize
 from server.clients import stt_http
+from server.waiting import eventually
 from server.webrtc_client import WAIT_S, Client, client_offer, split_candidates
 
 PASSAGE = "Our office is open from nine to five on weekdays."
@@ -56,14 +56,6 @@ async def tts_pcm(s: aiohttp.ClientSession, server: Any, text: str, rate: int) -
         return await r.read()
 
 
-async def wait_until(cond: Callable[[], bool], within: float = WAIT_S, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
@@ -90,7 +82,11 @@ async def test_voice_conversation_over_webrtc(server, http) -> None:
             assert r.status == 200, await r.text()
             answer = await r.json()
         assert answer["type"] == "answer" and answer["pc_id"] and answer["session_id"]
-        patch = {"pc_id": answer["pc_id"], "candidates": [*candidates, {"candidate": ""}]}
+        patch = {
+            "pc_id": answer["pc_id"],
+            "pc_secret": answer["pc_secret"],  # opened with no key: the secret names its creator
+            "candidates": [*candidates, {"candidate": ""}],
+        }
         async with http.patch(f"{server.url}/v1/convai/webrtc/offer", json=patch) as r:
             assert r.status == 200, await r.text()
             assert await r.json() == {"status": "success"}
@@ -101,9 +97,12 @@ async def test_voice_conversation_over_webrtc(server, http) -> None:
         greeting = await client.wait_for(lambda e: e["type"] == "agent_response")
         assert greeting["text"] == GREETING
         # Let the greeting finish playing, then ask.
-        await wait_until(lambda: client.recorder.voiced_frames > 10, what="the greeting's audio")
-        await wait_until(
+        await eventually(
+            lambda: client.recorder.voiced_frames > 10, within=WAIT_S, what="the greeting's audio"
+        )
+        await eventually(
             lambda: time.monotonic() - (client.recorder.last_voiced or 0) > 0.5,
+            within=WAIT_S,
             what="the greeting to end",
         )
         mark_events, mark_audio = len(client.events), client.recorder.mark()
@@ -123,12 +122,15 @@ async def test_voice_conversation_over_webrtc(server, http) -> None:
         # The reply is also heard: wait for its audio to start and then stop.
         spoke_until = client.mic.spoke_until
         assert spoke_until is not None
-        await wait_until(
-            lambda: any(t > spoke_until for t in client.recorder.voiced_times), what="agent audio"
+        await eventually(
+            lambda: any(t > spoke_until for t in client.recorder.voiced_times),
+            within=WAIT_S,
+            what="agent audio",
         )
         first_audio = next(t for t in client.recorder.voiced_times if t > spoke_until)
-        await wait_until(
+        await eventually(
             lambda: time.monotonic() - (client.recorder.last_voiced or 0) > 0.6,
+            within=WAIT_S,
             what="the reply to end",
         )
         said = await stt_http(
@@ -156,10 +158,12 @@ async def test_voice_conversation_over_webrtc(server, http) -> None:
 
         # Hanging up closes the peer on the server and forgets it.
         peers = server.app[WEBRTC_PEERS]
-        assert peers.find(answer["pc_id"], "public") is not None  # opened with no key
+        assert peers.find(answer["pc_id"], "public", answer["pc_secret"]) is not None
         client.send({"type": "end"})
-        await wait_until(lambda: client.pc.connectionState == "closed", what="the hang-up")
-        await wait_until(lambda: answer["pc_id"] not in peers, what="the peer to go")
+        await eventually(
+            lambda: client.pc.connectionState == "closed", within=WAIT_S, what="the hang-up"
+        )
+        await eventually(lambda: answer["pc_id"] not in peers, within=WAIT_S, what="the peer to go")
     finally:
         await client.close()
 
@@ -181,7 +185,12 @@ async def test_candidates_in_offer_then_hang_up_ends_the_conversation(server, ht
         # Renegotiation: a new offer on the same connection, named by its pc_id.
         await first.pc.setLocalDescription(await first.pc.createOffer())
         assert first.pc.localDescription is not None
-        again = {"sdp": first.pc.localDescription.sdp, "type": "offer", "pc_id": answer["pc_id"]}
+        again = {
+            "sdp": first.pc.localDescription.sdp,
+            "type": "offer",
+            "pc_id": answer["pc_id"],
+            "pc_secret": answer["pc_secret"],
+        }
         async with http.post(f"{server.url}/v1/convai/webrtc/offer", json=again) as r:
             assert r.status == 200, await r.text()
             second_answer = await r.json()
@@ -195,7 +204,9 @@ async def test_candidates_in_offer_then_hang_up_ends_the_conversation(server, ht
     finally:
         await first.close()
     peers = server.app[WEBRTC_PEERS]
-    await wait_until(lambda: answer["pc_id"] not in peers, what="the server to notice")
+    await eventually(
+        lambda: answer["pc_id"] not in peers, within=WAIT_S, what="the server to notice"
+    )
     second = Client()
     try:
         offer = {
@@ -222,7 +233,9 @@ async def test_audio_only_client_still_hears_the_agent(server, http) -> None:
             assert r.status == 200, await r.text()
             answer = await r.json()
         await client.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-        await wait_until(lambda: client.recorder.voiced_frames > 20, what="the greeting's audio")
+        await eventually(
+            lambda: client.recorder.voiced_frames > 20, within=WAIT_S, what="the greeting's audio"
+        )
     finally:
         await client.close()
 
@@ -303,7 +316,11 @@ async def test_patch_unknown_pc_is_404_and_bad_candidates_are_400(server, http) 
             {"candidate": "candidate:1 7 udp 1 1.2.3.4 9 typ host", "sdp_mid": "0"},
             {"candidate": "candidate:1 1 sctp 1 1.2.3.4 9 typ host", "sdp_mid": "0"},
         ]:
-            patch = {"pc_id": answer["pc_id"], "candidates": [candidate]}
+            patch = {
+                "pc_id": answer["pc_id"],
+                "pc_secret": answer["pc_secret"],
+                "candidates": [candidate],
+            }
             async with http.patch(url, json=patch) as r:
                 assert r.status == 400, candidate
                 assert (await r.json())["error"]["code"] == "invalid_candidate"

@@ -92,3 +92,18 @@ async def eventually(
             awaited = what or repr(check)
             raise AssertionError(f"not true within {within} s: {awaited} (last: {result!r})")
         await asyncio.sleep(every)
+
+
+def eventually_sync(
+    check: Callable[[], Any], *, within: float = 10.0, every: float = 0.1, what: str = ""
+) -> Any:
+    """``eventually`` for tests without an event loop (subprocess and process-tree tests)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            awaited = what or repr(check)
+            raise AssertionError(f"not true within {within} s: {awaited} (last: {result!r})")
+        time.sleep(every)

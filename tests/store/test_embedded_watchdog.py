@@ -9,13 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from fixtures_services import cli_env, make_data_dir
+from server.waiting import eventually_sync
 from voicestream.store._proc import pid_alive
 
 CLI = [sys.executable, "-m", "voicestream"]
@@ -43,13 +42,6 @@ def _pid(path: Path) -> int | None:
         return None
 
 
-def _poll(condition: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {within} s: {what}"
-        time.sleep(0.1)
-
-
 def test_sigkilled_server_takes_its_embedded_services_along() -> None:
     data_dir = make_data_dir("voicestream-watchdog-")
     port = _free_port()
@@ -64,10 +56,10 @@ def test_sigkilled_server_takes_its_embedded_services_along() -> None:
             start_new_session=True,
         )
     try:
-        _poll(
+        eventually_sync(
             lambda: server.poll() is None and _ready(f"http://127.0.0.1:{port}/readyz"),
-            120,
-            "server ready",
+            within=120,
+            what="server ready",
         )
         pg = _pid(data_dir / "postgres" / "postmaster.pid")
         redis = _pid(data_dir / "redis" / "redis.pid")
@@ -77,7 +69,9 @@ def test_sigkilled_server_takes_its_embedded_services_along() -> None:
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=10)
 
-        _poll(lambda: not pid_alive(pg) and not pid_alive(redis), 30, "services stopped")
+        eventually_sync(
+            lambda: not pid_alive(pg) and not pid_alive(redis), within=30, what="services stopped"
+        )
         # Nothing is left holding the data dir: its lease was dropped as stale.
         assert not os.listdir(data_dir / "run" / "leases")
     finally:

@@ -71,6 +71,15 @@ class InferenceExecutor:
 
         Cancelling the awaiting task drops the job if it has not started yet.
         """
+        return await self.submit(fn, deadline=deadline)
+
+    def submit(self, fn: Callable[[], T], *, deadline: float | None = None) -> asyncio.Future[T]:
+        """Queue ``fn`` now and return its future; call from the event loop.
+
+        The job is dropped only if the future itself is cancelled, so awaiting it through
+        ``asyncio.shield`` makes work that must happen (giving a decoder back) outlive a
+        cancelled caller.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         now = time.monotonic()
@@ -80,7 +89,7 @@ class InferenceExecutor:
                 raise RuntimeError(f"executor {self.name} is shut down")
             heapq.heappush(self._heap, job)
             self._cv.notify()
-        return await future
+        return future
 
     def shutdown(self) -> None:
         with self._cv:

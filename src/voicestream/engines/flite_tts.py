@@ -4,15 +4,21 @@ Thread safety: flite keeps no mutable global state on the synthesis path (every 
 own utterance; the voices and lexicon are read-only once registered), so one shared voice serves
 several executor threads at once; ``tests/engines/test_flite_tts.py`` hammers it from four
 threads. The one shared thing is libc ``rand()``, which the clustergen voices (slt, rms, awb) use
-for unvoiced excitation noise: their audio differs in the noise from run to run, concurrent or
-not, while lengths and timings are exact. kal16 (diphone) is byte-for-byte repeatable.
+for unvoiced excitation noise. Each synthesis seeds it from its text first, so the same text
+gives the same audio whatever the process synthesized before: without that, a sentence's noise
+(and how well a recognizer hears it) depended on every earlier request. Syntheses running at the
+same moment on several threads still share the one generator, so their noise may differ from a
+lone run's; lengths and timings are exact either way. kal16 (diphone) never draws on it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import sys
+import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +86,10 @@ class FliteTTS(TTSEngine):
         if not has_speakable(folded):
             return Synthesis(b"", voice.sample_rate, silent_alignment(text))
         lib = self._flite.lib
-        utt = lib.flite_synth_text(folded.encode("ascii"), pointer)
+        data = folded.encode("ascii")
+        if _SRAND is not None:
+            _SRAND(zlib.crc32(data))
+        utt = lib.flite_synth_text(data, pointer)
         if not utt:
             raise EngineError(f"flite failed to synthesize {len(text)} characters")
         try:
@@ -94,6 +103,17 @@ class FliteTTS(TTSEngine):
         spans = _map_tokens(tokens, folded, origin)
         audio_ms = len(pcm) / 2 * 1000 / rate
         return Synthesis(pcm, rate, build_alignment(text, spans, audio_ms))
+
+
+def _load_srand() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).srand if name else None
+    except (OSError, AttributeError):  # no libc to seed: the noise just is not repeatable
+        return None
+
+
+_SRAND = _load_srand()
 
 
 def _break_long_tokens(folded: str, origin: list[int]) -> tuple[str, list[int]]:

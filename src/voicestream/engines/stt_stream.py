@@ -12,7 +12,10 @@ past the cap) and leaves when it ends or is closed, whether or not it ever neede
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -83,6 +86,9 @@ class STTStream:
         self._fed_since_partial = 0
         self._last_partial = ""
         self._closed = False
+        # Guards the hand-over of ``_decoder`` and ``_closed`` between the loop (``aclose``) and
+        # an executor job a cancelled caller left running; held only for a few instructions.
+        self._lock = threading.Lock()
         # Audio unlike the usual traffic (a phone line) must not teach the decoder pool.
         self.narrowband = False
         # Last, so nothing after it can fail and strand the place. A stream its owner forgets
@@ -121,13 +127,41 @@ class STTStream:
         return await self._executor.run(self._finish_stream)
 
     async def aclose(self) -> None:
-        """Give the decoder back without a transcript (client went away)."""
-        if not self._closed:
-            await self._executor.run(self._release)
+        """Give the decoder back without a transcript (client went away).
+
+        Cancelling the caller does not stop the decoder from coming back: the release runs to
+        completion on the executor anyway.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            holds_decoder = self._decoder is not None
+            if not holds_decoder:
+                self._closed = True
+        if not holds_decoder:
+            # Nothing to hand back on a thread: the place returns now, not after the queue.
+            self._leave()
+            return
+        released = self._executor.submit(self._release)
+        try:
+            await asyncio.shield(released)
+        except asyncio.CancelledError:
+            released.add_done_callback(_report_late_release_failure)
+            raise
 
     # Everything below runs on an executor thread.
 
     def _process(self, pcm: bytes) -> list[STTEvent]:
+        try:
+            return self._process_open(pcm)
+        except _StreamClosed:
+            # aclose() overtook audio still on its way (another task closed the stream): the
+            # stream is over, so that audio has no transcript to give, not an error.
+            return []
+
+    def _process_open(self, pcm: bytes) -> list[STTEvent]:
+        if self._closed:
+            raise _StreamClosed
         self._pending += pcm
         out: list[STTEvent] = []
         for ev in self._vad.process(pcm):
@@ -150,46 +184,68 @@ class STTStream:
         return out
 
     def _calibrate(self, recording: bytes) -> None:
-        if self._decoder is None:
-            self._decoder = self._engine.acquire()
-        self._decoder.calibrate(recording)
+        with contextlib.suppress(_StreamClosed):  # closed meanwhile: nothing left to adapt
+            self._borrow().calibrate(recording)
 
     def _finish_stream(self) -> list[STTEvent]:
         out: list[STTEvent] = []
-        for ev in self._vad.flush():
-            if ev.kind == "end" and self._in_utt:
-                out.append(self._end_utterance(int(ev.time * self._rate)))
-        if self._in_utt:
-            out.append(self._end_utterance(self._pending_start + len(self._pending) // 2))
-        self._release()
+        try:
+            for ev in self._vad.flush():
+                if ev.kind == "end" and self._in_utt:
+                    out.append(self._end_utterance(int(ev.time * self._rate)))
+            if self._in_utt:
+                out.append(self._end_utterance(self._pending_start + len(self._pending) // 2))
+        finally:
+            self._release()
         return out
 
+    def _borrow(self) -> STTDecoder:
+        if self._decoder is not None:
+            return self._decoder
+        decoder = self._engine.acquire()  # may wait for the pool: outside the lock
+        with self._lock:
+            if not self._closed:
+                self._decoder = decoder
+                return decoder
+        # aclose() ran while we waited for the pool; nobody will ever release this one.
+        self._engine.release(decoder, learn=False)
+        raise _StreamClosed
+
     def _release(self) -> None:
-        try:
-            if self._decoder is not None:
-                if self._in_utt:
-                    self._decoder.finish()
-                    self._in_utt = False
-                self._engine.release(self._decoder, learn=not self.narrowband)
-                self._decoder = None
-        finally:
+        with self._lock:
+            decoder, self._decoder = self._decoder, None
             self._closed = True
-            if self._admission.detach() is not None:
-                self._engine.leave_stream()
+        learn = not self.narrowband
+        try:
+            if decoder is not None and self._in_utt:
+                self._in_utt = False
+                learn = False  # a decoder that fails to finish has nothing worth teaching
+                decoder.finish()
+                learn = not self.narrowband
+        finally:
+            try:
+                if decoder is not None:
+                    self._engine.release(decoder, learn=learn)
+            finally:
+                self._leave()
+
+    def _leave(self) -> None:
+        # detach() answers once, so the place is given back once whoever gets here first.
+        if self._admission.detach() is not None:
+            self._engine.leave_stream()
 
     def _begin_utterance(self, at: int) -> None:
-        if self._decoder is None:
-            self._decoder = self._engine.acquire()
+        decoder = self._borrow()
         pre_roll = int(_PRE_ROLL_S * self._rate)
         start = max(self._pending_start, at - pre_roll)
         self._drop_until(start)
-        self._decoder.start()
+        decoder.start()
         # Speech right at the start of the audio (a trimmed clip) has too little silence before
         # it for the decoder's noise and cepstral-mean estimates, and its first word is lost:
         # pad the pre-roll with silence. Decoder time 0 is then before stream time 0.
         pad = max(0, pre_roll - (at - start))
         if pad:
-            self._decoder.feed(bytes(pad * 2))
+            decoder.feed(bytes(pad * 2))
         self._in_utt = True
         self._utt_start = start - pad
         self._fed_since_partial = 0
@@ -244,6 +300,16 @@ class STTStream:
         total = len(self._pending) // 2
         if total > keep:
             self._drop_until(self._pending_start + total - keep)
+
+
+class _StreamClosed(Exception):
+    """aclose() ran while a job of this stream was on its way; never leaves the module."""
+
+
+def _report_late_release_failure(released: asyncio.Future[None]) -> None:
+    # The caller was cancelled, so nobody else will see this failure.
+    if not released.cancelled() and (exc := released.exception()) is not None:
+        log.error("giving an STT decoder back failed", exc_info=exc)
 
 
 def _forgotten_stream(engine: STTEngine) -> None:

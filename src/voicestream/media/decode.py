@@ -38,8 +38,9 @@ def decode_audio(
 
     Raises InvalidAudio for input that holds no decodable audio or declares a rate or
     channel count outside ``check_source_audio``'s bounds (checked before decoding), and
-    PayloadTooLarge once more than ``max_seconds`` decode, so a tiny file that expands
-    into hours of audio is stopped early.
+    PayloadTooLarge when the container declares more than ``max_seconds`` (checked before
+    decoding) or, for a file that declares no length, once more than that decodes, so a
+    tiny file that expands into hours of audio is stopped early.
     """
     check_rate(target_rate, "target_rate")
     if not data:
@@ -134,6 +135,7 @@ def _decode_with_libav(data: bytes, target_rate: int, max_seconds: float) -> byt
             # libav found the stream but no decoder for it (a WAV saying 0 bits per sample).
             raise InvalidAudio("the audio stream's encoding is not supported")
         check_source_audio(codec.sample_rate, codec.channels)
+        _check_declared_duration(container, stream, len(data), max_seconds)
         codec.thread_count = 1
         mixer = _Mixer(target_rate)
         seconds = 0.0
@@ -160,6 +162,41 @@ def _decode_with_libav(data: bytes, target_rate: int, max_seconds: float) -> byt
         return mixer.result()
     finally:
         container.close()
+
+
+def _check_declared_duration(
+    container: av.container.InputContainer,
+    stream: av.AudioStream,
+    upload_bytes: int,
+    max_seconds: float,
+) -> None:
+    """PayloadTooLarge before any decoding when the file says it is longer than allowed.
+
+    Every length the container gives counts (stream and container duration, frame count),
+    so one honest field is not outvoted by another that lies low. For PCM the upload size
+    bounds what can really decode, so a header claiming hours over a few bytes of samples
+    is not refused, while an upload holding too many samples is, without decoding them.
+    Compressed codecs have no such bound (FLAC or Opus silence costs next to no bytes):
+    there the during-decode limit stays the backstop for files that declare no length.
+    """
+    codec = stream.codec_context
+    declared: list[float] = []
+    if stream.duration is not None and stream.time_base is not None:
+        declared.append(float(stream.duration * stream.time_base))
+    if container.duration is not None:
+        declared.append(container.duration / av.time_base)
+    if stream.frames > 0 and codec.frame_size > 0 and codec.sample_rate > 0:
+        declared.append(stream.frames * codec.frame_size / codec.sample_rate)
+    seconds = max(declared, default=None)
+    bit_rate = codec.bit_rate or 0
+    if codec.name.startswith("pcm_") and bit_rate > 0:
+        can_hold = upload_bytes * 8 / bit_rate
+        seconds = can_hold if seconds is None else min(seconds, can_hold)
+    if seconds is not None and seconds > max_seconds:
+        raise PayloadTooLarge(
+            f"the audio declares {seconds:.0f} s, over the {max_seconds:g} s limit",
+            details={"max_seconds": max_seconds, "declared_seconds": round(seconds, 3)},
+        )
 
 
 def _raw_to_pcm16(data: bytes, fmt: AudioFormat) -> bytes:

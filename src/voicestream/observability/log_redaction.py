@@ -38,12 +38,17 @@ _NAMED = re.compile(
     r"((?:bearer|basic)\s+)?"
     r"(?!\[REDACTED\])[^\s&\"',;)\]}]+"
 )
+# A conversation's session id in a URL (?session_id=…) resumes it, so it is a credential there.
+_SESSION_ID_QUERY = re.compile(
+    r"(?i)(?<![A-Za-z0-9_-])(session_id=)(?!\[REDACTED\])[^\s&\"',;)\]}]+"
+)
 
 
 def redact(text: str) -> str:
     """``text`` with every credential it contains replaced by ``[REDACTED]``."""
     text = _KEY_SUBPROTOCOL.sub(rf"\1{REDACTED}", text)
     text = _NAMED.sub(rf"\1\2\3{REDACTED}", text)
+    text = _SESSION_ID_QUERY.sub(rf"\1{REDACTED}", text)
     text = _JWT.sub(REDACTED, text)
     return _API_KEY.sub(rf"\1{REDACTED}", text)
 

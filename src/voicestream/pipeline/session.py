@@ -18,6 +18,11 @@ history and the stored conversation.
 A turn that fails (the agent or its voice raises) is logged, told to the client as an ``error``
 event and ended with what was said; the session goes on to the next user turn.
 
+The history (``self.history``: what the agent is handed and what ``save_state`` keeps for a
+reconnect) is bounded too: the newest ``history_max_messages`` messages within
+``history_max_chars`` characters. Every turn is still written in full through ``add_turn``;
+only the working copy forgets.
+
 Both queues are bounded. A client that lets ``max_events`` events pile up is too slow to hold a
 conversation: ``next_event`` then raises ``ClientTooSlow``, and the transport closes the socket
 with the protocol's error event and 1013 (nothing is skipped silently, nothing buffered without
@@ -28,7 +33,6 @@ outages): further writes are dropped, and the client is told once with an ``erro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -52,7 +56,6 @@ log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 SAMPLE_RATE = 16000  # the session's internal and default output rate
-_HISTORY_TURNS = 20  # messages of history handed to the agent
 REPROMPT = "Are you still there?"
 _IDLE_POLL_S = 0.25
 
@@ -78,6 +81,9 @@ class SessionDeps:
     vad_min_silence_ms: int = 400
     vad_min_speech_ms: int = 100
     silence_timeout_s: float = 0.0  # 0: never prompt or hang up on silence
+    # What the agent is handed and a reconnect restores; the stored transcript keeps everything.
+    history_max_messages: int = 20
+    history_max_chars: int = 8000
 
 
 @dataclass(slots=True)
@@ -117,7 +123,9 @@ class ConversationSession:
         self.conversation_id = conversation_id
         self.agent = agent
         self.end_user_id = end_user_id
-        self.history: list[ChatMessage] = list(history or [])
+        self.history: list[ChatMessage] = _newest(
+            list(history or []), deps.history_max_messages, deps.history_max_chars
+        )
         self.speaker = Speaker(SAMPLE_RATE)
         self.stats = SessionStats()
         self._deps = deps
@@ -259,14 +267,20 @@ class ConversationSession:
         if self._closed:
             return
         self._closed = True
-        if self._responder is not None:
-            self._responder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._responder
-        self._idle.cancel()
-        await self._stt.aclose()
-        await self._writes.put(None)  # waits for room: the writer is draining the queue
-        await self._writer  # every turn is recorded before the session is gone
+        try:
+            if self._responder is not None:
+                self._responder.cancel()
+                # Waits without raising what the responder raised: the only CancelledError out
+                # of here is our own caller's, and it must reach them.
+                await asyncio.wait([self._responder])
+                self._report_failure(self._responder)
+        finally:
+            self._idle.cancel()
+            try:
+                await self._stt.aclose()
+            finally:
+                await self._writes.put(None)  # waits for room: the writer is draining the queue
+                await self._writer  # every turn is recorded before the session is gone
 
     # ---- internals ------------------------------------------------------------------------
 
@@ -279,11 +293,11 @@ class ConversationSession:
         request = AgentRequest(
             agent=self.agent,
             user_text=text,
-            history=tuple(self.history[-_HISTORY_TURNS:]),
+            history=tuple(self.history),
             end_user_id=self.end_user_id,
             dtmf=dtmf,
         )
-        self.history.append(ChatMessage("user", text))
+        self._add_to_history(ChatMessage("user", text))
         self._start_turn(request, None)
 
     def _start_turn(self, request: AgentRequest | None, fixed_text: str | None) -> None:
@@ -399,12 +413,18 @@ class ConversationSession:
         text = "".join(turn.reply).strip()
         if not text:
             return
-        self.history.append(ChatMessage("assistant", text))
+        self._add_to_history(ChatMessage("assistant", text))
         self._emit(events.turn("agent", "end"))
         history = list(self.history)
         user = self.end_user_id
         self._persist(lambda: self._hooks.add_turn("agent", text, interrupted))
         self._persist(lambda: self._hooks.save_state(history, user))
+
+    def _add_to_history(self, message: ChatMessage) -> None:
+        self.history.append(message)
+        self.history = _newest(
+            self.history, self._deps.history_max_messages, self._deps.history_max_chars
+        )
 
     def _persist(self, write: Callable[[], Awaitable[None]]) -> None:
         if self._writer.done():
@@ -478,3 +498,17 @@ class ConversationSession:
             self._too_slow = ClientTooSlow(
                 f"the client left {size} events unread: it cannot keep up with the conversation"
             )
+
+
+def _newest(history: list[ChatMessage], max_messages: int, max_chars: int) -> list[ChatMessage]:
+    """The newest messages within both budgets; the newest one always, however long (the
+    agent's own last reply, or the user's last words, matter most)."""
+    kept: list[ChatMessage] = []
+    chars = 0
+    for message in reversed(history[-max_messages:] if max_messages > 0 else history[-1:]):
+        chars += len(message.content)
+        if kept and chars > max_chars:
+            break
+        kept.append(message)
+    kept.reverse()
+    return kept

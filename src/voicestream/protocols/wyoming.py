@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..errors import PayloadTooLarge, ProtocolError, ValidationFailed, VoiceStreamError
+from ..errors import BadRequest, PayloadTooLarge, ProtocolError, ValidationFailed, VoiceStreamError
 from .json_fields import Fault, FieldReader
 from .json_messages import load_object
 
@@ -42,6 +42,7 @@ __all__ = [
     "Describe",
     "Event",
     "FrameParser",
+    "IdleTimeout",
     "Ping",
     "Request",
     "SelectProgram",
@@ -91,6 +92,13 @@ class Event:
     type: str
     data: dict[str, Any] = field(default_factory=dict)
     payload: bytes = b""
+
+
+class IdleTimeout(BadRequest):
+    """No whole event arrived within the connection's idle timeout."""
+
+    code = "request_timeout"  # the code HTTP's 408 carries, for the same fault
+    http_status = 408
 
 
 # ---- framing -------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from ..transports.wyoming_tcp import wyoming_server
 from .health import healthz, metrics, readyz
 from .middleware import auth_middleware, error_middleware
 from .origin import origin_middleware
+from .parser_refusals import install_json_parser_refusals
 from .request_deadlines import body_deadline_middleware
 from .request_validation import client_error_logger
 from .widget import get_demo, get_widget_js
@@ -73,6 +74,8 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     # Here as well as in configure_logging: a process that embeds the app (tests, benchmarks)
     # configures its own logging, and must not log credentials either.
     install_log_redaction()
+    # aiohttp answers what its HTTP parser refuses itself; JSON like every other error.
+    install_json_parser_refusals()
     app = web.Application(
         client_max_size=settings.max_upload_bytes,
         # A request aiohttp's parser refuses is the client's mistake: no traceback for it.

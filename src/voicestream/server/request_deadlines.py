@@ -18,6 +18,8 @@ from aiohttp.streams import StreamReader
 from aiohttp.typedefs import Handler, Middleware
 
 from ..config import Settings
+from ..errors import RequestTimeout
+from ..transports.http_common import error_response
 
 __all__ = ["body_deadline_middleware", "server_options"]
 
@@ -59,10 +61,8 @@ def body_deadline_middleware(total_s: float, idle_s: float) -> Middleware:
         except TimeoutError:
             if watch.expired is None:
                 raise  # the handler's own timeout, not ours
-            log.info("%s %s: %s", request.method, request.path, watch.expired)
-            response = web.json_response(
-                {"error": {"code": "request_timeout", "message": watch.expired}}, status=408
-            )
+            log.info("%s %s: %s", request.method, request.path, watch.expired.message)
+            response = error_response(watch.expired)
             # What is left of the body will not be read: the connection cannot carry another
             # request.
             response.force_close()
@@ -85,7 +85,7 @@ class _BodyWatch:
         self._seen = content.total_bytes
         self._scope: asyncio.Timeout | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self.expired: str | None = None  # why the body was given up on
+        self.expired: RequestTimeout | None = None  # why the body was given up on
 
     def start(self, scope: asyncio.Timeout) -> None:
         self._scope = scope
@@ -114,9 +114,15 @@ class _BodyWatch:
             self._seen = self._content.total_bytes
             self._last_progress = now
         if now - self._started >= self._total_s:
-            self.expired = f"the request body did not arrive within {self._total_s:g} s"
+            self.expired = RequestTimeout(
+                f"the request body did not arrive within {self._total_s:g} s",
+                details={"limit": "body_timeout", "seconds": self._total_s},
+            )
         elif now - self._last_progress >= self._idle_s:
-            self.expired = f"the request body stalled: no data for {self._idle_s:g} s"
+            self.expired = RequestTimeout(
+                f"the request body stalled: no data for {self._idle_s:g} s",
+                details={"limit": "body_idle_timeout", "seconds": self._idle_s},
+            )
         if self.expired is not None:
             self._scope.reschedule(now)  # cancels the handler, which then sees TimeoutError
         else:

@@ -9,8 +9,9 @@ inside the database transaction: if the vectors cannot be written (or deleted), 
 back too, and no half-made agent or document remains.
 
 An agent's LLM ``api_key`` is a third-party secret: it is sealed (``SecretBox``, bound to the
-workspace) before it is written and opened when the row is read, so the database never holds
-it in clear; responses show only a hint of it.
+workspace, the agent and the field) before it is written and opened when the row is read, so
+the database never holds it in clear and a sealed key opens only in its own agent; responses
+show only a hint of it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from voicestream.errors import NotFound, ValidationFailed
 from voicestream.store import db
@@ -156,7 +157,11 @@ def _agent(row: db.Record, secrets: SecretBox) -> Agent:
     llm = json.loads(llm) if isinstance(llm, str) else llm
     if isinstance(llm, dict) and isinstance(llm.get("api_key"), str):
         try:
-            llm["api_key"] = secrets.open(llm["api_key"], context=str(row["workspace_id"]))
+            llm["api_key"] = secrets.open(
+                llm["api_key"],
+                context=_api_key_context(row["workspace_id"], row["id"]),
+                legacy_context=str(row["workspace_id"]),
+            )
         except SecretUnreadable:
             # The server's secret changed since the key was stored: the agent runs without
             # it (its endpoint will refuse) until someone sets the key again.
@@ -190,13 +195,22 @@ def _document(row: db.Record) -> AgentDocument:
     )
 
 
-def _llm_json(llm: Mapping[str, Any] | None, secrets: SecretBox, workspace_id: UUID) -> str | None:
+def _api_key_context(workspace_id: UUID, agent_id: UUID) -> str:
+    return f"{workspace_id}:{agent_id}:llm.api_key"
+
+
+def _llm_json(
+    llm: Mapping[str, Any] | None, secrets: SecretBox, workspace_id: UUID, agent_id: UUID
+) -> str | None:
+    """The settings as stored. Whatever ``api_key`` the caller sends is plaintext by
+    definition, even one that looks sealed: a client must not be able to plant a value
+    sealed for another row, so it is always sealed here."""
     if llm is None:
         return None
     stored = dict(llm)
     api_key = stored.get("api_key")
-    if isinstance(api_key, str) and not secrets.is_sealed(api_key):
-        stored["api_key"] = secrets.seal(api_key, context=str(workspace_id))
+    if isinstance(api_key, str):
+        stored["api_key"] = secrets.seal(api_key, context=_api_key_context(workspace_id, agent_id))
     return json.dumps(stored)
 
 
@@ -216,19 +230,27 @@ class AgentRepository:
         return _agent(row, self._secrets)
 
     async def seal_plaintext_secrets(self) -> int:
-        """Seal LLM keys stored in clear before encryption at rest; returns how many.
+        """Seal LLM keys stored in clear, or sealed the older way; returns how many.
 
-        Run at start-up: each row is rewritten only if it still holds the same plaintext, so
+        Run at start-up: each row is rewritten only if it still holds the same value, so
         two servers starting at once, or a concurrent edit, cannot clobber each other.
         """
         rows = await self._pool.fetch(
             "SELECT id, workspace_id, llm->>'api_key' AS api_key FROM agents "
             "WHERE llm ? 'api_key' AND jsonb_typeof(llm->'api_key') = 'string' "
-            "AND NOT starts_with(llm->>'api_key', 'enc:')"
+            "AND NOT starts_with(llm->>'api_key', $1)",
+            SecretBox.CURRENT_PREFIX,
         )
         sealed = 0
         for row in rows:
-            value = self._secrets.seal(row["api_key"], context=str(row["workspace_id"]))
+            context = _api_key_context(row["workspace_id"], row["id"])
+            try:
+                plaintext = self._secrets.open(
+                    row["api_key"], context=context, legacy_context=str(row["workspace_id"])
+                )
+            except SecretUnreadable:
+                continue  # reading the agent says so; resealing cannot make it readable
+            value = self._secrets.seal(plaintext, context=context)
             status = await self._pool.execute(
                 "UPDATE agents SET llm = jsonb_set(llm, '{api_key}', to_jsonb($3::text)) "
                 "WHERE id = $1 AND llm->>'api_key' = $2",
@@ -253,12 +275,14 @@ class AgentRepository:
         the agent remains and the error propagates.
         """
         ws = parse_id(workspace_id, "workspace")
+        # Chosen here rather than by the database: the sealed api_key is bound to it.
+        aid = uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"""
-                INSERT INTO agents (workspace_id, name, instructions, voice, language,
+                INSERT INTO agents (id, workspace_id, name, instructions, voice, language,
                                     first_message, llm, public)
-                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+                VALUES ($9, $1, $2, $3, $4, $5, $6, $7::jsonb, $8)
                 RETURNING {_AGENT_COLUMNS}
                 """,
                 ws,
@@ -267,8 +291,9 @@ class AgentRepository:
                 spec.voice,
                 spec.language,
                 clean(spec.first_message) if spec.first_message is not None else None,
-                _llm_json(spec.llm, self._secrets, ws),
+                _llm_json(spec.llm, self._secrets, ws, aid),
                 spec.public,
+                aid,
             )
             agent = self._agent(row)
             docs = [await self._insert_document(conn, agent, doc) for doc in documents]
@@ -328,7 +353,7 @@ class AgentRepository:
         for i, (column, value) in enumerate(sorted(changes.items()), start=3):
             if column == "llm":
                 sets.append(f"llm = ${i}::jsonb")
-                args.append(_llm_json(value, self._secrets, ws))
+                args.append(_llm_json(value, self._secrets, ws, aid))
             else:
                 sets.append(f"{column} = ${i}")
                 args.append(clean(value) if isinstance(value, str) else value)

@@ -68,11 +68,17 @@ async def _replay(repo: ConversationRepository, outbox: ConversationOutbox) -> N
         try:
             await repo.replay_outbox()
         except ServiceUnavailable:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_RETRY_S)
+            pass
+        except Exception:
+            # A full disk under the outbox rewrite, a driver surprise: this loop ending would
+            # leave every queued write unstored for good, so say it loudly and try again.
+            log.exception("replaying the conversation outbox failed; retrying in %.1fs", delay)
+        else:
+            log.info("database reachable again: queued conversation writes stored")
+            delay = _FIRST_RETRY_S
             continue
-        log.info("database reachable again: queued conversation writes stored")
-        delay = _FIRST_RETRY_S
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _MAX_RETRY_S)
 
 
 async def _upkeep(repo: ConversationRepository, heartbeat_s: float) -> None:
@@ -83,6 +89,10 @@ async def _upkeep(repo: ConversationRepository, heartbeat_s: float) -> None:
             closed = await repo.sweep_abandoned(stale_after_s)
         except ServiceUnavailable as exc:
             log.debug("conversation upkeep skipped: %s", exc)
+        except Exception:
+            # A statement timeout on a locked row and the like: a missed heartbeat is
+            # harmless, a loop that stopped heartbeating gets live conversations swept.
+            log.exception("conversation heartbeat or sweep failed; trying again next beat")
         else:
             if closed:
                 log.info("closed %d abandoned conversation(s)", closed)

@@ -6,6 +6,7 @@ workspace's conversation is ``NotFound``.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 from collections.abc import Sequence
@@ -115,6 +116,12 @@ def _conversation(row: db.Record, turns: Sequence[db.Record] = ()) -> Conversati
     )
 
 
+@dataclass(slots=True)
+class _WriteTurn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+
+
 class ConversationRepository:
     """Conversations and their transcripts, written by the session as it goes.
 
@@ -129,6 +136,10 @@ class ConversationRepository:
         self._pool = pool
         self._outbox = outbox
         self._live: set[UUID] = set()
+        # One writer at a time per conversation, from the outbox check to the write or the
+        # queueing: a write that fails and is being queued must not be overtaken by a later
+        # one that finds the database back and the outbox not yet holding its elder.
+        self._in_order: dict[str, _WriteTurn] = {}
 
     async def create(
         self, workspace_id: Id, agent_id: Id | None, end_user_id: str | None, transport: str
@@ -214,6 +225,17 @@ class ConversationRepository:
     # --- durable writes ---------------------------------------------------------------------
 
     async def _write(self, write: PendingWrite) -> int | None:
+        turn = self._in_order.setdefault(write.conversation_id, _WriteTurn())
+        turn.waiting += 1
+        try:
+            async with turn.lock:
+                return await self._write_in_order(write)
+        finally:
+            turn.waiting -= 1
+            if not turn.waiting:
+                del self._in_order[write.conversation_id]
+
+    async def _write_in_order(self, write: PendingWrite) -> int | None:
         outbox = self._outbox
         if outbox is not None and outbox.has_pending():
             # Behind writes that are already waiting: a turn must not overtake its elders.
@@ -288,7 +310,14 @@ class ConversationRepository:
         except (db.PostgresError, ValueError) as exc:
             # Not an outage (those propagate as ServiceUnavailable and are retried): this
             # write can never be stored, and must not hold up the ones behind it.
-            log.error("conversation outbox: dropping %s: %s", write, exc)
+            # Ids only: the write holds what the user said, which has no place in a log.
+            log.error(
+                "conversation outbox: dropping %s %s of conversation %s: %s",
+                write.kind,
+                write.write_id,
+                write.conversation_id,
+                type(exc).__name__,
+            )
 
     async def get(self, workspace_id: Id, conversation_id: Id) -> Conversation:
         """One conversation with its turns in order. Raises NotFound (also cross-tenant)."""

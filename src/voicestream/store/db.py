@@ -78,6 +78,13 @@ def _outages_unavailable(
     async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
             return await call(*args, **kwargs)
+        except asyncpg.InternalClientError as exc:
+            # The connection was left mid-protocol ("another operation is in progress"): a call
+            # on it was cancelled while the server died. It can never be used again; drop it so
+            # the pool opens a fresh one, and let the caller retry.
+            if args and isinstance(args[0], asyncpg.Connection):
+                args[0].terminate()
+            raise unavailable("the database") from exc
         except Exception as exc:
             if (err := postgres_outage(exc)) is not None and err is not exc:
                 raise err from exc

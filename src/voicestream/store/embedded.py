@@ -36,6 +36,7 @@ from types import TracebackType
 from voicestream.store._errors import EmbeddedServiceError
 from voicestream.store._leases import ALL_SERVICES, DirLock, add_lease, live_needs, remove_lease
 from voicestream.store._postgres import EmbeddedPostgres
+from voicestream.store._proc import port_is_free
 from voicestream.store._redis_server import EmbeddedRedis
 
 __all__ = ["EmbeddedServiceError", "EmbeddedServices", "ServiceURLs"]
@@ -223,7 +224,10 @@ class EmbeddedServices:
         """Start the leased services ``names`` again, on the ports their clients know.
 
         Whoever gets the lock first restarts; another process finds the service running
-        again and leaves it be. Raises EmbeddedServiceError when a start fails.
+        again and leaves it be. Raises EmbeddedServiceError when a start fails, or when the
+        port is taken: the clients of this process (and of every other one leasing the
+        data dir) only know the old port, so a service on another one would be a silent,
+        permanent outage. The caller retries until the port is free again.
         """
         if self._token is None or self._layout is None:
             return
@@ -232,12 +236,18 @@ class EmbeddedServices:
         async with DirLock(layout.lock_path):
             state = await asyncio.to_thread(layout.read_state)
             if "postgres" in names & self._wanted and not await pg.running_port():
-                port = await pg.start(state.postgres_port)
-                _warn_if_moved("PostgreSQL", state.postgres_port, port)
+                known = await _free_known_port("PostgreSQL", state.postgres_port)
+                port = await pg.start(known)
+                if known is not None and port != known:
+                    await pg.stop()
+                    raise _moved("PostgreSQL", known, port)
                 state.postgres_port = port
             if "redis" in names & self._wanted and not await rd.running_port(state.redis_port):
-                port = await rd.start(state.redis_port)
-                _warn_if_moved("redis-server", state.redis_port, port)
+                known = await _free_known_port("redis-server", state.redis_port)
+                port = await rd.start(known)
+                if known is not None and port != known:
+                    await rd.stop(port)
+                    raise _moved("redis-server", known, port)
                 state.redis_port = port
             await asyncio.to_thread(layout.write_state, state)
 
@@ -301,8 +311,14 @@ class EmbeddedServices:
         return self._layout.data_dir if self._layout else self._data_dir
 
 
-def _warn_if_moved(name: str, old: int | None, new: int) -> None:
-    if old is not None and old != new:
-        # Its old port was taken while it was down: connections made from the old URL
-        # cannot follow, so say so loudly rather than leave a silent outage.
-        log.warning("embedded %s came back on port %d, not %d; restart the server", name, new, old)
+async def _free_known_port(name: str, port: int | None) -> int | None:
+    if port is not None and not await asyncio.to_thread(port_is_free, port):
+        raise EmbeddedServiceError(
+            f"embedded {name} cannot come back: its port {port} is taken by another process"
+        )
+    return port
+
+
+def _moved(name: str, old: int, new: int) -> EmbeddedServiceError:
+    # Lost a race for the old port while starting: stopped again, the next try insists.
+    return EmbeddedServiceError(f"embedded {name} could only start on port {new}, not {old}")

@@ -4,10 +4,16 @@ conversation, and the session wired to persistence, memory and live state.
 Live state (the agent's history, the conversation id) sits in Redis under the session id while
 the client is connected, and for a grace period after it drops, so a client that reconnects
 with ``session_id`` picks up the same conversation. PostgreSQL holds the durable transcript.
+
+A session id alone resumes nothing: the state records who opened the conversation (the API
+key, the end user a ticket vouched for, the ticket itself, or an anonymous visitor), and only
+the same opener may resume it; to anyone else it is unknown. One connection at a time holds a
+session (``session_lock``), so two resumes never write one conversation at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -16,25 +22,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis.exceptions
 from aiohttp import web
 
 from ..engines.agents.base import AgentConfig, ChatMessage
 from ..errors import AuthError, Forbidden, NotFound, ProtocolError, ValidationFailed
+from ..identity.tickets import (
+    END_USER_ID,
+    END_USER_RULE,
+    Family,
+    Ticket,
+    check_minting_key,
+    family_of,
+    redeem_ticket,
+    release_ticket,
+    ticket_holder,
+    verify_ticket,
+)
 from ..pipeline import events
 from ..pipeline.session import SAMPLE_RATE, ConversationHooks, ConversationSession, SessionDeps
 from ..protocols import convai
 from ..store.keys import Principal
 from .context import RUNTIME, Runtime, optional_principal
-from .tickets import (
-    END_USER_ID,
-    END_USER_RULE,
-    Family,
-    Ticket,
-    family_of,
-    redeem_ticket,
-    ticket_holder,
-    verify_ticket,
-)
+from .session_lock import LiveLock
 
 __all__ = [
     "ConversationLease",
@@ -62,6 +72,8 @@ class ConversationLease:
     # Who opened it: "key:<key id>", "ticket:<jti>" or "public" (see ``caller_tag``).
     owner: str = "public"
     keyed: bool = False  # an API key on the very call that opened it
+    live: LiveLock | None = None  # this connection's hold on the session id
+    redeemed: Ticket | None = None  # the ticket this connection used up, if it did
 
     def session_event(self) -> dict[str, Any]:
         event = events.session_info(
@@ -90,15 +102,36 @@ class ConversationLease:
             log.debug("session %s: unvouched end_user_id ignored", self.session.id)
 
     async def close(self, *, ended: bool) -> None:
-        """``ended``: the client hung up on purpose; otherwise the session stays resumable."""
-        await self.session.close()
+        """``ended``: the client hung up on purpose; otherwise the session stays resumable.
+
+        Every step runs whatever the one before did (Redis down, a session that fails to
+        close): a conversation left ``active`` would never end.
+        """
+        async with contextlib.AsyncExitStack() as steps:
+            # Run last to first: the live lock goes only once the state is settled.
+            if self.live is not None:
+                steps.push_async_callback(self.live.release)
+            steps.push_async_callback(self._settle_state, ended)
+            steps.push_async_callback(self.session.close)
+            status = "ended" if ended else "disconnected"
+            await self.rt.conversations.end(self.session.conversation_id, status)
+
+    async def give_back_ticket(self) -> None:
+        """The call never started (a bad WebRTC offer): the ticket it used may open another."""
+        if self.redeemed is not None:
+            await release_ticket(self.rt.redis, self.redeemed)
+            self.redeemed = None
+
+    async def _settle_state(self, ended: bool) -> None:
         key = _state_key(self.session.id)
-        if ended:
-            await self.rt.redis.delete(key)
-            await self.rt.conversations.end(self.session.conversation_id, "ended")
-        else:
-            await self.rt.redis.expire(key, int(self.rt.settings.convai_resume_grace_seconds))
-            await self.rt.conversations.end(self.session.conversation_id, "disconnected")
+        try:
+            if ended:
+                await self.rt.redis.delete(key)
+            else:
+                await self.rt.redis.expire(key, int(self.rt.settings.convai_resume_grace_seconds))
+        except (redis.exceptions.RedisError, OSError) as exc:
+            # Redis down: the state lapses with its own TTL; the conversation has ended anyway.
+            log.warning("session %s: live state not settled: %s", self.session.id, exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +147,19 @@ class _Access:
         if self.principal is not None:
             return f"key:{self.principal.key_id}"
         return f"ticket:{self.ticket.jti}" if self.ticket is not None else "public"
+
+    @property
+    def opener(self) -> str:
+        """Who may resume what this call opens: the same key; for a ticket, the end user it
+        vouches for (a fresh ticket for them, say after a page reload) or else that very
+        ticket; for an anonymous visitor, anyone holding the session id."""
+        if self.principal is not None:
+            return f"key:{self.principal.key_id}"
+        if self.ticket is not None:
+            if self.ticket.end_user_id is not None:
+                return f"end_user:{self.ticket.end_user_id}"
+            return f"ticket:{self.ticket.jti}"
+        return "anonymous"
 
     def believe(self, claimed: str | None) -> str | None:
         """The end user whose long-term memory this conversation may read and write.
@@ -173,41 +219,70 @@ async def open_conversation(
 
     history: list[ChatMessage] = []
     resumed = False
-    if session_id:
-        state = await _load_state(rt, session_id)
-        if state.get("workspace_id") != agent.workspace_id or state.get("agent_id") != agent.id:
-            raise NotFound("unknown or expired session")
-        # Reconnecting with the ticket that opened the conversation is not a second use.
-        if access.ticket is not None and access.ticket.jti != state.get("ticket_jti"):
-            await redeem_ticket(rt.redis, access.ticket)
-        conversation_id = str(state["conversation_id"])
-        end_user_id = state.get("end_user_id") or access.believe(end_user_id)
-        ticket_jti = state.get("ticket_jti")
-        history = [ChatMessage(m["role"], m["content"]) for m in state.get("history", [])]
-        resumed = True
-        await rt.conversations.reopen(conversation_id)
-    else:
-        if access.ticket is not None:
-            await redeem_ticket(rt.redis, access.ticket)
-        ticket_jti = access.ticket.jti if access.ticket is not None else None
-        end_user_id = access.believe(end_user_id)
-        session_id = uuid.uuid4().hex
-        conversation_id = await rt.conversations.create(
-            agent.workspace_id, agent.id, end_user_id, transport
-        )
+    redeemed: Ticket | None = None
+    live: LiveLock | None = None
+    try:
+        if session_id:
+            state = await _load_state(rt, session_id)
+            if (
+                state.get("workspace_id") != agent.workspace_id
+                or state.get("agent_id") != agent.id
+                or state.get("opener") != access.opener
+            ):
+                raise NotFound("unknown or expired session")
+            live = await LiveLock.acquire(rt.redis, session_id, wait=True)
+            # Reconnecting with the ticket that opened the conversation is not a second use.
+            if access.ticket is not None and access.ticket.jti != state.get("ticket_jti"):
+                await redeem_ticket(rt.redis, access.ticket)
+                redeemed = access.ticket
+            conversation_id = str(state["conversation_id"])
+            end_user_id = state.get("end_user_id") or access.believe(end_user_id)
+            ticket_jti = state.get("ticket_jti")
+            history = [ChatMessage(m["role"], m["content"]) for m in state.get("history", [])]
+            resumed = True
+            await rt.conversations.reopen(conversation_id)
+        else:
+            session_id = uuid.uuid4().hex
+            live = await LiveLock.acquire(rt.redis, session_id)
+            if access.ticket is not None:
+                # Used up first, atomically, so two racing callers never both get in; given
+                # back below when nothing was opened after all.
+                await redeem_ticket(rt.redis, access.ticket)
+                redeemed = access.ticket
+            ticket_jti = access.ticket.jti if access.ticket is not None else None
+            end_user_id = access.believe(end_user_id)
+            conversation_id = await rt.conversations.create(
+                agent.workspace_id, agent.id, end_user_id, transport
+            )
 
-    session = ConversationSession(
-        session_deps(rt, agent, silence_timeout_s=rt.settings.convai_silence_timeout_seconds),
-        agent,
-        _hooks(rt, agent, session_id, conversation_id, ticket_jti),
-        session_id=session_id,
-        conversation_id=conversation_id,
-        end_user_id=end_user_id,
-        history=history,
-    )
-    await _save_state(rt, session, history, ticket_jti)
+        session = ConversationSession(
+            session_deps(rt, agent, silence_timeout_s=rt.settings.convai_silence_timeout_seconds),
+            agent,
+            _hooks(rt, agent, session_id, conversation_id, ticket_jti, access.opener),
+            session_id=session_id,
+            conversation_id=conversation_id,
+            end_user_id=end_user_id,
+            history=history,
+        )
+        await _save_state(rt, session, history, ticket_jti, access.opener)
+    except BaseException:
+        async with contextlib.AsyncExitStack() as undo:
+            if live is not None:
+                undo.push_async_callback(live.release)
+            if redeemed is not None:
+                undo.push_async_callback(release_ticket, rt.redis, redeemed)
+        raise
+    assert live is not None  # taken on both paths above
+    live.keep_alive()
     return ConversationLease(
-        rt, session, resumed, transport, owner=access.owner, keyed=access.principal is not None
+        rt,
+        session,
+        resumed,
+        transport,
+        owner=access.owner,
+        keyed=access.principal is not None,
+        live=live,
+        redeemed=redeemed,
     )
 
 
@@ -222,6 +297,8 @@ def session_deps(rt: Runtime, agent: AgentConfig, *, silence_timeout_s: float) -
         vad_min_silence_ms=rt.settings.vad_min_silence_ms,
         vad_min_speech_ms=rt.settings.vad_min_speech_ms,
         silence_timeout_s=silence_timeout_s,
+        history_max_messages=rt.settings.convai_history_max_messages,
+        history_max_chars=rt.settings.convai_history_max_chars,
     )
 
 
@@ -250,6 +327,7 @@ async def _authorize(
         claims = verify_ticket(rt.secret_key, token, family=family)
         if claims.agent_id != agent_id:
             raise Forbidden("the ticket was issued for another agent")
+        await check_minting_key(rt.keys, claims)
         return _Access(await rt.agents.get_config(claims.workspace_id, agent_id), None, claims)
     try:
         return _Access(await rt.agents.get_public_config(agent_id), None, None)
@@ -260,7 +338,12 @@ async def _authorize(
 
 
 def _hooks(
-    rt: Runtime, agent: AgentConfig, session_id: str, conversation_id: str, ticket_jti: str | None
+    rt: Runtime,
+    agent: AgentConfig,
+    session_id: str,
+    conversation_id: str,
+    ticket_jti: str | None,
+    opener: str,
 ) -> ConversationHooks:
     async def add_turn(role: str, text: str, interrupted: bool) -> None:
         await rt.conversations.add_turn(conversation_id, role, text, interrupted=interrupted)
@@ -272,7 +355,7 @@ def _hooks(
     async def save_state(history: list[ChatMessage], end_user_id: str | None) -> None:
         await rt.redis.set(
             _state_key(session_id),
-            _state_json(agent, conversation_id, end_user_id, history, ticket_jti),
+            _state_json(agent, conversation_id, end_user_id, history, ticket_jti, opener),
             ex=_LIVE_TTL_S,
         )
 
@@ -285,9 +368,11 @@ def _state_json(
     end_user_id: str | None,
     history: list[ChatMessage],
     ticket_jti: str | None,
+    opener: str,
 ) -> str:
     return json.dumps(
         {
+            "opener": opener,
             "workspace_id": agent.workspace_id,
             "agent_id": agent.id,
             "conversation_id": conversation_id,
@@ -299,12 +384,16 @@ def _state_json(
 
 
 async def _save_state(
-    rt: Runtime, session: ConversationSession, history: list[ChatMessage], ticket_jti: str | None
+    rt: Runtime,
+    session: ConversationSession,
+    history: list[ChatMessage],
+    ticket_jti: str | None,
+    opener: str,
 ) -> None:
     await rt.redis.set(
         _state_key(session.id),
         _state_json(
-            session.agent, session.conversation_id, session.end_user_id, history, ticket_jti
+            session.agent, session.conversation_id, session.end_user_id, history, ticket_jti, opener
         ),
         ex=_LIVE_TTL_S,
     )

@@ -11,9 +11,9 @@ import asyncio
 import logging
 import time
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from ..errors import BadRequest, PayloadTooLarge, ProtocolError, VoiceStreamError
+from ..errors import BadRequest, ProtocolError, VoiceStreamError
 from ..media.decode import RawStreamDecoder
 from ..media.encode import make_encoder
 from ..media.formats import AudioFormat
@@ -22,7 +22,7 @@ from ..protocols import convai
 from .context import RUNTIME, Runtime
 from .convai_common import ConversationLease, apply_turn_message, open_conversation
 from .stt_common import parse_raw_format
-from .ws_common import close_with_error, open_websocket, run_socket_tasks
+from .ws_common import close_with_error, open_websocket, read_messages, run_socket_tasks
 
 __all__ = ["ws_convai"]
 
@@ -109,18 +109,16 @@ class _ConvaiSocket:
         await close_with_error(self.ws, err)
 
     async def _read(self) -> None:
-        limit = self.rt.settings.max_ws_message_bytes
-        async for msg in self.ws:
-            if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT) and len(msg.data) > limit:
-                raise PayloadTooLarge(f"message exceeds the limit of {limit} bytes")
-            if msg.type == WSMsgType.BINARY:
-                self._first_message = False
-                await self.session.push_audio(self.decoder.decode(msg.data))
-            elif msg.type == WSMsgType.TEXT:
-                if await self._control(convai.parse_client_message(msg.data)):
-                    return
-            else:
-                break
+        # A peer that closes without "end" leaves the session resumable: nothing to do here.
+        await read_messages(self.ws, self.rt.settings.max_ws_message_bytes, self._on_message)
+
+    async def _on_message(self, data: str | bytes) -> bool:
+        """Audio into the session, or a control message; True when the client hung up."""
+        if isinstance(data, bytes):
+            self._first_message = False
+            await self.session.push_audio(self.decoder.decode(data))
+            return False
+        return await self._control(convai.parse_client_message(data))
 
     async def _control(self, msg: convai.ClientMessage) -> bool:
         """Apply one control message; True when the client hung up."""

@@ -31,16 +31,16 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlencode
 
-from aiohttp import WSMessage, WSMsgType, web
+from aiohttp import web
 
 from ..engines.agents.base import AgentConfig, ChatMessage
 from ..errors import (
     Forbidden,
-    PayloadTooLarge,
     ProtocolError,
     ValidationFailed,
     VoiceStreamError,
 )
+from ..identity.tickets import mint_ticket
 from ..media.decode import RawStreamDecoder
 from ..pipeline.session import SAMPLE_RATE, ConversationSession
 from ..protocols import elevenlabs as el
@@ -48,8 +48,13 @@ from ..protocols import elevenlabs_agents as ea
 from .context import RUNTIME, Runtime, optional_principal, principal_of
 from .convai_common import ConversationLease, open_conversation
 from .stt_common import parse_raw_format
-from .tickets import mint_ticket
-from .ws_common import open_websocket, run_socket_tasks
+from .ws_common import (
+    close_with_error,
+    open_websocket,
+    read_messages,
+    receive_message,
+    run_socket_tasks,
+)
 
 __all__ = ["CONVERSATION_PATH", "add_elevenlabs_agents_routes"]
 
@@ -101,6 +106,7 @@ async def get_signed_url(request: web.Request) -> web.Response:
         end_user_id=None,
         ttl_s=_SIGNED_URL_TTL_S,
         family="elevenlabs",
+        key_id=principal_of(request).key_id,
     )
     query = urlencode({"agent_id": agent.id, "conversation_signature": ticket})
     return web.json_response({"signed_url": f"{_ws_base(request)}{CONVERSATION_PATH}?{query}"})
@@ -171,25 +177,18 @@ async def _first_message(
 ) -> ea.ClientMessage | _Closed | None:
     """The client's first message; None when it sent nothing in time."""
     try:
-        msg = await asyncio.wait_for(ws.receive(), _INIT_WAIT_S)
+        data = await receive_message(ws, limit, within=_INIT_WAIT_S)
     except TimeoutError:
         return None
-    text = _frame_text(msg, limit)
-    if text is None:
+    except ConnectionResetError:
         return _Closed()
-    return ea.parse_client_message(text)
+    return _parse(data)
 
 
-def _frame_text(msg: WSMessage, limit: int) -> str | None:
-    """A frame's text; None when the peer closed. The protocol is JSON text only."""
-    if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-        return None
-    if len(msg.data) > limit:
-        raise PayloadTooLarge(f"message exceeds the limit of {limit} bytes")
-    if msg.type == WSMsgType.BINARY:
+def _parse(data: str | bytes) -> ea.ClientMessage:
+    if isinstance(data, bytes):  # the protocol is JSON text only
         raise ProtocolError('frames are JSON text; send audio as {"user_audio_chunk": base64}')
-    text: str = msg.data
-    return text
+    return ea.parse_client_message(data)
 
 
 def _check_overrides(rt: Runtime, overrides: ea.Overrides, *, vouched: bool) -> None:
@@ -240,16 +239,14 @@ async def _refuse(
 ) -> None:
     """Tell the client why in ElevenLabs' shape, then close with a code that says so."""
     rt.metrics.errors.labels(err.code).inc()
-    if ws.closed:
-        return
     code = _close_code(err)
-    try:
-        await ws.send_str(ea.error_for(err, close_code=code, error_type=error_type))
-    except (ConnectionError, RuntimeError):
-        log.debug("peer gone before the error message could be sent")
-    # The JS client shows the close reason to the user; a close frame holds 123 bytes.
-    reason = f"{err.code}: {err.message}".encode()[:120].decode("utf-8", "ignore")
-    await ws.close(code=code, message=reason.encode())
+    await close_with_error(
+        ws,
+        err,
+        lambda e: ea.error_for(e, close_code=code, error_type=error_type),
+        code=code,
+        reason=f"{err.code}: {err.message}",  # the JS client shows it to the user
+    )
 
 
 class _AgentSocket:
@@ -305,15 +302,14 @@ class _AgentSocket:
     async def _read(self, pending: ea.ClientMessage | None) -> None:
         if pending is not None:
             await self._handle(pending)
-        limit = self.rt.settings.max_ws_message_bytes
-        async for msg in self.ws:
-            text = _frame_text(msg, limit)
-            if text is None:
-                break
-            await self._handle(ea.parse_client_message(text))
+        await read_messages(self.ws, self.rt.settings.max_ws_message_bytes, self._on_message)
         # The SDKs hang up with a close frame when the user ends the conversation; a socket
         # that just drops is recorded as disconnected.
         self.ended = self.ended or self.ws.close_code in (1000, 1001)
+
+    async def _on_message(self, data: str | bytes) -> bool:
+        await self._handle(_parse(data))
+        return False  # the client ends the conversation by closing the socket
 
     async def _handle(self, msg: ea.ClientMessage) -> None:
         match msg:

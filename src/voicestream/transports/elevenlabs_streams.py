@@ -9,7 +9,6 @@ socket lives in ``elevenlabs_stt_realtime.py`` and is mounted here. Message shap
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -25,8 +24,15 @@ from .context import RUNTIME, Runtime
 from .elevenlabs_rest import PREFIX
 from .elevenlabs_sockets import Handler, SocketAuth, elevenlabs_errors
 from .elevenlabs_stt_realtime import stt_realtime
+from .socket_registry import use_socket_closer
 from .tts_output import encode_stream
-from .ws_common import cancel_tasks, open_websocket, receive_message, run_socket_tasks
+from .ws_common import (
+    cancel_tasks,
+    close_with_error,
+    open_websocket,
+    receive_message,
+    run_socket_tasks,
+)
 
 __all__ = ["add_elevenlabs_stream_routes", "tts_multi_stream_input", "tts_stream_input"]
 
@@ -107,11 +113,7 @@ async def _close_with_error(
     rt: Runtime, ws: web.WebSocketResponse, err: VoiceStreamError, context_id: str | None = None
 ) -> None:
     rt.metrics.errors.labels(err.code).inc()
-    if ws.closed:
-        return
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await ws.send_str(ews.stream_error(err, context_id))
-    await ws.close(code=err.ws_close_code, message=err.code.encode()[:120])
+    await close_with_error(ws, err, lambda e: ews.stream_error(e, context_id))
 
 
 async def _record_usage(rt: Runtime, auth: SocketAuth, characters: int) -> None:
@@ -128,6 +130,7 @@ async def tts_stream_input(request: web.Request) -> web.StreamResponse:
     auth = SocketAuth(request)
     stream = TTSStream(engine, voice, rt.tts_executors[engine.name])
     ws = await open_websocket(request, rt.settings)
+    use_socket_closer(request, lambda err: _close_with_error(rt, ws, err))  # key revoked
     session = _StreamInputSession(rt, ws, stream, fmt, inactivity, auth)
     rt.metrics.active_streams.labels("tts_elevenlabs_ws").inc()
     try:
@@ -222,6 +225,7 @@ async def tts_multi_stream_input(request: web.Request) -> web.StreamResponse:
     rt, engine, voice, fmt, inactivity = _open(request)
     auth = SocketAuth(request)
     ws = await open_websocket(request, rt.settings)
+    use_socket_closer(request, lambda err: _close_with_error(rt, ws, err))  # key revoked
     session = _MultiStreamSession(rt, ws, engine, voice, fmt, inactivity, auth)
     rt.metrics.active_streams.labels("tts_elevenlabs_multi_ws").inc()
     try:

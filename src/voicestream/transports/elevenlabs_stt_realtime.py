@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ..engines.stt_stream import STTEvent, STTStream
 from ..errors import BadRequest, ProtocolError, ValidationFailed, VoiceStreamError
@@ -29,8 +29,9 @@ from ..media.decode import RawStreamDecoder
 from ..protocols import elevenlabs_stt_realtime as srt
 from .context import RUNTIME, Runtime
 from .elevenlabs_sockets import SocketAuth
+from .socket_registry import use_socket_closer
 from .stt_common import open_stt_stream, parse_raw_format
-from .ws_common import open_websocket
+from .ws_common import close_with_error, open_websocket, read_messages, run_socket_tasks
 
 __all__ = ["stt_realtime"]
 
@@ -56,6 +57,7 @@ async def stt_realtime(request: web.Request) -> web.StreamResponse:
     auth = SocketAuth(request)
     ws = await open_websocket(request, rt.settings)
     session = _ScribeSession(rt, ws, config)
+    use_socket_closer(request, session.close_with_error)  # key revoked: Scribe's error shape
     rt.metrics.active_streams.labels("stt_elevenlabs_ws").inc()
     try:
         await session.run(auth)
@@ -106,58 +108,59 @@ class _ScribeSession:
         return stream
 
     async def run(self, auth: SocketAuth) -> None:
-        try:
-            await auth.require()
-            await self.ws.send_str(
-                srt.session_started(
-                    uuid.uuid4().hex, self.config, vad=self.vad, language_code=self.language
-                )
-            )
-            await self._serve()
-        except VoiceStreamError as err:
-            await self._close_with_error(err)
-        except ConnectionError:
-            log.debug("scribe realtime socket closed by peer")
+        await run_socket_tasks(
+            self.ws, {"scribe-realtime-read": self._serve(auth)}, self.close_with_error
+        )
 
-    async def _close_with_error(self, err: VoiceStreamError) -> None:
+    async def close_with_error(self, err: VoiceStreamError) -> None:
         self.rt.metrics.errors.labels(err.code).inc()
-        if self.ws.closed:
-            return
-        try:
-            await self.ws.send_str(srt.error_message(err))
-        except (ConnectionError, RuntimeError):
-            log.debug("peer gone before the error event could be sent")
-        await self.ws.close(code=err.ws_close_code, message=err.code.encode()[:120])
+        await close_with_error(self.ws, err, srt.error_message)
 
     async def _report(self, err: VoiceStreamError) -> None:
         """An error the session survives: the client hears why; nothing else changes."""
         self.rt.metrics.errors.labels(err.code).inc()
         await self.ws.send_str(srt.error_message(err))
 
-    async def _serve(self) -> None:
+    async def _serve(self, auth: SocketAuth) -> None:
+        await auth.require()
+        await self.ws.send_str(
+            srt.session_started(
+                uuid.uuid4().hex, self.config, vad=self.vad, language_code=self.language
+            )
+        )
+        # The client ends a session by closing the socket; until then it reads on, past errors
+        # the client can put right with its next message.
+        await read_messages(
+            self.ws, self.rt.settings.max_ws_message_bytes, self._on_message, too_large=self._big
+        )
+
+    async def _on_message(self, data: str | bytes) -> bool:
+        if isinstance(data, bytes):
+            await self._report(
+                ProtocolError("binary frames are not accepted; send input_audio_chunk JSON")
+            )
+            return False
+        try:
+            chunk = self.reader.parse(data)
+            pcm = self.decoder.decode(chunk.audio) if chunk.audio else b""
+        except (BadRequest, ProtocolError) as err:
+            await self._report(err)
+            return False
+        await self._feed(pcm)
+        if chunk.commit:
+            await self._commit()
+        return False
+
+    async def _big(self, data: str | bytes) -> None:
+        if isinstance(data, bytes):
+            await self._on_message(data)  # binary is refused as such, whatever its size
+            return
         limit = self.rt.settings.max_ws_message_bytes
-        async for msg in self.ws:
-            if msg.type == WSMsgType.BINARY:
-                await self._report(
-                    ProtocolError("binary frames are not accepted; send input_audio_chunk JSON")
-                )
-                continue
-            if msg.type != WSMsgType.TEXT:
-                return
-            try:
-                if len(msg.data) > limit:
-                    raise srt.ChunkSizeExceeded(
-                        f"message of {len(msg.data)} bytes exceeds the limit of {limit}; "
-                        "send smaller chunks"
-                    )
-                chunk = self.reader.parse(msg.data)
-                pcm = self.decoder.decode(chunk.audio) if chunk.audio else b""
-            except (BadRequest, ProtocolError) as err:
-                await self._report(err)
-                continue
-            await self._feed(pcm)
-            if chunk.commit:
-                await self._commit()
+        await self._report(
+            srt.ChunkSizeExceeded(
+                f"message of {len(data)} bytes exceeds the limit of {limit}; send smaller chunks"
+            )
+        )
 
     async def _feed(self, pcm: bytes) -> None:
         if not pcm:

@@ -43,7 +43,7 @@ import uuid
 from dataclasses import replace
 from typing import Any, Final
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ..engines.agents.base import AgentConfig, ChatMessage
 from ..engines.stt_stream import STTEvent, STTStream
@@ -66,7 +66,7 @@ from .convai_common import session_deps
 from .http_stt import transcribe_pcm
 from .openai_realtime_output import RealtimeOutput
 from .stt_common import open_stt_stream, parse_raw_format
-from .ws_common import open_websocket, run_socket_tasks
+from .ws_common import close_with_error, open_websocket, read_messages, run_socket_tasks
 
 __all__ = ["REALTIME_PATH", "add_openai_realtime_routes", "ws_openai_realtime"]
 
@@ -117,11 +117,7 @@ async def _close_with(
     rt: Runtime, ws: web.WebSocketResponse, events: ServerEvents, err: VoiceStreamError
 ) -> None:
     rt.metrics.errors.labels(err.code).inc()
-    if ws.closed:
-        return
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await ws.send_str(dump(events.error(err)))
-    await ws.close(code=err.ws_close_code, message=err.code.encode()[:120])
+    await close_with_error(ws, err, lambda e: dump(events.error(e)))
 
 
 async def _open_session(
@@ -237,26 +233,34 @@ class _RealtimeSocket:
             raise ProtocolError(f"{self.bad_events} invalid events in a row")
 
     async def _read(self) -> None:
+        # A bad or oversized event is answered and the session reads on, as OpenAI's does.
+        await read_messages(
+            self.ws, self.rt.settings.max_ws_message_bytes, self._on_message, too_large=self._big
+        )
+
+    async def _on_message(self, data: str | bytes) -> bool:
+        if isinstance(data, bytes):
+            self._reject(
+                oa.bad_request(
+                    "binary frames are not part of the Realtime API: send JSON text events",
+                    code="invalid_message",
+                )
+            )
+        else:
+            await self._take(data)
+        return False  # the client ends a Realtime session by closing the socket
+
+    async def _big(self, data: str | bytes) -> None:
+        if isinstance(data, bytes):
+            await self._on_message(data)  # binary is refused as such, whatever its size
+            return
         limit = self.rt.settings.max_ws_message_bytes
-        async for msg in self.ws:
-            if msg.type == WSMsgType.BINARY:
-                self._reject(
-                    oa.bad_request(
-                        "binary frames are not part of the Realtime API: send JSON text events",
-                        code="invalid_message",
-                    )
-                )
-            elif msg.type != WSMsgType.TEXT:
-                return
-            elif len(msg.data) > limit:
-                self._reject(
-                    PayloadTooLarge(
-                        f"event exceeds the limit of {limit} bytes: append audio in smaller pieces",
-                        details={"openai_code": "payload_too_large"},
-                    )
-                )
-            else:
-                await self._take(msg.data)
+        self._reject(
+            PayloadTooLarge(
+                f"event exceeds the limit of {limit} bytes: append audio in smaller pieces",
+                details={"openai_code": "payload_too_large"},
+            )
+        )
 
     async def _take(self, raw: str) -> None:
         try:

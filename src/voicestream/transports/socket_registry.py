@@ -10,6 +10,11 @@ use, and none at all while nothing is open.
 Sockets register themselves through ``on_response_prepare`` (every WebSocket handler prepares
 its response), so no handler has to remember to; sockets whose key arrives later, inside the
 socket (ElevenLabs' first message), and WebRTC calls register through ``OPEN_SOCKETS``.
+
+The error a revoked socket hears must be in its own protocol's shape. A handler whose protocol
+has its own error sender hands it over with ``use_socket_closer`` once the socket is open (the
+ElevenLabs TTS and Scribe sockets, the carriers' media streams, which have no error message at
+all); the rest get the closer chosen here by path.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from uuid import UUID
 from aiohttp import web
 
 from ..errors import AuthError, VoiceStreamError
-from ..protocols import elevenlabs_agents as ea
+from ..protocols import elevenlabs_agents
 from ..protocols.openai_realtime_events import ServerEvents, dump
 from ..store import db
 from .context import PRINCIPAL, RUNTIME
@@ -39,6 +44,7 @@ __all__ = [
     "bind_socket_key",
     "revoked_key_error",
     "track_connection",
+    "use_socket_closer",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,6 +89,11 @@ class OpenSockets:
         connection = self._connections.get(id(handle))
         if connection is not None:
             connection.key_id = key_id
+
+    def use_closer(self, handle: object, close: Closer) -> None:
+        connection = self._connections.get(id(handle))
+        if connection is not None:
+            connection.close = close
 
     def key_ids(self) -> set[UUID]:
         """The keys with open connections; connections that have ended are forgotten here."""
@@ -135,13 +146,19 @@ def bind_socket_key(request: web.Request, key_id: UUID) -> None:
         request.app[OPEN_SOCKETS].bind(request, key_id)
 
 
+def use_socket_closer(request: web.Request, close: Closer) -> None:
+    """The open socket of ``request`` is closed with ``close``: its protocol's error sender."""
+    if OPEN_SOCKETS in request.app:
+        request.app[OPEN_SOCKETS].use_closer(request, close)
+
+
 # The protocol's own error event before the close, for clients that read it.
 def _socket_closer(path: str, ws: web.WebSocketResponse) -> Closer:
     async def close(err: VoiceStreamError) -> None:
         if path.startswith("/openai/"):
             await _send_then_close(ws, dump(ServerEvents("ga").error(err)), err)
         elif path == "/elevenlabs/v1/convai/conversation":
-            event = ea.error_for(err, close_code=err.ws_close_code)
+            event = elevenlabs_agents.error_for(err, close_code=err.ws_close_code)
             await _send_then_close(ws, event, err)
         else:
             await close_with_error(ws, err)

@@ -27,18 +27,19 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ..engines.agents.base import AgentConfig
 from ..errors import (
     AuthError,
     NotFound,
-    PayloadTooLarge,
     ProtocolError,
     ValidationFailed,
     VoiceStreamError,
 )
+from ..identity.tickets import mint_ticket, verify_ticket
 from ..media.decode import RawStreamDecoder
 from ..media.encode import make_encoder
 from ..pipeline.session import SAMPLE_RATE, ConversationSession
@@ -52,9 +53,9 @@ from ..protocols.call_media import (
 )
 from .context import RUNTIME, Runtime, optional_principal
 from .convai_common import ConversationLease, open_conversation
+from .socket_registry import use_socket_closer
 from .stt_common import parse_raw_format
-from .tickets import mint_ticket, verify_ticket
-from .ws_common import open_websocket, run_socket_tasks
+from .ws_common import close_with_error, open_websocket, read_messages, run_socket_tasks
 
 __all__ = [
     "CallFraming",
@@ -102,8 +103,11 @@ def http_base(request: web.Request) -> str:
     return f"{'https' if secure else 'http'}://{host}"
 
 
-def call_ticket(rt: Runtime, agent: AgentConfig) -> str:
-    """A ticket for one call to ``agent``, for the answer document to hand the socket."""
+def call_ticket(rt: Runtime, agent: AgentConfig, key_id: UUID | None) -> str:
+    """A ticket for one call to ``agent``, for the answer document to hand the socket.
+
+    ``key_id``: the key of the webhook call, if it came with one (Twilio's own signed webhook
+    has none); the ticket dies with it."""
     return mint_ticket(
         rt.secret_key,
         workspace_id=agent.workspace_id,
@@ -111,6 +115,7 @@ def call_ticket(rt: Runtime, agent: AgentConfig) -> str:
         end_user_id=None,
         ttl_s=TICKET_TTL_S,
         family="telephony",
+        key_id=key_id,
     )
 
 
@@ -121,6 +126,8 @@ async def serve_call(request: web.Request, framing: CallFraming) -> web.WebSocke
     """Run one call's media socket to its end."""
     rt = request.app[RUNTIME]
     ws = await open_websocket(request, rt.settings)
+    # A revoked key's call ends as the carrier expects: no error message, a close code.
+    use_socket_closer(request, lambda err: _close(rt, ws, err))
     stream = framing.new_stream()
     try:
         start = await _wait_for_start(ws, stream, rt.settings.max_ws_message_bytes)
@@ -143,34 +150,28 @@ async def serve_call(request: web.Request, framing: CallFraming) -> web.WebSocke
     return ws
 
 
-def _frame_of(msg: object, limit: int) -> str | bytes | None:
-    """A data frame's payload; None when the peer closed."""
-    kind = getattr(msg, "type", None)
-    data = getattr(msg, "data", None)
-    if kind not in (WSMsgType.TEXT, WSMsgType.BINARY) or not isinstance(data, str | bytes):
-        return None
-    if len(data) > limit:
-        raise PayloadTooLarge(f"message exceeds the limit of {limit} bytes")
-    return data
-
-
 async def _wait_for_start(
     ws: web.WebSocketResponse, stream: CarrierStream[object, str | bytes], limit: int
 ) -> CallStart | None:
+    """The carrier's start; None when it hung up first. Frames before it (Twilio's
+    "connected") only move the codec's state on."""
+    started: list[CallStart] = []
+
+    async def handle(frame: str | bytes) -> bool:
+        event = stream.call_event(frame)
+        if isinstance(event, CallStart):
+            started.append(event)
+            return True
+        return False
+
     try:
         async with asyncio.timeout(_START_TIMEOUT_S):
-            async for msg in ws:
-                frame = _frame_of(msg, limit)
-                if frame is None:
-                    return None
-                event = stream.call_event(frame)
-                if isinstance(event, CallStart):
-                    return event
+            await read_messages(ws, limit, handle)
     except TimeoutError:
         raise ProtocolError(
             f"the stream did not start within {_START_TIMEOUT_S:g} seconds"
         ) from None
-    return None
+    return started[0] if started else None
 
 
 async def _open(request: web.Request, framing: CallFraming, start: CallStart) -> ConversationLease:
@@ -203,9 +204,7 @@ async def _close(
     # The carriers' protocols have no error message from the server: the close code and reason
     # carry it.
     rt.metrics.errors.labels(err.code).inc()
-    if not ws.closed:
-        reason = f"{err.code}: {err.message}".encode()[:120]
-        await ws.close(code=code or err.ws_close_code, message=reason)
+    await close_with_error(ws, err, None, code=code, reason=f"{err.code}: {err.message}")
 
 
 class _Call:
@@ -254,25 +253,26 @@ class _Call:
 
     async def _read(self) -> None:
         limit = self.rt.settings.max_ws_message_bytes
-        async for msg in self.ws:
-            frame = _frame_of(msg, limit)
-            if frame is None:
-                break
-            match self.out.call_event(frame):
-                case CallAudio(payload):
-                    await self.session.push_audio(self.decoder.decode(payload))
-                case CallDtmf(digits):
-                    await self.session.push_dtmf(digits)
-                case CallStop():
-                    self.ended = True
-                    return
-                case CallStart():
-                    raise ProtocolError("the stream started twice")
-                case CallNotice(message):
-                    log.warning("%s call: %s", self.framing.transport, message)
-                case None:
-                    pass
-        self.ended = self.out.ends_on_close
+        if not await read_messages(self.ws, limit, self._on_frame):
+            self.ended = self.out.ends_on_close  # the carrier closed without a stop
+
+    async def _on_frame(self, frame: str | bytes) -> bool:
+        """One frame of the call; True at the carrier's stop."""
+        match self.out.call_event(frame):
+            case CallAudio(payload):
+                await self.session.push_audio(self.decoder.decode(payload))
+            case CallDtmf(digits):
+                await self.session.push_dtmf(digits)
+            case CallStop():
+                self.ended = True
+                return True
+            case CallStart():
+                raise ProtocolError("the stream started twice")
+            case CallNotice(message):
+                log.warning("%s call: %s", self.framing.transport, message)
+            case None:
+                pass
+        return False
 
     async def _send_events(self) -> None:
         while True:

@@ -62,10 +62,11 @@ async def post_twilio_voice(request: web.Request) -> web.Response:
         raise ValidationFailed("agent_id is required (query or form field)")
     agent = await _webhook_agent(request, agent_id)
     url = f"{ws_base(request)}{STREAM_PATH}?{urlencode({'agent_id': agent.id})}"
+    ticket = call_ticket(rt, agent, principal.key_id if principal is not None else None)
     twiml = (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f"<Response><Connect><Stream url={quoteattr(url)}>"
-        f'<Parameter name="ticket" value={quoteattr(call_ticket(rt, agent))}/>'
+        f'<Parameter name="ticket" value={quoteattr(ticket)}/>'
         "</Stream></Connect></Response>"
     )
     return web.Response(text=twiml, content_type="text/xml")

@@ -62,7 +62,7 @@ async def _agent_and_ticket(request: web.Request, agent_id: object) -> tuple[Age
         raise ValidationFailed("agent_id is required")
     # The agent must be in the key's workspace: a ticket never reaches across tenants.
     agent = await rt.agents.get_config(str(principal_of(request).workspace_id), agent_id)
-    return agent, call_ticket(rt, agent)
+    return agent, call_ticket(rt, agent, principal_of(request).key_id)
 
 
 def _socket_url(request: web.Request, path: str, agent: AgentConfig, ticket: str) -> str:

@@ -3,16 +3,19 @@
 Signalling follows Pipecat's SmallWebRTC shape, so its clients work unchanged:
 
 * ``POST`` ``{"sdp", "type": "offer", "agent_id", "session_id"?, "end_user_id"?, "ticket"?,
-  "pc_id"?}`` → ``{"sdp", "type": "answer", "pc_id", "session_id"}``. A known ``pc_id``
-  renegotiates that connection instead of opening a new conversation.
+  "pc_id"?, "pc_secret"?}`` → ``{"sdp", "type": "answer", "pc_id", "pc_secret",
+  "session_id"}``. A known ``pc_id`` renegotiates that connection instead of opening a new
+  conversation.
 * ``PATCH`` ``{"pc_id", "candidates": [{"candidate", "sdp_mid", "sdp_mline_index"}],
-  "ticket"?}`` → ``{"status": "success"}``: trickle ICE; an empty ``candidate`` ends the
-  candidates. Clients that gather first and put their candidates in the offer need no PATCH.
+  "ticket"?, "pc_secret"?}`` → ``{"status": "success"}``: trickle ICE; an empty ``candidate``
+  ends the candidates. Clients that gather first and put their candidates in the offer need no
+  PATCH.
 
 A peer answers only to whoever created it: the same API key, or the same ticket (in the body or
-as ``?ticket=``; it may have expired meanwhile), or, for a peer of a public agent opened with
-neither, a caller that sends neither. To anyone else its ``pc_id`` is unknown (404), and a
-``POST`` naming it opens a new connection of the caller's own.
+as ``?ticket=``; it may have expired meanwhile). Every anonymous caller of a public agent looks
+alike, so a peer opened with neither answers to whoever sends back its ``pc_secret``, a random
+value only its creator was told. To anyone else its ``pc_id`` is unknown (404), and a ``POST``
+naming it opens a new connection of the caller's own.
 
 The answer carries all of the server's candidates (aiortc gathers before answering). No
 STUN/TURN servers are configured: the server is reached directly (loopback, LAN, or a public
@@ -23,9 +26,11 @@ Everything about the call itself lives in ``webrtc_peer.WebRTCPeer``.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import logging
 import re
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Literal
@@ -91,6 +96,7 @@ class PeerRegistry:
     def __init__(self, limit: int = _MAX_PEERS) -> None:
         self.limit = limit
         self._peers: dict[str, WebRTCPeer] = {}
+        self._secrets: dict[str, str] = {}  # by pc_id: proves an anonymous caller created it
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -99,16 +105,22 @@ class PeerRegistry:
         """Still registered: live, or closing and not yet done with its conversation."""
         return pc_id in self._peers
 
-    def get(self, pc_id: str, caller: str) -> WebRTCPeer:
+    def get(self, pc_id: str, caller: str, secret: str | None) -> WebRTCPeer:
         """``caller``: ``convai_common.caller_tag``; another caller's peer is not found."""
-        peer = self.find(pc_id, caller)
+        peer = self.find(pc_id, caller, secret)
         if peer is None:
             raise NotFound("unknown or closed peer connection", details={"pc_id": pc_id})
         return peer
 
-    def find(self, pc_id: str | None, caller: str) -> WebRTCPeer | None:
+    def find(self, pc_id: str | None, caller: str, secret: str | None) -> WebRTCPeer | None:
+        """The caller's own live peer; ``secret``: the ``pc_secret`` it was answered with."""
         peer = self._peers.get(pc_id) if pc_id else None
         if peer is None or peer.closed or peer.lease.owner != caller:
+            return None
+        # A key or a ticket names its holder; "public" names everyone, so only the secret does.
+        if caller == "public" and not hmac.compare_digest(
+            (secret or "").encode(), self._secrets.get(peer.pc_id, "").encode()
+        ):
             return None
         return peer
 
@@ -116,18 +128,23 @@ class PeerRegistry:
         if len(self._peers) >= self.limit:
             raise Overloaded("too many WebRTC connections on this server; try again later")
 
-    def add(self, peer: WebRTCPeer) -> None:
+    def add(self, peer: WebRTCPeer) -> str:
+        """Register a new peer; returns its ``pc_secret``."""
         self._peers[peer.pc_id] = peer
+        secret = self._secrets[peer.pc_id] = secrets.token_urlsafe(32)
+        return secret
 
     def discard(self, peer: WebRTCPeer) -> None:
         if self._peers.get(peer.pc_id) is peer:
             del self._peers[peer.pc_id]
+            self._secrets.pop(peer.pc_id, None)
 
     async def close_all(self) -> None:
         # Server shutdown is not a hang-up: the conversations stay resumable.
         peers = list(self._peers.values())
         await asyncio.gather(*(p.close(ended=False) for p in peers), return_exceptions=True)
         self._peers.clear()
+        self._secrets.clear()
 
 
 WEBRTC_PEERS: web.AppKey[PeerRegistry] = web.AppKey("voicestream_webrtc_peers", PeerRegistry)
@@ -155,6 +172,7 @@ class OfferRequest(BaseModel):
     end_user_id: str | None = Field(None, max_length=200)
     ticket: str | None = Field(None, max_length=4096)
     pc_id: str | None = Field(None, max_length=100)
+    pc_secret: str | None = Field(None, max_length=100)
 
 
 class IceCandidateIn(BaseModel):
@@ -171,6 +189,7 @@ class CandidatesRequest(BaseModel):
     pc_id: str = Field(min_length=1, max_length=100)
     candidates: list[IceCandidateIn] = Field(max_length=100)
     ticket: str | None = Field(None, max_length=4096)
+    pc_secret: str | None = Field(None, max_length=100)
 
 
 def check_offer_sdp(sdp: str) -> None:
@@ -201,10 +220,10 @@ async def post_webrtc_offer(request: web.Request) -> web.Response:
     check_offer_sdp(body.sdp)
     offer = RTCSessionDescription(sdp=_reachable_candidates_only(body.sdp), type="offer")
     ticket = body.ticket or request.query.get("ticket")
-    peer = registry.find(body.pc_id, caller_tag(request, ticket))
+    peer = registry.find(body.pc_id, caller_tag(request, ticket), body.pc_secret)
     if peer is not None:
         answer = await _negotiate(peer.pc, offer)
-        return _answer_response(answer, peer.pc_id, peer.session.id)
+        return _answer_response(answer, peer.pc_id, body.pc_secret, peer.session.id)
 
     registry.check_room()
     lease = await open_conversation(
@@ -218,24 +237,29 @@ async def post_webrtc_offer(request: web.Request) -> web.Response:
     pc_id = uuid.uuid4().hex
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     peer = WebRTCPeer(rt, pc_id, pc, lease, on_closed=_forget(request.app))
-    registry.add(peer)
+    pc_secret = registry.add(peer)
     track_connection(request, peer, lambda _err: peer.close(ended=True), lambda: peer.closed)
     rt.metrics.active_streams.labels("convai_webrtc").inc()
     try:
         answer = await _negotiate(pc, offer, before_answer=peer.attach_media)
     except BaseException:
-        # A bad offer never started a call: a resumed conversation stays resumable.
-        await peer.close(ended=False)
+        # A bad offer never started a call: a resumed conversation stays resumable, and the
+        # ticket it used may try again.
+        try:
+            await lease.give_back_ticket()
+        finally:
+            await peer.close(ended=False)
         raise
     peer.start()
     log.debug("peer %s: answered for session %s", pc_id, lease.session.id)
-    return _answer_response(answer, pc_id, lease.session.id)
+    return _answer_response(answer, pc_id, pc_secret, lease.session.id)
 
 
 async def patch_webrtc_offer(request: web.Request) -> web.Response:
     registry = request.app[WEBRTC_PEERS]
     body = await read_model(request, CandidatesRequest)
-    peer = registry.get(body.pc_id, caller_tag(request, body.ticket or request.query.get("ticket")))
+    caller = caller_tag(request, body.ticket or request.query.get("ticket"))
+    peer = registry.get(body.pc_id, caller, body.pc_secret)
     # All parsed before any is added: a bad batch changes nothing.
     parsed = [_parse_candidate(item) for item in body.candidates]
     for candidate in parsed:
@@ -325,8 +349,10 @@ def _forget(app: web.Application) -> Callable[[WebRTCPeer], None]:
     return forget
 
 
-def _answer_response(answer: RTCSessionDescription, pc_id: str, session_id: str) -> web.Response:
-    return web.json_response(
-        {"sdp": answer.sdp, "type": answer.type, "pc_id": pc_id, "session_id": session_id},
-        headers=_CORS,
-    )
+def _answer_response(
+    answer: RTCSessionDescription, pc_id: str, pc_secret: str | None, session_id: str
+) -> web.Response:
+    body = {"sdp": answer.sdp, "type": answer.type, "pc_id": pc_id, "session_id": session_id}
+    if pc_secret is not None:
+        body["pc_secret"] = pc_secret
+    return web.json_response(body, headers=_CORS)

@@ -28,6 +28,7 @@ from .subprotocols import accepted_subprotocols
 __all__ = [
     "DeadlineWebSocket",
     "cancel_tasks",
+    "close_reason",
     "close_with_error",
     "open_websocket",
     "read_messages",
@@ -158,15 +159,43 @@ class DeadlineWebSocket(web.WebSocketResponse):
             transport.abort()
 
 
-async def close_with_error(ws: web.WebSocketResponse, err: VoiceStreamError) -> None:
-    """Tell the client why in the protocol's shape, then close with the error's code."""
+async def close_with_error(
+    ws: web.WebSocketResponse,
+    err: VoiceStreamError,
+    event: Callable[[VoiceStreamError], str] | None = error_event,
+    *,
+    code: int | None = None,
+    reason: str | None = None,
+) -> None:
+    """Tell the client why in its protocol's shape, then close.
+
+    ``event`` builds the protocol's error event (ours by default; None for a protocol that has
+    none, such as the carriers'); ``code`` defaults to the error's close code and ``reason``
+    to its code.
+    """
     if ws.closed:
         return
-    try:
-        await ws.send_str(error_event(err))
-    except (ConnectionError, RuntimeError):
-        log.debug("peer gone before the error event could be sent")
-    await ws.close(code=err.ws_close_code, message=err.code.encode()[:120])
+    if event is not None:
+        try:
+            await ws.send_str(event(err))
+        except (ConnectionError, RuntimeError):
+            log.debug("peer gone before the error event could be sent")
+    await ws.close(
+        code=err.ws_close_code if code is None else code, message=close_reason(reason or err.code)
+    )
+
+
+def close_reason(text: str) -> bytes:
+    """``text`` cut to fit a close frame, on a character boundary: a reason cut inside a UTF-8
+    character is invalid, and the client fails the connection over it (1007) instead of
+    reading why it was closed."""
+    return text.encode()[:_MAX_REASON_BYTES].decode("utf-8", "ignore").encode()
+
+
+_MAX_REASON_BYTES = 120  # a close frame's payload is 125 bytes, the code's two included
+
+
+_NO_LIMIT = 1 << 62  # past any message aiohttp lets through (``transport_limit``)
 
 
 async def receive_message(
@@ -191,19 +220,30 @@ async def receive_message(
 
 
 async def read_messages(
-    ws: web.WebSocketResponse, limit: int, handle: Callable[[str | bytes], Awaitable[bool]]
+    ws: web.WebSocketResponse,
+    limit: int,
+    handle: Callable[[str | bytes], Awaitable[bool]],
+    *,
+    too_large: Callable[[str | bytes], Awaitable[None]] | None = None,
 ) -> bool:
     """Hand each message to ``handle`` (the protocol's parser and dispatcher) until it returns
     True: the protocol's own end. Returns False when the peer closed the socket first.
 
-    Raises whatever ``handle`` raises, and ``PayloadTooLarge`` for a message over ``limit``.
+    A message over ``limit`` bytes raises ``PayloadTooLarge``; a protocol whose session
+    survives one (it answers with an error event and reads on) passes ``too_large``, which
+    gets the message instead and may raise to end the socket after all. aiohttp's own limit
+    (``transport_limit``) still bounds what such a message may hold.
+
+    Raises whatever ``handle`` and ``too_large`` raise.
     """
     while True:
         try:
-            data = await receive_message(ws, limit)
+            data = await receive_message(ws, limit if too_large is None else _NO_LIMIT)
         except ConnectionResetError:
             return False
-        if await handle(data):
+        if too_large is not None and len(data) > limit:
+            await too_large(data)
+        elif await handle(data):
             return True
 
 

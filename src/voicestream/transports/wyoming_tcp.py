@@ -17,6 +17,14 @@ events while it waits for audio or a transcript:
 - anything else that goes wrong (broken framing, a bad field, an unknown voice, unusable audio,
   an engine failure) gets an ``error`` event and then the connection is closed, so a waiting
   client learns at once that its request failed (rhasspy's own servers do the same).
+
+Bounds, as on the WebSockets: at most ``VOICESTREAM_WYOMING_MAX_CONNECTIONS`` connections (one
+more gets ``rate_limited`` and is closed unread); a connection that sends no whole event for
+``VOICESTREAM_WYOMING_IDLE_TIMEOUT_SECONDS`` gets ``request_timeout``; a send the client does
+not take within ``VOICESTREAM_WS_SEND_TIMEOUT_SECONDS`` (it stopped reading) ends the
+connection with ``client_too_slow``, and the error event then gets only a short grace before
+the connection is cut. What a connection buffers is bounded by the codec's limits on a header,
+its data and its payload, and by the STT cap (``rate_limited`` past it).
 """
 
 from __future__ import annotations
@@ -31,17 +39,17 @@ from uuid import UUID
 import numpy as np
 from aiohttp import web
 
-from .. import __version__
 from ..engines.base import TTSEngine, Voice
 from ..engines.stt_stream import STTEvent, STTStream
 from ..engines.tts_stream import TTSStream
 from ..errors import (
+    Busy,
+    ClientTooSlow,
     EmptyText,
     InvalidAudio,
     PayloadTooLarge,
     ProtocolError,
     TextTooLong,
-    UnknownVoice,
     UnsupportedFormat,
     ValidationFailed,
     VoiceStreamError,
@@ -53,25 +61,19 @@ from ..store.workspaces import ensure_workspace
 from .context import RUNTIME, Runtime
 from .stt_common import TranscriptBuilder, open_stt_stream
 from .tts_output import encode_stream
+from .wyoming_offer import ASR_PROGRAM, TTS_PROGRAM, build_info, check_transcribe, resolve_voice
 
 __all__ = ["WYOMING", "WyomingListener", "wyoming_server"]
 
 log = logging.getLogger(__name__)
 
 USAGE_WORKSPACE = "wyoming"
-_TTS_PROGRAM = "voicestream-tts"
-_ASR_PROGRAM = "voicestream-asr"
 _READ_BYTES = 64 * 1024
+# How long the last words (an error event) to a client that stopped reading, or that is
+# refused, may wait before its connection is cut.
+_LAST_WORDS_S = 1.0
 # Audio goes out in chunks of 1024 samples, as Wyoming's own TTS servers send it.
 _SAMPLES_PER_CHUNK = 1024
-_ENGINE_ATTRIBUTION = {
-    "flite": wy.Attribution("Carnegie Mellon University (Flite)", "http://cmuflite.org"),
-    "espeak-ng": wy.Attribution("eSpeak NG", "https://github.com/espeak-ng/espeak-ng"),
-    "pocketsphinx": wy.Attribution(
-        "CMU Sphinx (PocketSphinx)", "https://github.com/cmusphinx/pocketsphinx"
-    ),
-}
-_OURS = wy.Attribution("voicestream", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,22 +96,29 @@ async def wyoming_server(app: web.Application) -> AsyncIterator[None]:
         return
     async with rt.pool.acquire() as conn:
         workspace_id = await ensure_workspace(conn, USAGE_WORKSPACE)
-    info = _build_info(rt)
+    info = build_info(rt)
     connections: set[asyncio.Task[None]] = set()
+    open_connections = rt.metrics.active_streams.labels("wyoming_connection")
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        connections.add(task)
         try:
-            await _Connection(rt, reader, writer, info, workspace_id).run()
+            if len(connections) >= settings.wyoming_max_connections:
+                await _refuse(rt, reader, writer)
+                return
+            connections.add(task)
+            open_connections.inc()
+            try:
+                await _Connection(rt, reader, writer, info, workspace_id).run()
+            finally:
+                connections.discard(task)
+                open_connections.dec()
         except asyncio.CancelledError:
             # Shutdown cancels connections. The task must still end normally: the stream
             # server's done-callback (Python 3.11) calls task.exception(), which raises on a
             # cancelled task and gets logged as an unhandled error.
             pass
-        finally:
-            connections.discard(task)
 
     server = await asyncio.start_server(
         on_connect, settings.wyoming_host, settings.wyoming_port, limit=_READ_BYTES
@@ -132,77 +141,29 @@ async def wyoming_server(app: web.Application) -> AsyncIterator[None]:
         await server.wait_closed()
 
 
-def _build_info(rt: Runtime) -> wy.Event:
-    voices = tuple(
-        wy.TtsVoice(
-            name=v.id,
-            languages=(v.language,),
-            attribution=_ENGINE_ATTRIBUTION.get(v.engine, _OURS),
-            description=v.name,
-        )
-        for v in rt.registry.voices()
+async def _refuse(rt: Runtime, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Past the connection cap: the error event, then close, without handling the request."""
+    limit = rt.settings.wyoming_max_connections
+    err = Busy(
+        f"all {limit} Wyoming connections are in use; try again shortly",
+        details={"max_connections": limit},
     )
-    stt = rt.registry.stt
-    languages = tuple(dict.fromkeys([stt.language, stt.language.split("-")[0]]))
-    model = wy.AsrModel(
-        name=stt.name,
-        languages=languages,
-        attribution=_ENGINE_ATTRIBUTION.get(stt.name, _OURS),
-        description=f"{stt.name} ({stt.language})",
-    )
-    return wy.info(
-        asr=[
-            wy.AsrProgram(_ASR_PROGRAM, _OURS, (model,), "voicestream speech-to-text", __version__)
-        ],
-        tts=[
-            wy.TtsProgram(
-                _TTS_PROGRAM,
-                _OURS,
-                voices,
-                f"voicestream text-to-speech ({', '.join(rt.registry.tts_engine_names())})",
-                __version__,
-            )
-        ],
-    )
-
-
-def _lang(tag: str) -> str:
-    return tag.replace("_", "-").lower()
-
-
-def _language_matches(wanted: str, offered: str) -> bool:
-    """Whether a requested language tag fits an offered one, ignoring case and ``_``/``-``.
-
-    "en" fits "en-US" (and the other way round): Wyoming clients spell tags either way.
-    """
-    w, o = _lang(wanted), _lang(offered)
-    return w == o or o.startswith(w + "-") or w.startswith(o + "-")
-
-
-def _resolve_voice(rt: Runtime, req: wy.VoiceRequest | None) -> tuple[TTSEngine, Voice]:
-    if req is not None and req.name is not None:
-        engine, voice = rt.registry.voice(req.name)
-    elif req is not None and req.language is not None:
-        default = rt.registry.voice(rt.settings.default_voice)
-        candidates = [default[1], *rt.registry.voices()]
-        found = next((v for v in candidates if _lang(v.language) == _lang(req.language)), None)
-        found = found or next(
-            (v for v in candidates if _language_matches(req.language, v.language)), None
-        )
-        if found is None:
-            raise UnknownVoice(
-                f"no voice speaks {req.language!r}; describe lists the voices",
-                details={"language": req.language},
-            )
-        engine, voice = rt.registry.voice(found.id)
-    else:
-        engine, voice = rt.registry.voice(rt.settings.default_voice)
-    if req is not None and req.speaker is not None:
-        raise UnknownVoice(
-            f"voice {voice.id!r} has no speakers (asked for {req.speaker!r})",
-            details={"voice": voice.id, "speaker": req.speaker},
-        )
-    return engine, voice
+    rt.metrics.errors.labels(err.code).inc()
+    log.info("wyoming connection refused: %s", err.message)
+    try:
+        async with asyncio.timeout(_LAST_WORDS_S):
+            writer.write(wy.encode(wy.error(err.message, err.code)))
+            writer.write_eof()
+            # Closing with the client's request unread would reset the connection, and the
+            # reset can destroy the error event before the client reads it: take (and drop)
+            # what it sends until it closes its side, for as long as the grace lasts.
+            while await reader.read(_READ_BYTES):
+                pass
+            writer.close()
+            await writer.wait_closed()
+    except OSError:  # TimeoutError included: the grace is over
+        log.debug("refused wyoming client did not take its error event in time")
+        writer.transport.abort()
 
 
 def _split(pcm: bytes) -> list[bytes]:
@@ -227,32 +188,55 @@ class _Connection:
         self.info = info
         self.workspace_id = workspace_id
         self.closed = False
+        self._send_timeout = rt.settings.ws_send_timeout_seconds
+        self._stalled = False  # a send timed out: the client stopped reading
         self._write_lock = asyncio.Lock()
         self._tts: _StreamingSynthesis | None = None
         self._stt: _Transcription | None = None
 
     async def run(self) -> None:
         parser = wy.FrameParser()
+        idle_s = self.rt.settings.wyoming_idle_timeout_seconds
+        loop = asyncio.get_running_loop()
+        # The idle clock runs from the last event we finished with, not from the last bytes:
+        # a client that trickles a header byte by byte is as idle as a silent one.
+        quiet_since = loop.time()
         try:
             while not self.closed:
-                data = await self.reader.read(_READ_BYTES)
+                try:
+                    async with asyncio.timeout_at(quiet_since + idle_s):
+                        data = await self.reader.read(_READ_BYTES)
+                except TimeoutError:
+                    raise wy.IdleTimeout(
+                        f"no complete event for {idle_s:g} s; closing the connection"
+                    ) from None
                 if data:
                     parser.receive_data(data)
                 else:
                     parser.receive_eof()
                 while not self.closed and (event := parser.next_event()) is not None:
                     await self._handle(event)
+                    quiet_since = loop.time()
                 if not data:
                     return
-        except VoiceStreamError as err:  # broken framing: the byte stream cannot be resumed
+        except VoiceStreamError as err:  # broken framing or idle: nothing more will be read
             await self.fail(err)
         except ConnectionError:
             log.debug("wyoming client went away")
         finally:
             await self._end_streams()
-            self.writer.close()
-            with contextlib.suppress(OSError):
+            await self._shut()
+
+    async def _shut(self) -> None:
+        """Close; a client that does not take what is still queued is cut off after a grace."""
+        self.writer.close()
+        try:
+            async with asyncio.timeout(_LAST_WORDS_S if self._stalled else self._send_timeout):
                 await self.writer.wait_closed()
+        except TimeoutError:
+            self.writer.transport.abort()
+        except OSError:
+            log.debug("wyoming connection ended with an error", exc_info=True)
 
     async def send(self, *events: wy.Event) -> None:
         if self.closed:
@@ -260,11 +244,25 @@ class _Connection:
         await self._write(events)
 
     async def _write(self, events: tuple[wy.Event, ...]) -> None:
+        """Send ``events`` whole, or raise ``ClientTooSlow`` when the client does not take them
+        within the send timeout (its window stayed full: it stopped reading)."""
+        if self._stalled:
+            raise ConnectionResetError("the wyoming client stopped reading")
         data = b"".join(wy.encode(e) for e in events)
-        # One write per call keeps events whole; the lock keeps drains in order.
-        async with self._write_lock:
-            self.writer.write(data)
-            await self.writer.drain()
+        deadline = asyncio.timeout(self._send_timeout)
+        try:
+            async with deadline:
+                # One write per call keeps events whole; the lock keeps drains in order.
+                async with self._write_lock:
+                    self.writer.write(data)
+                    await self.writer.drain()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            self._stalled = True
+            raise ClientTooSlow(
+                f"the client read nothing for {self._send_timeout:g} s: it cannot keep up"
+            ) from None
 
     async def fail(self, err: VoiceStreamError) -> None:
         """Tell the client what went wrong, then close (see the module docstring)."""
@@ -275,8 +273,19 @@ class _Connection:
         log.info("wyoming request failed: %s: %s", err.code, err.message)
         try:
             await self._write((wy.error(err.message, err.code),))
+        except ClientTooSlow:
+            pass
         except ConnectionError:
-            log.debug("wyoming client gone before the error event could be sent")
+            if self._stalled and not self.writer.is_closing():
+                # Queued behind what the client never read: it gets the reason should it read
+                # again within the grace.
+                self.writer.write(wy.encode(wy.error(err.message, err.code)))
+            else:
+                log.debug("wyoming client gone before the error event could be sent")
+        if self._stalled:
+            # A closing transport waits for its buffer to drain, as long as the client keeps
+            # the connection open; the reader stays parked until then, so cut it here.
+            asyncio.get_running_loop().call_later(_LAST_WORDS_S, self.writer.transport.abort)
         self.writer.close()
 
     async def _handle(self, event: wy.Event) -> None:
@@ -299,9 +308,9 @@ class _Connection:
             case wy.Ping(text):
                 await self.send(wy.pong(text))
             case wy.SelectProgram(name):
-                if name not in (_TTS_PROGRAM, _ASR_PROGRAM):
+                if name not in (TTS_PROGRAM, ASR_PROGRAM):
                     raise ValidationFailed(
-                        f"unknown program {name!r}; there are {_TTS_PROGRAM!r} and {_ASR_PROGRAM!r}"
+                        f"unknown program {name!r}; there are {TTS_PROGRAM!r} and {ASR_PROGRAM!r}"
                     )
             case (
                 wy.Synthesize() | wy.SynthesizeStart() | wy.SynthesizeChunk() | wy.SynthesizeStop()
@@ -318,7 +327,7 @@ class _Connection:
             case wy.SynthesizeStart(voice):
                 if self._tts is not None:
                     raise ProtocolError("synthesize-start while a synthesis stream is open")
-                engine, v = _resolve_voice(self.rt, voice)
+                engine, v = resolve_voice(self.rt, voice)
                 self._tts = _StreamingSynthesis(self, engine, v)
             case wy.SynthesizeChunk(text):
                 if self._tts is None:
@@ -335,7 +344,7 @@ class _Connection:
     async def _dispatch_asr(self, request: wy.Request) -> None:
         match request:
             case wy.Transcribe(name, language):
-                _check_transcribe(self.rt, name, language)
+                check_transcribe(self.rt, name, language)
             case wy.AudioStart():
                 if self._stt is not None:
                     raise ProtocolError("audio-start while audio is already streaming")
@@ -358,7 +367,7 @@ class _Connection:
             raise TextTooLong(f"text of {len(text)} characters exceeds the limit of {limit}")
         if not text.strip():
             raise EmptyText("synthesize needs some text")
-        engine, voice = _resolve_voice(self.rt, voice_req)
+        engine, voice = resolve_voice(self.rt, voice_req)
         stream = TTSStream(engine, voice, self.rt.tts_executors[engine.name])
         stream.push_text(text)
         stream.end_input()
@@ -462,20 +471,6 @@ class _StreamingSynthesis:
         await self.conn.record("tts_characters", self.characters)
 
 
-def _check_transcribe(rt: Runtime, name: str | None, language: str | None) -> None:
-    stt = rt.registry.stt
-    if name is not None and name not in (stt.name, _ASR_PROGRAM):
-        raise ValidationFailed(
-            f"unknown speech-to-text model {name!r}; describe lists {stt.name!r}",
-            details={"model": name},
-        )
-    if language is not None and not _language_matches(language, stt.language):
-        raise ValidationFailed(
-            f"language {language!r} is not supported; speech-to-text here is {stt.language}",
-            details={"language": language},
-        )
-
-
 class _Transcription:
     """``audio-start`` … ``audio-stop``: any rate, 16-bit, mono or stereo → 16 kHz mono STT."""
 
@@ -534,6 +529,12 @@ class _Transcription:
             return
         self._closed = True
         await self.stream.aclose()
+        rt = self.conn.rt
+        rt.metrics.active_streams.labels("wyoming_stt").dec()
+        seconds = self.stream.audio_seconds
+        if seconds:
+            rt.metrics.audio_seconds.labels("transcribed").inc(seconds)
+            await self.conn.record("stt_seconds", seconds)
 
     async def _send_chunks(self, events: list[STTEvent]) -> None:
         before = len(self.transcript.texts)
@@ -552,13 +553,6 @@ class _Transcription:
         # space.
         out += [wy.transcript_chunk(t if i + before == 0 else " " + t) for i, t in enumerate(new)]
         await self.conn.send(*out)
-
-        rt = self.conn.rt
-        rt.metrics.active_streams.labels("wyoming_stt").dec()
-        seconds = self.stream.audio_seconds
-        if seconds:
-            rt.metrics.audio_seconds.labels("transcribed").inc(seconds)
-            await self.conn.record("stt_seconds", seconds)
 
 
 def _to_mono(pcm: bytes, channels: int) -> bytes:

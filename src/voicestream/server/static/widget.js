@@ -155,7 +155,7 @@
   // ---- WebRTC: the browser captures, encodes, cancels echo and plays ----
   async function startWebRTC() {
     var pc = new RTCPeerConnection({ iceServers: [] }), dc = pc.createDataChannel("events");
-    var pcId = null, pending = [], timer = null, meter = null, audio = new Audio(), c;
+    var pcId = null, pcSecret = null, pending = [], timer = null, meter = null, audio = new Audio(), c;
     if (mic) mic.getAudioTracks().forEach(function (t) { pc.addTrack(t, mic); });
     else pc.addTransceiver("audio", { direction: "recvonly" });
     var close = function () { clearInterval(meter); pc.close(); audio.srcObject = null; };
@@ -178,7 +178,9 @@
       timer = null;
       if (!pcId || !pending.length) return;
       var patch = { pc_id: pcId, candidates: pending.splice(0) };
-      if (cfg.ticket) patch.ticket = cfg.ticket; // a ticket's peer answers to its holder only
+      // A peer answers to its creator only: the ticket's holder, or whoever got its pc_secret.
+      if (cfg.ticket) patch.ticket = cfg.ticket;
+      if (pcSecret) patch.pc_secret = pcSecret;
       post("PATCH", patch).catch(function (e) { W.errors.push("trickle: " + e.message); });
     }
     pc.onicecandidate = function (e) {
@@ -206,7 +208,7 @@
       var r = await post("POST", body), ans = await r.json();
       if (!r.ok) throw new Error((ans.error && ans.error.message) || "HTTP " + r.status);
       await pc.setRemoteDescription({ type: "answer", sdp: ans.sdp });
-      pcId = ans.pc_id;
+      pcId = ans.pc_id; pcSecret = ans.pc_secret || null;
       // A ticket opens one conversation: the WebSocket fallback resumes this one with it.
       W.sessionId = ans.session_id || W.sessionId;
       flush();

@@ -1,0 +1,225 @@
+"""Conversation tickets: short-lived signed tokens that let a browser widget, a phone carrier or
+an ElevenLabs client, none of which may hold an API key, open one conversation with one agent.
+
+``POST /v1/convai/tickets`` (with a key) mints a ``webchat`` ticket; the widget passes it as
+``ticket``. ElevenLabs signed URLs carry an ``elevenlabs`` one, the telephony answer webhooks a
+``telephony`` one. HS256 with the server's secret, and verification pins the algorithm, issuer,
+audience and the claims it needs (RFC 8725), so a token minted for anything else is refused.
+
+A ticket is bound to one agent and one transport family, and opens one conversation: its
+``jti`` is consumed in Redis (``SET NX``, kept as long as the ticket would still verify) the
+first time it opens one. Resuming that same conversation with ``session_id`` is not a second
+use. The end user a ticket names is the only one its conversation may speak for.
+
+A ticket speaks for the API key that minted it (claim ``key``), so it opens nothing once that
+key is revoked (``check_minting_key``), although its signature still verifies.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
+from uuid import UUID
+
+import jwt
+
+from ..errors import AuthError
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+    from ..store.keys import ApiKeyRepository
+
+__all__ = [
+    "END_USER_ID",
+    "END_USER_RULE",
+    "MAX_TTL_S",
+    "Family",
+    "Ticket",
+    "check_minting_key",
+    "family_of",
+    "mint_ticket",
+    "redeem_ticket",
+    "release_ticket",
+    "ticket_holder",
+    "verify_ticket",
+]
+
+_ISSUER = "voicestream"
+_AUDIENCE = "convai"
+_ALGORITHM = "HS256"
+MAX_TTL_S = 3600
+
+Family = Literal["webchat", "elevenlabs", "telephony"]
+# A conversation's transport → the family of tickets that may open it.
+_FAMILIES: Final[dict[str, Family]] = {
+    "websocket": "webchat",
+    "webrtc": "webchat",
+    "elevenlabs": "elevenlabs",
+    "twilio": "telephony",
+    "telnyx": "telephony",
+    "vonage": "telephony",
+}
+_BY_NAME: Final[dict[str, Family]] = {
+    "webchat": "webchat",
+    "elevenlabs": "elevenlabs",
+    "telephony": "telephony",
+}
+_WHAT: Final[dict[Family, str]] = {
+    "webchat": "the web widget (/v1/convai/stream, WebRTC)",
+    "elevenlabs": "the ElevenLabs conversation socket",
+    "telephony": "a phone call's media stream",
+}
+END_USER_ID: Final = re.compile(r"[\w.@:+-]{1,200}")
+END_USER_RULE: Final = "end_user_id must be 1-200 letters, digits or . @ : + - _"
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    workspace_id: str
+    agent_id: str
+    end_user_id: str | None
+    family: Family
+    jti: str
+    expires_at: int  # unix seconds
+    key_id: UUID | None = None  # the API key that minted it; None in tickets from before
+
+
+def family_of(transport: str) -> Family:
+    try:
+        return _FAMILIES[transport]
+    except KeyError:
+        raise ValueError(f"no ticket family for transport {transport!r}") from None
+
+
+def mint_ticket(
+    secret: str,
+    *,
+    workspace_id: str,
+    agent_id: str,
+    end_user_id: str | None,
+    ttl_s: int,
+    family: Family,
+    key_id: UUID | None,
+) -> str:
+    """``key_id``: the API key of the call that mints it; the ticket dies with that key."""
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": _ISSUER,
+        "aud": _AUDIENCE,
+        "sub": agent_id,
+        "wsp": workspace_id,
+        "fam": family,
+        "iat": now,
+        "exp": now + ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
+    if end_user_id:
+        claims["uid"] = end_user_id
+    if key_id is not None:
+        claims["key"] = str(key_id)
+    return jwt.encode(claims, secret, algorithm=_ALGORITHM)
+
+
+def _decode(secret: str, token: str, *, check_expiry: bool) -> dict[str, object]:
+    try:
+        claims: dict[str, object] = jwt.decode(
+            token,
+            secret,
+            algorithms=[_ALGORITHM],
+            audience=_AUDIENCE,
+            issuer=_ISSUER,
+            options={
+                "require": ["exp", "iat", "sub", "iss", "aud", "jti"],
+                "verify_exp": check_expiry,
+            },
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("the conversation ticket has expired") from None
+    except jwt.PyJWTError:
+        raise AuthError("invalid conversation ticket") from None
+    return claims
+
+
+def verify_ticket(secret: str, token: str, *, family: Family) -> Ticket:
+    """Raises ``AuthError`` for anything but a valid, unexpired ticket of ours for ``family``.
+
+    Verifying does not use the ticket up; ``redeem_ticket`` does.
+    """
+    claims = _decode(secret, token, check_expiry=True)
+    workspace, jti, exp = claims.get("wsp"), claims["jti"], claims["exp"]
+    raw_family = claims.get("fam")
+    fam = _BY_NAME.get(raw_family) if isinstance(raw_family, str) else None
+    if not isinstance(workspace, str) or fam is None or not isinstance(jti, str):
+        raise AuthError("invalid conversation ticket")
+    if fam != family:
+        raise AuthError(
+            f"this ticket opens {_WHAT[fam]} only, not {_WHAT[family]}",
+            details={"ticket_family": fam, "needed": family},
+        )
+    uid = claims.get("uid")
+    return Ticket(
+        workspace,
+        str(claims["sub"]),
+        uid if isinstance(uid, str) else None,
+        family,
+        jti,
+        int(exp) if isinstance(exp, int | float) else 0,
+        _key_id(claims.get("key")),
+    )
+
+
+def _key_id(raw: object) -> UUID | None:
+    if raw is None:
+        return None
+    try:
+        return UUID(str(raw))
+    except ValueError:
+        raise AuthError("invalid conversation ticket") from None
+
+
+async def check_minting_key(keys: ApiKeyRepository, ticket: Ticket) -> None:
+    """Raises ``AuthError`` when the key that minted ``ticket`` has been revoked since."""
+    if ticket.key_id is not None and await keys.revoked_among([ticket.key_id]):
+        raise AuthError("the API key that issued this ticket has been revoked")
+
+
+def ticket_holder(secret: str, token: str) -> str | None:
+    """The ``jti`` of a genuine ticket of ours, expired or used up alike; None otherwise.
+
+    Proves that a caller holds the ticket that created something (a WebRTC peer), long after
+    the ticket itself stopped opening conversations.
+    """
+    try:
+        jti = _decode(secret, token, check_expiry=False)["jti"]
+    except AuthError:
+        return None
+    return jti if isinstance(jti, str) else None
+
+
+def _used_key(jti: str) -> str:
+    return f"vs:ticket:used:{jti}"
+
+
+async def redeem_ticket(redis: redis.asyncio.Redis, ticket: Ticket) -> None:
+    """Use the ticket up: the first caller wins, atomically, across every server process.
+
+    Raises:
+        AuthError: it has opened a conversation already.
+    """
+    # Remembered as long as the signature would still be accepted; after that expiry refuses it.
+    ttl = max(1, ticket.expires_at - int(time.time()) + 1)
+    if not await redis.set(_used_key(ticket.jti), "1", nx=True, ex=ttl):
+        raise AuthError(
+            "this ticket has already opened a conversation; tickets are single use, so mint a "
+            "new one for each conversation"
+        )
+
+
+async def release_ticket(redis: redis.asyncio.Redis, ticket: Ticket) -> None:
+    """Undo ``redeem_ticket`` when what the ticket was used for never happened (the database
+    was down, the offer was bad), so the holder can try again with it."""
+    await redis.delete(_used_key(ticket.jti))
