@@ -131,8 +131,18 @@ async def test_speech_sse(client: openai.AsyncOpenAI) -> None:
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     pcm = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
     assert usage["output_tokens"] == pytest.approx(len(pcm) / 2 / PCM_RATE * 50, abs=2)
+    # The events carry exactly the audio a plain request gets (synthesis is repeatable): nothing
+    # lost, duplicated or reordered between the deltas.
+    plain = await client.audio.speech.create(
+        model="tts-1", voice="shimmer", input=text, response_format="pcm"
+    )
+    assert pcm == plain.content
+    # And it is that speech. flite's noise in this sentence's second half costs pocketsphinx a
+    # few words (the same audio from the plain endpoint scores the same), so the bound here is
+    # about speech versus garbage, not about the recognizer.
     hyp = await transcribe(client, pcm_to_wav(pcm), "s.wav")
-    assert corpus_wer([text], [hyp]) <= MAX_WER, hyp
+    assert corpus_wer([text], [hyp]) <= 0.5, hyp
+    assert "the meeting has been moved to next week" in hyp, hyp
 
 
 async def test_speed_changes_duration_and_stays_intelligible(client: openai.AsyncOpenAI) -> None:
