@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from voicestream.store.keys import ApiKeyRepository
@@ -345,3 +346,20 @@ async def fuzz_identity(server: Any, workspace: str) -> FuzzIdentity:
             assert r.status == 201, await r.text()
             _IDENTITIES[workspace] = FuzzIdentity(key, (await r.json())["id"])
     return _IDENTITIES[workspace]
+
+
+def fuzz_settings(examples: int) -> settings:
+    """The fuzz suites' hypothesis settings: a fixed, bounded set of examples (the same ones on
+    every run, so a failure reproduces), no per-example deadline (the suites enforce their own),
+    and the health checks that a live server and large inputs trip on purpose turned off."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+        ],
+    )

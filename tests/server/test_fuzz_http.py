@@ -21,8 +21,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fuzz_inputs import TEXT, encode_path_segment, fuzz_identity, query_strings, request_bodies
-from hypothesis import HealthCheck, given, settings
+from fuzz_inputs import (
+    TEXT,
+    encode_path_segment,
+    fuzz_identity,
+    fuzz_settings,
+    query_strings,
+    request_bodies,
+)
+from hypothesis import given
 from hypothesis import strategies as st
 from yarl import URL
 
@@ -31,17 +38,7 @@ from voicestream.server.app import create_app
 
 EXAMPLES_PER_ROUTE = 25
 DEADLINE_S = 10.0
-FUZZ = settings(
-    max_examples=EXAMPLES_PER_ROUTE,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+FUZZ = fuzz_settings(EXAMPLES_PER_ROUTE)
 
 
 def _route_table() -> list[tuple[str, str]]:

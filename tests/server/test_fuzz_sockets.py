@@ -27,23 +27,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fuzz_inputs import FuzzIdentity, bad_audio, fuzz_identity, json_texts
-from hypothesis import HealthCheck, event, given, settings
+from fuzz_inputs import FuzzIdentity, bad_audio, fuzz_identity, fuzz_settings, json_texts
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 EXAMPLES_PER_SOCKET = 30
 DEADLINE_S = 15.0
-FUZZ = settings(
-    max_examples=EXAMPLES_PER_SOCKET,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+FUZZ = fuzz_settings(EXAMPLES_PER_SOCKET)
 SID = "MZ" + "0" * 32
 
 

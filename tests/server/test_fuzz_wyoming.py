@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from fuzz_inputs import wyoming_events
-from hypothesis import HealthCheck, event, given, settings
+from fuzz_inputs import fuzz_settings, wyoming_events
+from hypothesis import event, given
 from hypothesis import strategies as st
 from wyoming.error import Error
 from wyoming.event import Event, async_read_event, async_write_event
@@ -38,17 +38,7 @@ from voicestream.transports.wyoming_tcp import WYOMING
 
 EXAMPLES = 60
 DEADLINE_S = 15.0
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+FUZZ = fuzz_settings(EXAMPLES)
 # What a Wyoming server may send back.
 SERVER_EVENTS = {
     "info",
