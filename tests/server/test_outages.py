@@ -151,6 +151,21 @@ async def _agent(server: OutageServer, s: aiohttp.ClientSession, fake: FakeOpenA
         return agent_id
 
 
+async def _converse(
+    server: OutageServer, s: aiohttp.ClientSession, fake: FakeOpenAI
+) -> tuple[ConvaiClient, dict[str, Any]]:
+    """A keyed conversation with a new echo agent, and its ``session`` event."""
+    agent_id = await _agent(server, s, fake)
+    client = ConvaiClient(
+        await s.ws_connect(
+            f"{server.ws_url}/v1/convai/stream",
+            params={"agent_id": agent_id},
+            headers=server.headers(),
+        )
+    )
+    return client, await client.wait_event("session")
+
+
 async def test_database_down_is_503_json_with_retry_after_until_restarted(
     outage_server: OutageServer,
 ) -> None:
@@ -208,15 +223,8 @@ async def test_turns_during_a_database_outage_are_all_stored_in_order(
     server = outage_server
     words = ["apple", "banana", "cherry", "damson", "elder", "fig", "grape", "hazel"]
     async with FakeOpenAI() as fake, aiohttp.ClientSession() as s:
-        agent_id = await _agent(server, s, fake)
-        client = ConvaiClient(
-            await s.ws_connect(
-                f"{server.ws_url}/v1/convai/stream",
-                params={"agent_id": agent_id},
-                headers=server.headers(),
-            )
-        )
-        conversation_id = (await client.wait_event("session"))["conversation_id"]
+        client, session = await _converse(server, s, fake)
+        conversation_id = session["conversation_id"]
 
         async def say(i: int) -> None:
             await client.ws.send_json({"type": "text", "text": words[i]})
@@ -279,15 +287,7 @@ async def test_a_turn_that_cannot_be_kept_anywhere_is_reported_to_the_client(
 ) -> None:
     server = outage_server
     async with FakeOpenAI() as fake, aiohttp.ClientSession() as s:
-        agent_id = await _agent(server, s, fake)
-        client = ConvaiClient(
-            await s.ws_connect(
-                f"{server.ws_url}/v1/convai/stream",
-                params={"agent_id": agent_id},
-                headers=server.headers(),
-            )
-        )
-        await client.wait_event("session")
+        client, _ = await _converse(server, s, fake)
         pid = await _service_pid(server, "postgres")
         async with server.restarts_held():
             await _kill(pid)
@@ -317,15 +317,8 @@ async def test_stale_active_conversations_are_swept_live_ones_kept(
         workspace,
     )
     async with FakeOpenAI() as fake, aiohttp.ClientSession() as s:
-        agent_id = await _agent(server, s, fake)
-        client = ConvaiClient(
-            await s.ws_connect(
-                f"{server.ws_url}/v1/convai/stream",
-                params={"agent_id": agent_id},
-                headers=server.headers(),
-            )
-        )
-        live = (await client.wait_event("session"))["conversation_id"]
+        client, session = await _converse(server, s, fake)
+        live = session["conversation_id"]
         first_seen = await pool.fetchval(
             "SELECT last_seen_at FROM conversations WHERE id = $1", live
         )
