@@ -25,6 +25,7 @@ lint: deps
 bench: deps  ## benchmarks print their figures and write JSON under benchmarks/results/
 	$(PY) benchmarks/tts_ttfb.py $(ARGS)
 	$(PY) benchmarks/stt_latency.py $(ARGS)
+	$(PY) benchmarks/stt_quality.py
 	$(PY) benchmarks/voice_to_voice.py $(ARGS)
 	$(PY) benchmarks/telephony.py
 	$(PY) benchmarks/soak.py

@@ -25,7 +25,8 @@ RunningServer = StartedServer
 
 @pytest.fixture(scope="session")
 def registry() -> EngineRegistry:
-    return build_default_registry(load_settings({}))
+    # The suite's engines until it moves to the new defaults (Piper voice, Whisper STT).
+    return build_default_registry(load_settings({}, default_voice="slt", stt_engine="pocketsphinx"))
 
 
 @pytest.fixture(scope="session")

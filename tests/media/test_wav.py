@@ -9,7 +9,7 @@ import pytest
 
 from voicestream.errors import InvalidAudio
 from voicestream.media.signal import sine
-from voicestream.media.wav import encode_wav, read_wav, wav_header
+from voicestream.media.wav import complete_wav, encode_wav, read_wav, wav_header
 
 
 def make_wav(
@@ -53,6 +53,35 @@ def test_streaming_header_claims_maximum_sizes() -> None:
     header = wav_header(16000, None)
     assert struct.unpack_from("<I", header, 4) == (0xFFFFFFFF,)  # RIFF size
     assert struct.unpack_from("<I", header, 40) == (0xFFFFFFFF,)  # data size
+
+
+def test_complete_wav_writes_the_real_sizes_of_a_stream() -> None:
+    pcm = sine(300, 0.25, 24000)
+    streamed = wav_header(24000, None) + pcm
+    with wave.open(io.BytesIO(streamed)) as reader:
+        assert reader.getnframes() == 0x7FFFFFFF  # what a stream's header makes stdlib say
+    completed = complete_wav(streamed)
+    assert completed == encode_wav(pcm, 24000)
+    with wave.open(io.BytesIO(completed)) as reader:
+        assert reader.getnframes() == len(pcm) // 2
+        assert reader.readframes(reader.getnframes()) == pcm
+    assert complete_wav(completed) == completed  # a finished file stays as it is
+    assert complete_wav(wav_header(8000, None)) == encode_wav(b"", 8000)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"RIFF\xff\xff\xff\xffWAVE",
+        make_wav(bytes(8), extra_chunks=b"LIST" + struct.pack("<I", 4) + b"abcd"),  # not canonical
+        wav_header(16000, None) + b"\x01",  # half a sample
+        wav_header(16000, None, channels=2) + bytes(6),  # a frame and a half
+    ],
+)
+def test_complete_wav_refuses_what_it_cannot_size(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        complete_wav(data)
 
 
 def test_encode_wav_reads_back_with_the_stdlib() -> None:

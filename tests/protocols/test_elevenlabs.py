@@ -161,6 +161,19 @@ def test_alignment_fills_gaps_and_rest() -> None:
     assert rest.starts == (0.4, 0.4, 0.4)
 
 
+def test_sealing_a_generation_ends_it_on_a_space() -> None:
+    b = el.AlignmentBuilder()
+    assert b.seal() == "", "nothing sent yet: nothing to end"
+    b.extend("Hello there.")
+    assert b.seal() == " "
+    assert b.seal() == "", "already ends on a space"
+    b.extend("Bye")
+    assert b.seal() == " "
+    b.clause("Hello there. ", 0, 0.0, 1.0, _alignment("Hello there. ", 50))
+    b.clause("Bye ", 13, 1.0, 0.5, None)
+    assert b.rest() is None
+
+
 def test_voice_objects_and_pages() -> None:
     v = el.voice_object(VOICES[0])
     assert v["voice_id"] == "slt" and v["category"] == "premade"

@@ -130,6 +130,14 @@ def test_stream_query() -> None:
             ews.parse_stream_query(bad)
 
 
+def test_sync_alignment_query() -> None:
+    assert ews.parse_sync_alignment({}) is False
+    assert ews.parse_sync_alignment({"sync_alignment": "true"}) is True
+    assert ews.parse_sync_alignment({"sync_alignment": "False"}) is False
+    with pytest.raises(ValidationFailed):
+        ews.parse_sync_alignment({"sync_alignment": "maybe"})
+
+
 def test_bearer_token() -> None:
     assert ews.bearer_token("Bearer sk_1") == "sk_1"
     assert ews.bearer_token("bearer  sk_2 ") == "sk_2"
@@ -205,6 +213,9 @@ def test_audio_output_golden() -> None:
     assert ews.audio_output(b"", None, audio_offset=0.0) == (
         '{"audio":"","isFinal":null,"normalizedAlignment":null,"alignment":null}'
     )
+    # sync_alignment: the same timing measured from the start of the stream.
+    synced = json.loads(ews.audio_output(b"", timing, audio_offset=0.0))
+    assert synced["alignment"]["charStartTimesMs"] == [1000, 1100]
     # What pipecat and the SDK's own types read from it.
     parsed = AudioOutputMulti.model_validate(json.loads(multi))
     assert parsed.context_id == "ctx-1" and parsed.alignment is not None

@@ -74,8 +74,10 @@ def test_parse_speech_request_defaults_and_fields() -> None:
 @pytest.mark.parametrize(
     ("overrides", "error", "param"),
     [
-        ({"model": "tts-9"}, BadRequest, "model"),
         ({"model": None}, BadRequest, "model"),
+        ({"model": ""}, BadRequest, "model"),
+        ({"model": "m" * 257}, BadRequest, "model"),
+        ({"model": "tts\n1"}, BadRequest, "model"),
         ({"input": ""}, EmptyText, "input"),
         ({"input": "   "}, EmptyText, "input"),
         ({"input": 5}, BadRequest, "input"),
@@ -193,7 +195,8 @@ def test_parse_transcription_options() -> None:
     ("fields", "param"),
     [
         ({}, "model"),
-        ({"model": ["tts-1"]}, "model"),
+        ({"model": [" "]}, "model"),
+        ({"model": ["m" * 257]}, "model"),
         ({"model": ["whisper-1"], "response_format": ["xml"]}, "response_format"),
         ({"model": ["whisper-1"], "temperature": ["hot"]}, "temperature"),
         ({"model": ["whisper-1"], "temperature": ["3"]}, "temperature"),
@@ -213,6 +216,56 @@ def test_parse_transcription_options_rejects(fields: dict[str, list[str]], param
     with pytest.raises(BadRequest) as info:
         oa.parse_transcription_options(fields)
     assert oa.error_body(info.value)["error"]["param"] == param
+
+
+@pytest.mark.parametrize("model", ["gpt-transcribe", "tts-1", "whisper-large-v9", "my model"])
+def test_any_model_name_is_accepted(model: str) -> None:
+    # Clients send their own defaults (Pipecat: gpt-transcribe); every name maps onto an engine.
+    assert oa.parse_transcription_options({"model": [model]}).model == model
+    assert oa.parse_translation_options({"model": [model]}).model == model
+    assert oa.parse_speech_request(speech(model=model), max_chars=100).model == model
+
+
+def test_parse_translation_options() -> None:
+    opts = oa.parse_translation_options({"model": ["whisper-1"]})
+    assert (opts.response_format, opts.prompt, opts.temperature) == ("json", None, 0.0)
+    opts = oa.parse_translation_options(
+        {
+            "model": ["whisper-1"],
+            "response_format": ["vtt"],
+            "prompt": ["names: Ada"],
+            "temperature": ["0.4"],
+        }
+    )
+    assert (opts.response_format, opts.prompt, opts.temperature) == ("vtt", "names: Ada", 0.4)
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({}, "model"),
+        ({"model": ["whisper-1"], "response_format": ["xml"]}, "response_format"),
+        ({"model": ["whisper-1"], "temperature": ["warm"]}, "temperature"),
+        ({"model": ["whisper-1"], "temperature": ["-1"]}, "temperature"),
+    ],
+)
+def test_parse_translation_options_rejects(fields: dict[str, list[str]], param: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        oa.parse_translation_options(fields)
+    assert oa.error_body(info.value)["error"]["param"] == param
+
+
+def test_verbose_translation_names_english() -> None:
+    segments = [oa.TranscriptSegment(0.0, 1.0, "good morning", (("good", 0.0, 0.4),))]
+    body = oa.verbose_transcription(
+        segments,
+        language="en",
+        duration=1.0,
+        granularities=frozenset({"segment"}),
+        task="translate",
+    )
+    assert (body["task"], body["language"]) == ("translate", "english")
+    assert body["text"] == "good morning"
 
 
 def test_verbose_transcription_shape() -> None:

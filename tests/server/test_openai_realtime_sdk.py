@@ -663,7 +663,6 @@ BAD_EVENTS = [
         "item.content[0].type",
         "evt_3",
     ),
-    ('{"type":"response.create","event_id":"evt_4"}', "no_user_input", None, "evt_4"),
     ('{"type":"response.cancel"}', "response_cancel_not_active", None, None),
 ]
 

@@ -74,6 +74,11 @@ async def test_viewers_may_not_act_on_any_route(server, http, keys) -> None:
         ("POST", f"{el}/text-to-speech/slt", {"json": {"text": "hi"}}),
         ("POST", f"{el}/text-to-speech/slt/stream", {"json": {"text": "hi"}}),
         ("POST", f"{el}/text-to-speech/slt/with-timestamps", {"json": {"text": "hi"}}),
+        (
+            "POST",
+            f"{el}/text-to-dialogue",
+            {"json": {"inputs": [{"text": "hi", "voice_id": "slt"}]}},
+        ),
         ("POST", f"{el}/speech-to-text", {"data": {"model_id": "scribe_v1"}}),
         ("DELETE", f"{el}/history/{item}", {}),
         ("GET", f"{el}/convai/conversation/get-signed-url?agent_id={agent}", {}),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from aiohttp import web
+from waiting import eventually
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
@@ -338,6 +339,57 @@ async def test_streaming_synthesis(wyoming: WyomingApp) -> None:
         result = await transcribe(client, silence(0.3) + speech.pcm + silence(0.5), 16000)
     wer = corpus_wer([text], [result.text])
     assert wer <= MAX_WER, (text, result.text)
+
+
+async def stt_records_after(app: WyomingApp, last_id: int) -> list[tuple[int, float]]:
+    rt = app.app[RUNTIME]
+    workspace = await find_workspace(rt.pool, USAGE_WORKSPACE)
+    rows = await rt.pool.fetch(
+        "SELECT id, quantity FROM usage_records WHERE workspace_id = $1 "
+        "AND kind = 'stt_seconds' AND id > $2 ORDER BY id",
+        workspace,
+        last_id,
+    )
+    return [(row["id"], float(row["quantity"])) for row in rows]
+
+
+def active_stt(app: WyomingApp) -> float:
+    value = app.app[RUNTIME].metrics.registry.get_sample_value(
+        "voicestream_active_streams", {"kind": "wyoming_stt"}
+    )
+    return value or 0.0
+
+
+async def test_each_transcription_is_counted_once(wyoming: WyomingApp) -> None:
+    # Two utterances per request, so transcript chunks leave in more than one batch: the
+    # active-streams gauge and the usage record must follow streams, not batches.
+    async with wyoming.client() as client:
+        first = await synthesize(client, "The weather is nice today.")
+        second = await synthesize(client, "We are going to the beach this weekend.")
+    clip = silence(0.3) + first.pcm + silence(1.2) + second.pcm + silence(0.6)
+    clip_seconds = len(clip) / 2 / 16000
+    gauge_before = active_stt(wyoming)
+    old = await stt_records_after(wyoming, 0)
+    last_id = old[-1][0] if old else 0
+    results: list[Recognition] = []
+    async with wyoming.client() as client:
+        for _ in range(2):  # one connection, request after request
+            results.append(await transcribe(client, clip, 16000))
+    async with wyoming.client() as client:
+        results.append(await transcribe(client, clip, 16000))
+    for result in results:
+        assert len(result.chunks) >= 2, result  # the two utterances came as separate chunks
+        assert result.order.count("transcript-start") == 1, result.order
+
+    async def three_records() -> list[tuple[int, float]] | None:
+        records = await stt_records_after(wyoming, last_id)
+        return records if len(records) >= len(results) else None
+
+    records = await eventually(three_records, within=30.0, what="a usage record per request")
+    assert [seconds for _, seconds in records] == pytest.approx([clip_seconds] * 3, abs=0.01)
+    await eventually(lambda: active_stt(wyoming) == gauge_before, what="the gauge back down")
+    # Nothing else arrives late: exactly one record per transcription.
+    assert len(await stt_records_after(wyoming, last_id)) == len(results)
 
 
 # ---- bad input ------------------------------------------------------------------------------

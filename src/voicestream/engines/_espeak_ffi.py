@@ -4,13 +4,18 @@ espeak-ng keeps one global synthesizer (current voice, output buffers, the callb
 ``EspeakLib.synth`` holds ``ESPEAK_LOCK`` for the whole call. The callback runs on the thread
 that called ``espeak_Synth``, inside that call, which is what lets one module-level sink collect
 the audio of the call in progress.
+
+``EspeakLib.phonemize`` turns text into IPA clause by clause (``espeak_TextToPhonemes``) for the
+neural voices trained on espeak-ng's phonemes (Piper). It selects its own voice under the same
+lock, and ``synth`` selects its voice on every call, so neither disturbs the other.
 """
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from voicestream.errors import EngineUnavailable
@@ -22,6 +27,7 @@ __all__ = [
     "EVENT_WORD",
     "EspeakLib",
     "Event",
+    "PhonemeClause",
     "Sink",
     "load_espeak",
 ]
@@ -30,6 +36,8 @@ _LIB_NAMES = ("libespeak-ng.so.1", "/usr/lib/x86_64-linux-gnu/libespeak-ng.so.1"
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000  # report errors instead of calling exit()
 _BUFFER_MS = 200  # audio per callback: fewer Python round trips than the 60 ms default
+_CHARS_UTF8 = 1
+_PHONEMES_IPA = 0x02  # espeak_TextToPhonemes phonememode bit 1: IPA as UTF-8
 
 EVENT_LIST_TERMINATED = 0
 EVENT_WORD = 1
@@ -86,6 +94,16 @@ class Sink:
     events: list[Event] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class PhonemeClause:
+    """One clause as espeak-ng splits text: its IPA (words separated by spaces, punctuation
+    dropped) and the characters ``[start, end)`` of the text it came from."""
+
+    phonemes: str
+    start: int
+    end: int
+
+
 # Pointers arrive as plain addresses (None for NULL), which are simple to test for NULL.
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
 
@@ -111,6 +129,49 @@ class EspeakLib:
             finally:
                 self._set_sink(None)
         return sink if status == 0 else None
+
+    def phonemize(self, texts: Sequence[str], voice_name: str) -> list[list[PhonemeClause]] | None:
+        """Blocking: IPA clause by clause for each of ``texts``, in the espeak voice
+        ``voice_name`` (a voice name such as ``en-us`` or a language espeak lists); None when
+        espeak knows no such voice. One lock hold for the whole batch of texts."""
+        with ESPEAK_LOCK:
+            if self.lib.espeak_SetVoiceByName(voice_name.encode()) != 0:
+                identifier = self.languages.get(voice_name.lower())
+                if identifier is None or self.lib.espeak_SetVoiceByName(identifier.encode()) != 0:
+                    return None
+            return [self._clauses(text) for text in texts]
+
+    def _clauses(self, text: str) -> list[PhonemeClause]:
+        raw = text.encode("utf-8")
+        # Byte offset of every character, to turn espeak's byte pointer into a text index.
+        offsets = [0]
+        for ch in text:
+            offsets.append(offsets[-1] + len(ch.encode("utf-8")))
+        buffer = ctypes.create_string_buffer(raw)
+        base = ctypes.addressof(buffer)
+        pointer = ctypes.c_void_p(base)
+        clauses: list[PhonemeClause] = []
+        start = 0
+        # Each call consumes one clause; the bound only guards against a pointer that stalls.
+        for _ in range(len(raw) + 1):
+            if not pointer.value:
+                break
+            before = pointer.value
+            result = self.lib.espeak_TextToPhonemes(
+                ctypes.byref(pointer), _CHARS_UTF8, _PHONEMES_IPA
+            )
+            phonemes = (result or b"").decode("utf-8", "replace").strip()
+            if pointer.value is None or pointer.value == before:
+                end = len(text)
+            else:
+                # espeak leaves the pointer one character into the next clause (it reads ahead).
+                at = bisect.bisect_right(offsets, pointer.value - base) - 1
+                end = min(max(at - 1, start), len(text))
+            clauses.append(PhonemeClause(phonemes, start, end))
+            start = end
+            if end >= len(text):
+                break
+        return clauses
 
 
 _loaded: EspeakLib | None = None
@@ -159,6 +220,12 @@ def _load() -> EspeakLib:
         ctypes.c_uint,
         ctypes.c_void_p,
         ctypes.c_void_p,
+    )
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+    lib.espeak_TextToPhonemes.argtypes = (
+        ctypes.POINTER(ctypes.c_void_p),
+        ctypes.c_int,
+        ctypes.c_int,
     )
     lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_VoiceInfo))
     lib.espeak_ListVoices.argtypes = (ctypes.c_void_p,)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -122,6 +123,26 @@ class STTDecoder(ABC):
     def calibrate(self, pcm: bytes) -> None:  # noqa: B027 - optional hook, empty by default
         """Before a whole recording is decoded: adapt to its channel from the recording itself,
         so its transcript depends on the recording alone and not on earlier traffic."""
+
+    # True for decoders whose ``finish`` is slow enough to be worth starting early (on
+    # ``pause``). The stream then feeds such a decoder only audio the VAD has judged to be part
+    # of the utterance (never a silence that may yet end it), so a decode started at a pause
+    # sees exactly what ``finish`` would, and a speculation that nothing overtook is the final.
+    speculates: ClassVar[bool] = False
+
+    def pause(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """The speaker paused: everything fed so far may be the whole utterance. A decoder may
+        start decoding it in the background; ``feed`` and ``finish`` must not wait for that
+        unless ``finish`` comes with no audio fed since."""
+
+    def resume(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Speech came back after ``pause``: what it started is stale."""
+
+    def abandon(self) -> None:
+        """Drop the utterance in progress without a transcript (its stream went away).
+        By default it is finished and the transcript thrown away; decoders whose ``finish``
+        costs a whole decode override this."""
+        self.finish()
 
 
 @dataclass(frozen=True, slots=True)

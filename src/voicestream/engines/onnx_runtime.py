@@ -104,13 +104,14 @@ def _with_options(key: str, cache_dir: Path | None, device_id: int) -> ProviderS
 
 
 def create_session(
-    model_path: Path,
+    model_path: Path | bytes,
     *,
     preference: str = "auto",
     cache_dir: Path | None = None,
     intra_op_threads: int = 1,
 ) -> ort.InferenceSession:
-    """Open ``model_path`` on the best available provider.
+    """Open ``model_path`` (or a serialized model, e.g. one with extra outputs) on the best
+    available provider.
 
     One intra-op thread by default: the server runs many small inferences from several executor
     threads at once, and a thread pool per session would oversubscribe the cores.
@@ -128,11 +129,13 @@ def create_session(
     options.log_severity_level = 3  # errors only: provider fallbacks are logged by us below
     # Spinning worker threads would burn a core between calls that flite and pocketsphinx need.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    source = model_path if isinstance(model_path, bytes) else str(model_path)
+    what = "in-memory model" if isinstance(model_path, bytes) else str(model_path)
     try:
-        session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+        session = ort.InferenceSession(source, sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped exception family
-        raise EngineUnavailable(f"cannot load ONNX model {model_path}: {exc}") from exc
-    log.info("onnx model %s runs on %s", Path(model_path).name, session_provider(session))
+        raise EngineUnavailable(f"cannot load ONNX model {what}: {exc}") from exc
+    log.info("onnx model %s runs on %s", Path(what).name, session_provider(session))
     return session
 
 

@@ -7,6 +7,10 @@ are freed after a while, down to the warm spares (``min_decoders``). Decoders ad
 their cepstral mean (CMN) as they hear audio; the pool starts each stream from an average of
 what recent streams ended with (see ``release``). A whole recording instead starts from its
 own mean (``calibrate``), so the same file always gives the same transcript.
+
+What a stream borrows is a loan (``PocketsphinxDecoder``), not the native decoder: given back,
+the loan is dead, so a job of the stream still running late can never touch a decoder that
+another stream now holds or that the pool has freed (see ``_pocketsphinx_ffi``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ import threading
 import time
 from typing import Any
 
-from voicestream.engines._pocketsphinx_ffi import PocketsphinxLib, load_pocketsphinx
+from voicestream.engines._pocketsphinx_ffi import (
+    DecoderGone,
+    NativeDecoder,
+    load_pocketsphinx,
+)
 from voicestream.engines.base import DecoderPoolStats, STTDecoder, STTEngine, Transcript, Word
 from voicestream.errors import Overloaded
 
@@ -33,21 +41,37 @@ def _is_filler(word: str) -> bool:
     return not word or word[0] in "<[+"
 
 
-class PocketsphinxDecoder(STTDecoder):
-    """One pocketsphinx decoder; used by one thread at a time (the contract's guarantee)."""
+class _Pooled:
+    """A native decoder in the pool, with the cepstral mean its model starts from."""
 
-    def __init__(self, lib: PocketsphinxLib, options: dict[str, Any]) -> None:
-        self._lib = lib
-        self._decoder, self._config = lib.new_decoder(options)
-        self._initial_cmn = lib.get_cmn(self._decoder)  # the model's own starting estimate
-        self._frame_rate = float(options.get("frate", _FRAME_RATE))
+    __slots__ = ("initial_cmn", "native")
+
+    def __init__(self, native: NativeDecoder) -> None:
+        self.native = native
+        self.initial_cmn = native.get_cmn(None)  # the model's own starting estimate
+
+
+class PocketsphinxDecoder(STTDecoder):
+    """One loan of a pooled decoder, from ``acquire`` until ``release``.
+
+    Each loan is a new object that the native decoder knows as its holder: once given back,
+    every call on it raises ``DecoderGone`` (an ``EngineError``) instead of touching the
+    decoder, which may be another stream's by then, or freed.
+    """
+
+    def __init__(self, engine: PocketsphinxSTT, pooled: _Pooled) -> None:
+        self.engine = engine
+        self.pooled = pooled
+        self._native = pooled.native
+        self._frame_rate = engine.frame_rate
         self._in_utterance = False
         self._carry = b""  # an odd trailing byte waiting for its other half
+        self._native.lend(self)
 
     def start(self) -> None:
         if self._in_utterance:
-            self._lib.end_utt(self._decoder)  # abandon the previous utterance
-        self._lib.start_utt(self._decoder)
+            self._native.end_utt(self)  # abandon the previous utterance
+        self._native.start_utt(self)
         self._in_utterance = True
         self._carry = b""
 
@@ -58,13 +82,13 @@ class PocketsphinxDecoder(STTDecoder):
         usable = len(data) - (len(data) % 2)
         self._carry = data[usable:]
         if usable:
-            self._lib.process_raw(self._decoder, data[:usable])
-        return self._lib.hyp(self._decoder)
+            self._native.process_raw(self, data[:usable])
+        return self._native.hyp(self)
 
     def finish(self) -> Transcript:
         if not self._in_utterance:
             return Transcript("")
-        self._lib.end_utt(self._decoder)
+        self._native.end_utt(self)
         self._in_utterance = False
         words = tuple(
             Word(
@@ -72,7 +96,7 @@ class PocketsphinxDecoder(STTDecoder):
                 seg.start_frame / self._frame_rate,
                 (seg.end_frame + 1) / self._frame_rate,  # end_frame is inclusive
             )
-            for seg in self._lib.segments(self._decoder)
+            for seg in self._native.segments(self)
             if not _is_filler(seg.word)
         )
         return Transcript(" ".join(w.text for w in words), words)
@@ -80,7 +104,7 @@ class PocketsphinxDecoder(STTDecoder):
     def reset(self) -> None:
         """Drop any utterance in progress (when a stream returns the decoder mid-utterance)."""
         if self._in_utterance:
-            self._lib.end_utt(self._decoder)
+            self._native.end_utt(self)
             self._in_utterance = False
         self._carry = b""
 
@@ -88,25 +112,20 @@ class PocketsphinxDecoder(STTDecoder):
         """Start from ``pcm``'s own mean cepstrum: on flite speech as accurate as a prior
         learned from earlier traffic (5-7 % WER against 4-13 % from the model's default), and
         it depends on nothing but the recording. Costs one front-end pass, no search."""
-        self._lib.reset_noise(self._decoder)
-        mean = self._lib.cepstral_mean(self._decoder, pcm)
-        self._lib.reset_noise(self._decoder)  # the pass above moved the noise estimate
-        self.set_cmn(mean or self._initial_cmn)
+        self._native.reset_noise(self)
+        mean = self._native.cepstral_mean(self, pcm)
+        self._native.reset_noise(self)  # the pass above moved the noise estimate
+        self.set_cmn(mean or self.pooled.initial_cmn)
 
     def reset_noise(self) -> None:
-        self._lib.reset_noise(self._decoder)
+        self._native.reset_noise(self)
 
     def get_cmn(self) -> bytes:
-        return self._lib.get_cmn(self._decoder)
+        return self._native.get_cmn(self)
 
     def set_cmn(self, cmn: bytes) -> None:
         if cmn:
-            self._lib.set_cmn(self._decoder, cmn)
-
-    def close(self) -> None:
-        if self._decoder:
-            self._lib.free_decoder(self._decoder, self._config)
-            self._decoder = self._config = 0
+            self._native.set_cmn(self, cmn)
 
 
 class PocketsphinxSTT(STTEngine):
@@ -156,13 +175,14 @@ class PocketsphinxSTT(STTEngine):
             "loglevel": "FATAL",
             **(options or {}),
         }
+        self.frame_rate = float(self._options.get("frate", _FRAME_RATE))
         self._min = min_decoders
         self._max = max_decoders
         self._timeout = acquire_timeout
         self._idle_s = idle_release_seconds
         # Idle decoders with the monotonic time each came back; the newest is lent first, so
         # the oldest age out after a burst.
-        self._free: list[tuple[float, PocketsphinxDecoder]] = []
+        self._free: list[tuple[float, _Pooled]] = []
         self._alive = 0  # decoders created (free + borrowed + being created)
         self._cond = threading.Condition()
         self._trimmer: threading.Timer | None = None  # pending idle release, when any
@@ -195,13 +215,14 @@ class PocketsphinxSTT(STTEngine):
             if not self._free and self._max is not None and self._alive >= self._max:
                 if not self._cond.wait_for(lambda: bool(self._free), timeout=self._timeout):
                     raise Overloaded("no speech recognizer free; try again shortly")
-            decoder = self._free.pop()[1] if self._free else None
+            pooled = self._free.pop()[1] if self._free else None
             prior = self._prior_cmn
-            if decoder is None:
+            if pooled is None:
                 self._alive += 1
-        if decoder is None:
+        if pooled is None:
             # Create outside the lock: it takes a quarter second and others may release meanwhile.
-            decoder = self._create()
+            pooled = self._create()
+        decoder = PocketsphinxDecoder(self, pooled)
         # The noise estimate belongs to the last borrower's line, not to this one.
         decoder.reset_noise()
         decoder.set_cmn(prior)
@@ -213,18 +234,31 @@ class PocketsphinxSTT(STTEngine):
         model's generic one halves the first utterance's error rate (14 % → 6 % on flite
         speech). Streams unlike the usual traffic (``learn=False``: a phone line) must not
         set the prior, or the next wideband caller's first words come out garbled.
+
+        Raises:
+            DecoderGone: this loan was given back already (the pool is left as it was).
         """
-        if not isinstance(decoder, PocketsphinxDecoder):
-            raise TypeError("not a pocketsphinx decoder")
-        decoder.reset()
-        if learn:
-            cmn = decoder.get_cmn()
+        if not isinstance(decoder, PocketsphinxDecoder) or decoder.engine is not self:
+            raise TypeError("not a decoder of this pocketsphinx engine")
+        pooled = decoder.pooled
+        try:
+            decoder.reset()
+            cmn = decoder.get_cmn() if learn else b""
+        except DecoderGone:
+            raise  # given back before: the decoder is not this caller's to return
+        except BaseException:
+            # A decoder that failed in C is in no state to lend again.
+            pooled.native.take_back(decoder)
+            self._discard(pooled)
+            raise
+        pooled.native.take_back(decoder)
+        if cmn:
             with self._cond:
                 self._prior_cmn = _blend(self._prior_cmn, cmn)
-        self._release_created(decoder)
+        self._release_created(pooled)
 
     def close(self) -> None:
-        """Free every idle decoder (borrowed ones are freed when the process exits)."""
+        """Free every idle decoder now, and each borrowed one when it comes back."""
         with self._cond:
             idle, self._free = self._free, []
             self._alive -= len(idle)
@@ -232,8 +266,8 @@ class PocketsphinxSTT(STTEngine):
             trimmer, self._trimmer = self._trimmer, None
         if trimmer is not None:
             trimmer.cancel()
-        for _, decoder in idle:
-            decoder.close()
+        for _, pooled in idle:
+            pooled.native.free()
 
     def release_idle(self, now: float | None = None) -> int:
         """Free decoders idle for ``idle_release_seconds``, keeping ``min_decoders`` warm.
@@ -247,29 +281,38 @@ class PocketsphinxSTT(STTEngine):
             stale = 0
             while stale < surplus and now - self._free[stale][0] >= self._idle_s:
                 stale += 1
-            freed = [decoder for _, decoder in self._free[:stale]]
+            freed = [pooled for _, pooled in self._free[:stale]]
             del self._free[:stale]
             self._alive -= stale
-        for decoder in freed:
-            decoder.close()
+        for pooled in freed:
+            pooled.native.free()
         if freed:
             _return_freed_memory()
         return len(freed)
 
-    def _create(self) -> PocketsphinxDecoder:
+    def _create(self) -> _Pooled:
         try:
-            return PocketsphinxDecoder(self._lib, self._options)
+            return _Pooled(self._lib.new_decoder(self._options))
         except BaseException:
             with self._cond:
                 self._alive -= 1
                 self._cond.notify()
             raise
 
-    def _release_created(self, decoder: PocketsphinxDecoder) -> None:
+    def _discard(self, pooled: _Pooled) -> None:
+        pooled.native.free()
         with self._cond:
-            self._free.append((time.monotonic(), decoder))
+            self._alive -= 1
             self._cond.notify()
-            self._schedule_trim_locked()
+
+    def _release_created(self, pooled: _Pooled) -> None:
+        with self._cond:
+            if not self._closed:
+                self._free.append((time.monotonic(), pooled))
+                self._cond.notify()
+                self._schedule_trim_locked()
+                return
+        self._discard(pooled)  # the engine is shut: nobody will borrow it again
 
     def _schedule_trim_locked(self) -> None:
         """One timer at a time, due when the stalest surplus decoder has idled long enough."""

@@ -4,6 +4,10 @@ Turns window probabilities into "start"/"end" events with hysteresis (enter abov
 leave below ``threshold - 0.15``), a minimum speech length so a click does not open a segment,
 and a minimum silence so a pause between words does not close one. Pure and blocking: feed it
 audio on an executor thread; chunking of the input never changes the result.
+
+With ``pause_ms`` it also reports the moments in between: "pause" once a silence inside speech
+has lasted that long (the utterance *may* be over, so a slow decoder can start on it early), and
+"resume" when speech comes back before the silence closed the segment.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ _HYSTERESIS = 0.15
 
 @dataclass(frozen=True, slots=True)
 class VADEvent:
-    kind: Literal["start", "end"]
-    time: float  # seconds of stream audio; a start includes the pad before the speech
+    kind: Literal["start", "end", "pause", "resume"]
+    # Seconds of stream audio; a start includes the pad before the speech. A pause carries the
+    # time the segment would end at if the silence under way closed it.
+    time: float
 
 
 class VoiceActivityDetector:
@@ -37,9 +43,12 @@ class VoiceActivityDetector:
         min_silence_ms: int = 400,
         min_speech_ms: int = 100,
         speech_pad_ms: int = 30,
+        pause_ms: int | None = None,
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError("threshold must be between 0 and 1")
+        if pause_ms is not None and not 0 <= pause_ms < min_silence_ms:
+            raise ValueError("pause_ms must be at least 0 and shorter than min_silence_ms")
         self._model = model
         self._state = model.new_state()
         self._rate = model.sample_rate
@@ -50,6 +59,12 @@ class VoiceActivityDetector:
         self._min_silence = min_silence_ms * self._rate // 1000
         self._min_speech = min_speech_ms * self._rate // 1000
         self._pad = speech_pad_ms * self._rate // 1000
+        # Never before the pad has passed: a pause then always names the very sample the "end"
+        # of the same silence will, so what a decoder started on at the pause is all there is.
+        self._pause = None
+        if pause_ms is not None:
+            self._pause = max(pause_ms, speech_pad_ms) * self._rate // 1000
+        self._paused = False  # a "pause" went out for the silence under way
         self._pending = bytearray()  # input not yet making a whole window
         self._offset = 0  # stream sample index of the first pending sample
         self._in_speech = False
@@ -59,6 +74,15 @@ class VoiceActivityDetector:
     @property
     def in_speech(self) -> bool:
         return self._in_speech
+
+    @property
+    def judged_until(self) -> int:
+        """Stream sample index up to which the audio is known to belong to the segment: where
+        the segment would end while a silence may be closing it, else all audio received."""
+        received = self._offset + len(self._pending) // 2
+        if self._in_speech and self._silence is not None:
+            return min(self._silence + self._pad, received)
+        return received
 
     def process(self, pcm: bytes) -> list[VADEvent]:
         """Blocking: consume audio, return the events it completes (often none)."""
@@ -91,6 +115,7 @@ class VoiceActivityDetector:
         end = stream_end if self._silence is None else min(self._silence + self._pad, stream_end)
         self._in_speech = False
         self._silence = None
+        self._paused = False
         return [VADEvent("end", end / self._rate)]
 
     def _step(self, start: int, stop: int, probability: float) -> VADEvent | None:
@@ -106,12 +131,18 @@ class VoiceActivityDetector:
                 self._candidate = None
             return None
         if probability >= self._enter:
-            self._silence = None
+            resumed = self._paused
+            self._silence, self._paused = None, False
+            if resumed:
+                return VADEvent("resume", start / self._rate)
         elif probability < self._exit:
             if self._silence is None:
                 self._silence = start
             if stop - self._silence >= self._min_silence:
                 end = min(self._silence + self._pad, stop)
-                self._in_speech, self._silence = False, None
+                self._in_speech, self._silence, self._paused = False, None, False
                 return VADEvent("end", end / self._rate)
+            if self._pause is not None and not self._paused and stop - self._silence >= self._pause:
+                self._paused = True
+                return VADEvent("pause", (self._silence + self._pad) / self._rate)
         return None

@@ -15,6 +15,7 @@ from voicestream.media.formats import check_source_audio
 __all__ = [
     "WAV_HEADER_SIZE",
     "WavFormat",
+    "complete_wav",
     "encode_wav",
     "read_wav",
     "read_wav_format",
@@ -64,6 +65,44 @@ def wav_header(
         bits,
         b"data",
         data_size,
+    )
+
+
+def complete_wav(data: bytes) -> bytes:
+    """A WAV file written as a stream (``wav_header(rate, None)`` then samples), with the real
+    RIFF and data sizes of the samples present.
+
+    A stream's header must leave before its length is known, so it says 0xFFFFFFFF ("until
+    EOF"): FFmpeg reads such a file to its end, but Python's ``wave`` reports 2**31 - 1 frames
+    and tools that trust the header show a duration of hours. Whoever holds the whole stream
+    before sending (or storing) it writes the real sizes with this.
+
+    Raises:
+        ValueError: not a canonical 44-byte PCM header, samples that are not whole frames, or
+            too long for RIFF's 32-bit sizes.
+    """
+    if (
+        len(data) < WAV_HEADER_SIZE
+        or data[:4] != b"RIFF"
+        or data[8:16] != b"WAVEfmt "
+        or data[36:40] != b"data"
+    ):
+        raise ValueError("not a WAV stream with a canonical 44-byte header")
+    (block_align,) = struct.unpack_from("<H", data, 32)
+    data_size = len(data) - WAV_HEADER_SIZE
+    if not block_align or data_size % block_align:
+        raise ValueError("the samples are not whole frames")
+    riff_size = data_size + WAV_HEADER_SIZE - 8
+    if riff_size > _UNKNOWN_SIZE:
+        raise ValueError("too long for a RIFF file")
+    return b"".join(
+        (
+            b"RIFF",
+            struct.pack("<I", riff_size),
+            data[8:40],
+            struct.pack("<I", data_size),
+            data[WAV_HEADER_SIZE:],
+        )
     )
 
 

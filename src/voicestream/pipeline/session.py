@@ -163,6 +163,21 @@ class ConversationSession:
         if self.agent.first_message:
             self._start_turn(None, self.agent.first_message)
 
+    async def respond_unprompted(self) -> None:
+        """An agent turn that no user input asked for (a client's "say something first"): the
+        greeting while nothing has been said yet, else what the agent says from its
+        instructions and the history alone."""
+        if self.agent.first_message and not self.history:
+            self._start_turn(None, self.agent.first_message)
+            return
+        request = AgentRequest(
+            agent=self.agent,
+            user_text="",
+            history=tuple(self.history),
+            end_user_id=self.end_user_id,
+        )
+        self._start_turn(request, None)
+
     async def push_audio(self, pcm: bytes) -> None:
         """User audio: mono s16le at 16 kHz, any length (a 20 ms frame is typical)."""
         for ev in await self._stt.feed(pcm):

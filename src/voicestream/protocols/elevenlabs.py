@@ -193,8 +193,11 @@ def _form_value(form: Mapping[str, str], name: str) -> str | None:
     return value.strip()
 
 
-def parse_stt_form(form: Mapping[str, str]) -> SpeechToTextForm:
+def parse_stt_form(form: Mapping[str, str], installed: Sequence[str] = ()) -> SpeechToTextForm:
     """Validate the non-file fields of ``POST /v1/speech-to-text``.
+
+    ``model_id`` is one of ElevenLabs' Scribe ids (served by the default engine) or the name
+    of an installed STT model (``installed``: ``tiny.en``, a models-dir Whisper model, …).
 
     Raises:
         ValidationFailed: model_id missing or unknown, a bad granularity (422).
@@ -205,9 +208,9 @@ def parse_stt_form(form: Mapping[str, str]) -> SpeechToTextForm:
             "model_id is required",
             details={"fields": [{"field": "model_id", "message": "field required"}]},
         )
-    if model_id not in STT_MODELS:
+    if model_id not in STT_MODELS and model_id not in installed:
         raise ValidationFailed(
-            f"unknown model_id {model_id!r}; use one of {', '.join(STT_MODELS)}",
+            f"unknown model_id {model_id!r}; use one of {', '.join((*STT_MODELS, *installed))}",
             details={"fields": [{"field": "model_id", "message": "unknown model"}]},
         )
     granularity = _form_value(form, "timestamps_granularity") or "word"
@@ -316,6 +319,19 @@ class AlignmentBuilder:
     def extend(self, text: str) -> None:
         """More input text (a stream's text arrives in pieces)."""
         self._text += text
+
+    def seal(self) -> str:
+        """End a generation (a flush or the end of input): returns the text to add to it.
+
+        ElevenLabs' alignment of a generation always ends on a space, even when the text sent
+        did not; Pipecat closes a word only on the space after it, so without it the last word
+        of the stream is never timed. The space is added here and must go to the synthesizer
+        too, so the text offsets of both stay the same.
+        """
+        if not self._text or self._text[-1].isspace():
+            return ""
+        self._text += " "
+        return " "
 
     def clause(
         self,

@@ -6,8 +6,9 @@ transport (``transports/elevenlabs_streams.py``) only moves bytes.
 ``stream-input``: ``{"text": " ", voice_settings?, generation_config?, "xi-api-key"?}`` first,
 then ``{"text": "Hello ", "flush"?, "try_trigger_generation"?}`` any number of times, then
 ``{"text": ""}`` to end. The server answers ``{"audio", "isFinal": null, "alignment",
-"normalizedAlignment"}`` per clause (times in ms relative to that message's audio), then
-``{"isFinal": true}`` and a normal close.
+"normalizedAlignment"}`` per clause (times in ms relative to that message's audio, or with
+``sync_alignment=true`` to the start of the stream), then ``{"isFinal": true}`` and a normal
+close. A flushed or closed generation's alignment ends on a space, as ElevenLabs' does.
 
 ``multi-stream-input``: every message names its context (``context_id``; without one it goes
 to the default context). Text for a context that is not open opens it; ``flush`` speaks what
@@ -67,6 +68,7 @@ __all__ = [
     "parse_multi_input",
     "parse_stream_input",
     "parse_stream_query",
+    "parse_sync_alignment",
     "stream_error",
 ]
 
@@ -148,6 +150,27 @@ def parse_stream_query(query: Mapping[str, str]) -> int:
             details={"fields": [{"field": "inactivity_timeout", "message": "out of range"}]},
         )
     return int(raw)
+
+
+def parse_sync_alignment(query: Mapping[str, str]) -> bool:
+    """The ``sync_alignment`` query flag: alignment times from the start of the stream (or the
+    context) instead of from the start of each message's audio.
+
+    ElevenLabs documents its AudioOutput times as relative to the message's chunk, which is
+    what Pipecat (which never sets the flag) adds up itself; LiveKit sets the flag and reads
+    the times as offsets from the start of its context, placing each word against the audio
+    it has already played. Each client gets the reading it relies on.
+
+    Raises:
+        ValidationFailed: a value other than true or false (422, before upgrading).
+    """
+    raw = query.get("sync_alignment", "false").strip().lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise ValidationFailed(
+            f"sync_alignment must be true or false; got {raw!r}",
+            details={"fields": [{"field": "sync_alignment", "message": "not a boolean"}]},
+        )
+    return raw in ("true", "1")
 
 
 def bearer_token(value: str) -> str | None:
@@ -322,7 +345,8 @@ def _with_context(body: dict[str, Any], context_id: str | None) -> str:
 def audio_output(
     audio: bytes, timing: CharTiming | None, *, audio_offset: float, context_id: str | None = None
 ) -> str:
-    """AudioOutput; alignment times in ms relative to this message's audio."""
+    """AudioOutput; alignment times in ms from ``audio_offset`` seconds into the stream (this
+    message's start, or 0 under ``sync_alignment``)."""
     alignment: dict[str, Any] | None = None
     if timing is not None:
         starts = [max(0, round((s - audio_offset) * 1000)) for s in timing.starts]

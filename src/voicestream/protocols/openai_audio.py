@@ -1,4 +1,5 @@
-"""OpenAI's audio REST API (``/v1/audio/speech``, ``/v1/audio/transcriptions``, ``/v1/models``)
+"""OpenAI's audio REST API (``/v1/audio/speech``, ``/v1/audio/transcriptions``,
+``/v1/audio/translations``, ``/v1/models``)
 as pure codecs: request parsing, voice/format/model mapping, SSE events, response shapes.
 
 Voices. OpenAI's voice names map onto the embedded flite catalog by the gender OpenAI's voices
@@ -13,6 +14,10 @@ as they are, and so is OpenAI's custom-voice object ``{"id": "<our voice id>"}``
 Formats. OpenAI's ``pcm`` is raw 24 kHz s16le mono; the others are served at the nearest rate
 our encoders offer (MP3 and FLAC and WAV at 24 kHz, Opus in Ogg at 48 kHz, AAC (ADTS) at
 44.1 kHz).
+
+Models. Any model name is accepted on speech, transcriptions and translations (clients send
+their own defaults); the server maps it onto the best engine it has. ``/models`` lists the
+names OpenAI documents.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` so the official
 SDK raises its own exception classes (``BadRequestError`` and so on). Every client error is a
@@ -54,12 +59,14 @@ __all__ = [
     "SpeechRequest",
     "TranscriptSegment",
     "TranscriptionOptions",
+    "TranslationOptions",
     "error_body",
     "error_status",
     "model_list",
     "model_object",
     "parse_speech_request",
     "parse_transcription_options",
+    "parse_translation_options",
     "resolve_voice",
     "speech_delta_event",
     "speech_done_event",
@@ -103,6 +110,8 @@ SPEECH_MODELS: tuple[str, ...] = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 TRANSCRIPTION_MODELS: tuple[str, ...] = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 TRANSCRIPTION_FORMATS: tuple[str, ...] = ("json", "text", "srt", "vtt", "verbose_json")
 _GRANULARITIES = frozenset({"word", "segment"})
+# Model names are free-form (see _check_model); this only bounds what an error message echoes.
+MAX_MODEL_NAME_CHARS = 256
 # Fixed so the model objects are stable across restarts (2024-01-01T00:00:00Z).
 MODELS_CREATED = 1_704_067_200
 
@@ -167,26 +176,32 @@ def error_body(err: VoiceStreamError) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- models
 
 
-def model_object(model_id: str) -> dict[str, Any]:
-    """One model; raises NotFound for a model we do not serve."""
-    if model_id not in (*SPEECH_MODELS, *TRANSCRIPTION_MODELS):
+def _served(installed: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys((*SPEECH_MODELS, *TRANSCRIPTION_MODELS, *installed)))
+
+
+def model_object(model_id: str, installed: Sequence[str] = ()) -> dict[str, Any]:
+    """One model: OpenAI's names, or one of the ``installed`` models' own names (a Whisper
+    model from the models directory, say); raises NotFound for any other."""
+    if model_id not in _served(installed):
         raise NotFound(f"the model {model_id!r} does not exist", details={"param": "model"})
     return {"id": model_id, "object": "model", "created": MODELS_CREATED, "owned_by": "voicestream"}
 
 
-def model_list() -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [model_object(m) for m in (*SPEECH_MODELS, *TRANSCRIPTION_MODELS)],
-    }
+def model_list(installed: Sequence[str] = ()) -> dict[str, Any]:
+    """OpenAI's model names, then the installed speech models by their own names."""
+    return {"object": "list", "data": [model_object(m, installed) for m in _served(installed)]}
 
 
-def _check_model(model: object, allowed: Sequence[str]) -> str:
-    if not isinstance(model, str) or not model:
+def _check_model(model: object) -> str:
+    """Any model name: clients send their own defaults (Pipecat's ``gpt-transcribe``, future
+    OpenAI names), and the server maps every name onto the best engine it has."""
+    if not isinstance(model, str) or not model.strip():
         raise _bad("'model' is required and must be a string", "model")
-    if model not in allowed:
+    if len(model) > MAX_MODEL_NAME_CHARS or not model.isprintable():
         raise _bad(
-            f"unknown model {model!r} for this endpoint; use one of {', '.join(allowed)}", "model"
+            f"'model' must be a printable name of at most {MAX_MODEL_NAME_CHARS} characters",
+            "model",
         )
     return model
 
@@ -232,7 +247,7 @@ def parse_speech_request(data: Mapping[str, Any], *, max_chars: int) -> SpeechRe
     }
     if unknown:
         raise _bad(f"unrecognized request argument: {', '.join(sorted(unknown))}", min(unknown))
-    model = _check_model(data.get("model"), SPEECH_MODELS)
+    model = _check_model(data.get("model"))
     text = data.get("input")
     if not isinstance(text, str):
         raise _bad("'input' is required and must be a string", "input")
@@ -318,13 +333,7 @@ def _one(fields: Mapping[str, Sequence[str]], name: str) -> str | None:
     return values[-1] if values else None
 
 
-def parse_transcription_options(fields: Mapping[str, Sequence[str]]) -> TranscriptionOptions:
-    """Validate the non-file multipart fields of ``POST /audio/transcriptions``.
-
-    ``fields`` maps each form field name to its values in order (``timestamp_granularities[]``
-    arrives as repeated parts).
-    """
-    model = _check_model(_one(fields, "model"), TRANSCRIPTION_MODELS)
+def _response_format(fields: Mapping[str, Sequence[str]]) -> str:
     fmt = _one(fields, "response_format") or "json"
     if fmt not in TRANSCRIPTION_FORMATS:
         raise _bad(
@@ -332,13 +341,29 @@ def parse_transcription_options(fields: Mapping[str, Sequence[str]]) -> Transcri
             "response_format",
             UnsupportedFormat,
         )
-    raw_temp = _one(fields, "temperature")
+    return fmt
+
+
+def _temperature(fields: Mapping[str, Sequence[str]]) -> float:
+    raw = _one(fields, "temperature")
     try:
-        temperature = float(raw_temp) if raw_temp else 0.0
+        temperature = float(raw) if raw else 0.0
     except ValueError:
         raise _bad("'temperature' must be a number", "temperature") from None
     if not 0.0 <= temperature <= 1.0:
         raise _bad("'temperature' must be between 0 and 1", "temperature")
+    return temperature
+
+
+def parse_transcription_options(fields: Mapping[str, Sequence[str]]) -> TranscriptionOptions:
+    """Validate the non-file multipart fields of ``POST /audio/transcriptions``.
+
+    ``fields`` maps each form field name to its values in order (``timestamp_granularities[]``
+    arrives as repeated parts).
+    """
+    model = _check_model(_one(fields, "model"))
+    fmt = _response_format(fields)
+    temperature = _temperature(fields)
     granularities = frozenset(
         [*fields.get("timestamp_granularities[]", ()), *fields.get("timestamp_granularities", ())]
     )
@@ -372,6 +397,28 @@ def parse_transcription_options(fields: Mapping[str, Sequence[str]]) -> Transcri
 
 
 @dataclass(frozen=True, slots=True)
+class TranslationOptions:
+    model: str
+    response_format: str
+    prompt: str | None
+    temperature: float
+
+
+def parse_translation_options(fields: Mapping[str, Sequence[str]]) -> TranslationOptions:
+    """Validate the non-file multipart fields of ``POST /audio/translations``: OpenAI's
+    transcription fields less ``language`` (the output is always English), timestamp
+    granularities and streaming, none of which the translations API has."""
+    model = _check_model(_one(fields, "model"))
+    fmt = _response_format(fields)
+    return TranslationOptions(
+        model=model,
+        response_format=fmt,
+        prompt=_one(fields, "prompt") or None,
+        temperature=_temperature(fields),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptSegment:
     """One utterance (a VAD segment) of a transcript, with its words' timings."""
 
@@ -396,10 +443,14 @@ def verbose_transcription(
     language: str,
     duration: float,
     granularities: frozenset[str],
+    task: str = "transcribe",
 ) -> dict[str, Any]:
-    """The ``verbose_json`` body: ``segments`` and, when asked for, ``words``."""
+    """The ``verbose_json`` body: ``segments`` and, when asked for, ``words``.
+
+    A translation (``task="translate"``) names the language it was translated into: English.
+    """
     body: dict[str, Any] = {
-        "task": "transcribe",
+        "task": task,
         "language": LANGUAGE_NAMES.get(language.split("-")[0].lower(), language),
         "duration": round(duration, 3),
         "text": " ".join(s.text for s in segments),

@@ -13,6 +13,11 @@ beta client (``client.beta.realtime``, which sends ``OpenAI-Beta: realtime=v1``)
     response.output_text.delta|done            response.text.delta|done
     conversation.item.added, then .done        conversation.item.created
 
+A session is a conversation (``"type": "realtime"``) or transcription only (``"type":
+"transcription"``, what ``?intent=transcription`` opens: the input is transcribed and nothing
+answers). The beta dialect configures the latter with ``transcription_session.update``, whose
+session is flat (``input_audio_format``, ``input_audio_transcription``, ``turn_detection``).
+
 Here: ``parse_client_event`` turns one text frame into a typed event, and ``SessionConfig`` is
 the session those events configure. A bad frame raises a ``VoiceStreamError`` whose
 ``details`` carry what OpenAI's error event needs (``openai_code``, ``param`` and the client's
@@ -46,6 +51,7 @@ __all__ = [
     "ResponseCancel",
     "ResponseCreate",
     "SessionConfig",
+    "SessionKind",
     "SessionPatch",
     "SessionUpdate",
     "TurnDetection",
@@ -57,6 +63,7 @@ __all__ = [
 Dialect = Literal["ga", "beta"]
 AudioName = Literal["pcm16", "pcmu", "pcma"]
 Modality = Literal["audio", "text"]
+SessionKind = Literal["realtime", "transcription"]
 
 # Our raw formats (media.formats) for each Realtime audio format.
 RAW_FORMATS: Final[dict[str, str]] = {
@@ -94,6 +101,12 @@ _BETA_IGNORED: Final = frozenset(
 )
 _GA_MARKERS: Final = frozenset({"type", "audio", "output_modalities"})
 _BETA_MARKERS: Final = _BETA_FIELDS - {"instructions", "tools"}
+# A transcription session has input audio only: no voice, no instructions, no responses.
+_GA_TRANSCRIPTION_FIELDS: Final = frozenset({"type", "audio", "include", "model"})
+_BETA_TRANSCRIPTION_FIELDS: Final = frozenset(
+    {"input_audio_format", "input_audio_transcription", "turn_detection", "include"}
+    | {"input_audio_noise_reduction", "modalities", "client_secret"}
+)
 _TURN_FIELDS: Final = frozenset(
     {"type", "threshold", "prefix_padding_ms", "silence_duration_ms", "create_response"}
     | {"interrupt_response", "eagerness", "idle_timeout_ms"}
@@ -103,11 +116,11 @@ _UNSUPPORTED_EVENTS: Final = frozenset(
         "conversation.item.retrieve",
         "conversation.item.delete",
         "output_audio_buffer.clear",
-        "transcription_session.update",
     }
 )
 _KNOWN_EVENTS: Final = (
-    "session.update, input_audio_buffer.append, input_audio_buffer.commit, "
+    "session.update, transcription_session.update, input_audio_buffer.append, "
+    "input_audio_buffer.commit, "
     "input_audio_buffer.clear, conversation.item.create, conversation.item.truncate, "
     "response.create, response.cancel"
 )
@@ -173,6 +186,7 @@ class SessionPatch:
     """What one ``session.update`` sets; ``None``/``UNSET`` fields stay as they were."""
 
     dialect: Dialect | None = None  # None: the update's shape does not say
+    kind: SessionKind | None = None  # None: the update does not say
     instructions: str | None = None
     input_format: AudioName | None = None
     output_format: AudioName | None = None
@@ -187,6 +201,8 @@ class SessionPatch:
 class SessionUpdate:
     event_id: str | None
     patch: SessionPatch
+    # The beta ``transcription_session.update``, answered ``transcription_session.updated``.
+    transcription_event: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +289,9 @@ def _parse(msg: dict[str, Any], event_id: str | None) -> ClientEvent:
     match kind:
         case "session.update":
             return SessionUpdate(event_id, _session_patch(_fields.obj(msg, "session")))
+        case "transcription_session.update":
+            patch = _beta_transcription_patch(_fields.obj(msg, "session"))
+            return SessionUpdate(event_id, patch, transcription_event=True)
         case "input_audio_buffer.append":
             return AudioAppend(event_id, _fields.base64(msg, "audio", empty=False))
         case "input_audio_buffer.commit":
@@ -389,15 +408,17 @@ def _session_patch(s: dict[str, Any]) -> SessionPatch:
 
 
 def _ga_patch(s: dict[str, Any], patch: SessionPatch, dialect: Dialect | None) -> SessionPatch:
-    kind = s.get("type", "realtime")
-    if kind == "transcription":
-        raise _unsupported(
-            "transcription-only sessions are not supported here; use type 'realtime'",
-            "session.type",
+    kind = s.get("type")
+    if kind not in (None, "realtime", "transcription"):
+        raise bad_request(
+            "'session.type' must be 'realtime' or 'transcription'", param="session.type"
         )
-    if kind != "realtime":
-        raise bad_request("'session.type' must be 'realtime'", param="session.type")
-    changes: dict[str, Any] = {"dialect": dialect}
+    changes: dict[str, Any] = {"dialect": dialect, "kind": kind}
+    if kind == "transcription":
+        _fields.only(s, _GA_TRANSCRIPTION_FIELDS, where="session")
+        _fields.only(
+            _fields.opt_obj(s, "audio", where="session") or {}, {"input"}, where="session.audio"
+        )
     if s.get("output_modalities") is not None:
         changes["output_modalities"] = _modalities(
             s["output_modalities"], "session.output_modalities"
@@ -438,6 +459,21 @@ def _beta_patch(s: dict[str, Any], patch: SessionPatch) -> SessionPatch:
         transcription = _fields.opt_obj(s, "input_audio_transcription", where="session")
         changes["transcription"] = transcription
     return replace(patch, **changes)
+
+
+def _beta_transcription_patch(s: dict[str, Any]) -> SessionPatch:
+    _fields.only(s, _BETA_TRANSCRIPTION_FIELDS, where="session")
+    changes: dict[str, Any] = {
+        "dialect": "beta",
+        "kind": "transcription",
+        "input_format": _beta_format(s, "input_audio_format"),
+    }
+    if "turn_detection" in s:
+        changes["turn_detection"] = _turn_detection(s["turn_detection"], "session.turn_detection")
+    if "input_audio_transcription" in s:
+        transcription = _fields.opt_obj(s, "input_audio_transcription", where="session")
+        changes["transcription"] = transcription
+    return SessionPatch(**changes)
 
 
 def _ga_format(io: dict[str, Any], io_where: str) -> AudioName | None:
@@ -585,6 +621,7 @@ class SessionConfig:
     """A connection's session as the client configured it (defaults as OpenAI's)."""
 
     dialect: Dialect = "ga"
+    kind: SessionKind = "realtime"
     model: str = "gpt-realtime"
     instructions: str = ""
     input_format: AudioName = "pcm16"
@@ -597,7 +634,7 @@ class SessionConfig:
     def updated(self, patch: SessionPatch, voice: str | None = None) -> SessionConfig:
         """This session with ``patch`` applied; ``voice`` is the patch's voice as a name."""
         changes: dict[str, Any] = {}
-        for name in ("dialect", "model", "instructions", "input_format", "output_format"):
+        for name in ("dialect", "kind", "model", "instructions", "input_format", "output_format"):
             if (value := getattr(patch, name)) is not None:
                 changes[name] = value
         if voice is not None:

@@ -93,6 +93,8 @@ class ServerEvents:
     # -- session ------------------------------------------------------------------------------
 
     def session_object(self, cfg: SessionConfig, session_id: str) -> dict[str, Any]:
+        if cfg.kind == "transcription":
+            return self._transcription_session(cfg, session_id)
         if self.dialect == "beta":
             return {
                 "id": session_id,
@@ -142,11 +144,44 @@ class ServerEvents:
             },
         }
 
+    def _transcription_session(self, cfg: SessionConfig, session_id: str) -> dict[str, Any]:
+        if self.dialect == "beta":
+            return {
+                "id": session_id,
+                "object": "realtime.transcription_session",
+                "modalities": ["text"],
+                "input_audio_format": _BETA_FORMATS[cfg.input_format],
+                "input_audio_transcription": cfg.transcription,
+                "input_audio_noise_reduction": None,
+                "turn_detection": _turn_detection(cfg.turn_detection),
+                "include": None,
+            }
+        return {
+            "type": "transcription",
+            "object": "realtime.transcription_session",
+            "id": session_id,
+            "expires_at": 0,
+            "include": None,
+            "audio": {
+                "input": {
+                    "format": dict(_GA_FORMATS[cfg.input_format]),
+                    "transcription": cfg.transcription,
+                    "noise_reduction": None,
+                    "turn_detection": _turn_detection(cfg.turn_detection),
+                }
+            },
+        }
+
     def session_created(self, cfg: SessionConfig, session_id: str) -> dict[str, Any]:
         return self._event("session.created", session=self.session_object(cfg, session_id))
 
-    def session_updated(self, cfg: SessionConfig, session_id: str) -> dict[str, Any]:
-        return self._event("session.updated", session=self.session_object(cfg, session_id))
+    def session_updated(
+        self, cfg: SessionConfig, session_id: str, *, transcription_event: bool = False
+    ) -> dict[str, Any]:
+        """``session.updated``, or ``transcription_session.updated`` for the beta event that
+        configures a transcription session."""
+        kind = "transcription_session.updated" if transcription_event else "session.updated"
+        return self._event(kind, session=self.session_object(cfg, session_id))
 
     def conversation_created(self, conversation_id: str) -> dict[str, Any]:
         conversation = {"id": conversation_id, "object": "realtime.conversation"}

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..engines.agents.services import open_agent_services
-from ..engines.catalog import EngineRegistry, build_default_registry
+from ..engines.catalog import EngineRegistry, build_default_registry, finish_loading
 from ..engines.executor import InferenceExecutor
 from ..observability.log_redaction import install_log_redaction
 from ..observability.loop_lag import monitor_loop_lag
@@ -33,6 +33,7 @@ from ..store.usage import UsageRepository
 from ..transports.context import RUNTIME, Runtime
 from ..transports.convai_ws import ws_convai
 from ..transports.elevenlabs_agents import add_elevenlabs_agents_routes
+from ..transports.elevenlabs_dialogue import add_elevenlabs_dialogue_routes
 from ..transports.elevenlabs_history import add_elevenlabs_history_routes
 from ..transports.elevenlabs_rest import add_elevenlabs_routes
 from ..transports.elevenlabs_streams import add_elevenlabs_stream_routes
@@ -55,6 +56,7 @@ from ..transports.ws_tts import ws_tts
 from ..transports.wyoming_tcp import wyoming_server
 from .health import healthz, metrics, readyz
 from .middleware import auth_middleware, error_middleware
+from .model_catalog import list_models
 from .origin import origin_middleware
 from .parser_refusals import install_json_parser_refusals
 from .request_deadlines import body_deadline_middleware
@@ -97,6 +99,7 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/voices", list_voices)
+    app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/tts", post_tts)
     app.router.add_get("/v1/tts/stream", ws_tts)
     app.router.add_post("/v1/stt", post_stt)
@@ -110,6 +113,7 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     add_elevenlabs_stream_routes(app)  # WS …/stream-input, …/multi-stream-input, STT realtime
     add_elevenlabs_agents_routes(app)  # WS /elevenlabs/v1/convai/conversation, signed URLs
     add_elevenlabs_history_routes(app)  # /elevenlabs/v1/history…
+    add_elevenlabs_dialogue_routes(app)  # /elevenlabs/v1/text-to-dialogue…
     add_twilio_routes(app)  # WS /v1/telephony/twilio, POST /v1/telephony/twilio/voice (TwiML)
     add_telephony_routes(app)  # WS /v1/telephony/telnyx, /v1/telephony/vonage
     app.cleanup_ctx.append(webrtc_peers)
@@ -140,8 +144,13 @@ def _runtime(
         ):
             reg = registry
             if reg is None:
-                # Loading models is blocking work: keep it off the loop even at start-up.
-                reg = await asyncio.to_thread(build_default_registry, settings)
+                # Blocking work, kept off the loop even at start-up. Only the engines' cheap
+                # construction is awaited: the models load in the background while the server
+                # already listens, and /readyz says 503 (naming them) until they have.
+                reg = await asyncio.to_thread(build_default_registry, settings, warm=False)
+            loading: asyncio.Task[None] | None = None
+            if not reg.warmed:
+                loading = asyncio.create_task(_load_models(reg, settings), name="load-models")
             executors = {
                 name: InferenceExecutor(f"tts-{name}", settings.tts_threads)
                 for name in reg.tts_engine_names()
@@ -170,10 +179,20 @@ def _runtime(
                 )
                 yield
             finally:
+                if loading is not None and not loading.done():
+                    # The loading thread cannot be interrupted; stop waiting for it.
+                    loading.cancel()
                 for ex in (*executors.values(), stt_executor, media_executor):
                     await asyncio.to_thread(ex.shutdown)
 
     return ctx
+
+
+async def _load_models(registry: EngineRegistry, settings: Settings) -> None:
+    try:
+        await asyncio.to_thread(finish_loading, registry, settings)
+    except Exception:  # each engine's failure is handled inside; this is a bug, not a model
+        log.exception("loading the models failed")
 
 
 def _metrics(registry: EngineRegistry) -> Metrics:

@@ -39,8 +39,13 @@ async def readyz(request: web.Request) -> web.Response:
     for name, ok in rt.registry.ready().items():
         checks[f"engine:{name}"] = ok
     ready = all(checks.values())
+    body: dict[str, object] = {"status": "ready" if ready else "not_ready", "checks": checks}
+    if not ready:
+        # Engines are false while their models still load at start-up, or after one failed.
+        body["not_ready"] = sorted(name for name, ok in checks.items() if not ok)
+        body["loading"] = not rt.registry.warmed
     return web.json_response(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
+        body,
         status=200 if ready else 503,
         # A dependency that is down is restarted or reconnected by itself: ask again soon.
         headers=None if ready else {"Retry-After": str(ServiceUnavailable.retry_after_s)},

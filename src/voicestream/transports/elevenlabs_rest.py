@@ -26,7 +26,7 @@ from ..errors import (
     VoiceStreamError,
 )
 from ..media.decode import decode_audio, decode_raw
-from ..media.formats import AudioFormat, parse_format
+from ..media.formats import AudioFormat, Codec, parse_format
 from ..protocols import elevenlabs as el
 from ..store.history import NewHistoryItem, new_history_id
 from .context import RUNTIME, Runtime, principal_of
@@ -34,7 +34,7 @@ from .elevenlabs_sockets import Handler, elevenlabs_errors
 from .http_common import read_model
 from .http_stt import transcribe_pcm
 from .multipart_form import read_form
-from .tts_output import EncodedChunk, encode_stream
+from .tts_output import EncodedChunk, as_file, encode_stream
 
 __all__ = ["PREFIX", "add_elevenlabs_routes"]
 
@@ -137,14 +137,25 @@ async def _stream_out(
 
 
 async def tts_convert(request: web.Request) -> web.StreamResponse:
-    """``/v1/text-to-speech/{voice_id}[/stream]``: the audio bytes, streamed per clause."""
+    """``/v1/text-to-speech/{voice_id}[/stream]``: the audio bytes, streamed per clause.
+
+    WAV from the non-streaming path comes whole, so its header has the real sizes; ``/stream``
+    sends it as it is made, its header saying "until EOF" (unless it is one clause long).
+    """
     rt, body, fmt, stream = await _start_tts(request)
     history = _History(request, body, fmt, stream)
+    whole_file = fmt.codec is Codec.WAV and not request.path.endswith("/stream")
 
     async def pieces() -> AsyncIterator[bytes]:
+        audio = bytearray()
         async for out in _encoded(rt, stream, fmt):
             history.add(out.data)
-            yield out.data
+            if whole_file:
+                audio += out.data
+            else:
+                yield out.data
+        if whole_file:
+            yield as_file(fmt, bytes(audio))
 
     headers = {**_tts_headers(stream, fmt), **history.headers()}
     return await _stream_out(
@@ -202,7 +213,7 @@ class _History:
                 content_type=self._fmt.content_type,
                 settings=settings.model_dump(exclude_none=True) if settings else None,
             ),
-            bytes(self._audio),
+            as_file(self._fmt, bytes(self._audio)),
         )
 
 
@@ -260,7 +271,7 @@ async def tts_with_timestamps(request: web.Request) -> web.StreamResponse:
     await rt.usage.record(principal_of(request), "tts_characters", len(body.text))
     history.add(audio)
     await history.record()
-    result = _timestamps_json(bytes(audio), el.merge_timings(timings))
+    result = _timestamps_json(as_file(fmt, bytes(audio)), el.merge_timings(timings))
     headers = {**_tts_headers(stream, fmt), **history.headers()}
     return web.json_response(result, headers=headers)
 
@@ -299,8 +310,12 @@ async def speech_to_text(request: web.Request) -> web.StreamResponse:
     """``POST /v1/speech-to-text``: a file in, ElevenLabs' transcript (words and spacing) out."""
     rt = request.app[RUNTIME]
     fields, data = await _read_form(request, rt.settings.max_upload_bytes)
-    form = el.parse_stt_form(fields)
-    stt_language = rt.registry.stt.language
+    form = el.parse_stt_form(fields, rt.registry.stt_names())
+    # scribe_* → the default engine (a multilingual Whisper for a language it cannot hear);
+    # an installed model's own name → that model.
+    engine = rt.registry.stt_for(form.model_id, language=form.language_code)
+    multilingual = getattr(engine, "multilingual", False) is True
+    stt_language = (form.language_code if multilingual else None) or engine.language
     if form.language_code is not None and (
         el.language_code_3(form.language_code) != el.language_code_3(stt_language)
     ):
@@ -317,7 +332,7 @@ async def speech_to_text(request: web.Request) -> web.StreamResponse:
         raise InvalidAudio('multipart body has no "file" part')
     if not data:
         raise InvalidAudio("the uploaded file is empty")
-    rate = rt.registry.stt.sample_rate
+    rate = engine.sample_rate
     if fields.get("file_format") == "pcm_s16le_16":
         raw = parse_format("pcm_16000")
         pcm = await rt.media_executor.run(lambda: decode_raw(data, raw, rate))
@@ -326,10 +341,8 @@ async def speech_to_text(request: web.Request) -> web.StreamResponse:
         pcm = await rt.media_executor.run(lambda: decode_audio(data, rate, limit))
     duration = len(pcm) / 2 / rate
     t0 = time.monotonic()
-    transcript = await transcribe_pcm(rt, pcm)
-    rt.metrics.engine_rtf.labels(rt.registry.stt.name).observe(
-        (time.monotonic() - t0) / max(duration, 1e-3)
-    )
+    transcript = await transcribe_pcm(rt, pcm, engine=engine)
+    rt.metrics.engine_rtf.labels(engine.name).observe((time.monotonic() - t0) / max(duration, 1e-3))
     rt.metrics.audio_seconds.labels("transcribed").inc(duration)
     await rt.usage.record(principal_of(request), "stt_seconds", duration)
     return web.json_response(

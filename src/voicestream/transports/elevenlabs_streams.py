@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -50,13 +51,25 @@ def add_elevenlabs_stream_routes(app: web.Application) -> None:
         app.router.add_get(PREFIX + path, elevenlabs_errors(handler))
 
 
-def _open(request: web.Request) -> tuple[Runtime, TTSEngine, Voice, AudioFormat, int]:
+@dataclass(frozen=True, slots=True)
+class _Socket:
+    """What the socket's URL asked for, validated before upgrading."""
+
+    engine: TTSEngine
+    voice: Voice
+    fmt: AudioFormat
+    inactivity_s: int
+    sync_alignment: bool  # alignment times from the stream's (context's) start, not the message's
+
+
+def _open(request: web.Request) -> tuple[Runtime, _Socket]:
     """Validate before upgrading, so a bad voice, format or query is a plain 4xx response."""
     rt = request.app[RUNTIME]
     fmt = parse_format(request.query.get("output_format", el.DEFAULT_OUTPUT_FORMAT))
     engine, voice = rt.registry.voice(request.match_info["voice_id"])
     inactivity = ews.parse_stream_query(request.query)
-    return rt, engine, voice, fmt, inactivity
+    sync = ews.parse_sync_alignment(request.query)
+    return rt, _Socket(engine, voice, fmt, inactivity, sync)
 
 
 async def _receive_text(ws: web.WebSocketResponse, limit: int, within: float) -> str:
@@ -76,37 +89,47 @@ async def _speak(
     rt: Runtime,
     ws: web.WebSocketResponse,
     stream: TTSStream,
-    fmt: AudioFormat,
+    sock: _Socket,
     alignment: el.AlignmentBuilder,
     context_id: str | None = None,
 ) -> None:
     """Send a stream's audio as AudioOutput messages, each clause with its alignment."""
+
+    def origin(message_start: float) -> float:
+        return 0.0 if sock.sync_alignment else message_start
+
     async for out in encode_stream(
-        stream, fmt, rt.metrics, transport="ws", executor=rt.media_executor
+        stream, sock.fmt, rt.metrics, transport="ws", executor=rt.media_executor
     ):
         c = out.chunk
         if c is None:
             rest = alignment.rest()
             if out.data or rest is not None:
+                at = origin(_start_of(rest))
                 await ws.send_str(
-                    ews.audio_output(
-                        out.data, rest, audio_offset=_start_of(rest), context_id=context_id
-                    )
+                    ews.audio_output(out.data, rest, audio_offset=at, context_id=context_id)
                 )
             return
         timing = alignment.clause(c.text, c.text_offset, c.audio_offset, c.duration, c.alignment)
-        await ws.send_str(
-            ews.audio_output(out.data, timing, audio_offset=c.audio_offset, context_id=context_id)
+        message = ews.audio_output(
+            out.data, timing, audio_offset=origin(c.audio_offset), context_id=context_id
         )
+        await ws.send_str(message)
     rest = alignment.rest()  # no encoder tail (a raw format, or nothing speakable)
     if rest is not None:
-        await ws.send_str(
-            ews.audio_output(b"", rest, audio_offset=_start_of(rest), context_id=context_id)
-        )
+        at = origin(_start_of(rest))
+        await ws.send_str(ews.audio_output(b"", rest, audio_offset=at, context_id=context_id))
 
 
 def _start_of(timing: el.CharTiming | None) -> float:
     return timing.starts[0] if timing is not None and timing.starts else 0.0
+
+
+def _seal(alignment: el.AlignmentBuilder, stream: TTSStream) -> None:
+    """A generation ends (flush, close): its alignment ends on a space, as ElevenLabs' does."""
+    space = alignment.seal()
+    if space:
+        stream.push_text(space)
 
 
 async def _close_with_error(
@@ -126,12 +149,12 @@ async def _record_usage(rt: Runtime, auth: SocketAuth, characters: int) -> None:
 
 async def tts_stream_input(request: web.Request) -> web.StreamResponse:
     """ElevenLabs' input-streaming TTS socket: text in as it comes, audio out per clause."""
-    rt, engine, voice, fmt, inactivity = _open(request)
+    rt, sock = _open(request)
     auth = SocketAuth(request)
-    stream = TTSStream(engine, voice, rt.tts_executors[engine.name])
+    stream = TTSStream(sock.engine, sock.voice, rt.tts_executors[sock.engine.name])
     ws = await open_websocket(request, rt.settings)
     use_socket_closer(request, lambda err: _close_with_error(rt, ws, err))  # key revoked
-    session = _StreamInputSession(rt, ws, stream, fmt, inactivity, auth)
+    session = _StreamInputSession(rt, ws, stream, sock, auth)
     rt.metrics.active_streams.labels("tts_elevenlabs_ws").inc()
     try:
         await session.run()
@@ -147,15 +170,14 @@ class _StreamInputSession:
         rt: Runtime,
         ws: web.WebSocketResponse,
         stream: TTSStream,
-        fmt: AudioFormat,
-        inactivity_s: int,
+        sock: _Socket,
         auth: SocketAuth,
     ) -> None:
         self.rt = rt
         self.ws = ws
         self.stream = stream
-        self.fmt = fmt
-        self.inactivity_s = inactivity_s
+        self.sock = sock
+        self.inactivity_s = sock.inactivity_s
         self.auth = auth
         self.characters = 0
         self.alignment = el.AlignmentBuilder()
@@ -166,7 +188,7 @@ class _StreamInputSession:
             {
                 "el-stream-input-read": self._read(),
                 "el-stream-input-write": _speak(
-                    self.rt, self.ws, self.stream, self.fmt, self.alignment
+                    self.rt, self.ws, self.stream, self.sock, self.alignment
                 ),
             },
             lambda err: _close_with_error(self.rt, self.ws, err),
@@ -210,8 +232,10 @@ class _StreamInputSession:
                 case ews.StreamText(text, flush):
                     self._push(text)
                     if flush:
+                        _seal(self.alignment, self.stream)
                         self.stream.flush()
                 case ews.StreamClose():
+                    _seal(self.alignment, self.stream)
                     self.stream.end_input()
                     return
             first = False
@@ -222,11 +246,11 @@ class _StreamInputSession:
 
 async def tts_multi_stream_input(request: web.Request) -> web.StreamResponse:
     """ElevenLabs' multi-context TTS socket: several independent streams over one socket."""
-    rt, engine, voice, fmt, inactivity = _open(request)
+    rt, sock = _open(request)
     auth = SocketAuth(request)
     ws = await open_websocket(request, rt.settings)
     use_socket_closer(request, lambda err: _close_with_error(rt, ws, err))  # key revoked
-    session = _MultiStreamSession(rt, ws, engine, voice, fmt, inactivity, auth)
+    session = _MultiStreamSession(rt, ws, sock, auth)
     rt.metrics.active_streams.labels("tts_elevenlabs_multi_ws").inc()
     try:
         await session.run()
@@ -269,18 +293,13 @@ class _MultiStreamSession:
         self,
         rt: Runtime,
         ws: web.WebSocketResponse,
-        engine: TTSEngine,
-        voice: Voice,
-        fmt: AudioFormat,
-        inactivity_s: int,
+        sock: _Socket,
         auth: SocketAuth,
     ) -> None:
         self.rt = rt
         self.ws = ws
-        self.engine = engine
-        self.voice = voice
-        self.fmt = fmt
-        self.inactivity_s = inactivity_s
+        self.sock = sock
+        self.inactivity_s = sock.inactivity_s
         self.auth = auth
         self.characters = 0
         self.open: dict[str, _Context] = {}  # contexts still taking text
@@ -343,6 +362,7 @@ class _MultiStreamSession:
                     ctx.last_input = self.last_activity
                     self._push(ctx, text)
                     if flush:
+                        _seal(ctx.alignment, ctx.stream)
                         ctx.stream.flush()
                 case ews.KeepAlive(context_id):
                     if context_id is not None and context_id in self.open:
@@ -389,7 +409,8 @@ class _MultiStreamSession:
                 f"at most {ews.MAX_CONTEXTS} contexts may be open or speaking at once; "
                 "close one (close_context) before opening another"
             )
-        stream = TTSStream(self.engine, self.voice, self.rt.tts_executors[self.engine.name])
+        engine = self.sock.engine
+        stream = TTSStream(engine, self.sock.voice, self.rt.tts_executors[engine.name])
         ctx = _Context(context_id, stream)
         previous = self.speakers.get(context_id)
         task = asyncio.create_task(
@@ -408,6 +429,7 @@ class _MultiStreamSession:
 
     def _end(self, ctx: _Context) -> None:
         """No more text for the context: what it has is spoken, then its isFinal goes out."""
+        _seal(ctx.alignment, ctx.stream)
         ctx.stream.end_input()
         del self.open[ctx.id]
 
@@ -428,7 +450,7 @@ class _MultiStreamSession:
         try:
             if previous is not None:
                 await asyncio.wait({previous})
-            await _speak(self.rt, self.ws, ctx.stream, self.fmt, ctx.alignment, ctx.id)
+            await _speak(self.rt, self.ws, ctx.stream, self.sock, ctx.alignment, ctx.id)
             await self.ws.send_str(ews.final_output(ctx.id))
         except VoiceStreamError as err:
             self._fail(_ContextFailed(err, ctx.id))

@@ -6,6 +6,7 @@ import time
 
 from aiohttp import web
 
+from ..engines.base import STTEngine
 from ..errors import InvalidAudio, PayloadTooLarge, ValidationFailed
 from ..media.decode import decode_audio, decode_raw
 from ..media.subtitles import cues_from_words, to_srt, to_vtt
@@ -70,11 +71,13 @@ async def post_stt(request: web.Request) -> web.StreamResponse:
 
 
 async def transcribe_pcm(
-    rt: Runtime, pcm: bytes, *, source_rate: int | None = None
+    rt: Runtime, pcm: bytes, *, source_rate: int | None = None, engine: STTEngine | None = None
 ) -> TranscriptBuilder:
-    """A whole recording through the streaming pipeline (VAD-segmented), as one transcript."""
-    stream = await open_recording_stream(rt, pcm, source_rate=source_rate)
-    step = int(_FEED_SECONDS * rt.registry.stt.sample_rate) * 2
+    """A whole recording through the streaming pipeline (VAD-segmented), as one transcript;
+    ``engine``: one picked by model name (``registry.stt_for``), else the default."""
+    engine = engine or rt.registry.stt
+    stream = await open_recording_stream(rt, pcm, source_rate=source_rate, engine=engine)
+    step = int(_FEED_SECONDS * engine.sample_rate) * 2
     out = TranscriptBuilder()
     try:
         for i in range(0, len(pcm), step):

@@ -1,4 +1,4 @@
-"""OpenAI's audio REST API under ``/openai/v1``: speech, transcriptions and models.
+"""OpenAI's audio REST API under ``/openai/v1``: speech, transcriptions, translations, models.
 
 Point the official SDK at ``base_url="http://HOST:PORT/openai/v1"`` with a voicestream API key.
 The handlers reuse the native pipelines (``TTSStream`` + ``encode_stream``, the VAD-segmented
@@ -9,7 +9,13 @@ OpenAI's shape, so the SDK raises its own exception classes.
 changes duration without changing pitch. ``instructions`` is accepted and ignored: the embedded
 engines have no style control; so are a transcription's ``prompt`` and ``temperature``.
 Transcription ``stream=true`` sends one ``transcript.text.delta`` per VAD segment as soon as it is
-decoded, then ``transcript.text.done``.
+decoded, then ``transcript.text.done``. Any model name is accepted and mapped onto the best
+installed engine. Translations (speech in another language → English text) need a multilingual
+Whisper model in the models directory; without one they get a ``model_not_installed`` 400 that
+says how to add one.
+
+A ``wav`` response that is one clause long has its real sizes in the header; a longer one
+streams, and its header says "until EOF" (0xFFFFFFFF), as streaming writers do.
 """
 
 from __future__ import annotations
@@ -21,14 +27,20 @@ from functools import partial
 
 from aiohttp import web
 
+from ..engines.base import STTEngine
 from ..engines.stt_stream import STTEvent
 from ..engines.tts_stream import TTSStream
-from ..errors import BadRequest, InvalidAudio, PayloadTooLarge, VoiceStreamError
+from ..engines.whisper_stt import WhisperSTT
+from ..errors import (
+    BadRequest,
+    InvalidAudio,
+    ModelNotInstalled,
+    PayloadTooLarge,
+    VoiceStreamError,
+)
 from ..media.decode import decode_audio
-from ..media.encode import make_encoder
 from ..media.formats import AudioFormat, parse_format
 from ..media.subtitles import cues_from_words, to_srt, to_vtt
-from ..media.tempo import Tempo
 from ..protocols import openai_audio as oa
 from .context import RUNTIME, Runtime, principal_of
 from .http_common import read_json_object
@@ -41,8 +53,6 @@ __all__ = ["add_openai_audio_routes"]
 log = logging.getLogger(__name__)
 
 PREFIX = "/openai/v1"
-# With speed != 1 the audio goes through the tempo filter at this rate, then the encoder.
-_TEMPO_RATE = 24000
 _FEED_SECONDS = 1.0
 _MAX_SPEECH_CHARS = 4096  # OpenAI's own limit; the server's limit applies when lower
 
@@ -66,6 +76,7 @@ def add_openai_audio_routes(app: web.Application) -> None:
     """Mount the OpenAI-compatible audio routes under ``/openai/v1``."""
     app.router.add_post(f"{PREFIX}/audio/speech", _openai_errors(post_speech))
     app.router.add_post(f"{PREFIX}/audio/transcriptions", _openai_errors(post_transcriptions))
+    app.router.add_post(f"{PREFIX}/audio/translations", _openai_errors(post_translations))
     app.router.add_get(f"{PREFIX}/models", _openai_errors(get_models))
     app.router.add_get(f"{PREFIX}/models/{{model}}", _openai_errors(get_model))
 
@@ -74,11 +85,13 @@ def add_openai_audio_routes(app: web.Application) -> None:
 
 
 async def get_models(request: web.Request) -> web.Response:
-    return web.json_response(oa.model_list())
+    installed = request.app[RUNTIME].registry.stt_model_names()
+    return web.json_response(oa.model_list(installed))
 
 
 async def get_model(request: web.Request) -> web.Response:
-    return web.json_response(oa.model_object(request.match_info["model"]))
+    installed = request.app[RUNTIME].registry.stt_model_names()
+    return web.json_response(oa.model_object(request.match_info["model"], installed))
 
 
 # ---------------------------------------------------------------------------- speech
@@ -88,28 +101,16 @@ async def _speech_audio(
     rt: Runtime, stream: TTSStream, fmt: AudioFormat, speed: float
 ) -> AsyncIterator[tuple[bytes, float]]:
     """Encoded audio as it is synthesized, with the seconds of audio each piece carries."""
-    if speed == 1.0:
-        async for out in encode_stream(
-            stream, fmt, rt.metrics, transport="openai_http", executor=rt.media_executor
-        ):
-            yield out.data, out.chunk.duration if out.chunk is not None else 0.0
-        return
-    # Synthesized audio → PCM at a fixed rate → tempo filter → the requested encoder.
-    tempo = Tempo(_TEMPO_RATE, speed)
-    encoder = make_encoder(fmt, _TEMPO_RATE)
-    pcm_fmt = parse_format(f"pcm_{_TEMPO_RATE}")
-
-    def step(pcm: bytes) -> tuple[bytes, float]:  # filter + encode: off the loop
-        out = tempo.process(pcm)
-        return encoder.encode(out), len(out) / 2 / _TEMPO_RATE
-
-    def tail() -> tuple[bytes, float]:
-        out = tempo.flush()
-        return encoder.encode(out) + encoder.finish(), len(out) / 2 / _TEMPO_RATE
-
-    async for out in encode_stream(stream, pcm_fmt, rt.metrics, transport="openai_http"):
-        yield await rt.media_executor.run(partial(step, out.data))
-    yield await rt.media_executor.run(tail)
+    async for out in encode_stream(
+        stream,
+        fmt,
+        rt.metrics,
+        transport="openai_http",
+        executor=rt.media_executor,
+        speed=speed,
+    ):
+        # The tempo filter makes each clause 1/speed as long, give or take a frame.
+        yield out.data, out.chunk.duration / speed if out.chunk is not None else 0.0
 
 
 async def post_speech(request: web.Request) -> web.StreamResponse:
@@ -179,10 +180,13 @@ async def _read_form(request: web.Request, limit: int) -> tuple[bytes | None, di
 
 
 async def _transcribe(
-    rt: Runtime, pcm: bytes, on_segment: Callable[[oa.TranscriptSegment], Awaitable[None]]
+    rt: Runtime,
+    engine: STTEngine,
+    pcm: bytes,
+    on_segment: Callable[[oa.TranscriptSegment], Awaitable[None]],
 ) -> list[oa.TranscriptSegment]:
-    stream = await open_recording_stream(rt, pcm)
-    step = int(_FEED_SECONDS * rt.registry.stt.sample_rate) * 2
+    stream = await open_recording_stream(rt, pcm, engine=engine)
+    step = int(_FEED_SECONDS * engine.sample_rate) * 2
     segments: list[oa.TranscriptSegment] = []
 
     async def take(events: list[STTEvent]) -> None:
@@ -203,23 +207,40 @@ async def _transcribe(
     return segments
 
 
-async def post_transcriptions(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
-    audio, fields = await _read_form(request, rt.settings.max_upload_bytes)
-    opts = oa.parse_transcription_options(fields)
-    stt_language = rt.registry.stt.language
-    if opts.language and opts.language.lower() != stt_language.split("-")[0].lower():
-        raise BadRequest(
-            f"language {opts.language!r} is not supported; this server transcribes {stt_language}",
-            details={"param": "language"},
-        )
+def _uploaded(audio: bytes | None) -> bytes:
     if audio is None:
         raise InvalidAudio("multipart body has no 'file' part")
     if not audio:
         raise InvalidAudio("the uploaded file is empty")
-    rate = rt.registry.stt.sample_rate
+    return audio
+
+
+async def _decode_upload(rt: Runtime, audio: bytes, rate: int) -> bytes:
+    """The uploaded file as mono s16le at ``rate``, decoded off the loop."""
     limit = rt.settings.max_stream_seconds
-    pcm = await rt.media_executor.run(lambda: decode_audio(audio, rate, limit))
+    return await rt.media_executor.run(lambda: decode_audio(audio, rate, limit))
+
+
+def _hears(engine: STTEngine, language: str) -> bool:
+    if getattr(engine, "multilingual", False) is True:
+        return True
+    return language.split("-")[0].lower() == engine.language.split("-")[0].lower()
+
+
+async def post_transcriptions(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    audio, fields = await _read_form(request, rt.settings.max_upload_bytes)
+    opts = oa.parse_transcription_options(fields)
+    # Any model name: an installed model's own name picks it, any other the best one here.
+    engine = rt.registry.stt_for(opts.model, language=opts.language)
+    if opts.language and not _hears(engine, opts.language):
+        raise BadRequest(
+            f"language {opts.language!r} is not supported; this server transcribes "
+            f"{engine.language}",
+            details={"param": "language"},
+        )
+    rate = engine.sample_rate
+    pcm = await _decode_upload(rt, _uploaded(audio), rate)
     duration = len(pcm) / 2 / rate
 
     sse_response: web.StreamResponse | None = None
@@ -238,20 +259,38 @@ async def post_transcriptions(request: web.Request) -> web.StreamResponse:
             sent += 1
 
     t0 = time.monotonic()
-    segments = await _transcribe(rt, pcm, on_segment)
-    rt.metrics.engine_rtf.labels(rt.registry.stt.name).observe(
-        (time.monotonic() - t0) / max(duration, 1e-3)
-    )
+    segments = await _transcribe(rt, engine, pcm, on_segment)
+    rt.metrics.engine_rtf.labels(engine.name).observe((time.monotonic() - t0) / max(duration, 1e-3))
     rt.metrics.audio_seconds.labels("transcribed").inc(duration)
     await rt.usage.record(principal_of(request), "stt_seconds", duration)
-    text = " ".join(s.text for s in segments)
 
     if sse_response is not None:
+        text = " ".join(s.text for s in segments)
         await sse_response.write(oa.sse(oa.transcript_done_event(text, duration)))
         await sse_response.write_eof()
         return sse_response
+    return _text_response(
+        segments,
+        opts.response_format,
+        duration=duration,
+        language=opts.language or engine.language,
+        granularities=opts.granularities,
+    )
+
+
+def _text_response(
+    segments: list[oa.TranscriptSegment],
+    response_format: str,
+    *,
+    duration: float,
+    language: str,
+    granularities: frozenset[str],
+    task: str = "transcribe",
+) -> web.Response:
+    """A transcript (or translation) in the asked ``response_format``."""
+    text = " ".join(s.text for s in segments)
     words = [w for s in segments for w in s.words]
-    match opts.response_format:
+    match response_format:
         case "text":
             return web.Response(text=text + "\n", content_type="text/plain")
         case "srt":
@@ -261,9 +300,56 @@ async def post_transcriptions(request: web.Request) -> web.StreamResponse:
         case "verbose_json":
             body = oa.verbose_transcription(
                 segments,
-                language=stt_language,
+                language=language,
                 duration=duration,
-                granularities=opts.granularities,
+                granularities=granularities,
+                task=task,
             )
             return web.json_response(body)
     return web.json_response(oa.transcription_json(text, duration))
+
+
+# ---------------------------------------------------------------------------- translations
+
+
+async def post_translations(request: web.Request) -> web.StreamResponse:
+    """Speech in any language the model knows → English text, in the transcription formats.
+
+    Whisper translates whole recordings (30 s windows), so this decodes the file in one call
+    rather than through the live VAD-segmented stream; the result is one segment.
+    """
+    rt = request.app[RUNTIME]
+    audio, fields = await _read_form(request, rt.settings.max_upload_bytes)
+    opts = oa.parse_translation_options(fields)
+    upload = _uploaded(audio)
+    engine = rt.registry.translation_engine()  # ModelNotInstalled: says how to add one
+    if not isinstance(engine, WhisperSTT):  # pragma: no cover - only Whisper is multilingual
+        raise ModelNotInstalled(
+            f"{engine.name} cannot translate; install a multilingual Whisper model",
+            details={"param": "model"},
+        )
+    pcm = await _decode_upload(rt, upload, engine.sample_rate)
+    duration = len(pcm) / 2 / engine.sample_rate
+    engine.admit_stream()
+    try:
+        t0 = time.monotonic()
+        result = await rt.stt_executor.run(
+            partial(engine.transcribe, pcm, task="translate", word_timestamps=True)
+        )
+    finally:
+        engine.leave_stream()
+    rt.metrics.engine_rtf.labels(engine.name).observe((time.monotonic() - t0) / max(duration, 1e-3))
+    rt.metrics.audio_seconds.labels("transcribed").inc(duration)
+    await rt.usage.record(principal_of(request), "stt_seconds", duration)
+    words = tuple((w.text, w.start, w.end) for w in result.words)
+    segments = (
+        [oa.TranscriptSegment(0.0, round(duration, 3), result.text, words)] if result.text else []
+    )
+    return _text_response(
+        segments,
+        opts.response_format,
+        duration=duration,
+        language="en",
+        granularities=frozenset({"segment"}),
+        task="translate",
+    )

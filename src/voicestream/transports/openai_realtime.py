@@ -23,6 +23,13 @@ which answers through the agent and TTS:
 * ``turn_detection: null``: appended audio accumulates; ``input_audio_buffer.commit``
   transcribes it as one user item; ``response.create`` answers every unanswered user item.
 * ``response.cancel`` is a barge-in (reason ``client_cancelled``).
+* ``response.create`` with no user input to answer (a client's greeting) has the agent speak
+  first: its first message, else whatever it says from its instructions alone.
+
+Transcription sessions (``?intent=transcription``, or a session of ``"type":
+"transcription"``; the beta ``transcription_session.update``) listen the same way and send the
+same ``input_audio_buffer.*`` and ``conversation.item.input_audio_transcription.*`` events, but
+nothing answers: responses and items are refused, and a stored agent's greeting is not spoken.
 
 Two tasks: the reader here (client events, listening) and the writer
 (``openai_realtime_output``), the only sender, which turns the session's events into
@@ -99,7 +106,10 @@ async def ws_openai_realtime(request: web.Request) -> web.StreamResponse:
         # OpenAI answers a bad connection (an unknown model) with an error event, then closes.
         await _close_with(rt, ws, events, err)
         return ws
-    socket = _RealtimeSocket(rt, ws, principal, session, events, request.query.get("model"))
+    kind: oa.SessionKind = (
+        "transcription" if request.query.get("intent") == "transcription" else "realtime"
+    )
+    socket = _RealtimeSocket(rt, ws, principal, session, events, request.query.get("model"), kind)
     rt.metrics.active_streams.labels("openai_realtime").inc()
     try:
         await socket.run()
@@ -164,6 +174,7 @@ class _RealtimeSocket:
         session: ConversationSession,
         events: ServerEvents,
         model: str | None,
+        kind: oa.SessionKind,
     ) -> None:
         self.rt = rt
         self.ws = ws
@@ -174,6 +185,7 @@ class _RealtimeSocket:
         self.conversation_ref = "conv_" + session.conversation_id.replace("-", "")
         self.cfg = oa.SessionConfig(
             dialect=events.dialect,
+            kind=kind,
             model=(model or "gpt-realtime")[:200],
             instructions=session.agent.instructions,
             voice=session.agent.voice,
@@ -279,7 +291,7 @@ class _RealtimeSocket:
     async def _handle(self, event: oa.ClientEvent) -> None:
         match event:
             case oa.SessionUpdate():
-                await self._update(event.patch)
+                await self._update(event.patch, event.transcription_event)
             case oa.AudioAppend(audio=audio):
                 await self._append(audio)
             case oa.AudioCommit():
@@ -287,17 +299,13 @@ class _RealtimeSocket:
             case oa.AudioClear():
                 await self._clear()
             case oa.ItemCreate():
+                self._only_in_conversations("conversation.item.create")
                 self._create_item(event)
             case oa.ItemTruncate(item_id=item_id, content_index=index, audio_end_ms=end_ms):
                 self.out.emit(self.events.item_truncated(item_id, index, end_ms))
             case oa.ResponseCreate(instructions=instructions, output_modalities=modalities):
+                self._only_in_conversations("response.create")
                 self._check_idle()
-                if not self.pending:
-                    raise oa.bad_request(
-                        "there is no user input to respond to: commit audio or add a user "
-                        "message with conversation.item.create first",
-                        code="no_user_input",
-                    )
                 await self._respond(instructions, modalities)
             case oa.ResponseCancel(response_id=response_id):
                 self._cancel(response_id)
@@ -307,6 +315,7 @@ class _RealtimeSocket:
             self.greeted = True
             if (
                 isinstance(event, oa.SessionUpdate | oa.AudioAppend)
+                and self.cfg.kind == "realtime"
                 and self.session.agent.first_message
             ):
                 self.voice_locked = True
@@ -314,8 +323,13 @@ class _RealtimeSocket:
 
     # ---- session.update ---------------------------------------------------------------------
 
-    async def _update(self, patch: oa.SessionPatch) -> None:
+    async def _update(self, patch: oa.SessionPatch, transcription_event: bool = False) -> None:
         """Validate the whole update, then apply it: a refused update changes nothing."""
+        if patch.kind is not None and patch.kind != self.cfg.kind and self._in_use:
+            raise oa.bad_request(
+                f"the session type cannot change to '{patch.kind}' once the session is in use",
+                param="session.type",
+            )
         voice_id = voice_name = None
         if patch.voice is not None:
             voice_id = resolve_voice(patch.voice)
@@ -351,7 +365,25 @@ class _RealtimeSocket:
             self.buffer.clear()
             self.stt = self._listener(cfg)
         self.cfg = self.out.cfg = cfg
-        self.out.emit(self.events.session_updated(cfg, self.session_id))
+        self.out.emit(
+            self.events.session_updated(
+                cfg, self.session_id, transcription_event=transcription_event
+            )
+        )
+
+    @property
+    def _in_use(self) -> bool:
+        """Audio or items have gone into the session (its type is settled by then)."""
+        return bool(self.input_samples or self.out.last_item_id or self.voice_locked)
+
+    def _only_in_conversations(self, event: str) -> None:
+        if self.cfg.kind == "transcription":
+            raise oa.bad_request(
+                f"{event} is not available in a transcription session: it transcribes its "
+                "input audio and generates no responses",
+                param="type",
+                code="unsupported_event",
+            )
 
     @staticmethod
     def _decoder(name: oa.AudioName) -> RawStreamDecoder:
@@ -478,8 +510,8 @@ class _RealtimeSocket:
         self.out.emit(self.events.transcription_completed(item_id, text, seconds))
         for event in self.events.item_done(self.events.user_audio_item(item_id, text)):
             self.out.emit(event)
-        if not text:
-            return  # a noise the VAD took for speech: nothing to answer
+        if not text or self.cfg.kind == "transcription":
+            return  # a noise the VAD took for speech, or nothing is to answer anyway
         s = self.rt.settings
         if (
             len(self.pending) >= s.realtime_max_items
@@ -540,7 +572,7 @@ class _RealtimeSocket:
     async def _respond(
         self, instructions: str | None, modalities: tuple[oa.Modality, ...] | None
     ) -> None:
-        """Answer every pending user input as one turn."""
+        """Answer every pending user input as one turn; with none, the agent speaks first."""
         text = " ".join(self.pending)
         self.pending.clear()
         self.out.plan((modalities or self.cfg.output_modalities)[0])
@@ -550,7 +582,11 @@ class _RealtimeSocket:
             # The request takes the agent as it is now; the override lasts this turn only.
             self.session.agent = replace(agent, instructions=instructions)
         try:
-            await self.session.push_text(text)
+            if text:
+                await self.session.push_text(text)
+            else:
+                # OpenAI's model answers a bare response.create too (a client's greeting).
+                await self.session.respond_unprompted()
         finally:
             self.session.agent = agent
 

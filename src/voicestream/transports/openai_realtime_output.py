@@ -10,7 +10,8 @@ Responses. Each ``ConversationSession.push_text`` starts one agent turn, announc
 ``user_transcript`` event: that opens the response planned for it. The turn's audio start,
 text (``agent_response``) and end follow; an ``interruption`` (barge-in, ``response.cancel``)
 cancels it, and a session ``error`` fails it. A greeting, which no user turn announces, opens
-its response with its text or its first audio, whichever comes first.
+its response with its text or its first audio, whichever comes first; so does an unprompted
+turn (``response.create`` with no user input), which takes the response planned for it.
 """
 
 from __future__ import annotations
@@ -210,8 +211,8 @@ class RealtimeOutput:
     async def _agent_turn(self, state: str) -> None:
         r = self._response
         if state == "start":
-            if r is None:  # the greeting: nobody asked for it
-                r = await self._start(None)
+            if r is None:  # the greeting, or a turn that no user input announced
+                r = await self._start(self._planned.popleft() if self._planned else None)
             r.audio_started = True
         elif r is not None and (r.audio_started or r.text_done):
             # A cancelled turn may report its end after the next one has begun; only an end
@@ -220,8 +221,8 @@ class RealtimeOutput:
 
     async def _agent_text(self, text: str) -> None:
         r = self._response
-        if r is None:  # the greeting, whose text can be ready before its audio
-            r = await self._start(None)
+        if r is None:  # an unannounced turn, whose text can be ready before its audio
+            r = await self._start(self._planned.popleft() if self._planned else None)
         r.transcript = text
         r.text_done = True
         if text:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..engines.base import Word
+from ..engines.base import STTEngine, Word
 from ..engines.stt_stream import STTEvent, STTStream
 from ..errors import UnsupportedFormat
 from ..media.formats import AudioFormat, parse_format
@@ -16,10 +16,14 @@ __all__ = ["TranscriptBuilder", "open_recording_stream", "open_stt_stream", "par
 _CALIBRATION_SECONDS = 30.0
 
 
-def open_stt_stream(rt: Runtime, *, source_rate: int | None = None) -> STTStream:
-    """``source_rate``: the client's sample rate where known (8 kHz marks a phone line)."""
+def open_stt_stream(
+    rt: Runtime, *, source_rate: int | None = None, engine: STTEngine | None = None
+) -> STTStream:
+    """``source_rate``: the client's sample rate where known (8 kHz marks a phone line);
+    ``engine``: one picked by model name (``registry.stt_for``), else the default."""
+    engine = engine or rt.registry.stt
     stream = STTStream(
-        rt.registry.stt,
+        engine,
         rt.registry.vad,
         rt.stt_executor,
         vad_threshold=rt.settings.vad_threshold,
@@ -31,15 +35,18 @@ def open_stt_stream(rt: Runtime, *, source_rate: int | None = None) -> STTStream
 
 
 async def open_recording_stream(
-    rt: Runtime, recording: bytes, *, source_rate: int | None = None
+    rt: Runtime,
+    recording: bytes,
+    *,
+    source_rate: int | None = None,
+    engine: STTEngine | None = None,
 ) -> STTStream:
     """A stream for one whole recording (a file, a committed buffer), calibrated on it: the
     same recording always gives the same transcript, whatever the server heard before."""
-    stream = open_stt_stream(rt, source_rate=source_rate)
+    engine = engine or rt.registry.stt
+    stream = open_stt_stream(rt, source_rate=source_rate, engine=engine)
     try:
-        await stream.calibrate(
-            recording[: int(_CALIBRATION_SECONDS * rt.registry.stt.sample_rate) * 2]
-        )
+        await stream.calibrate(recording[: int(_CALIBRATION_SECONDS * engine.sample_rate) * 2])
     except BaseException:
         await stream.aclose()
         raise

@@ -26,12 +26,15 @@ __all__ = [
     "KNOWLEDGE_THRESHOLD",
     "MEMORY_THRESHOLD",
     "NOTED",
+    "OPENING",
     "KnowledgeAgent",
     "clauses",
     "memory_answer",
 ]
 
 DONT_KNOW: Final = "Sorry, I don't know that."
+# Asked to speak with nothing said yet (a client's "say something first"): what to ask.
+OPENING: Final = "Hello! What would you like to know?"
 # A known end user stating something (which the session stores as a memory) is not asking:
 # "I don't know that" would be the wrong reply.
 NOTED: Final = "Thanks, I'll remember that."
@@ -89,7 +92,7 @@ class KnowledgeAgent(AgentEngine):
         """The whole reply at once (``respond`` streams this)."""
         text = request.user_text.strip()
         if not text:
-            return DONT_KNOW
+            return OPENING
         agent = request.agent
         vector = (await self._kb.embed([text]))[0]
         vectors = self._kb.vectors

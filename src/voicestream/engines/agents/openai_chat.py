@@ -288,7 +288,8 @@ class OpenAIChatAgent(AgentEngine):
         user = request.user_text
         if request.dtmf:
             user = f"{user}\n[keypad: {request.dtmf}]".strip()
-        messages.append({"role": "user", "content": user})
+        if user:  # none when the agent is to speak first, from its instructions alone
+            messages.append({"role": "user", "content": user})
         return messages
 
     async def _memory_note(self, request: AgentRequest) -> str | None:
