@@ -25,8 +25,7 @@ RunningServer = StartedServer
 
 @pytest.fixture(scope="session")
 def registry() -> EngineRegistry:
-    # The suite's engines until it moves to the new defaults (Piper voice, Whisper STT).
-    return build_default_registry(load_settings({}, default_voice="slt", stt_engine="pocketsphinx"))
+    return build_default_registry(load_settings({}))
 
 
 @pytest.fixture(scope="session")

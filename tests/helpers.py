@@ -65,9 +65,6 @@ def settings_for_test_server(services: ServiceURLs, data_dir: Path, **overrides:
         "redis_url": services.redis_url,
         "port": 0,
         "convai_silence_timeout_seconds": 0,
-        # The suite's engines until it moves to the new defaults (Piper voice, Whisper STT).
-        "default_voice": "slt",
-        "stt_engine": "pocketsphinx",
     }
     return load_settings({}, **{**values, **overrides})
 

@@ -112,6 +112,38 @@ async def test_spoken_question_gets_a_spoken_answer_from_the_documents(server) -
     assert texts[2] == ("agent", OPENING_HOURS)
 
 
+MUSEUM_HOURS = "The museum opens at ten in the morning and closes at six in the evening."
+
+
+async def test_a_natural_voice_asking_when_the_museum_opens_gets_the_documents_answer(
+    server,
+) -> None:
+    """The issue's failing case with the default engines: a natural voice (Piper) asks, the
+    server hears the question word for word, and the answer comes from the agent's documents."""
+    async with aiohttp.ClientSession() as s:
+        agent = await _agent(server, s, knowledge=[OPENING_HOURS, PARKING, MUSEUM_HOURS])
+        async with s.post(
+            f"{server.url}/v1/tts",
+            json={
+                "text": "What time does the museum open?",
+                "format": "pcm_16000",
+                "voice": "en_US-joe-medium",
+            },
+            headers=server.headers(),
+        ) as r:
+            assert r.status == 200
+            question = await r.read()
+        client = await _connect(server, s, agent["id"])
+        await client.wait_event("session")
+        await client.send_speech(bytes(8000) + question + bytes(32000))
+        heard = await client.wait_event("user_transcript", lambda e: e["final"])
+        assert normalize(heard["text"]) == "what time does the museum open", heard
+        answer = await client.wait_event("agent_response")
+        assert answer["text"] == MUSEUM_HOURS
+        await client.ws.send_json({"type": "end"})
+        await client.close()
+
+
 async def test_user_speech_during_agent_speech_interrupts_it(server) -> None:
     async with aiohttp.ClientSession() as s:
         agent = await _agent(server, s)

@@ -271,7 +271,11 @@ async def test_bad_stt_input_is_a_4xx_api_error(
 
 
 async def test_stt_unknown_model_and_null_fields(el_server: RunningServer) -> None:
-    """The SDK's literal "null" form fields mean absent; an unknown model is a 422."""
+    """The SDK's literal "null" form fields mean absent; an unknown model is a 422.
+
+    ElevenLabs knows its Scribe ids; here an installed model's own name works too, and any
+    other name (a text-to-speech model's id, as a confused client might send) is refused
+    as ElevenLabs refuses it."""
     silence = io.BytesIO()
     with wave.open(silence, "wb") as w:
         w.setnchannels(1)
@@ -281,7 +285,7 @@ async def test_stt_unknown_model_and_null_fields(el_server: RunningServer) -> No
     headers = {"xi-api-key": el_server.api_key}
     url = f"{el_server.url}{PREFIX}/v1/speech-to-text"
     async with aiohttp.ClientSession() as s:
-        for model, expected in (("scribe_v1", 200), ("whisper", 422)):
+        for model, expected in (("scribe_v1", 200), ("eleven_multilingual_v2", 422)):
             form = aiohttp.FormData()
             form.add_field("model_id", model)
             for name in ("language_code", "webhook_metadata", "entity_detection"):

@@ -1,6 +1,10 @@
 """Resource bounds: a cap on STT streams (refused as "busy" past it) with idle decoders freed
 after a burst, and time limits on request bodies and on connections that send no request.
 
+The memory an STT stream holds is a pocketsphinx decoder (~95 MB): with Whisper the default,
+that is the decoder lending the stream its live partials (a Whisper decoder is only the
+utterance's audio; the model is shared), so the freeing is checked on that engine's pool.
+
 These run against a second server with small limits, its own engines (the STT cap and the idle
 release belong to the engine) and the shared database.
 """
@@ -20,8 +24,10 @@ from waiting import eventually
 
 from helpers import StartedServer, settings_for_test_server, start_test_server
 from voicestream.config import load_settings
+from voicestream.engines.base import DecoderPoolStats
 from voicestream.engines.catalog import EngineRegistry, build_default_registry
 from voicestream.engines.pocketsphinx_stt import PocketsphinxSTT
+from voicestream.engines.whisper_stt import WhisperSTT
 
 MAX_STREAMS = 3
 IDLE_RELEASE_S = 0.5
@@ -48,8 +54,16 @@ Bounded = StartedServer
 def bounded_registry() -> Iterator[EngineRegistry]:
     registry = build_default_registry(load_settings({}, **LIMITS))
     yield registry
-    if isinstance(registry.stt, PocketsphinxSTT):
-        registry.stt.close()
+    for engine in registry.stt_engines():
+        if isinstance(engine, (PocketsphinxSTT, WhisperSTT)):
+            engine.close()
+
+
+def _memory_pool(registry: EngineRegistry) -> PocketsphinxSTT:
+    """The pool of decoders that hold the memory (see the module doc)."""
+    engine = registry.stt_for("pocketsphinx")
+    assert isinstance(engine, PocketsphinxSTT), engine
+    return engine
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +112,9 @@ def _transcribe(s: aiohttp.ClientSession, bounded: Bounded, pcm: bytes) -> Any:
 
 
 async def test_stt_streams_past_the_cap_are_told_busy_and_idle_decoders_are_freed(
-    bounded: Bounded,
+    bounded: Bounded, bounded_registry: EngineRegistry
 ) -> None:
+    pool = _memory_pool(bounded_registry)
     async with aiohttp.ClientSession() as s:
         speech = await _speech(s, bounded, "Good morning, I would like to book a table.")
         stream_url = f"{bounded.ws_url}/v1/stt/stream"
@@ -111,7 +126,9 @@ async def test_stt_streams_past_the_cap_are_told_busy_and_idle_decoders_are_free
                 sockets.append(ws)
 
             async def all_busy() -> bool:
-                return (await _decoders(s, bounded.url)).get("busy") == MAX_STREAMS
+                # The default engine's decoders (/metrics) and the memory they hold.
+                lent = (await _decoders(s, bounded.url)).get("busy")
+                return lent == MAX_STREAMS and pool.pool_stats().busy == MAX_STREAMS
 
             await eventually(all_busy, within=SOON_S, what=f"{MAX_STREAMS} busy decoders")
 
@@ -140,9 +157,10 @@ async def test_stt_streams_past_the_cap_are_told_busy_and_idle_decoders_are_free
                 await ws.close()
 
         # The burst is over: decoders go back, then all but the one warm spare are freed.
-        async def back_to_spare() -> dict[str, float] | None:
-            counts = await _decoders(s, bounded.url)
-            return counts if counts == {"busy": 0, "idle": 1} else None
+        async def back_to_spare() -> DecoderPoolStats | None:
+            lent = (await _decoders(s, bounded.url)).get("busy")
+            stats = pool.pool_stats()
+            return stats if lent == 0 and (stats.busy, stats.idle) == (0, 1) else None
 
         await eventually(back_to_spare, within=SOON_S, what="one idle decoder left")
 
@@ -225,7 +243,9 @@ async def test_a_connection_that_sends_no_request_is_closed(bounded: Bounded, se
 
 async def test_a_slow_handler_after_a_whole_body_is_not_cut_off(bounded: Bounded) -> None:
     """The body limits watch the body only: work after it may take longer than they allow."""
-    text = "The weather is nice today, and the park is full of people. " * 75
+    # About 100 s of speech: several seconds of synthesis for the default (Piper) voice, well
+    # past both body limits, without making the suite wait half a minute on a busy machine.
+    text = "The weather is nice today, and the park is full of people. " * 25
     async with aiohttp.ClientSession() as s:
         started = time.monotonic()
         async with s.post(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import wave
 
 import aiohttp
+import pytest
 
 from helpers import corpus_wer
 
@@ -115,7 +118,12 @@ async def test_stt_http_response_formats(server) -> None:
             assert r.status == 200
             multipart_text = (await r.json())["text"]
     body = json.loads(out["json"])
-    assert body["language"] == "en" and 2.0 < body["duration"] < 5.0
+    # The duration is the audio's, silences and all (not the speech's span), as OpenAI's.
+    with wave.open(io.BytesIO(wav)) as w:
+        seconds = w.getnframes() / w.getframerate()
+    assert 1.0 < seconds < 5.0
+    assert body["language"] == "en" and body["duration"] == pytest.approx(seconds, abs=0.002)
+    assert body["words"][-1]["end"] <= body["duration"]
     assert corpus_wer([text], [body["text"]]) <= 0.2
     assert out["text"].strip() == body["text"]
     assert multipart_text == body["text"]

@@ -2,12 +2,15 @@
 real server.
 
 * Telnyx (JSON text frames, G.711 at 8 kHz, PCMU and PCMA): the TeXML answer with a ticket,
-  speech and DTMF in, paced agent speech, marks and ``clear`` out. Narrowband speech is beyond
-  the bundled wideband STT (see ``test_twilio.py``), so the agent's audio is checked against
-  the same text spoken by our TTS in the same codec (loudness envelopes must line up) and the
-  caller's speech by the user turn it makes.
-* Vonage (binary 16 kHz PCM frames, JSON text events): the NCCO answer, wideband speech both
-  ways checked word by word, DTMF, ``notify`` marks and ``clear``.
+  speech and DTMF in, paced agent speech, marks and ``clear`` out.
+* Vonage (binary L16 frames at 16 kHz, or 8 kHz; JSON text events): the NCCO answer, speech both
+  ways, DTMF, ``notify`` marks and ``clear``.
+
+Both ways the words are checked: the caller speaks with a natural voice (Piper) in the carrier's
+codec and the stored user turn must be its question word for word; what the agent says down the
+line is transcribed by our own STT at the call's rate (8 kHz μ-law, A-law or L16; 16 kHz L16)
+and must carry the key words of what it was meant to say. The G.711 law and the length of the
+agent's audio are checked against our TTS saying the same text (``server/phone_audio.py``).
 
 Twilio's signed voice webhook is in ``test_twilio_signature.py``.
 """
@@ -19,18 +22,25 @@ import base64
 import json
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
-import numpy as np
 import pytest
 
 from helpers import corpus_wer, normalize, sentences
+from server.phone_audio import (
+    caller_says,
+    law_loudness_ratio,
+    phone_line,
+    stored_conversation,
+    synthesize,
+    transcribe,
+    word_errors,
+    words,
+)
 from server.waiting import SocketRecorder
 from voicestream.media.g711 import alaw_to_pcm16, pcm16_to_alaw, pcm16_to_ulaw, ulaw_to_pcm16
-from voicestream.media.resample import resample
 
 GREETING = "Hello, thanks for calling. How can I help you?"
 OPENING_HOURS = "Our office is open from nine in the morning to five in the evening on weekdays."
@@ -47,7 +57,11 @@ CODECS = {
 }
 G711_FRAME = 160  # 20 ms at 8 kHz
 PCM16K_FRAME = 640  # 20 ms of 16 kHz s16le
-MAX_WER = 0.35
+MAX_WER = 0.15  # Whisper on Piper at 16 kHz: about 4 %
+QUESTION = "What time is the office open?"
+# What our STT must hear in the agent's audio (Whisper may say "for nine" or "Hello." here).
+GREETING_WORDS = {"hello", "thanks", "calling", "help"}
+HOURS_WORDS = {"office", "open", "nine", "morning", "five", "evening", "weekdays"}
 
 
 # ---- a carrier's side of the call, from the wire protocol only ------------------------------
@@ -149,7 +163,6 @@ async def _agent(server, s: aiohttp.ClientSession, **extra: Any) -> dict[str, An
     body = {
         "name": "phone desk",
         "instructions": "Answer caller questions.",
-        "voice": "slt",
         "knowledge": [OPENING_HOURS, PARKING],
         **extra,
     }
@@ -204,83 +217,6 @@ def _without_ticket(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
 
 
-async def _tts(server, s: aiohttp.ClientSession, text: str, fmt: str, voice: str) -> bytes:
-    async with s.post(
-        f"{server.url}/v1/tts",
-        json={"text": text, "format": fmt, "voice": voice},
-        headers=server.headers(),
-    ) as r:
-        assert r.status == 200, await r.text()
-        return await r.read()
-
-
-async def _stt(server, s: aiohttp.ClientSession, audio: bytes, fmt: str) -> str:
-    async with s.post(
-        f"{server.url}/v1/stt", data=audio, params={"format": fmt}, headers=server.headers()
-    ) as r:
-        assert r.status == 200, await r.text()
-        text: str = (await r.json())["text"]
-        return text
-
-
-async def _stored(
-    server, s: aiohttp.ClientSession, agent_id: str, *, status: str | None = None
-) -> tuple[str, list[tuple[str, str]]]:
-    """The agent's one conversation: its status (waited for, when given) and turns."""
-    deadline = time.monotonic() + 10
-    while True:
-        async with s.get(
-            f"{server.url}/v1/convai/sessions",
-            params={"agent_id": agent_id},
-            headers=server.headers(),
-        ) as r:
-            assert r.status == 200, await r.text()
-            (session,) = (await r.json())["sessions"]
-        async with s.get(
-            f"{server.url}/v1/convai/sessions/{session['id']}", headers=server.headers()
-        ) as r:
-            stored = await r.json()
-        if status is None or stored["status"] == status or time.monotonic() > deadline:
-            return stored["status"], [(t["role"], t["text"]) for t in stored["turns"]]
-        await asyncio.sleep(0.1)
-
-
-def _phone_line(pcm16k: bytes, encode: Callable[[bytes], bytes]) -> bytes:
-    return encode(resample(pcm16k, 16000, 8000))
-
-
-def _envelope_match(heard: bytes, reference: bytes, rate: int) -> float:
-    """How well two recordings of the same words line up: the best correlation of their 20 ms
-    log-energy envelopes over shifts of up to half a second (clause pauses may differ)."""
-
-    def envelope(pcm: bytes) -> np.ndarray:
-        x = np.frombuffer(pcm, "<i2").astype(np.float64)
-        hop = rate // 50
-        frames = x[: len(x) // hop * hop].reshape(-1, hop)
-        return np.log10(np.mean(frames**2, axis=1) + 1.0)
-
-    a, b = envelope(heard), envelope(reference)
-    best = -1.0
-    for shift in range(-25, 26):
-        x, y = (a[shift:], b) if shift >= 0 else (a, b[-shift:])
-        n = min(len(x), len(y))
-        if n > 50:
-            best = max(best, float(np.corrcoef(x[:n], y[:n])[0, 1]))
-    return best
-
-
-def _waveform_match(heard: bytes, reference: bytes) -> float:
-    """The best normalized correlation of the reference's first half second of speech with
-    the heard audio, over every alignment in its first three seconds."""
-    h = np.frombuffer(heard, "<i2").astype(np.float64)[:24000]
-    r = np.frombuffer(reference, "<i2").astype(np.float64)
-    onset = int(np.flatnonzero(np.abs(r) > 300)[0])
-    r = r[onset : onset + 4000]
-    dots = np.correlate(h, r, "valid")
-    energy = np.convolve(h**2, np.ones(len(r)), "valid")
-    return float(np.max(dots / (np.sqrt(energy * np.sum(r**2)) + 1e-9)))
-
-
 # ---- Telnyx ---------------------------------------------------------------------------------
 
 
@@ -320,8 +256,8 @@ async def test_telnyx_call_greets_answers_dtmf_and_speech(server, encoding: str)
     fmt, encode, decode = CODECS[encoding]
     async with aiohttp.ClientSession() as s:
         agent = await _agent(server, s, first_message=GREETING)
-        question = await _tts(server, s, "What time is the office open?", "pcm_16000", "rms")
-        reference = decode(await _tts(server, s, GREETING, fmt, "slt"))
+        question = phone_line(await caller_says(server, s, QUESTION), encode)
+        reference = await synthesize(server, s, GREETING, "pcm_8000")
         url = await _texml_url(server, s, agent["id"])
         if encoding == "PCMA":  # the ticket may also travel in the start's custom parameters
             call = await _telnyx_call(s, _without_ticket(url))
@@ -333,18 +269,19 @@ async def test_telnyx_call_greets_answers_dtmf_and_speech(server, encoding: str)
         mark = await call.wait_for(lambda: call.of("event", "mark"))
         elapsed = time.monotonic() - started
         greeting = bytes(call.audio)
-        seconds = len(greeting) / 8000
-        assert 1.5 < seconds < 6, seconds  # flite speaks this in about three seconds
+        seconds, expected = len(greeting) / 8000, len(reference) / 16000
+        # As long as our TTS saying the same text (Piper's durations vary by a few per cent).
+        assert 0.8 * expected < seconds < 1.25 * expected + 0.2, (seconds, expected)
         assert elapsed > seconds - 0.5, (elapsed, seconds)  # paced at playback speed
         assert call.messages.index(mark[0]) == len(call.messages) - 1  # after the last frame
-        # The words are the greeting's: its loudness contour is that of our TTS saying the same
-        # text (about 0.99; another text scores about 0.25) ...
-        match = _envelope_match(decode(greeting), reference, 8000)
-        assert match > 0.8, match
-        # ... and it went out in the call's codec: decoded as such, its first half second of
-        # speech is our TTS's waveform (about 0.998; decoded as the other G.711 law, 0.7).
-        same = _waveform_match(decode(greeting), reference)
-        assert same > 0.9, same
+        # It went out in the call's G.711 law: decoded with it, it is as loud as our linear
+        # PCM of the same text (about 1.0; decoded with the other law about 3.5-4, see
+        # law_loudness_ratio) ...
+        ratio = law_loudness_ratio(decode(greeting), reference)
+        assert 0.7 < ratio < 1.4, ratio
+        # ... and it says the greeting.
+        heard = await transcribe(server, s, greeting, fmt)
+        assert GREETING_WORDS <= words(heard), heard
 
         # Telnyx echoes the mark once played; the server takes it silently.
         await call.send({"event": "mark", "stream_id": STREAM_ID, "mark": mark[0]["mark"]})
@@ -353,39 +290,41 @@ async def test_telnyx_call_greets_answers_dtmf_and_speech(server, encoding: str)
         await call.wait_for(lambda: len(call.of("event", "mark")) >= 2)
         assert len(call.audio) - before > 8000 * 0.5  # the agent answered out loud
 
-        silence = _phone_line(bytes(32000), encode)
-        await call.speak(silence[:4000] + _phone_line(question, encode) + silence + silence)
+        silence = phone_line(bytes(32000), encode)
+        await call.speak(silence[:4000] + question + silence + silence)
         await call.wait_for(lambda: len(call.of("event", "mark")) >= 3, within=60)
         await call.send({"event": "stop", "stream_id": STREAM_ID, "stop": {}})
         assert await call.closed() == 1000
-        status, turns = await _stored(server, s, agent["id"], status="ended")
-    assert status == "ended"
+        _, turns = await stored_conversation(
+            server, s, agent["id"], lambda status, turns: status == "ended" and len(turns) >= 5
+        )
     assert turns[:2] == [("agent", GREETING), ("user", "I pressed 1")]
     assert turns[2][0] == "agent" and turns[2][1]
-    # 8 kHz speech on the wideband model: which words come back is not testable, but the
-    # caller's audio became a user turn with words in it, and the agent answered it.
-    role, heard = turns[3]
-    assert role == "user" and len(heard.split()) >= 2, heard
-    assert turns[4][0] == "agent"
+    # The caller's question, heard through the phone line word for word, and its answer.
+    role, said = turns[3]
+    assert role == "user" and normalize(said) == normalize(QUESTION), said
+    assert turns[4] == ("agent", OPENING_HOURS)
 
 
 async def test_speaking_over_the_agent_on_telnyx_sends_clear(server) -> None:
     async with aiohttp.ClientSession() as s:
         agent = await _agent(server, s, first_message=LONG_GREETING)
-        speech = await _tts(server, s, "Wait, when is the office open?", "pcm_16000", "rms")
+        speech = await caller_says(server, s, "Wait, when is the office open?")
         call = await _telnyx_call(s, await _texml_url(server, s, agent["id"]))
         await call.send(_telnyx_start("PCMU"))
         await call.wait_for(lambda: len(call.audio) > 8000 * 1.5)
-        await call.speak(_phone_line(speech, pcm16_to_ulaw), realtime=True)
+        await call.speak(phone_line(speech, pcm16_to_ulaw), realtime=True)
         clear = await call.wait_for(lambda: call.of("event", "clear"))
         assert clear[0] == {"event": "clear"}
         stopped_at = call.times[call.messages.index(clear[0])]
         await call.speak(b"\xff" * 8000, realtime=True)
-        # Only what was already on the wire may follow the clear (lead 100 ms and a frame).
-        assert call.media_between(stopped_at, stopped_at + 0.8) <= 8
-        # The interrupted greeting is never marked (a mark may follow for the answer).
-        marks = [i for i, m in enumerate(call.messages) if m["event"] == "mark"]
-        assert all(i > call.messages.index(clear[0]) for i in marks), call.messages
+        # Nothing of the interrupted greeting follows the clear: no frame (Telnyx would play
+        # it), no mark (the greeting was not played out). The answer cannot come this early:
+        # the caller is still speaking for a second after the clear.
+        assert call.media_between(stopped_at, stopped_at + 0.8) == 0
+        after = call.messages[call.messages.index(clear[0]) + 1 :]
+        answer_starts = next((i for i, m in enumerate(after) if m["event"] == "media"), len(after))
+        assert all(m["event"] != "mark" for m in after[:answer_starts]), after
         await call.ws.close()
         await call.closed()
 
@@ -483,7 +422,7 @@ async def test_vonage_call_speaks_hears_and_takes_dtmf_in_wideband(server) -> No
     greeting_text = " ".join(greeting_sentences)
     async with aiohttp.ClientSession() as s:
         agent = await _agent(server, s, first_message=greeting_text)
-        question = await _tts(server, s, "What time is the office open?", "pcm_16000", "rms")
+        question = await caller_says(server, s, QUESTION)
         endpoint = await _ncco_endpoint(server, s, agent["id"])
         call = await _vonage_call(s, endpoint["uri"])
         await call.send(_vonage_connected(**endpoint["headers"]))
@@ -495,7 +434,7 @@ async def test_vonage_call_speaks_hears_and_takes_dtmf_in_wideband(server) -> No
         greeting = bytes(call.audio)
         assert elapsed > len(greeting) / 32000 - 0.5  # paced at playback speed
         assert notify[0] == {"action": "notify", "payload": {"name": "utt-1"}}
-        heard = await _stt(server, s, greeting, "pcm_16000")
+        heard = await transcribe(server, s, greeting, "pcm_16000")
         wer = corpus_wer([greeting_text], [heard])
         assert wer <= MAX_WER, (wer, heard)
 
@@ -514,30 +453,29 @@ async def test_vonage_call_speaks_hears_and_takes_dtmf_in_wideband(server) -> No
         await call.speak(silence[:8000] + question + silence + silence)
         await call.wait_for(lambda: len(call.of("action", "notify")) >= 3, within=60)
         answer = bytes(call.audio[before:])
-        words = set(normalize(await _stt(server, s, answer, "pcm_16000")).split())
-        key = {"office", "open", "nine", "morning", "five", "evening", "weekdays"}
-        assert len(key & words) >= 4, words
+        said_down_the_line = await transcribe(server, s, answer, "pcm_16000")
+        assert HOURS_WORDS <= words(said_down_the_line), said_down_the_line
 
         # Vonage has no stop event: the caller hanging up closes the socket, and that ends
         # the conversation.
         await call.ws.close()
         await call.closed()
-        status, turns = await _stored(server, s, agent["id"], status="ended")
-    assert status == "ended"
+        _, turns = await stored_conversation(
+            server, s, agent["id"], lambda status, turns: status == "ended" and len(turns) >= 5
+        )
     assert turns[0] == ("agent", greeting_text)
     assert turns[1] == ("user", "I pressed 5")
     assert turns[2][0] == "agent" and turns[2][1]
     role, said = turns[3]
-    said_words = normalize(said).split()
-    assert role == "user" and {"what", "time"} <= set(said_words), said
-    assert any(w.startswith("office") for w in said_words), said
+    assert role == "user" and normalize(said) == normalize(QUESTION), said
     assert turns[4] == ("agent", OPENING_HOURS)
 
 
 async def test_speaking_over_the_agent_on_vonage_sends_clear(server) -> None:
+    interruption = "Wait, where can I park my car?"
     async with aiohttp.ClientSession() as s:
         agent = await _agent(server, s, first_message=LONG_GREETING)
-        speech = await _tts(server, s, "Wait, where can I park my car?", "pcm_16000", "rms")
+        speech = await caller_says(server, s, interruption)
         call = await _vonage_call(s, (await _ncco_endpoint(server, s, agent["id"]))["uri"])
         await call.send(_vonage_connected())
         await call.wait_for(lambda: len(call.audio) > 32000 * 1.5)
@@ -547,31 +485,49 @@ async def test_speaking_over_the_agent_on_vonage_sends_clear(server) -> None:
         stopped_at = call.times[call.messages.index(clear[0])]
         await call.send({"event": "websocket:cleared"})  # Vonage confirms: taken silently
         await call.speak(bytes(32000), realtime=True)
-        assert call.media_between(stopped_at, stopped_at + 0.8) <= 8
-        # The new question is answered.
-        await call.wait_for(lambda: call.of("action", "notify"), within=60)
+        # Nothing of the interrupted greeting follows the clear: no frame, and no notify, which
+        # would say it was played out; the first notify marks the end of the answer.
+        assert call.media_between(stopped_at, stopped_at + 0.8) == 0
+        (notify,) = await call.wait_for(lambda: call.of("action", "notify"), within=60)
+        notified_at = call.times[call.messages.index(notify)]
+        assert call.media_between(stopped_at, notified_at) > 50 * 0.5, "notify before the answer"
         await call.ws.close()
         await call.closed()
-        _, turns = await _stored(server, s, agent["id"])
-    assert turns[-1] == ("agent", PARKING)
+        _, turns = await stored_conversation(
+            server, s, agent["id"], lambda status, turns: len(turns) >= 3
+        )
+    # The greeting was cut short; the words that cut it were heard, and answered.
+    (role, cut), (user, said), answer = turns
+    assert role == "agent" and cut, cut
+    # Spoken over the agent, its first word is the weakest: "Wait" came back once as "Wake"
+    # in 15 runs, so one word may differ here (the plain questions above are exact).
+    assert user == "user" and word_errors(interruption, said) <= 1, said
+    assert answer == ("agent", PARKING)
 
 
 async def test_vonage_with_an_api_key_and_narrowband_audio(server) -> None:
     async with aiohttp.ClientSession() as s:
         agent = await _agent(server, s, first_message=GREETING)
+        reference = await synthesize(server, s, GREETING, "pcm_8000")
         url = _without_ticket((await _ncco_endpoint(server, s, agent["id"]))["uri"])
         # A key header stands in for the ticket; 8 kHz comes as 320-byte frames both ways.
         call = await _vonage_call(s, url, rate=8000, headers=server.headers())
         await call.send(_vonage_connected(rate=8000))
         await call.wait_for(lambda: call.of("action", "notify"))
-        reference = resample(await _tts(server, s, GREETING, "pcm_16000", "slt"), 16000, 8000)
-        match = _envelope_match(bytes(call.audio), reference, 8000)
-        assert match > 0.8, match
+        greeting = bytes(call.audio)
+        # 8 kHz L16, not 16 kHz squeezed into 8 kHz frames: as long as our TTS saying the
+        # same text at 8 kHz, and it says the greeting when heard at 8 kHz.
+        seconds, expected = len(greeting) / 16000, len(reference) / 16000
+        assert 0.8 * expected < seconds < 1.25 * expected + 0.2, (seconds, expected)
+        heard = await transcribe(server, s, greeting, "pcm_8000")
+        assert GREETING_WORDS <= words(heard), heard
         await call.send({"event": "websocket:dtmf", "dtmf": {"digits": "42", "duration": 250}})
         await call.wait_for(lambda: len(call.of("action", "notify")) >= 2)
         await call.ws.close()
         await call.closed()
-        _, turns = await _stored(server, s, agent["id"])
+        _, turns = await stored_conversation(
+            server, s, agent["id"], lambda status, turns: len(turns) >= 2
+        )
     assert turns[1] == ("user", "I pressed 4 2")
 
 

@@ -21,7 +21,7 @@ GREETING = "Hello, thanks for calling. How can I help you?"
 
 
 async def _agent(server, s: aiohttp.ClientSession, **extra: Any) -> dict[str, Any]:
-    body = {"name": "signed phone desk", "voice": "slt", **extra}
+    body = {"name": "signed phone desk", **extra}
     async with s.post(f"{server.url}/v1/agents", json=body, headers=server.headers()) as r:
         assert r.status == 201, await r.text()
         agent: dict[str, Any] = await r.json()

@@ -31,6 +31,7 @@ from wyoming.tts import Synthesize
 from voicestream.config import load_settings
 from voicestream.engines.catalog import EngineRegistry, build_default_registry
 from voicestream.engines.pocketsphinx_stt import PocketsphinxSTT
+from voicestream.engines.whisper_stt import WhisperSTT
 from voicestream.server.app import create_app
 from voicestream.store.embedded import ServiceURLs
 from voicestream.store.workspaces import find_workspace
@@ -69,8 +70,9 @@ class App:
 def limits_registry() -> Iterator[EngineRegistry]:
     registry = build_default_registry(load_settings({}, max_stt_streams=1, stt_threads=1))
     yield registry
-    if isinstance(registry.stt, PocketsphinxSTT):
-        registry.stt.close()
+    for engine in registry.stt_engines():
+        if isinstance(engine, (PocketsphinxSTT, WhisperSTT)):
+            engine.close()
 
 
 async def _start(

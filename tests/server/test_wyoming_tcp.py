@@ -146,9 +146,9 @@ class Recognition:
 
 
 async def transcribe(
-    client: AsyncTcpClient, pcm: bytes, rate: int, channels: int = 1
+    client: AsyncTcpClient, pcm: bytes, rate: int, channels: int = 1, model: str | None = None
 ) -> Recognition:
-    await client.write_event(Transcribe(language="en").event())
+    await client.write_event(Transcribe(name=model, language="en").event())
     await client.write_event(AudioStart(rate=rate, width=2, channels=channels).event())
     step = SAMPLES_PER_CHUNK * 2 * channels
     for i in range(0, len(pcm), step):
@@ -197,7 +197,7 @@ async def usage_totals(app: WyomingApp) -> dict[str, float]:
 # ---- describe, ping -------------------------------------------------------------------------
 
 
-async def test_describe_lists_voices_and_asr(wyoming: WyomingApp) -> None:
+async def test_describe_lists_voices_and_asr(wyoming: WyomingApp, registry: EngineRegistry) -> None:
     async with wyoming.client() as client:
         await client.write_event(Describe().event())
         event = await read(client)
@@ -210,11 +210,17 @@ async def test_describe_lists_voices_and_asr(wyoming: WyomingApp) -> None:
     slt = next(v for v in tts.voices if v.name == "slt")
     assert slt.languages == ["en-US"] and slt.installed
     assert "Flite" in slt.attribution.name and slt.attribution.url
+    joe = next(v for v in tts.voices if v.name == "en_US-joe-medium")
+    assert joe.languages == ["en-US"] and "Piper" in joe.attribution.name
     assert tts.supports_synthesize_streaming and tts.version
     (asr,) = info.asr
-    (model,) = asr.models
-    assert model.name == "pocketsphinx" and "en" in model.languages
-    assert "PocketSphinx" in model.attribution.name
+    # Every engine, the default first, by the names a transcribe event may ask for.
+    by_name = {m.name: m for m in asr.models}
+    assert [m.name for m in asr.models] == registry.stt_model_names()
+    assert asr.models[0].name == "tiny.en" and "en" in asr.models[0].languages
+    assert "Whisper" in asr.models[0].attribution.name and asr.models[0].attribution.url
+    assert "en" in by_name["pocketsphinx"].languages
+    assert "PocketSphinx" in by_name["pocketsphinx"].attribution.name
     assert asr.supports_transcript_streaming and asr.version
     assert info.wake == [] and info.intent == []
 
@@ -270,6 +276,24 @@ async def test_22050_hz_stereo_is_converted(wyoming: WyomingApp) -> None:
             hyps.append(result.text)
     wer = corpus_wer(refs, hyps)
     assert wer <= MAX_WER, list(zip(refs, hyps, strict=True))
+
+
+async def test_transcribe_uses_the_model_it_names(wyoming: WyomingApp) -> None:
+    # The engines write differently: Whisper capitalises and punctuates, pocketsphinx gives
+    # bare lower-case words. So the text shows which engine heard the audio.
+    text = sentences()[1]
+    async with wyoming.client() as client:
+        speech = await synthesize(client, text)
+        audio = silence(0.3) + speech.pcm + silence(0.5)
+        by_engine = await transcribe(client, audio, 16000, model="pocketsphinx")
+        by_model = await transcribe(client, audio, 16000, model="tiny.en")
+        # A choice holds for the one stream after it: then the default (Whisper) again.
+        default = await transcribe(client, audio, 16000)
+    results = (by_engine, by_model, default)
+    assert corpus_wer([text] * 3, [r.text for r in results]) <= MAX_WER, results
+    assert by_engine.text == normalize(by_engine.text), by_engine
+    for whisper in (by_model, default):
+        assert whisper.text[0].isupper() and whisper.text.endswith("."), whisper
 
 
 def envelope(pcm: bytes, rate: int) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -488,7 +512,7 @@ BAD_REQUESTS: dict[str, tuple[list[Event], str]] = {
         "text_too_long",
     ),
     "transcribe german": ([Transcribe(language="de").event()], "invalid_request"),
-    "unknown asr model": ([Transcribe(name="whisper").event()], "invalid_request"),
+    "unknown asr model": ([Transcribe(name="large-v3").event()], "invalid_request"),
     "unknown program": ([Event("select-program", {"name": "piper"})], "invalid_request"),
     "audio-chunk without audio-start": (
         [AudioChunk(rate=16000, width=2, channels=1, audio=bytes(64)).event()],

@@ -129,6 +129,11 @@ class STTDecoder(ABC):
     # of the utterance (never a silence that may yet end it), so a decode started at a pause
     # sees exactly what ``finish`` would, and a speculation that nothing overtook is the final.
     speculates: ClassVar[bool] = False
+    # Whether ``finish`` should time each word. A stream whose reader only wants the text (a
+    # conversation's turns) clears it for the utterances it decodes: aligning words costs
+    # Whisper about half a decode again, on the path from end of speech to the answer.
+    # Decoders that time words for free may ignore it.
+    word_times: bool = True
 
     def pause(self) -> None:  # noqa: B027 - optional hook, empty by default
         """The speaker paused: everything fed so far may be the whole utterance. A decoder may

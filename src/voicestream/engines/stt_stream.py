@@ -79,7 +79,9 @@ class STTStream:
         vad_threshold: float = 0.5,
         min_silence_ms: int = 400,
         min_speech_ms: int = 100,
+        word_times: bool = True,
     ) -> None:
+        """``word_times``: whether finals carry word timings (see ``STTDecoder.word_times``)."""
         if vad_model.sample_rate != engine.sample_rate:
             raise ValueError("VAD and STT must share a sample rate")
         self._engine = engine
@@ -87,6 +89,7 @@ class STTStream:
         self._rate = engine.sample_rate
         self._vad_model = vad_model
         self._vad = _detector(vad_model, vad_threshold, min_silence_ms, min_speech_ms)
+        self._word_times = word_times
         self._decoder: STTDecoder | None = None
         self._pending = bytearray()  # audio not yet given to the decoder
         self._pending_start = 0  # stream sample index of _pending[0]
@@ -229,6 +232,7 @@ class STTStream:
         decoder = self._engine.acquire()  # may wait for the pool: outside the lock
         with self._lock:
             if not self._closed:
+                decoder.word_times = self._word_times
                 self._decoder = decoder
                 return decoder
         # aclose() ran while we waited for the pool; nobody will ever release this one.

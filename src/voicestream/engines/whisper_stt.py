@@ -138,7 +138,7 @@ class WhisperDecoder(STTDecoder):
             return
         self._drop_speculation()
         audio = bytes(self._audio)
-        self._speculation = (len(audio), self._engine.submit_decode(audio))
+        self._speculation = (len(audio), self._engine.submit_decode(audio, self.word_times))
         self._engine.count_speculation("started")
 
     def resume(self) -> None:
@@ -165,7 +165,7 @@ class WhisperDecoder(STTDecoder):
                     return transcript
             future.cancel()
             self._engine.count_speculation("discarded")
-        return self._engine.decode(audio)
+        return self._engine.decode(audio, word_times=self.word_times)
 
     def abandon(self) -> None:
         # The stream went away: a final nobody reads is not worth a decode.
@@ -176,6 +176,7 @@ class WhisperDecoder(STTDecoder):
         self._audio.clear()
         self._partial_started = False
         self._live = True
+        self.word_times = True
 
     def _drop_speculation(self) -> None:
         if self._speculation is not None:
@@ -339,7 +340,7 @@ class WhisperSTT(STTEngine):
 
     # Decoding
 
-    def submit_decode(self, pcm: bytes) -> Future[Transcript]:
+    def submit_decode(self, pcm: bytes, word_times: bool = True) -> Future[Transcript]:
         """Decode ``pcm`` on the engine's own threads (a speculative final)."""
         self._ensure_model()
         self._count_running(+1)
@@ -347,7 +348,7 @@ class WhisperSTT(STTEngine):
             pool = self._pool
             if pool is None:
                 raise RuntimeError("closed")
-            future = pool.submit(self.decode, pcm)
+            future = pool.submit(self.decode, pcm, word_times=word_times)
         except RuntimeError:  # closed: a cancelled speculation makes finish() decode in place
             self._count_running(-1)
             future = Future()
@@ -370,10 +371,12 @@ class WhisperSTT(STTEngine):
         with self._pool_lock:
             return self._speculations
 
-    def decode(self, pcm: bytes) -> Transcript:
-        """Blocking: one utterance of mono s16le 16 kHz, word times from its start."""
+    def decode(self, pcm: bytes, *, word_times: bool = True) -> Transcript:
+        """Blocking: one utterance of mono s16le 16 kHz, word times (if asked) from its start."""
         language = None if self.multilingual else "en"
-        return self._transcribe(pcm, language=language, task="transcribe", word_timestamps=True)
+        return self._transcribe(
+            pcm, language=language, task="transcribe", word_timestamps=word_times
+        )
 
     def transcribe(
         self,

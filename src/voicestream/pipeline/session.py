@@ -138,6 +138,8 @@ class ConversationSession:
             vad_threshold=deps.vad_threshold,
             min_silence_ms=deps.vad_min_silence_ms,
             min_speech_ms=deps.vad_min_speech_ms,
+            # Turns are text: timing their words would only delay the answer.
+            word_times=False,
         )
         self._events: asyncio.Queue[Event] = asyncio.Queue(max_events)
         self._too_slow: ClientTooSlow | None = None  # set once the client fell too far behind

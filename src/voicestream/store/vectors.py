@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import logging
 import re
 import time
@@ -129,7 +130,7 @@ class VectorStore:
         vectors: npt.NDArray[np.float32],
     ) -> int:
         """Store one point per passage; returns how many. Re-adding a document overwrites."""
-        from qdrant_client.http import models as qm
+        qm = await self._models()
 
         if len(texts) != len(vectors):
             raise ValidationFailed(f"{len(texts)} texts but {len(vectors)} vectors")
@@ -213,7 +214,7 @@ class VectorStore:
         conversation_id: Id | None = None,
     ) -> None:
         """Keep something an end user said, for later sessions (same text: refreshed)."""
-        from qdrant_client.http import models as qm
+        qm = await self._models()
 
         if not end_user_id:
             raise ValidationFailed("end_user_id is required to remember anything")
@@ -286,6 +287,14 @@ class VectorStore:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    async def _models(self) -> Any:
+        """qdrant's model classes. Its first import reads dozens of modules from disk, which
+        must not happen on the event loop; later calls find it in ``sys.modules`` at once."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, importlib.import_module, "qdrant_client.http.models"
+        )
 
     async def _run(self, fn: Callable[[QdrantClient], T]) -> T:
         if self._closed:

@@ -399,7 +399,10 @@ class _RealtimeSocket:
         if silence is None:
             silence = _EAGERNESS_SILENCE_MS.get(td.eagerness or "", s.vad_min_silence_ms)
         threshold = s.vad_threshold if td.threshold is None else td.threshold
-        stream = open_stt_stream(self.rt, source_rate=self.decoder.fmt.sample_rate)
+        # Realtime events carry text only: no word timings to wait for.
+        stream = open_stt_stream(
+            self.rt, source_rate=self.decoder.fmt.sample_rate, word_times=False
+        )
         # OpenAI takes any threshold in 0..1; the VAD needs one strictly inside.
         stream.configure_vad(
             threshold=min(max(threshold, 0.05), 0.95),

@@ -17,10 +17,15 @@ _CALIBRATION_SECONDS = 30.0
 
 
 def open_stt_stream(
-    rt: Runtime, *, source_rate: int | None = None, engine: STTEngine | None = None
+    rt: Runtime,
+    *,
+    source_rate: int | None = None,
+    engine: STTEngine | None = None,
+    word_times: bool = True,
 ) -> STTStream:
     """``source_rate``: the client's sample rate where known (8 kHz marks a phone line);
-    ``engine``: one picked by model name (``registry.stt_for``), else the default."""
+    ``engine``: one picked by model name (``registry.stt_for``), else the default;
+    ``word_times``: False where the protocol carries no word timings (faster finals)."""
     engine = engine or rt.registry.stt
     stream = STTStream(
         engine,
@@ -29,6 +34,7 @@ def open_stt_stream(
         vad_threshold=rt.settings.vad_threshold,
         min_silence_ms=rt.settings.vad_min_silence_ms,
         min_speech_ms=rt.settings.vad_min_speech_ms,
+        word_times=word_times,
     )
     stream.narrowband = source_rate is not None and source_rate <= 8000
     return stream

@@ -229,6 +229,7 @@ class _Call:
         self.encoder = make_encoder(wire, SAMPLE_RATE)
         self.ended = False
         self._unmarked = False  # agent audio sent since the last mark or clear
+        self._clears = 0  # clears sent so far: a frame taken before the latest one is stale
         self._idle = asyncio.Event()  # the audio sender holds no frame
 
     async def run(self) -> None:
@@ -280,6 +281,7 @@ class _Call:
             match event:
                 case {"type": "interruption"}:
                     self._unmarked = False
+                    self._clears += 1
                     await self.ws.send_str(self.out.clear())
                 case {"type": "turn", "speaker": "agent", "state": "end"}:
                     # The turn ends once its frames are handed out; the last may still be in
@@ -299,10 +301,16 @@ class _Call:
             self._idle.set()
             frame = await self.session.speaker.get()
             self._idle.clear()
+            clears = self._clears
             now = time.monotonic()
             playhead = max(playhead, now)
             if playhead - now > _PLAYBACK_LEAD_S:
                 await asyncio.sleep(playhead - now - _PLAYBACK_LEAD_S)
+            if clears != self._clears:
+                # A barge-in while this frame waited for its time: the carrier has been told
+                # to clear the utterance, so neither the frame nor a mark for it may follow.
+                continue
             await self._send(self.out.audio(self.encoder.encode(frame)))
-            self._unmarked = True
+            # A frame sent just before a clear is cleared too: it leaves nothing to mark.
+            self._unmarked = clears == self._clears
             playhead += len(frame) / 2 / SAMPLE_RATE

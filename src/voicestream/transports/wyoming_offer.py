@@ -1,27 +1,45 @@
 """What the Wyoming endpoint offers, and how a request's choice is matched against it: the
-``info`` answer to ``describe`` (programs, voices, the speech-to-text model, attributions), a
-voice chosen by name or language, and the checks on ``transcribe``."""
+``info`` answer to ``describe`` (programs, voices, the speech-to-text models, attributions), a
+voice chosen by name or language, and the engine a ``transcribe`` asks for."""
 
 from __future__ import annotations
 
 from .. import __version__
-from ..engines.base import TTSEngine, Voice
+from ..engines.base import STTEngine, TTSEngine, Voice
+from ..engines.whisper_stt import WhisperSTT
 from ..errors import UnknownVoice, ValidationFailed
 from ..protocols import wyoming as wy
 from .context import Runtime
 
-__all__ = ["ASR_PROGRAM", "TTS_PROGRAM", "build_info", "check_transcribe", "resolve_voice"]
+__all__ = ["ASR_PROGRAM", "TTS_PROGRAM", "build_info", "choose_stt", "resolve_voice"]
 
 TTS_PROGRAM = "voicestream-tts"
 ASR_PROGRAM = "voicestream-asr"
 _ENGINE_ATTRIBUTION = {
+    "piper": wy.Attribution("Piper (Rhasspy)", "https://github.com/rhasspy/piper"),
     "flite": wy.Attribution("Carnegie Mellon University (Flite)", "http://cmuflite.org"),
     "espeak-ng": wy.Attribution("eSpeak NG", "https://github.com/espeak-ng/espeak-ng"),
     "pocketsphinx": wy.Attribution(
         "CMU Sphinx (PocketSphinx)", "https://github.com/cmusphinx/pocketsphinx"
     ),
 }
+_WHISPER = wy.Attribution("OpenAI Whisper (faster-whisper)", "https://github.com/openai/whisper")
 _OURS = wy.Attribution("voicestream", "")
+
+
+def _asr_model(engine: STTEngine, name: str) -> wy.AsrModel:
+    whisper = isinstance(engine, WhisperSTT)
+    if isinstance(engine, WhisperSTT) and engine.multilingual:
+        languages = engine.info.languages
+    else:
+        languages = tuple(dict.fromkeys([engine.language, engine.language.split("-")[0]]))
+    label = engine.name if name == engine.name else f"{engine.name} {name}"
+    return wy.AsrModel(
+        name=name,
+        languages=languages,
+        attribution=_WHISPER if whisper else _ENGINE_ATTRIBUTION.get(engine.name, _OURS),
+        description=f"{label} ({engine.language})",
+    )
 
 
 def build_info(rt: Runtime) -> wy.Event:
@@ -34,18 +52,15 @@ def build_info(rt: Runtime) -> wy.Event:
         )
         for v in rt.registry.voices()
     )
-    stt = rt.registry.stt
-    languages = tuple(dict.fromkeys([stt.language, stt.language.split("-")[0]]))
-    model = wy.AsrModel(
-        name=stt.name,
-        languages=languages,
-        attribution=_ENGINE_ATTRIBUTION.get(stt.name, _OURS),
-        description=f"{stt.name} ({stt.language})",
+    # Every installed engine, the default first, by the name ``transcribe`` may ask for.
+    models = tuple(
+        _asr_model(engine, name)
+        for engine, name in zip(
+            rt.registry.stt_engines(), rt.registry.stt_model_names(), strict=True
+        )
     )
     return wy.info(
-        asr=[
-            wy.AsrProgram(ASR_PROGRAM, _OURS, (model,), "voicestream speech-to-text", __version__)
-        ],
+        asr=[wy.AsrProgram(ASR_PROGRAM, _OURS, models, "voicestream speech-to-text", __version__)],
         tts=[
             wy.TtsProgram(
                 TTS_PROGRAM,
@@ -97,15 +112,31 @@ def resolve_voice(rt: Runtime, req: wy.VoiceRequest | None) -> tuple[TTSEngine, 
     return engine, voice
 
 
-def check_transcribe(rt: Runtime, name: str | None, language: str | None) -> None:
-    stt = rt.registry.stt
-    if name is not None and name not in (stt.name, ASR_PROGRAM):
+def choose_stt(rt: Runtime, name: str | None, language: str | None) -> STTEngine:
+    """The engine a ``transcribe`` event asks for: a model or engine name that ``describe``
+    lists (``tiny.en``, ``pocketsphinx``, a models-dir model), else the default; a language
+    the default cannot hear picks a multilingual model where one is installed.
+
+    Raises:
+        ValidationFailed: a name nothing here answers to, or a language the engine cannot hear.
+    """
+    registry = rt.registry
+    known = registry.stt_names()
+    if name is not None and name != ASR_PROGRAM and name not in known and name.lower() not in known:
         raise ValidationFailed(
-            f"unknown speech-to-text model {name!r}; describe lists {stt.name!r}",
+            f"unknown speech-to-text model {name!r}; describe lists "
+            f"{', '.join(registry.stt_model_names())}",
             details={"model": name},
         )
-    if language is not None and not _language_matches(language, stt.language):
+    engine = registry.stt_for(None if name == ASR_PROGRAM else name, language=language)
+    multilingual = isinstance(engine, WhisperSTT) and engine.multilingual
+    if (
+        language is not None
+        and not multilingual
+        and not _language_matches(language, engine.language)
+    ):
         raise ValidationFailed(
-            f"language {language!r} is not supported; speech-to-text here is {stt.language}",
+            f"language {language!r} is not supported; speech-to-text here is {engine.language}",
             details={"language": language},
         )
+    return engine

@@ -39,7 +39,7 @@ from uuid import UUID
 import numpy as np
 from aiohttp import web
 
-from ..engines.base import TTSEngine, Voice
+from ..engines.base import STTEngine, TTSEngine, Voice
 from ..engines.stt_stream import STTEvent, STTStream
 from ..engines.tts_stream import TTSStream
 from ..errors import (
@@ -61,7 +61,7 @@ from ..store.workspaces import ensure_workspace
 from .context import RUNTIME, Runtime
 from .stt_common import TranscriptBuilder, open_stt_stream
 from .tts_output import encode_stream
-from .wyoming_offer import ASR_PROGRAM, TTS_PROGRAM, build_info, check_transcribe, resolve_voice
+from .wyoming_offer import ASR_PROGRAM, TTS_PROGRAM, build_info, choose_stt, resolve_voice
 
 __all__ = ["WYOMING", "WyomingListener", "wyoming_server"]
 
@@ -193,6 +193,9 @@ class _Connection:
         self._write_lock = asyncio.Lock()
         self._tts: _StreamingSynthesis | None = None
         self._stt: _Transcription | None = None
+        # The engine the last ``transcribe`` chose, for the next audio stream only (as
+        # wyoming-faster-whisper does); None: the default.
+        self._stt_engine: STTEngine | None = None
 
     async def run(self) -> None:
         parser = wy.FrameParser()
@@ -344,11 +347,12 @@ class _Connection:
     async def _dispatch_asr(self, request: wy.Request) -> None:
         match request:
             case wy.Transcribe(name, language):
-                check_transcribe(self.rt, name, language)
+                self._stt_engine = choose_stt(self.rt, name, language)
             case wy.AudioStart():
                 if self._stt is not None:
                     raise ProtocolError("audio-start while audio is already streaming")
-                self._stt = _Transcription(self, request)
+                engine, self._stt_engine = self._stt_engine or self.rt.registry.stt, None
+                self._stt = _Transcription(self, request, engine)
             case wy.AudioChunk():
                 if self._stt is None:
                     raise ProtocolError("audio-chunk without audio-start")
@@ -474,7 +478,7 @@ class _StreamingSynthesis:
 class _Transcription:
     """``audio-start`` … ``audio-stop``: any rate, 16-bit, mono or stereo → 16 kHz mono STT."""
 
-    def __init__(self, conn: _Connection, start: wy.AudioStart) -> None:
+    def __init__(self, conn: _Connection, start: wy.AudioStart, engine: STTEngine) -> None:
         if start.width != 2:
             raise UnsupportedFormat(
                 f"audio of width {start.width} is not supported; send 16-bit PCM (width 2)"
@@ -486,8 +490,9 @@ class _Transcription:
         self.conn = conn
         self.format = (start.rate, start.width, start.channels)
         rt = conn.rt
-        self.resampler = Resampler(start.rate, rt.registry.stt.sample_rate)
-        self.stream: STTStream = open_stt_stream(rt, source_rate=start.rate)
+        self.rate = engine.sample_rate
+        self.resampler = Resampler(start.rate, self.rate)
+        self.stream: STTStream = open_stt_stream(rt, source_rate=start.rate, engine=engine)
         self.transcript = TranscriptBuilder()
         self.streaming = False  # transcript-start sent
         self._closed = False
@@ -507,9 +512,7 @@ class _Transcription:
             )
         pcm = self.resampler.process(_to_mono(chunk.audio, channels))
         rt = self.conn.rt
-        if self.stream.audio_seconds + len(pcm) / 2 / rt.registry.stt.sample_rate > (
-            rt.settings.max_stream_seconds
-        ):
+        if self.stream.audio_seconds + len(pcm) / 2 / self.rate > rt.settings.max_stream_seconds:
             raise PayloadTooLarge(f"audio passed {rt.settings.max_stream_seconds:.0f} s")
         await self._send_chunks(await self.stream.feed(pcm))
 
@@ -530,11 +533,14 @@ class _Transcription:
         self._closed = True
         await self.stream.aclose()
         rt = self.conn.rt
-        rt.metrics.active_streams.labels("wyoming_stt").dec()
         seconds = self.stream.audio_seconds
-        if seconds:
-            rt.metrics.audio_seconds.labels("transcribed").inc(seconds)
-            await self.conn.record("stt_seconds", seconds)
+        try:
+            if seconds:
+                rt.metrics.audio_seconds.labels("transcribed").inc(seconds)
+                await self.conn.record("stt_seconds", seconds)
+        finally:
+            # Last: once the gauge says the stream is gone, its usage is on record.
+            rt.metrics.active_streams.labels("wyoming_stt").dec()
 
     async def _send_chunks(self, events: list[STTEvent]) -> None:
         before = len(self.transcript.texts)

@@ -10,7 +10,13 @@ import pytest
 
 from voicestream.engines.agents.base import AgentConfig, AgentRequest
 from voicestream.engines.agents.chunking import chunk_document
-from voicestream.engines.agents.knowledge import DONT_KNOW, NOTED, KnowledgeAgent, clauses
+from voicestream.engines.agents.knowledge import (
+    DONT_KNOW,
+    NOTED,
+    OPENING,
+    KnowledgeAgent,
+    clauses,
+)
 from voicestream.engines.agents.retrieval import KnowledgeBase, worth_remembering
 from voicestream.errors import EngineUnavailable
 
@@ -76,7 +82,7 @@ async def test_answers_from_a_markdown_document(
 
 @pytest.mark.parametrize(
     "question",
-    ["What is the capital of France?", "Tell me a joke", "who won the football game yesterday", ""],
+    ["What is the capital of France?", "Tell me a joke", "who won the football game yesterday"],
 )
 async def test_says_it_does_not_know_unrelated_things(
     knowledge_base: KnowledgeBase, engine: KnowledgeAgent, agent: AgentConfig, question: str
@@ -85,6 +91,13 @@ async def test_says_it_does_not_know_unrelated_things(
         await _add(knowledge_base, agent, text)
     answer, _ = await _ask(engine, agent, question)
     assert answer == DONT_KNOW
+
+
+async def test_asked_to_speak_first_it_asks_what_the_user_wants(
+    engine: KnowledgeAgent, agent: AgentConfig
+) -> None:
+    # No user text: a client's "say something first" (response.create with no input).
+    assert (await _ask(engine, agent, ""))[0] == OPENING
 
 
 async def test_an_agent_without_documents_does_not_know(
