@@ -23,6 +23,30 @@ def add_voice(folder: Path, name: str) -> Path:
     return folder / f"{name}.onnx"
 
 
+def add_unloadable_voice(folder: Path, name: str) -> Path:
+    """``folder/NAME.onnx``: a graph with Piper's inputs (so it passes the cheap file check)
+    and an operator ONNX Runtime does not know (so it fails to load), with joe's config."""
+    from onnx import TensorProto, helper
+
+    inputs = [
+        helper.make_tensor_value_info("input", TensorProto.INT64, ["batch", "phonemes"]),
+        helper.make_tensor_value_info("input_lengths", TensorProto.INT64, ["batch"]),
+        helper.make_tensor_value_info("scales", TensorProto.FLOAT, [3]),
+    ]
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOperator", ["scales"], ["output"], domain="bogus")],
+        "unloadable",
+        inputs,
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1, 1, "samples"])],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("bogus", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=8)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.onnx").write_bytes(model.SerializeToString())
+    os.symlink(JOE_CONFIG, folder / f"{name}.onnx.json")
+    return folder / f"{name}.onnx"
+
+
 def add_whisper(folder: Path) -> Path:
     """A CTranslate2 Whisper folder: tiny.en's files linked one by one."""
     folder.mkdir(parents=True)

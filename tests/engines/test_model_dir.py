@@ -102,6 +102,25 @@ def test_broken_whisper_folders_are_skipped_by_name(tmp_path: Path) -> None:
     assert "tokenizer.json" in reasons["no-vocab"]
 
 
+def test_whisper_folders_the_engine_would_refuse_are_skipped(tmp_path: Path) -> None:
+    # The scan and the engine share one set of rules: faster-whisper needs tokenizer.json
+    # (a vocabulary alone is not enough) and a real tokenizer in it.
+    vocabulary_only = add_whisper(tmp_path / "vocabulary-only")
+    (vocabulary_only / "tokenizer.json").unlink()
+    not_a_tokenizer = add_whisper(tmp_path / "not-a-tokenizer")
+    (not_a_tokenizer / "tokenizer.json").unlink()
+    (not_a_tokenizer / "tokenizer.json").write_text("{}")
+    add_whisper(tmp_path / "good")
+
+    found = scan(tmp_path)
+    assert [w.name for w in found.whisper] == ["good"]
+    reasons = {p.file: p.reason for p in found.problems}
+    assert reasons == {
+        str(vocabulary_only): "Whisper model folder without tokenizer.json",
+        str(not_a_tokenizer / "tokenizer.json"): "not a tokenizer",
+    }
+
+
 def test_duplicate_names_keep_the_first_and_report_the_second(tmp_path: Path) -> None:
     add_voice(tmp_path / "a", "same")
     second = add_voice(tmp_path / "b", "same")

@@ -109,6 +109,25 @@ def test_bounded_pool_reports_overload() -> None:
         engine.close()
 
 
+def test_a_loan_that_fails_to_start_gives_its_place_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = PocketsphinxSTT(min_decoders=0, max_decoders=1, acquire_timeout=0.05)
+    try:
+        # The library itself fails (a fault in C, as pocketsphinx reports one): every loan's
+        # start of stream fails after the decoder was taken from the pool.
+        native_library = engine._lib._lib
+        monkeypatch.setattr(native_library, "ps_start_stream", lambda decoder: -1)
+        for _ in range(2):  # the second would wait for the first decoder, then be Overloaded
+            with pytest.raises(RuntimeError, match="ps_start_stream"):
+                engine.acquire()
+            assert engine.decoders_alive == 0
+        monkeypatch.undo()
+        loan = engine.acquire()
+        assert engine.pool_stats().busy == 1
+        engine.release(loan)
+    finally:
+        engine.close()
+
+
 def test_decoders_run_concurrently_with_serial_results(
     pocketsphinx: PocketsphinxSTT, speech: SpeechFactory
 ) -> None:

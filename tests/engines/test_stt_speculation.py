@@ -137,6 +137,32 @@ async def test_a_speculating_decoder_gets_the_audio_of_the_pause_and_no_more(
     assert 0.0 <= tail <= 0.030 + 512 / _RATE
 
 
+async def test_a_pause_whose_time_in_seconds_rounds_down_still_covers_the_utterance() -> None:
+    # Speech ends on the window at sample 31744, so the pause (and the end) fall at 31744 + the
+    # 480-sample pad = 32224, which as seconds (2.014) times the rate is 32223.999…: read back
+    # through seconds, the pause fed one sample short, the next feed added it, and finish()
+    # saw more audio than the speculation covered and decoded again.
+    audio = fake_silence(300) + loud(1684) + fake_silence(700)
+    assert len(fake_silence(300) + loud(1684)) // 2 == 62 * 512
+    engine = _RecordingSTT(speculates=True)
+    ex = InferenceExecutor("stt-spec", 1)
+    try:
+        stream = STTStream(engine, EnergyVAD(), ex)
+        # The silence's first window and the pause in one feed, the end in a later one.
+        cuts = [0, 31744 * 2, 34000 * 2, *range(34000 * 2 + _CHUNK, len(audio), _CHUNK)]
+        events = []
+        for start, stop in zip(cuts, [*cuts[1:], len(audio)], strict=True):
+            events += await stream.feed(audio[start:stop])
+        events += await stream.end()
+    finally:
+        ex.shutdown()
+    # Decoder time 0 is 0.3 s of pre-roll before the start (4608 - 480 pad): stream sample -672.
+    fed = 32224 + 672
+    assert engine.decoder.calls == [("pause", fed), ("finish", fed)]
+    (final,) = [e for e in events if e.kind == "final"]
+    assert final.end * _RATE == pytest.approx(32224)
+
+
 async def test_a_decoder_that_does_not_speculate_is_fed_as_before() -> None:
     audio = fake_silence(300) + loud(500) + fake_silence(200) + loud(300) + fake_silence(700)
     engine = _RecordingSTT(speculates=False)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from engine_audio import SpeechFactory, silence, trimmed
 
+from fakes.scripted_engines import ScriptedSTT
 from helpers import corpus_wer, normalize, sentences
 from voicestream.engines.base import DecoderPoolStats, STTEngine
 from voicestream.engines.executor import InferenceExecutor
@@ -29,6 +30,7 @@ from voicestream.engines.whisper_stt import (
 )
 from voicestream.errors import (
     Busy,
+    EngineError,
     ModelFileError,
     ModelNotInstalled,
     UnsupportedLanguage,
@@ -254,6 +256,55 @@ async def test_pocketsphinx_partials_with_whisper_finals(
     assert pocketsphinx.pool_stats().idle == idle_before  # its decoder went back
 
 
+async def test_a_recording_borrows_no_partials_decoder(
+    files: WhisperModelFiles, silero: SileroVAD, speech: SpeechFactory, executor: InferenceExecutor
+) -> None:
+    partials = PocketsphinxSTT(min_decoders=0)
+    engine = WhisperSTT(files, device="cpu", partials=partials)
+    try:
+        recording = silence(0.3) + speech("The children are playing in the park.") + silence(1.0)
+        stream = STTStream(engine, silero, executor)
+        await stream.calibrate(recording)  # how a whole recording is transcribed
+        events = await stream.feed(recording)
+        events += await stream.end()
+        assert [normalize(e.text) for e in events if e.kind == "final"] == [
+            "the children are playing in the park"
+        ]
+        # Nobody reads a recording's partials: no ~95 MB decoder was created for them.
+        assert partials.decoders_alive == 0
+        # A live stream borrows one at its first utterance, and gives it back with the stream.
+        live = STTStream(engine, silero, executor)
+        await live.feed(silence(0.3))
+        assert partials.decoders_alive == 0
+        await live.feed(speech("Good morning."))
+        assert partials.pool_stats().busy == 1
+        await live.end()
+        assert partials.pool_stats().busy == 0
+    finally:
+        engine.close()
+        partials.close()
+
+
+async def test_the_partials_pass_is_not_finished_on_the_way_to_the_final(
+    files: WhisperModelFiles, silero: SileroVAD, speech: SpeechFactory, executor: InferenceExecutor
+) -> None:
+    # A scripted partials engine counts the finals asked of it: the final comes from Whisper
+    # alone, so the partials decoder's own (slow, unread) final is never computed.
+    partials = ScriptedSTT(["a first partial", "a second partial"])
+    engine = WhisperSTT(files, device="cpu", partials=partials)
+    try:
+        stream = STTStream(engine, silero, executor)
+        pcm = silence(0.3) + speech("Good morning.") + silence(0.8)
+        events = await stream.feed(pcm + speech("See you tomorrow.") + silence(0.8))
+        finals = [normalize(e.text) for e in events if e.kind == "final"]
+        assert finals == ["good morning", "see you tomorrow"]
+        assert partials.utterances == 0
+        await stream.end()
+        assert partials.utterances == 0
+    finally:
+        engine.close()
+
+
 def test_the_packaged_model_is_described(whisper: WhisperSTT, files: WhisperModelFiles) -> None:
     info = inspect_whisper_dir(files.path)
     assert (info.name, info.multilingual, info.languages, info.license) == (
@@ -315,6 +366,31 @@ def test_weights_that_fail_to_load_raise_model_file_error(
     assert isinstance(failed.value, VoiceStreamError)
 
 
+async def test_a_decode_that_fails_in_ctranslate2_is_a_retryable_engine_error(
+    files: WhisperModelFiles, silero: SileroVAD, speech: SpeechFactory, executor: InferenceExecutor
+) -> None:
+    engine = WhisperSTT(files, device="cpu")
+    engine.warm_up()
+    try:
+        # CTranslate2's own way to make a loaded model unusable: every decode then fails in
+        # C++ with a RuntimeError, as an out-of-memory or a CUDA fault would.
+        engine._model.model.unload_model()  # type: ignore[union-attr] # loaded by warm_up
+        pcm = silence(0.3) + speech("Good morning.") + silence(0.6)
+        for decode in (engine.decode, engine.transcribe):
+            with pytest.raises(EngineError, match="whisper failed to decode") as failed:
+                decode(pcm)
+            assert (failed.value.code, failed.value.retryable) == ("engine_error", True)
+        stream = STTStream(engine, silero, executor)
+        with pytest.raises(EngineError) as failed:
+            await stream.feed(pcm)  # the VAD closes the utterance: the final fails
+        assert failed.value.retryable
+        await stream.aclose()
+        stats = engine.pool_stats()
+        assert (stats.busy, stats.streams) == (0, 0)  # the decoder and the place came back
+    finally:
+        engine.close()
+
+
 def test_a_multilingual_folder_is_recognised(files: WhisperModelFiles, tmp_path: Path) -> None:
     folder = _copy_model(files, tmp_path / "large-v3-turbo")
     vocabulary = (folder / "vocabulary.txt").read_text().splitlines()
@@ -331,6 +407,76 @@ def test_a_multilingual_folder_is_recognised(files: WhisperModelFiles, tmp_path:
         True,
         "whisper-large-v3-turbo",
     )
+
+
+def _multilingual(files: WhisperModelFiles, to: Path) -> WhisperModelFiles:
+    """tiny.en's weights in a folder that reads as multilingual (the vocabulary's size)."""
+    folder = _copy_model(files, to)
+    vocabulary = (folder / "vocabulary.txt").read_text().splitlines()
+    (folder / "vocabulary.txt").write_text("\n".join([*vocabulary, "<|extra|>", "<|yue|>"]))
+    return WhisperModelFiles(folder, "models dir")
+
+
+def test_which_languages_an_engine_hears(
+    whisper: WhisperSTT, pocketsphinx: PocketsphinxSTT, files: WhisperModelFiles, tmp_path: Path
+) -> None:
+    multilingual = WhisperSTT(_multilingual(files, tmp_path / "multi"), device="cpu")
+    for english_only in (whisper, pocketsphinx):
+        assert [english_only.hears(x) for x in (None, "en", "en-GB", "EN_us", "de", "")] == [
+            True,
+            True,
+            True,
+            True,
+            False,
+            False,
+        ]
+    assert [multilingual.hears(x) for x in (None, "en", "de-DE", "ja", "xx", "")] == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+async def test_a_stream_decodes_in_the_language_it_was_asked_for(
+    files: WhisperModelFiles,
+    whisper: WhisperSTT,
+    silero: SileroVAD,
+    speech: SpeechFactory,
+    executor: InferenceExecutor,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(UnsupportedLanguage) as refused:
+        STTStream(whisper, silero, executor, language="de")
+    assert refused.value.details["language"] == "de"
+    assert whisper.pool_stats().streams == 0  # refused before it took a place
+
+    engine = WhisperSTT(_multilingual(files, tmp_path / "multi"), device="cpu")
+    with pytest.raises(UnsupportedLanguage):
+        STTStream(engine, silero, executor, language="xx")
+    pcm = silence(0.3) + speech("Please call me back") + silence(0.2) + speech("tomorrow.")
+    pcm += silence(0.8)
+    try:
+        for language, speculative in (("de-DE", True), ("de-DE", False), (None, True)):
+            caplog.clear()
+            engine.speculative = speculative  # the final from a speculation, or from finish()
+            stream = STTStream(engine, silero, executor, language=language)
+            for i in range(0, len(pcm), 640):
+                await stream.feed(pcm[i : i + 640])
+            await stream.end()
+            # The weights underneath are tiny.en's, so faster-whisper names the language it was
+            # given as it falls back to English: proof the stream's language reached the model.
+            asked = [
+                r
+                for r in caplog.records
+                if r.name == "faster_whisper" and "language parameter is set to 'de'" in r.message
+            ]
+            assert bool(asked) == (language is not None)
+    finally:
+        engine.close()
 
 
 def test_pool_stats_start_empty(files: WhisperModelFiles) -> None:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from voicestream.engines.base import Voice
 from voicestream.errors import (
     AuthError,
     BadRequest,
@@ -30,7 +31,7 @@ def speech(**overrides: object) -> dict[str, object]:
     return {"model": "tts-1", "input": "Hello there.", "voice": "alloy", **overrides}
 
 
-def test_every_openai_voice_maps_onto_a_flite_voice() -> None:
+def test_without_a_catalog_every_openai_voice_maps_onto_a_flite_voice() -> None:
     assert set(oa.VOICE_MAP) == set(OPENAI_VOICES)
     assert set(oa.VOICE_MAP.values()) == {"slt", "rms", "awb", "kal16"}
     assert oa.resolve_voice("nova") == "slt"
@@ -40,6 +41,36 @@ def test_every_openai_voice_maps_onto_a_flite_voice() -> None:
     assert oa.resolve_voice({"id": "awb"}) == "awb"
     with pytest.raises(UnknownVoice):
         oa.resolve_voice({"name": "x"})
+
+
+def _voice(voice_id: str, language: str, gender: str, engine: str = "piper") -> Voice:
+    return Voice(voice_id, voice_id, language, gender, 22050, engine)
+
+
+def test_openai_voices_prefer_piper_voices_by_language_and_gender() -> None:
+    flite = [_voice(v, "en-US", "female", "flite") for v in ("slt", "rms")]
+    joe = _voice("en_US-joe-medium", "en-US", "male")
+    # The packaged voice alone: every OpenAI name is it.
+    for name in OPENAI_VOICES:
+        assert oa.resolve_voice(name, [*flite, joe], "slt") == joe.id
+    # More Piper voices: English first, then the gender OpenAI's voice is described with,
+    # spread over the fitting voices in a fixed order.
+    amy = _voice("en_US-amy-medium", "en-US", "female")
+    kerstin = _voice("de_DE-kerstin-low", "de-DE", "female")
+    lessac = _voice("en_US-lessac-medium", "en-US", "female")
+    catalog = [*flite, kerstin, joe, amy, lessac]
+    female = {oa.resolve_voice(n, catalog) for n in ("alloy", "coral", "nova", "shimmer")}
+    assert female == {amy.id, lessac.id}
+    assert {oa.resolve_voice(n, catalog) for n in ("onyx", "echo", "ash")} == {joe.id}
+    assert oa.resolve_voice("Nova", catalog) == oa.resolve_voice("nova", catalog)
+    # Only a German Piper voice: still Piper, whatever its language.
+    assert oa.resolve_voice("onyx", [*flite, kerstin]) == kerstin.id
+    # No Piper voice: the server's default voice, and without one in the catalog, flite.
+    espeak = _voice("espeak-en-us", "en-US", "male", "espeak-ng")
+    assert oa.resolve_voice("onyx", [*flite, espeak], "espeak-en-us") == "espeak-en-us"
+    assert oa.resolve_voice("onyx", flite, "en_US-joe-medium") == "kal16"
+    # Our own ids are never remapped.
+    assert oa.resolve_voice("slt", catalog) == "slt"
 
 
 def test_every_response_format_maps_onto_a_served_format() -> None:

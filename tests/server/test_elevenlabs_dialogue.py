@@ -4,6 +4,8 @@ each input in its own voice, in order, at the output format's rate, with a pause
 from __future__ import annotations
 
 import base64
+import io
+import wave
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -114,6 +116,32 @@ async def test_dialogue_default_mp3_says_both_turns(client: AsyncElevenLabs) -> 
     result = await client.speech_to_text.convert(model_id="scribe_v1", file=("d.mp3", audio))
     heard = normalize(result.text).split()
     assert {"table", "people"} & set(heard) and {"meeting", "week"} & set(heard), heard
+
+
+def _wav_samples(data: bytes) -> int:
+    """Frames as Python's ``wave`` reads them from the header, checked against the bytes."""
+    with wave.open(io.BytesIO(data)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 16000)
+        frames = w.getnframes()
+        assert len(w.readframes(frames)) == 2 * frames
+    return frames
+
+
+async def test_whole_dialogue_wav_has_real_sizes(client: AsyncElevenLabs) -> None:
+    """The non-streaming routes answer whole files, so the header's sizes are the real ones
+    (a stream's 0xFFFFFFFF makes ``wave`` report 2**31 - 1 frames)."""
+    inputs = [{"text": sentences()[0], "voice_id": "slt"}, {"text": "Fine.", "voice_id": "rms"}]
+    converted = await _collect(
+        client.text_to_dialogue.convert(inputs=inputs, output_format="wav_16000")
+    )
+    samples = (len(converted) - 44) // 2
+    assert samples > 16000, len(converted)
+    assert _wav_samples(converted) == samples
+    timed = await client.text_to_dialogue.convert_with_timestamps(
+        inputs=inputs, output_format="wav_16000"
+    )
+    audio = base64.b64decode(timed.audio_base_64)
+    assert _wav_samples(audio) == (len(audio) - 44) // 2 == samples
 
 
 async def test_dialogue_stream_with_timestamps_lines(client: AsyncElevenLabs) -> None:

@@ -146,6 +146,35 @@ async def test_convert_with_timestamps(client: AsyncElevenLabs) -> None:
     assert ends[-1] > duration * 0.5
 
 
+async def test_voice_settings_speed_paces_a_piper_voice(client: AsyncElevenLabs) -> None:
+    text = "The children are playing in the park."
+    seconds: dict[float, float] = {}
+    for speed in (1.0, 1.5):
+        res = await client.text_to_speech.convert_with_timestamps(
+            "en_US-joe-medium",
+            text=text,
+            output_format="pcm_22050",
+            voice_settings={"speed": speed},  # type: ignore[arg-type]
+        )
+        audio = base64.b64decode(res.audio_base_64)
+        seconds[speed] = len(audio) / 2 / 22050
+        assert res.alignment is not None
+        # Paced by the voice itself, so the timestamps are the faster audio's own.
+        assert seconds[speed] - 0.3 < res.alignment.character_end_times_seconds[-1]
+        assert res.alignment.character_end_times_seconds[-1] <= seconds[speed] + 0.01
+        if speed != 1.0:
+            wav = io.BytesIO()
+            with wave.open(wav, "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(22050)
+                w.writeframes(audio)
+            result = await _transcribe(client, wav.getvalue(), "fast.wav")
+            assert normalize(result.text) == normalize(text), result.text
+    # Faster by about the asked factor (the voice's own pacing is within ~15 % of it).
+    assert 1 / 1.5 * 0.9 < seconds[1.5] / seconds[1.0] < 0.85, seconds
+
+
 async def test_stream_with_timestamps_chunks_cover_text(client: AsyncElevenLabs) -> None:
     chunks = [
         c

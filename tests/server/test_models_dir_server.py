@@ -13,14 +13,19 @@ import pytest
 import pytest_asyncio
 
 from helpers import StartedServer, settings_for_test_server, start_test_server
-from model_files import ModelsDir, make_models_dir
+from model_files import ModelsDir, add_unloadable_voice, make_models_dir
 from voicestream.engines.catalog import EngineRegistry, build_default_registry
 from voicestream.store.embedded import ServiceURLs
+
+# Passes the cheap file check at start-up, fails when ONNX Runtime loads it.
+UNLOADABLE = "en_US-noload-medium"
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> ModelsDir:
-    return make_models_dir(tmp_path_factory.mktemp("models"), whisper=True)
+    models = make_models_dir(tmp_path_factory.mktemp("models"), whisper=True)
+    add_unloadable_voice(models.root, UNLOADABLE)
+    return models
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +168,34 @@ async def test_elevenlabs_speech_to_text_picks_the_installed_model_by_name(
         assert status == 200 and "museum" in str(body["text"]).lower(), body
         status, body = await transcribe("whisper-without-weights")
         assert status == 422, body
+
+
+async def test_a_voice_whose_model_fails_to_load_is_gone_from_every_catalog(
+    models_server: tuple[StartedServer, EngineRegistry], models: ModelsDir
+) -> None:
+    server, registry = models_server
+    assert UNLOADABLE not in {v.id for v in registry.voices()}
+    problems = {p.file: p.reason for p in registry.problems()}
+    assert "cannot load" in problems[str(models.root / f"{UNLOADABLE}.onnx")]
+    async with aiohttp.ClientSession(headers=server.headers()) as s:
+        async with s.get(f"{server.url}/v1/voices") as r:
+            assert UNLOADABLE not in {v["id"] for v in (await r.json())["voices"]}
+        async with s.get(f"{server.url}/elevenlabs/v1/voices") as r:
+            assert UNLOADABLE not in {v["voice_id"] for v in (await r.json())["voices"]}
+        async with s.get(f"{server.url}/v1/models") as r:
+            listed = {m["id"]: m for m in (await r.json())["models"]}
+        # Listed for the operator, but not ready: it cannot speak.
+        assert listed[UNLOADABLE]["ready"] is False
+        async with s.post(
+            f"{server.url}/v1/tts", json={"text": "Hello.", "voice": UNLOADABLE}
+        ) as r:
+            body = await r.json()
+        # An unknown voice (a client error), not a 503 that names the server's files.
+        assert r.status == 400 and body["error"]["code"] == "unknown_voice", body
+        assert str(models.root) not in str(body)
+        async with s.post(
+            f"{server.url}/openai/v1/audio/speech",
+            json={"model": "tts-1", "input": "Hello.", "voice": UNLOADABLE},
+        ) as r:
+            body = await r.json()
+        assert r.status == 400 and str(models.root) not in str(body), body

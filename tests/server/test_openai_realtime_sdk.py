@@ -809,9 +809,10 @@ async def test_an_agent_with_a_greeting_speaks_first(
         rec = Recorder(aiter(conn))
         await conn.session.update(session=_ga_session())
         done = await rec.wait_event("response.done")
-        # The voice is fixed once the session has spoken, as with OpenAI.
+        # The voice is fixed once the session has spoken, as with OpenAI ("alloy" named the
+        # Piper voice; flite's rms is another one).
         session = _ga_session()
-        session["audio"]["output"]["voice"] = "onyx"
+        session["audio"]["output"]["voice"] = "rms"
         await conn.session.update(session=session)
         refused = await rec.wait_event("error")
     assert done.response.status == "completed"

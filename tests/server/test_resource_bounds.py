@@ -79,7 +79,10 @@ async def bounded(
         yield started
 
 
-async def _decoders(s: aiohttp.ClientSession, url: str) -> dict[str, float]:
+async def _decoders(
+    s: aiohttp.ClientSession, url: str, engine: str = "pocketsphinx"
+) -> dict[str, float]:
+    """/metrics' decoders of one engine's pool, by state."""
     async with s.get(f"{url}/metrics") as r:
         assert r.status == 200
         text = await r.text()
@@ -88,6 +91,7 @@ async def _decoders(s: aiohttp.ClientSession, url: str) -> dict[str, float]:
         for family in text_string_to_metric_families(text)
         if family.name == "voicestream_stt_decoders"
         for sample in family.samples
+        if sample.labels["engine"] == engine
     }
 
 
@@ -126,8 +130,8 @@ async def test_stt_streams_past_the_cap_are_told_busy_and_idle_decoders_are_free
                 sockets.append(ws)
 
             async def all_busy() -> bool:
-                # The default engine's decoders (/metrics) and the memory they hold.
-                lent = (await _decoders(s, bounded.url)).get("busy")
+                # The memory pool's decoders, seen from /metrics (by engine) and directly.
+                lent = (await _decoders(s, bounded.url, pool.name)).get("busy")
                 return lent == MAX_STREAMS and pool.pool_stats().busy == MAX_STREAMS
 
             await eventually(all_busy, within=SOON_S, what=f"{MAX_STREAMS} busy decoders")
@@ -158,7 +162,7 @@ async def test_stt_streams_past_the_cap_are_told_busy_and_idle_decoders_are_free
 
         # The burst is over: decoders go back, then all but the one warm spare are freed.
         async def back_to_spare() -> DecoderPoolStats | None:
-            lent = (await _decoders(s, bounded.url)).get("busy")
+            lent = (await _decoders(s, bounded.url, pool.name)).get("busy")
             stats = pool.pool_stats()
             return stats if lent == 0 and (stats.busy, stats.idle) == (0, 1) else None
 

@@ -472,7 +472,9 @@ async def test_vonage_call_speaks_hears_and_takes_dtmf_in_wideband(server) -> No
 
 
 async def test_speaking_over_the_agent_on_vonage_sends_clear(server) -> None:
-    interruption = "Wait, where can I park my car?"
+    # Not "where can I park my car": Whisper heard "part my car" in 1 of 20 fresh syntheses,
+    # and then the agent rightly does not know the answer.
+    interruption = "Wait, is there parking for visitors?"
     async with aiohttp.ClientSession() as s:
         agent = await _agent(server, s, first_message=LONG_GREETING)
         speech = await caller_says(server, s, interruption)
@@ -499,10 +501,10 @@ async def test_speaking_over_the_agent_on_vonage_sends_clear(server) -> None:
     # The greeting was cut short; the words that cut it were heard, and answered.
     (role, cut), (user, said), answer = turns
     assert role == "agent" and cut, cut
-    # Spoken over the agent, its first word is the weakest: "Wait" came back once as "Wake"
-    # in 15 runs, so one word may differ here (the plain questions above are exact).
+    # One word may differ here: "Wait", spoken over the agent, came back once as "Wake" in
+    # about 25 runs (the plain questions above came back exact in every run).
     assert user == "user" and word_errors(interruption, said) <= 1, said
-    assert answer == ("agent", PARKING)
+    assert answer == ("agent", PARKING), turns
 
 
 async def test_vonage_with_an_api_key_and_narrowband_audio(server) -> None:

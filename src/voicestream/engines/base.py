@@ -8,6 +8,7 @@ executor thread.
 
 from __future__ import annotations
 
+import re
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ __all__ = [
     "VADState",
     "Voice",
     "Word",
+    "primary_language",
 ]
 
 
@@ -84,6 +86,20 @@ class TTSEngine(ABC):
     def synthesize(self, text: str, voice: Voice) -> Synthesis:
         """Blocking: synthesize ``text`` (a clause or sentence) with ``voice``."""
 
+    def native_speed(self, voice: Voice, speed: float) -> float:
+        """How much of ``speed`` (times the normal pace) ``synthesize_at`` speaks ``voice`` at
+        by itself; the output stage changes the tempo by the rest (``speed`` / this).
+
+        Optional hook. The default, 1.0, leaves all of it to the output stage (a tempo filter
+        over the audio); a model that controls its own pace (Piper's ``length_scale``) sounds
+        more natural and keeps its alignment exact."""
+        return 1.0
+
+    def synthesize_at(self, text: str, voice: Voice, speed: float) -> Synthesis:
+        """Blocking: ``synthesize`` asked for ``speed`` times the normal pace, spoken at
+        ``native_speed(voice, speed)``; only called when that is not 1.0."""
+        raise NotImplementedError(f"{self.name} cannot change its speaking rate")
+
     def warm_up(self) -> None:  # noqa: B027 - optional hook, empty by default on purpose
         """Blocking: load models so the first request pays no start-up cost."""
 
@@ -134,6 +150,10 @@ class STTDecoder(ABC):
     # Whisper about half a decode again, on the path from end of speech to the answer.
     # Decoders that time words for free may ignore it.
     word_times: bool = True
+    # The language the stream was asked to hear (BCP-47 or ISO 639-1; the engine ``hears`` it):
+    # a multilingual decoder decodes in it instead of detecting one. None: the engine's own
+    # choice. Set by the stream on each loan; engines that hear one language ignore it.
+    language: str | None = None
 
     def pause(self) -> None:  # noqa: B027 - optional hook, empty by default
         """The speaker paused: everything fed so far may be the whole utterance. A decoder may
@@ -195,6 +215,13 @@ class STTEngine(ABC):
                 )
             self._streams += 1
 
+    def hears(self, language: str | None) -> bool:
+        """Whether streams may ask this engine for speech in ``language`` (BCP-47 or ISO
+        639-1; any region of a language counts: "en-GB" is English). None, no preference,
+        always. The one answer to "can it hear that?" for streams, transports and catalogs;
+        multilingual engines override it with their own list."""
+        return language is None or primary_language(language) == primary_language(self.language)
+
     def leave_stream(self) -> None:
         """An admitted stream has ended (whether or not it ever acquired a decoder)."""
         with self._streams_lock:
@@ -219,6 +246,11 @@ class STTEngine(ABC):
 
     def warm_up(self) -> None:  # noqa: B027 - optional hook, empty by default on purpose
         """Blocking: load models so the first request pays no start-up cost."""
+
+
+def primary_language(tag: str) -> str:
+    """A language tag's primary subtag, lower-case: "en-US", "en_us", "EN" → "en"."""
+    return re.split(r"[-_]", tag.strip(), maxsplit=1)[0].lower()
 
 
 class VADState(ABC):  # noqa: B024 - a marker type; each model keeps its own recurrent state

@@ -15,12 +15,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 
 from voicestream.config import Settings
 from voicestream.engines.base import STTEngine, TTSEngine, VADModel, Voice
 from voicestream.engines.model_dir import ModelDirScan, ModelProblem, scan
+from voicestream.engines.process_memory import resident_bytes
 from voicestream.errors import EngineUnavailable, ModelNotInstalled, UnknownVoice
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "ModelProblem",
     "build_default_registry",
     "finish_loading",
-    "resident_bytes",
 ]
 
 log = logging.getLogger(__name__)
@@ -37,15 +36,6 @@ log = logging.getLogger(__name__)
 def _vad_name(vad: VADModel) -> str:
     name = getattr(vad, "name", None)  # VADModel's contract has no name; ours set one
     return name if isinstance(name, str) else type(vad).__name__
-
-
-def resident_bytes() -> int:
-    """This process's resident memory (Linux ``/proc``; 0 where unknown)."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def _is_multilingual(engine: STTEngine) -> bool:
@@ -75,13 +65,7 @@ class EngineRegistry:
         self._stt = stt
         self._more_stt = [e for e in more_stt if e is not stt]
         self._vad = vad
-        self._voices: dict[str, tuple[TTSEngine, Voice]] = {}
-        for engine in self._tts:
-            for voice in engine.voices():
-                if voice.id in self._voices:
-                    other = self._voices[voice.id][0].name
-                    raise ValueError(f"voice id {voice.id!r} offered by {other} and {engine.name}")
-                self._voices[voice.id] = (engine, voice)
+        self._voices = self._index_voices()
         self._stt_names: dict[str, STTEngine] = dict(stt_aliases or {})
         for stt_engine in self.stt_engines():
             self._stt_names[stt_engine.name] = stt_engine
@@ -106,6 +90,16 @@ class EngineRegistry:
 
     def voices(self) -> list[Voice]:
         return [voice for _, voice in self._voices.values()]
+
+    def _index_voices(self) -> dict[str, tuple[TTSEngine, Voice]]:
+        voices: dict[str, tuple[TTSEngine, Voice]] = {}
+        for engine in self._tts:
+            for voice in engine.voices():
+                if voice.id in voices:
+                    other = voices[voice.id][0].name
+                    raise ValueError(f"voice id {voice.id!r} offered by {other} and {engine.name}")
+                voices[voice.id] = (engine, voice)
+        return voices
 
     def voice(self, voice_id: str) -> tuple[TTSEngine, Voice]:
         """The engine and catalog entry for ``voice_id``.
@@ -167,7 +161,7 @@ class EngineRegistry:
             if exact is not None:
                 return exact
         default = self._stt
-        if language and not _hears(default, language):
+        if language and not default.hears(language):
             multilingual = [e for e in self.stt_engines() if _is_multilingual(e)]
             if multilingual:
                 return multilingual[0]
@@ -225,6 +219,11 @@ class EngineRegistry:
             else:
                 self._ready[name] = True
                 self._memory[name] = self._memory.get(name, 0) + max(0, resident_bytes() - before)
+        # Engines drop the voices whose models failed to load (Piper: a graph that passed the
+        # cheap file check but ONNX Runtime refused): asking for one is then UnknownVoice, and
+        # the catalogs, Wyoming's describe and the default-voice check no longer offer it.
+        # One assignment, so request handlers on the loop see the old map or the new one.
+        self._voices = self._index_voices()
         self._warmed = True
 
     @property
@@ -268,12 +267,6 @@ class EngineRegistry:
             (_vad_name(self._vad), self._vad, vad_warm if callable(vad_warm) else _nothing)
         )
         return warmers
-
-
-def _hears(engine: STTEngine, language: str) -> bool:
-    if _is_multilingual(engine):
-        return True
-    return language.split("-")[0].lower() == engine.language.split("-")[0].lower()
 
 
 def _nothing() -> None:

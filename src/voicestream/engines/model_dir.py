@@ -4,7 +4,7 @@ an operator dropped in, found at start-up.
 What counts as what:
 
 - ``NAME.onnx`` with ``NAME.onnx.json`` beside it is a Piper voice whose id is ``NAME``.
-- A folder holding ``model.bin`` (a CTranslate2 model: ``config.json`` and ``tokenizer.json`` or
+- A folder holding ``model.bin`` (a CTranslate2 model: ``config.json``, ``tokenizer.json`` and a
   ``vocabulary.*`` with it) is a Whisper model whose name is the folder's name.
 - Voices may sit in sub-folders (``models/voices/de_DE-thorsten-medium.onnx``); a Whisper
   folder is not searched further. Hidden files, READMEs and anything else are ignored.
@@ -18,13 +18,13 @@ the models directory never stops the server.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from voicestream.engines.whisper_model_files import inspect_whisper_dir
 from voicestream.errors import ModelFileError
 
 __all__ = [
@@ -182,20 +182,9 @@ def _check_voice(model: Path, config: Path) -> ModelProblem | None:
 
 
 def _check_whisper(folder: Path) -> ModelProblem | None:
-    weights = folder / "model.bin"
-    if not weights.is_file() or weights.stat().st_size == 0:
-        return ModelProblem(str(folder), "Whisper model folder without model.bin (or it is empty)")
-    config = folder / "config.json"
+    # The engine's own check of a Whisper folder (one set of rules, not two).
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return ModelProblem(str(folder), "Whisper model folder without config.json")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return ModelProblem(str(config), f"config.json is not readable JSON ({exc})")
-    if not isinstance(data, dict):
-        return ModelProblem(str(config), "config.json is not a JSON object")
-    if not any((folder / v).is_file() for v in _WHISPER_VOCABULARIES):
-        return ModelProblem(
-            str(folder), "Whisper model folder without tokenizer.json or vocabulary.txt"
-        )
+        inspect_whisper_dir(folder)
+    except ModelFileError as exc:
+        return ModelProblem.of(str(exc.details.get("file", folder)), exc.message)
     return None

@@ -122,7 +122,8 @@ def _tts_records(engine: TTSEngine, ready: bool, memory: int | None) -> Iterator
                 license=_text(info, "license"),
                 device=_text(info, "provider", "device", default="cpu"),
                 memory_bytes=_int(info, "rss_bytes") or shared,
-                ready=ready,
+                # The engine can be ready while one of its voice files failed to load.
+                ready=ready and not info.get("broken"),
             )
         return
     if engine.name == "flite":
@@ -177,7 +178,7 @@ def _stt_records(
                 license=_text(info, "license"),
                 device=_device(info),
                 memory_bytes=_int(info, "rss_bytes") or memory,
-                ready=ready,
+                ready=ready and not info.get("broken"),
                 default=engine is default,
             )
         return

@@ -240,12 +240,15 @@ def with_extra_output(model: bytes, tensor: str, elem_type: int) -> bytes:
         _VALUE_INFO_TYPE, type_proto
     )
     extra = _length_delimited(_GRAPH_OUTPUT, value_info)
-    # One pass into a preallocated buffer: the weights are tens of megabytes, so no temporaries.
-    out = bytearray()
-    out += view[:key_start]
-    out += _encode_varint(_MODEL_GRAPH << 3 | _BYTES)
-    out += _encode_varint(end - start + len(extra))
-    out += view[start:end]
-    out += extra
-    out += view[end:]
-    return bytes(out)
+    # The weights are tens of megabytes: join slices of the input (memoryviews, no copies) into
+    # one result allocated at its final size, so the peak is the input plus the output.
+    return b"".join(
+        (
+            view[:key_start],
+            _encode_varint(_MODEL_GRAPH << 3 | _BYTES),
+            _encode_varint(end - start + len(extra)),
+            view[start:end],
+            extra,
+            view[end:],
+        )
+    )

@@ -30,7 +30,6 @@ or whose model fails to load, is skipped with a warning naming the file (``skipp
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +61,7 @@ from voicestream.engines.piper_batch import (
 )
 from voicestream.engines.piper_phonemes import PhonemizedText, phonemize
 from voicestream.engines.piper_voice import PiperVoiceConfig, PiperVoiceFiles, load_voice_config
+from voicestream.engines.process_memory import resident_bytes
 from voicestream.errors import EngineUnavailable, ModelFileError, UnknownVoice, ValidationFailed
 
 __all__ = ["DEFAULT_GPU_BATCH_WINDOW_MS", "PiperTTS"]
@@ -71,6 +71,10 @@ log = logging.getLogger(__name__)
 DEFAULT_GPU_BATCH_WINDOW_MS = 5.0
 _FLOAT = 1  # TensorProto.FLOAT
 _LENGTH_SCALE_RANGE = (0.25, 4.0)
+_NATIVE_SPEED_RANGE = (0.5, 1.5)  # see native_speed
+# Spoken once when a voice loads: a whole sentence, so the frames per phoneme id measured on it
+# are those of ordinary speech (a single word's are skewed by the silences around it).
+_PROBE = "Please leave your bags at the front desk."
 # Without the graph's strides, the hop of every Piper voice so far (22.05 and 16 kHz alike).
 _HOP_ESTIMATE = 256
 # Fixed output gain: the voices peak around half scale already; a per-piece peak normalization
@@ -96,6 +100,8 @@ class _Loaded:
     multi_speaker: bool
     batcher: MicroBatcher | None
     rss_bytes: int | None
+    # Mean frames per phoneme id at the voice's own pace, before rounding (see native_speed).
+    frames_per_id: float | None = None
 
 
 class PiperTTS(TTSEngine):
@@ -249,7 +255,7 @@ class PiperTTS(TTSEngine):
             return loaded
         files = self._files[name]
         if broken:
-            raise ModelFileError(f"{files.model}: failed to load earlier; see the log")
+            raise _unloadable(name)
         with self._locks[name]:
             with self._state:
                 loaded = self._loaded.get(name)
@@ -260,8 +266,8 @@ class PiperTTS(TTSEngine):
             except ModelFileError as exc:
                 with self._state:
                     self._broken.add(name)
-                self._skip(files.model, exc.message)
-                raise
+                self._skip(files.model, exc.message)  # the log names the file
+                raise _unloadable(name) from exc
             with self._state:
                 self._loaded[name] = loaded
             return loaded
@@ -288,7 +294,7 @@ class PiperTTS(TTSEngine):
             durations = None
             hop = _HOP_ESTIMATE
         with _LOAD_LOCK:
-            before = _rss_bytes()
+            before = resident_bytes()
             try:
                 session = create_session(
                     model,
@@ -300,14 +306,17 @@ class PiperTTS(TTSEngine):
                 raise fail(f"ONNX Runtime cannot load it ({exc.message})") from exc
             finally:
                 del model  # tens of megabytes; the session holds its own copy
-            after = _rss_bytes()
+            after = resident_bytes()
         provider = session_provider(session)
         outputs = [session.get_outputs()[0].name]
         if durations is not None:
             outputs.append(durations)
         multi = config.num_speakers > 1
         run = _runner(session, outputs)
-        if durations is not None and not self._durations_add_up(files, config, run, hop, multi):
+        frames_per_id = None
+        if durations is not None:
+            frames_per_id = self._probe_frames(files, config, run, hop, multi)
+        if durations is not None and frames_per_id is None:
             log.warning("piper voice %s: durations do not add up to the audio; estimating",
                         files.model)  # fmt: skip
             durations = None
@@ -320,24 +329,28 @@ class PiperTTS(TTSEngine):
             batcher = MicroBatcher(
                 run, hop=hop, rate=config.sample_rate, multi_speaker=multi, window_s=window / 1000
             )
-        rss = after - before if before is not None and after is not None else None
+        rss = after - before if before and after else None  # 0: unknown here
         log.info("piper voice %s loaded on %s (alignment from %s)", config.name, provider,
                  "durations" if durations else "an estimate")  # fmt: skip
-        return _Loaded(run, provider, hop, durations is not None, multi, batcher, rss)
+        return _Loaded(
+            run, provider, hop, durations is not None, multi, batcher, rss, frames_per_id
+        )
 
-    def _durations_add_up(
+    def _probe_frames(
         self, files: PiperVoiceFiles, config: PiperVoiceConfig, run: RunGraph, hop: int, multi: bool
-    ) -> bool:
-        """Synthesize a word once: the first run is slow anyway (allocations), and it proves
-        the graph takes Piper's inputs and that frames × hop is the audio's length.
+    ) -> float | None:
+        """Synthesize a sentence once: the first run is slow anyway (allocations), and it proves
+        the graph takes Piper's inputs and that frames × hop is the audio's length. Returns the
+        mean unrounded frames per phoneme id (each id's count is rounded up, so about half a
+        frame less than the counts' mean), or None when the frame counts do not add up.
 
         Raises:
             ModelFileError: the graph does not run with Piper's inputs.
         """
-        text = phonemize(self._espeak, "Hello.", config.espeak_voice, config.phoneme_ids)
+        text = phonemize(self._espeak, _PROBE, config.espeak_voice, config.phoneme_ids)
         if not text.sentences:
             raise ModelFileError(
-                f"{files.config}: its phoneme map covers none of 'Hello.'",
+                f"{files.config}: its phoneme map covers none of {_PROBE!r}",
                 details={"file": str(files.config)},
             )
         ids = np.array([text.sentences[0].ids], dtype=np.int64)
@@ -352,14 +365,62 @@ class PiperTTS(TTSEngine):
                 details={"file": str(files.model)},
             ) from exc
         if frames is None or frames.shape != ids.shape:
-            return False
+            return None
         total = round(float(frames.sum()))
-        return total > 0 and total * hop == audio.shape[1]
+        if total <= 0 or total * hop != audio.shape[1]:
+            return None
+        return max(0.1, total / int(ids.shape[1]) - 0.5)
 
     # -- synthesis -----------------------------------------------------------------------------
 
     def synthesize(self, text: str, voice: Voice) -> Synthesis:
         return self.synthesize_with(text, voice)
+
+    def native_speed(self, voice: Voice, speed: float) -> float:
+        """The pace ``synthesize_at(…, speed)`` really speaks at, for the tempo filter to make up
+        the rest.
+
+        The voice's ``length_scale`` is divided by ``speed`` clamped to 0.5-1.5 (and to the
+        0.25-4 the scale may take). Audio does not shrink in proportion: each phoneme id's
+        duration is rounded up to whole frames, about half a frame more per id whatever the
+        scale, and an id lasts only 1-2 frames on average. With ``c`` the voice's mean
+        unrounded frames per id (measured when it loads), audio at ``s`` times the pace is
+        ``(c/s + 1/2) / (c + 1/2)`` as long as at its own pace: within about 5 % on joe's
+        sentences up to 1.5, drifting past it as more ids hit the one-frame floor, hence the
+        clamp. A voice not loaded yet (or without frame counts) answers 1.0, so the tempo
+        filter does it all.
+        """
+        entry = self._entries.get(voice.id)
+        if entry is None or voice.engine != self.name or not speed > 0:
+            return 1.0
+        with self._state:
+            loaded = self._loaded.get(entry.name)
+        if loaded is None or loaded.frames_per_id is None:
+            return 1.0
+        spoken = self._paced(entry.name, speed)
+        c = loaded.frames_per_id
+        return (c + 0.5) / (c / spoken + 0.5)
+
+    def _paced(self, name: str, speed: float) -> float:
+        """``speed`` clamped to what this voice paces itself (see ``native_speed``)."""
+        base = self._configs[name].length_scale
+        low, high = _LENGTH_SCALE_RANGE
+        slowest = max(_NATIVE_SPEED_RANGE[0], base / high)
+        fastest = min(_NATIVE_SPEED_RANGE[1], base / low)
+        return min(max(speed, slowest), fastest)
+
+    def synthesize_at(self, text: str, voice: Voice, speed: float) -> Synthesis:
+        """At ``native_speed(voice, speed)`` times the voice's own pace: its ``length_scale``
+        divided by ``speed`` (clamped to 0.5-1.5).
+
+        Raises:
+            UnknownVoice, ModelFileError: as ``synthesize_with``.
+        """
+        entry = self._entries.get(voice.id)
+        if entry is None or voice.engine != self.name or not speed > 0:
+            raise UnknownVoice(f"piper has no voice {voice.id!r}", details={"voice": voice.id})
+        scale = self._configs[entry.name].length_scale / self._paced(entry.name, speed)
+        return self.synthesize_with(text, voice, length_scale=scale)
 
     def synthesize_with(
         self, text: str, voice: Voice, *, length_scale: float | None = None
@@ -410,6 +471,15 @@ class PiperTTS(TTSEngine):
         audio_ms = audio.size * 1000 / rate
         spans = _word_spans(phonemes, results, loaded.hop, rate)
         return Synthesis(_to_pcm16(audio), rate, build_alignment(text, spans, audio_ms))
+
+
+def _unloadable(name: str) -> ModelFileError:
+    # What a client sees: the voice, never the server's file path (the warning logged by
+    # ``_skip`` and ``skipped()`` name the file for the operator).
+    return ModelFileError(
+        f"piper voice {name!r} failed to load; the server log names the file",
+        details={"voice": name},
+    )
 
 
 def _entries(name: str, config: PiperVoiceConfig, engine: str) -> list[_Entry]:
@@ -495,11 +565,3 @@ def _word_spans(
 def _to_pcm16(audio: FloatArray) -> bytes:
     clipped = np.clip(audio * _GAIN, -1.0, 1.0)
     return bytes((clipped * 32767.0).astype("<i2").tobytes())
-
-
-def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None

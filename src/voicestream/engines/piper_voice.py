@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from voicestream.engines.model_license import stated_license
 from voicestream.engines.onnx_graph import OnnxReadError, graph_inputs
 from voicestream.errors import ModelFileError
 
@@ -292,12 +293,4 @@ def _model_card_license(model: Path) -> str | None:
             candidates.append(model.parent / "MODEL_CARD")
     except OSError:
         return None
-    text = ""
-    for path in candidates:
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")[:20000]
-            break
-        except OSError:
-            continue
-    match = re.search(r"license\s*:\s*(\S[^\n]*)", text, re.IGNORECASE)
-    return match.group(1).strip() if match else None
+    return stated_license(candidates)

@@ -223,9 +223,17 @@ class PocketsphinxSTT(STTEngine):
             # Create outside the lock: it takes a quarter second and others may release meanwhile.
             pooled = self._create()
         decoder = PocketsphinxDecoder(self, pooled)
-        # The noise estimate belongs to the last borrower's line, not to this one.
-        decoder.reset_noise()
-        decoder.set_cmn(prior)
+        try:
+            # The noise estimate belongs to the last borrower's line, not to this one.
+            decoder.reset_noise()
+            decoder.set_cmn(prior)
+        except BaseException:
+            # Nobody holds this loan yet, so nobody would give it back: without this the
+            # decoder stays counted alive for good, and enough of them refuse every stream.
+            # One that failed in C is in no state to lend again.
+            pooled.native.take_back(decoder)
+            self._discard(pooled)
+            raise
         return decoder
 
     def release(self, decoder: STTDecoder, *, learn: bool = True) -> None:

@@ -3,8 +3,12 @@
 Audio enters as mono s16le at the engine's rate. The VAD decides where utterances start and end;
 an utterance's audio (with a short pre-roll, so the first phone is not clipped) goes to a pooled
 decoder, which yields partial hypotheses as it goes and a final transcript with word timings at
-the end of the utterance. All blocking work for one stream runs on the STT executor, one call at
-a time, so per-stream state needs no locks.
+the end of the utterance. All blocking work for one stream runs on the STT executor, one job at
+a time: a lock held for each whole job (``_jobs``) keeps it so even when a cancelled caller
+leaves its job running and the next starts on another thread, and a short one (``_lock``)
+guards handing the decoder back between ``aclose`` on the loop and such a late job. Work a
+decoder starts by itself (Whisper's speculative finals) runs on its engine's own threads, on
+a copy of the audio, never on this stream's state.
 
 Decoders that are slow to finish (Whisper: a fixed 30 s encoder window) get a head start: when
 the VAD first hears a short pause inside an utterance, the stream tells the decoder
@@ -29,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from ..errors import UnsupportedLanguage
 from .base import STTDecoder, STTEngine, VADModel, Word
 from .executor import InferenceExecutor
 from .vad import VoiceActivityDetector
@@ -67,6 +72,7 @@ class STTStream:
     """One transcription stream; ``feed`` and ``end`` are coroutines, called in order.
 
     Raises (on creation):
+        UnsupportedLanguage: the engine does not hear the language asked for.
         Busy: the engine already serves as many streams as it admits.
     """
 
@@ -80,16 +86,30 @@ class STTStream:
         min_silence_ms: int = 400,
         min_speech_ms: int = 100,
         word_times: bool = True,
+        language: str | None = None,
     ) -> None:
-        """``word_times``: whether finals carry word timings (see ``STTDecoder.word_times``)."""
+        """``word_times``: whether finals carry word timings (see ``STTDecoder.word_times``);
+        ``language``: what the speaker speaks (BCP-47 or ISO 639-1), None: the engine's choice
+        (a multilingual model detects it per utterance).
+
+        Raises:
+            UnsupportedLanguage: the engine does not hear ``language`` (``STTEngine.hears``).
+        """
         if vad_model.sample_rate != engine.sample_rate:
             raise ValueError("VAD and STT must share a sample rate")
+        if not engine.hears(language):
+            raise UnsupportedLanguage(
+                f"the speech-to-text engine {engine.name} does not hear the language "
+                f"{language!r}; it hears {engine.language}",
+                details={"language": language, "engine": engine.name},
+            )
         self._engine = engine
         self._executor = executor
         self._rate = engine.sample_rate
         self._vad_model = vad_model
         self._vad = _detector(vad_model, vad_threshold, min_silence_ms, min_speech_ms)
         self._word_times = word_times
+        self._language = language
         self._decoder: STTDecoder | None = None
         self._pending = bytearray()  # audio not yet given to the decoder
         self._pending_start = 0  # stream sample index of _pending[0]
@@ -181,7 +201,7 @@ class STTStream:
         self._pending += pcm
         out: list[STTEvent] = []
         for ev in self._vad.process(pcm):
-            at = int(ev.time * self._rate)
+            at = ev.sample
             if ev.kind == "start" and not self._in_utt:
                 self._begin_utterance(at)
                 out.append(STTEvent("speech_start", start=at / self._rate))
@@ -215,7 +235,7 @@ class STTStream:
         try:
             for ev in self._vad.flush():
                 if ev.kind == "end" and self._in_utt:
-                    at = int(ev.time * self._rate)
+                    at = ev.sample
                     self._feed_until(at)
                     out.append(self._end_utterance(at))
             if self._in_utt:
@@ -233,6 +253,7 @@ class STTStream:
         with self._lock:
             if not self._closed:
                 decoder.word_times = self._word_times
+                decoder.language = self._language
                 self._decoder = decoder
                 return decoder
         # aclose() ran while we waited for the pool; nobody will ever release this one.

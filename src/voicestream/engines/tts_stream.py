@@ -64,9 +64,15 @@ class TTSStream:
         executor: InferenceExecutor,
         *,
         max_clause_chars: int = 300,
+        speed: float = 1.0,
     ) -> None:
         self._engine = engine
         self._voice = voice
+        # Spoken at ``speed`` by the engine itself as far as it can (Piper); ``tempo`` tells
+        # the output stage the rest, to apply to the audio.
+        self._speed = speed
+        self._native_speed = engine.native_speed(voice, speed) if speed != 1.0 else 1.0
+        self._tempo = speed / self._native_speed
         self._executor = executor
         self._splitter = ClauseSplitter(max_clause_chars)
         # Clauses waiting for synthesis, in order; unbounded in count but bounded in total
@@ -85,6 +91,12 @@ class TTSStream:
     @property
     def engine_name(self) -> str:
         return self._engine.name
+
+    @property
+    def tempo(self) -> float:
+        """The speed-up the output stage still has to apply (1.0: none, the engine spoke at
+        the asked speed or none was asked)."""
+        return self._tempo
 
     def push_text(self, text: str) -> None:
         if self._ended:
@@ -152,7 +164,11 @@ class TTSStream:
         def work() -> Synthesis:
             nonlocal started
             started = time.monotonic()
-            return trim_leading_silence(self._engine.synthesize(text, self._voice), keep_ms)
+            if self._native_speed != 1.0:
+                spoken = self._engine.synthesize_at(text, self._voice, self._speed)
+            else:
+                spoken = self._engine.synthesize(text, self._voice)
+            return trim_leading_silence(spoken, keep_ms)
 
         try:
             result = await self._executor.run(work, deadline=deadline)

@@ -27,9 +27,17 @@ _HYSTERESIS = 0.15
 @dataclass(frozen=True, slots=True)
 class VADEvent:
     kind: Literal["start", "end", "pause", "resume"]
-    # Seconds of stream audio; a start includes the pad before the speech. A pause carries the
-    # time the segment would end at if the silence under way closed it.
-    time: float
+    # Stream sample index; a start includes the pad before the speech. A pause carries the
+    # sample the segment would end at if the silence under way closed it. An index, not
+    # seconds: index → seconds → index can land one sample short (32224 → 32223), and a pause
+    # must name exactly the sample its end will.
+    sample: int
+    rate: int
+
+    @property
+    def time(self) -> float:
+        """Seconds of stream audio."""
+        return self.sample / self.rate
 
 
 class VoiceActivityDetector:
@@ -59,8 +67,9 @@ class VoiceActivityDetector:
         self._min_silence = min_silence_ms * self._rate // 1000
         self._min_speech = min_speech_ms * self._rate // 1000
         self._pad = speech_pad_ms * self._rate // 1000
-        # Never before the pad has passed: a pause then always names the very sample the "end"
-        # of the same silence will, so what a decoder started on at the pause is all there is.
+        # Never before the pad has passed: a pause then always names the very sample index the
+        # "end" of the same silence will, so what a decoder started on at the pause is all there
+        # is (events carry that index itself, so no rounding can move it).
         self._pause = None
         if pause_ms is not None:
             self._pause = max(pause_ms, speech_pad_ms) * self._rate // 1000
@@ -116,7 +125,7 @@ class VoiceActivityDetector:
         self._in_speech = False
         self._silence = None
         self._paused = False
-        return [VADEvent("end", end / self._rate)]
+        return [VADEvent("end", end, self._rate)]
 
     def _step(self, start: int, stop: int, probability: float) -> VADEvent | None:
         if not self._in_speech:
@@ -126,7 +135,7 @@ class VoiceActivityDetector:
                 if stop - self._candidate >= self._min_speech:
                     begin = max(0, self._candidate - self._pad)
                     self._in_speech, self._candidate, self._silence = True, None, None
-                    return VADEvent("start", begin / self._rate)
+                    return VADEvent("start", begin, self._rate)
             elif probability < self._exit:
                 self._candidate = None
             return None
@@ -134,15 +143,15 @@ class VoiceActivityDetector:
             resumed = self._paused
             self._silence, self._paused = None, False
             if resumed:
-                return VADEvent("resume", start / self._rate)
+                return VADEvent("resume", start, self._rate)
         elif probability < self._exit:
             if self._silence is None:
                 self._silence = start
             if stop - self._silence >= self._min_silence:
                 end = min(self._silence + self._pad, stop)
                 self._in_speech, self._silence, self._paused = False, None, False
-                return VADEvent("end", end / self._rate)
+                return VADEvent("end", end, self._rate)
             if self._pause is not None and not self._paused and stop - self._silence >= self._pause:
                 self._paused = True
-                return VADEvent("pause", (self._silence + self._pad) / self._rate)
+                return VADEvent("pause", self._silence + self._pad, self._rate)
         return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voicestream.engines.model_license import stated_license
 from voicestream.errors import ModelFileError
 
 __all__ = ["WhisperModelFiles", "WhisperModelInfo", "inspect_whisper_dir", "packaged_whisper"]
@@ -67,14 +68,18 @@ def inspect_whisper_dir(path: Path) -> WhisperModelInfo:
     """
     path = Path(path)
     if not path.is_dir():
-        raise ModelFileError(f"{path}: not a folder")
+        raise _problem(path, "not a folder")
+    # A missing file is the folder's problem (it is incomplete); a broken one is the file's.
+    for needed in ("model.bin", "config.json", "tokenizer.json"):
+        if not (path / needed).exists():
+            raise _problem(path, f"Whisper model folder without {needed}")
     _check_model_bin(path / "model.bin")
     config = _read_json(path / "config.json")
     if not isinstance(config, dict):
-        raise ModelFileError(f"{path / 'config.json'}: not a JSON object")
+        raise _problem(path / "config.json", "not a JSON object")
     tokenizer = _read_json(path / "tokenizer.json")
     if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("model"), dict):
-        raise ModelFileError(f"{path / 'tokenizer.json'}: not a tokenizer")
+        raise _problem(path / "tokenizer.json", "not a tokenizer")
     size = _vocabulary_size(path)
     multilingual = size >= _MULTILINGUAL_VOCABULARY
     languages: tuple[str, ...] = ("en",)
@@ -97,24 +102,28 @@ def inspect_whisper_dir(path: Path) -> WhisperModelInfo:
     )
 
 
+def _problem(file: Path, reason: str) -> ModelFileError:
+    return ModelFileError(f"{file}: {reason}", details={"file": str(file)})
+
+
 def _check_model_bin(model_bin: Path) -> None:
     # model.bin: a uint32 format version, a uint16 length, then the spec's name.
     try:
         with model_bin.open("rb") as f:
             head = f.read(6 + len(_CT2_SPEC))
     except OSError as exc:
-        raise ModelFileError(f"{model_bin}: cannot be read ({exc.strerror})") from None
+        raise _problem(model_bin, f"cannot be read ({exc.strerror})") from None
     if len(head) < 6 or head[6 : 6 + len(_CT2_SPEC)] != _CT2_SPEC:
-        raise ModelFileError(f"{model_bin}: not a CTranslate2 Whisper model")
+        raise _problem(model_bin, "not a CTranslate2 Whisper model")
 
 
 def _read_json(file: Path) -> Any:
     try:
         return json.loads(file.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ModelFileError(f"{file}: cannot be read ({exc.strerror})") from None
+        raise _problem(file, f"cannot be read ({exc.strerror})") from None
     except (ValueError, UnicodeDecodeError):
-        raise ModelFileError(f"{file}: not valid JSON") from None
+        raise _problem(file, "not valid JSON") from None
 
 
 def _vocabulary_size(path: Path) -> int:
@@ -127,28 +136,14 @@ def _vocabulary_size(path: Path) -> int:
             vocabulary = json.loads(js.read_text(encoding="utf-8"))
             if isinstance(vocabulary, list):
                 return len(vocabulary)
-            raise ModelFileError(f"{js}: not a list of tokens")
+            raise _problem(js, "not a list of tokens")
     except OSError as exc:
-        raise ModelFileError(f"{path}: the vocabulary cannot be read ({exc.strerror})") from None
+        raise _problem(path, f"the vocabulary cannot be read ({exc.strerror})") from None
     except (ValueError, UnicodeDecodeError):
-        raise ModelFileError(f"{js}: not valid JSON") from None
-    raise ModelFileError(f"{path}: no vocabulary.txt or vocabulary.json")
-
-
-_LICENSES = (("mit", "MIT"), ("apache", "Apache-2.0"), ("cc-by-4.0", "CC-BY-4.0"))
+        raise _problem(js, "not valid JSON") from None
+    raise _problem(path, "no vocabulary.txt or vocabulary.json")
 
 
 def _license_of(path: Path) -> str:
-    """What a LICENSE or a model card's ``license:`` line says; "unknown" otherwise."""
-    for name in ("LICENSE", "LICENSE.txt", "LICENSE.md", "README.md"):
-        try:
-            head = (path / name).read_text(encoding="utf-8", errors="replace")[:4000].lower()
-        except OSError:
-            continue
-        if name == "README.md":
-            m = re.search(r"^license:\s*(\S+)", head, re.MULTILINE)
-            head = m.group(1) if m else ""
-        for needle, spdx in _LICENSES:
-            if needle in head:
-                return spdx
-    return "unknown"
+    names = ("LICENSE", "LICENSE.txt", "LICENSE.md", "README.md")
+    return stated_license(path / name for name in names) or "unknown"

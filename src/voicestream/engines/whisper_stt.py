@@ -1,9 +1,9 @@
 """Whisper speech recognition on CTranslate2 (``faster-whisper``), with speculative finals.
 
 One ``WhisperModel`` is loaded per engine and shared by every stream: CTranslate2 is thread-safe
-and runs up to ``workers`` decodes at once. A stream's decoder is only an audio buffer (plus, if
-configured, a decoder of a cheap ``partials`` engine for live captions), so decoders are pooled
-for bookkeeping, not for memory; ``max_streams`` still caps the streams admitted.
+and runs up to ``workers`` decodes at once. A stream's decoder is only an audio buffer (plus, once
+it hears a live utterance, a decoder of a cheap ``partials`` engine for captions), so decoders
+are pooled for bookkeeping, not for memory; ``max_streams`` still caps the streams admitted.
 
 Whisper's encoder always sees a 30 s window, so a final costs about the same however short the
 utterance (≈ 0.3-0.5 s on two cores). To hide that, a decoder starts decoding on its engine's
@@ -18,8 +18,6 @@ segments already), and segments Whisper invents on silence, noise or tones are d
 from __future__ import annotations
 
 import logging
-import os
-import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +26,15 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from voicestream.engines.base import DecoderPoolStats, STTDecoder, STTEngine, Transcript, Word
+from voicestream.engines.base import (
+    DecoderPoolStats,
+    STTDecoder,
+    STTEngine,
+    Transcript,
+    Word,
+    primary_language,
+)
+from voicestream.engines.process_memory import resident_bytes
 from voicestream.engines.whisper_model_files import (
     WhisperModelFiles,
     WhisperModelInfo,
@@ -36,6 +42,7 @@ from voicestream.engines.whisper_model_files import (
     packaged_whisper,
 )
 from voicestream.errors import (
+    EngineError,
     ModelFileError,
     ModelNotInstalled,
     UnsupportedLanguage,
@@ -83,18 +90,6 @@ class SpeculationStats:
     running: int = 0
 
 
-def _resident_bytes() -> int:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0  # not Linux: the figure is approximate anyway
-
-
-def _language_code(language: str) -> str:
-    return re.split(r"[-_]", language.strip(), maxsplit=1)[0].lower()
-
-
 class WhisperDecoder(STTDecoder):
     """An utterance's audio, decoded by the shared model at the end (or early, on a pause).
 
@@ -108,23 +103,27 @@ class WhisperDecoder(STTDecoder):
         self._engine = engine
         self._audio = bytearray()
         self._speculation: tuple[int, Future[Transcript]] | None = None
-        self.partial: STTDecoder | None = None  # lent by the partials engine with this one
+        # Borrowed from the partials engine at the first live utterance, not with this decoder:
+        # a recording never reads partials, and a pocketsphinx decoder is ~95 MB to hold.
+        self.partial: STTDecoder | None = None
         self._live = True  # False for a whole recording: nobody reads its partials
-        self._partial_started = False
 
     def start(self) -> None:
         self._drop_speculation()
         self._audio.clear()
-        if self.partial is not None and self._live:
+        partials = self._engine.partials
+        if partials is not None and self._live:
+            if self.partial is None:
+                self.partial = partials.acquire()
+            # Also ends the previous utterance's partial pass, here rather than in finish(),
+            # where it would delay the final for a result nobody reads.
             self.partial.start()
-            self._partial_started = True
 
     def feed(self, pcm: bytes) -> str:
         room = int(_MAX_BUFFER_S * _RATE) * 2 - len(self._audio)
         self._audio += pcm[: max(0, room)]
         if self.partial is None or not self._live:
             return ""
-        self._partial_started = True
         return self.partial.feed(pcm)
 
     def calibrate(self, pcm: bytes) -> None:
@@ -138,16 +137,14 @@ class WhisperDecoder(STTDecoder):
             return
         self._drop_speculation()
         audio = bytes(self._audio)
-        self._speculation = (len(audio), self._engine.submit_decode(audio, self.word_times))
+        future = self._engine.submit_decode(audio, self.word_times, self.language)
+        self._speculation = (len(audio), future)
         self._engine.count_speculation("started")
 
     def resume(self) -> None:
         self._drop_speculation()
 
     def finish(self) -> Transcript:
-        if self.partial is not None and self._partial_started:
-            self.partial.finish()
-            self._partial_started = False
         audio = bytes(self._audio)
         self._audio.clear()
         speculation, self._speculation = self._speculation, None
@@ -165,7 +162,7 @@ class WhisperDecoder(STTDecoder):
                     return transcript
             future.cancel()
             self._engine.count_speculation("discarded")
-        return self._engine.decode(audio, word_times=self.word_times)
+        return self._engine.decode(audio, word_times=self.word_times, language=self.language)
 
     def abandon(self) -> None:
         # The stream went away: a final nobody reads is not worth a decode.
@@ -174,9 +171,9 @@ class WhisperDecoder(STTDecoder):
     def reset(self) -> None:
         self._drop_speculation()
         self._audio.clear()
-        self._partial_started = False
         self._live = True
         self.word_times = True
+        self.language = None
 
     def _drop_speculation(self) -> None:
         if self._speculation is not None:
@@ -236,7 +233,7 @@ class WhisperSTT(STTEngine):
         self.compute_type = compute_type or ("float16" if self.device == "cuda" else "int8")
         self._threads = threads
         self._workers = workers
-        self._partials = partials
+        self.partials = partials
         # Off: finals are decoded only when the VAD closes the turn (for measurements).
         self.speculative = True
         self._model: WhisperModel | None = None
@@ -252,8 +249,8 @@ class WhisperSTT(STTEngine):
 
     def warm_up(self) -> None:
         self._ensure_model()
-        if self._partials is not None:
-            self._partials.warm_up()
+        if self.partials is not None:
+            self.partials.warm_up()
 
     def _ensure_model(self) -> WhisperModel:
         with self._load_lock:
@@ -269,7 +266,7 @@ class WhisperSTT(STTEngine):
         fw_log = logging.getLogger("faster_whisper")
         if fw_log.level == logging.NOTSET:
             fw_log.setLevel(logging.WARNING)
-        before = _resident_bytes()
+        before = resident_bytes()
         t0 = time.monotonic()
         try:
             # A folder path (never a model name) and local_files_only: no hub, no download.
@@ -283,7 +280,7 @@ class WhisperSTT(STTEngine):
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelFileError(f"{self.files.path}: Whisper model failed to load: {exc}") from exc
-        self._rss_bytes = max(0, _resident_bytes() - before)
+        self._rss_bytes = max(0, resident_bytes() - before)
         log.info(
             "whisper %s loaded on %s/%s in %.2f s",
             self.info.name,
@@ -307,12 +304,6 @@ class WhisperSTT(STTEngine):
         with self._pool_lock:
             decoder = self._free.pop() if self._free else WhisperDecoder(self)
             self._lent += 1
-        if self._partials is not None:
-            try:
-                decoder.partial = self._partials.acquire()
-            except BaseException:
-                self._put_back(decoder)
-                raise
         return decoder
 
     def release(self, decoder: STTDecoder, *, learn: bool = True) -> None:
@@ -321,8 +312,8 @@ class WhisperSTT(STTEngine):
         decoder.reset()
         partial, decoder.partial = decoder.partial, None
         try:
-            if partial is not None and self._partials is not None:
-                self._partials.release(partial, learn=learn)
+            if partial is not None and self.partials is not None:
+                self.partials.release(partial, learn=learn)
         finally:
             self._put_back(decoder)
 
@@ -340,7 +331,9 @@ class WhisperSTT(STTEngine):
 
     # Decoding
 
-    def submit_decode(self, pcm: bytes, word_times: bool = True) -> Future[Transcript]:
+    def submit_decode(
+        self, pcm: bytes, word_times: bool = True, language: str | None = None
+    ) -> Future[Transcript]:
         """Decode ``pcm`` on the engine's own threads (a speculative final)."""
         self._ensure_model()
         self._count_running(+1)
@@ -348,7 +341,7 @@ class WhisperSTT(STTEngine):
             pool = self._pool
             if pool is None:
                 raise RuntimeError("closed")
-            future = pool.submit(self.decode, pcm, word_times=word_times)
+            future = pool.submit(self.decode, pcm, word_times=word_times, language=language)
         except RuntimeError:  # closed: a cancelled speculation makes finish() decode in place
             self._count_running(-1)
             future = Future()
@@ -371,12 +364,38 @@ class WhisperSTT(STTEngine):
         with self._pool_lock:
             return self._speculations
 
-    def decode(self, pcm: bytes, *, word_times: bool = True) -> Transcript:
-        """Blocking: one utterance of mono s16le 16 kHz, word times (if asked) from its start."""
-        language = None if self.multilingual else "en"
+    def decode(
+        self, pcm: bytes, *, word_times: bool = True, language: str | None = None
+    ) -> Transcript:
+        """Blocking: one utterance of mono s16le 16 kHz, word times (if asked) from its start,
+        in ``language`` (None: detected by a multilingual model).
+
+        Raises:
+            UnsupportedLanguage: a language the model does not know.
+            EngineError: CTranslate2 failed to decode (retryable).
+        """
         return self._transcribe(
-            pcm, language=language, task="transcribe", word_timestamps=word_times
+            pcm,
+            language=self._model_language(language),
+            task="transcribe",
+            word_timestamps=word_times,
         )
+
+    def hears(self, language: str | None) -> bool:
+        if language is None or not self.multilingual:
+            return super().hears(language)
+        return primary_language(language) in self.info.languages
+
+    def _model_language(self, language: str | None) -> str | None:
+        """The code Whisper decodes in; None lets a multilingual model detect it."""
+        if not self.hears(language):
+            raise UnsupportedLanguage(
+                f"the Whisper model {self.info.name} does not know the language {language!r}",
+                details={"language": language, "supported": list(self.info.languages)},
+            )
+        if not self.multilingual:
+            return "en"
+        return None if language is None else primary_language(language)
 
     def transcribe(
         self,
@@ -396,6 +415,7 @@ class WhisperSTT(STTEngine):
             ValidationFailed: ``task`` is neither "transcribe" nor "translate".
             ModelNotInstalled: a translation asked of an English-only model.
             UnsupportedLanguage: a language the model does not know.
+            EngineError: CTranslate2 failed to decode (retryable).
         """
         if task not in ("transcribe", "translate"):
             raise ValidationFailed(f'task must be "transcribe" or "translate"; got {task!r}')
@@ -405,17 +425,12 @@ class WhisperSTT(STTEngine):
                 "English only. Place a multilingual CTranslate2 Whisper model in the models "
                 "directory."
             )
-        code = None
-        if language is not None:
-            code = _language_code(language)
-            if code not in self.info.languages:
-                raise UnsupportedLanguage(
-                    f"the Whisper model {self.info.name} does not know the language {language!r}",
-                    details={"language": language, "supported": list(self.info.languages)},
-                )
-        elif not self.multilingual:
-            code = "en"
-        return self._transcribe(pcm16k, language=code, task=task, word_timestamps=word_timestamps)
+        return self._transcribe(
+            pcm16k,
+            language=self._model_language(language),
+            task=task,
+            word_timestamps=word_timestamps,
+        )
 
     def _transcribe(
         self, pcm: bytes, *, language: str | None, task: str, word_timestamps: bool
@@ -427,26 +442,33 @@ class WhisperSTT(STTEngine):
         audio = np.frombuffer(pcm[: samples * 2], dtype="<i2").astype(np.float32) / 32768.0
         seconds = samples / _RATE
         max_tokens = int(min(_MAX_NEW_TOKENS, _MIN_NEW_TOKENS + _TOKENS_PER_SECOND * seconds))
-        segments, _ = model.transcribe(
-            audio,
-            language=language,
-            task=task,
-            # Greedy, one temperature: a fallback re-decode would double the latency of the
-            # very utterances (noise, tones) whose text is dropped anyway.
-            beam_size=1,
-            best_of=1,
-            temperature=0.0,
-            condition_on_previous_text=False,
-            word_timestamps=word_timestamps,
-            vad_filter=False,
-            max_new_tokens=max_tokens,
-            compression_ratio_threshold=_MAX_COMPRESSION_RATIO,
-            log_prob_threshold=_MIN_AVG_LOGPROB,
-            no_speech_threshold=_NO_SPEECH_PROB,
-        )
+        try:
+            segments, _ = model.transcribe(
+                audio,
+                language=language,
+                task=task,
+                # Greedy, one temperature: a fallback re-decode would double the latency of the
+                # very utterances (noise, tones) whose text is dropped anyway.
+                beam_size=1,
+                best_of=1,
+                temperature=0.0,
+                condition_on_previous_text=False,
+                word_timestamps=word_timestamps,
+                vad_filter=False,
+                max_new_tokens=max_tokens,
+                compression_ratio_threshold=_MAX_COMPRESSION_RATIO,
+                log_prob_threshold=_MIN_AVG_LOGPROB,
+                no_speech_threshold=_NO_SPEECH_PROB,
+            )
+            # The segments are decoded lazily, as they are read: read them all in here.
+            decoded = list(segments)
+        except Exception as exc:
+            # CTranslate2 reports a failed decode (out of memory, a CUDA error, a model it
+            # could not run) as RuntimeError and the like: a provider error, worth a retry.
+            raise EngineError(f"{self.name} failed to decode: {exc}", retryable=True) from exc
         texts: list[str] = []
         words: list[Word] = []
-        for seg in segments:
+        for seg in decoded:
             if (
                 seg.no_speech_prob > _NO_SPEECH_PROB
                 or seg.avg_logprob < _MIN_AVG_LOGPROB

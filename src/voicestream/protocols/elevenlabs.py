@@ -128,7 +128,8 @@ def _validate(model: type[_M], data: Any, where: str) -> _M:
 
 
 class VoiceSettings(BaseModel):
-    """``voice_settings`` as REST bodies and socket messages carry it; our engines use none."""
+    """``voice_settings`` as REST bodies and socket messages carry it. Only ``speed`` is used:
+    the text-to-speech routes have Piper voices speak at it (other engines ignore it)."""
 
     model_config = ConfigDict(extra="allow")
 

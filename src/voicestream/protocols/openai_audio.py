@@ -2,14 +2,19 @@
 ``/v1/audio/translations``, ``/v1/models``)
 as pure codecs: request parsing, voice/format/model mapping, SSE events, response shapes.
 
-Voices. OpenAI's voice names map onto the embedded flite catalog by the gender OpenAI's voices
-are usually described with; our own voice ids (``slt``, ``rms``, an espeak voice…) are accepted
-as they are, and so is OpenAI's custom-voice object ``{"id": "<our voice id>"}``::
+Voices. OpenAI's voice names map onto the server's natural voices: the Piper voices in the
+catalog, English ones first and, where several are installed, those of the gender OpenAI's voice
+is usually described with (``OPENAI_VOICE_GENDERS``), spread over them in a fixed order. With the
+packaged voice alone every name is ``en_US-joe-medium``. Without any Piper voice the name maps to
+the server's default voice, and without that to the flite voice ``VOICE_MAP`` names::
 
     female → slt     alloy, coral, nova, sage, shimmer, marin
     male   → rms     ash, echo, cedar
     male   → awb     ballad, fable        (fable is OpenAI's British voice: the Scottish one)
     male   → kal16   onyx, verse          (the deeper diphone voice)
+
+Our own voice ids (``slt``, ``en_US-joe-medium``, an espeak voice…) are accepted as they are,
+and so is OpenAI's custom-voice object ``{"id": "<our voice id>"}``.
 
 Formats. OpenAI's ``pcm`` is raw 24 kHz s16le mono; the others are served at the nearest rate
 our encoders offer (MP3 and FLAC and WAV at 24 kHz, Opus in Ogg at 48 kHz, AAC (ADTS) at
@@ -31,7 +36,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import (
     AuthError,
@@ -51,11 +56,13 @@ __all__ = [
     "DEFAULT_SPEECH_FORMAT",
     "LANGUAGE_NAMES",
     "MODELS_CREATED",
+    "OPENAI_VOICE_GENDERS",
     "SPEECH_FORMATS",
     "SPEECH_MODELS",
     "TRANSCRIPTION_FORMATS",
     "TRANSCRIPTION_MODELS",
     "VOICE_MAP",
+    "CatalogVoice",
     "SpeechRequest",
     "TranscriptSegment",
     "TranscriptionOptions",
@@ -79,6 +86,21 @@ __all__ = [
     "verbose_transcription",
 ]
 
+
+class CatalogVoice(Protocol):
+    """What the voice mapping reads of a catalog entry (``engines.base.Voice`` has it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def gender(self) -> str: ...
+    @property
+    def engine(self) -> str: ...
+
+
+# The flite voice for each OpenAI name, for servers without Piper voices.
 VOICE_MAP: dict[str, str] = {
     "alloy": "slt",
     "coral": "slt",
@@ -93,6 +115,10 @@ VOICE_MAP: dict[str, str] = {
     "fable": "awb",
     "onyx": "kal16",
     "verse": "kal16",
+}
+# How OpenAI's voices are usually described (the flite choice above follows it too).
+OPENAI_VOICE_GENDERS: dict[str, str] = {
+    name: "female" if flite == "slt" else "male" for name, flite in VOICE_MAP.items()
 }
 
 # OpenAI response_format → one of our output formats (media.formats.SUPPORTED_FORMATS).
@@ -221,17 +247,44 @@ class SpeechRequest:
     sse: bool
 
 
-def resolve_voice(voice: object) -> str:
-    """Our voice id for an OpenAI voice name, one of our ids, or ``{"id": "<our id>"}``."""
+def resolve_voice(
+    voice: object, catalog: Sequence[CatalogVoice] = (), default_voice: str | None = None
+) -> str:
+    """Our voice id for an OpenAI voice name, one of our ids, or ``{"id": "<our id>"}``.
+
+    OpenAI names go to a Piper voice of ``catalog`` (see the module doc), else to
+    ``default_voice`` when the catalog has it, else to a flite voice.
+    """
     if isinstance(voice, dict):
         voice = voice.get("id")
     if not isinstance(voice, str) or not voice:
         raise _bad("'voice' must be a voice name or an object with an 'id'", "voice", UnknownVoice)
-    return VOICE_MAP.get(voice.lower(), voice)
+    name = voice.lower()
+    if name not in VOICE_MAP:
+        return voice
+    piper = sorted((v for v in catalog if v.engine == "piper"), key=lambda v: v.id)
+    english = [v for v in piper if v.language.lower().startswith("en")]
+    gender = OPENAI_VOICE_GENDERS[name]
+    for choices in ([v for v in english if v.gender == gender], english, piper):
+        if choices:
+            # Spread the OpenAI names sharing a gender over the voices that fit, in a fixed
+            # order, so two names a client uses for two speakers sound different if they can.
+            same = [n for n, g in OPENAI_VOICE_GENDERS.items() if g == gender]
+            return choices[same.index(name) % len(choices)].id
+    if default_voice is not None and any(v.id == default_voice for v in catalog):
+        return default_voice
+    return VOICE_MAP[name]
 
 
-def parse_speech_request(data: Mapping[str, Any], *, max_chars: int) -> SpeechRequest:
-    """Validate a ``POST /audio/speech`` JSON body.
+def parse_speech_request(
+    data: Mapping[str, Any],
+    *,
+    max_chars: int,
+    catalog: Sequence[CatalogVoice] = (),
+    default_voice: str | None = None,
+) -> SpeechRequest:
+    """Validate a ``POST /audio/speech`` JSON body (``catalog`` and ``default_voice``: see
+    ``resolve_voice``).
 
     Raises:
         BadRequest (and subclasses): with ``details["param"]`` naming the offending field.
@@ -259,7 +312,7 @@ def parse_speech_request(data: Mapping[str, Any], *, max_chars: int) -> SpeechRe
         )
     if "voice" not in data:
         raise _bad("'voice' is required", "voice", UnknownVoice)
-    voice = resolve_voice(data["voice"])
+    voice = resolve_voice(data["voice"], catalog, default_voice)
     fmt = data.get("response_format") or DEFAULT_SPEECH_FORMAT
     if fmt not in SPEECH_FORMATS:
         raise _bad(

@@ -77,6 +77,16 @@ def _turn_detection(td: TurnDetection | None) -> dict[str, Any] | None:
     return body
 
 
+def _input_audio(cfg: SessionConfig) -> dict[str, Any]:
+    """GA ``session.audio.input``: the same in a conversation and a transcription session."""
+    return {
+        "format": dict(_GA_FORMATS[cfg.input_format]),
+        "transcription": cfg.transcription,
+        "noise_reduction": None,
+        "turn_detection": _turn_detection(cfg.turn_detection),
+    }
+
+
 class ServerEvents:
     """Builds one connection's server events in its dialect, each with a unique ``event_id``."""
 
@@ -130,12 +140,7 @@ class ServerEvents:
             "expires_at": 0,
             "include": None,
             "audio": {
-                "input": {
-                    "format": dict(_GA_FORMATS[cfg.input_format]),
-                    "transcription": cfg.transcription,
-                    "noise_reduction": None,
-                    "turn_detection": _turn_detection(cfg.turn_detection),
-                },
+                "input": _input_audio(cfg),
                 "output": {
                     "format": dict(_GA_FORMATS[cfg.output_format]),
                     "voice": cfg.voice,
@@ -162,14 +167,7 @@ class ServerEvents:
             "id": session_id,
             "expires_at": 0,
             "include": None,
-            "audio": {
-                "input": {
-                    "format": dict(_GA_FORMATS[cfg.input_format]),
-                    "transcription": cfg.transcription,
-                    "noise_reduction": None,
-                    "turn_detection": _turn_detection(cfg.turn_detection),
-                }
-            },
+            "audio": {"input": _input_audio(cfg)},
         }
 
     def session_created(self, cfg: SessionConfig, session_id: str) -> dict[str, Any]:

@@ -197,7 +197,7 @@ async def _load_models(registry: EngineRegistry, settings: Settings) -> None:
 
 def _metrics(registry: EngineRegistry) -> Metrics:
     metrics = Metrics()
-    metrics.registry.register(DecoderPoolCollector(registry.stt))
+    metrics.registry.register(DecoderPoolCollector(registry.stt_engines))
     return metrics
 
 

@@ -21,14 +21,16 @@ from aiohttp import web
 from ..engines.base import Voice
 from ..engines.tts_stream import TTSStream
 from ..media.encode import StreamEncoder, make_encoder
-from ..media.formats import AudioFormat, parse_format
+from ..media.formats import AudioFormat, Codec, parse_format
 from ..media.resample import Resampler
 from ..protocols import elevenlabs as el
 from ..protocols import elevenlabs_dialogue as dialogue
 from .context import RUNTIME, Runtime, principal_of
-from .elevenlabs_rest import PREFIX, _enable_logging, _stream_out
+from .elevenlabs_http import enable_logging, stream_out
+from .elevenlabs_rest import PREFIX
 from .elevenlabs_sockets import Handler, elevenlabs_errors
 from .http_common import read_model
+from .tts_output import as_file
 
 __all__ = ["add_elevenlabs_dialogue_routes"]
 
@@ -85,7 +87,7 @@ async def _start(request: web.Request) -> tuple[Runtime, _Dialogue]:
     """Validate everything (every voice included) before any audio is made."""
     rt = request.app[RUNTIME]
     fmt = parse_format(request.query.get("output_format", el.DEFAULT_OUTPUT_FORMAT))
-    _enable_logging(request)  # checked like the other routes'; dialogue keeps no history
+    enable_logging(request)  # checked like the other routes'; dialogue keeps no history
     body = dialogue.check_dialogue_body(
         await read_model(request, dialogue.DialogueBody), max_text_chars=rt.settings.max_text_chars
     )
@@ -186,17 +188,28 @@ def _headers(dlg: _Dialogue) -> dict[str, str]:
 
 
 async def dialogue_convert(request: web.Request) -> web.StreamResponse:
-    """``/v1/text-to-dialogue[/stream]``: the audio bytes, streamed per clause."""
+    """``/v1/text-to-dialogue[/stream]``: the audio bytes, streamed per clause.
+
+    WAV from the non-streaming path comes whole, so its header has the real sizes; ``/stream``
+    sends it as it is made, its header saying "until EOF" (as text-to-speech does).
+    """
     rt, dlg = await _start(request)
+    whole_file = dlg.fmt.codec is Codec.WAV and not request.path.endswith("/stream")
 
     async def data() -> AsyncIterator[bytes]:
+        audio = bytearray()
         async for piece in _pieces(rt, dlg):
-            yield piece.data
+            if whole_file:
+                audio += piece.data
+            else:
+                yield piece.data
+        if whole_file:
+            yield as_file(dlg.fmt, bytes(audio))
 
     async def billed() -> None:
         await _record_usage(request, dlg)
 
-    return await _stream_out(request, dlg.fmt.content_type, data(), _headers(dlg), billed)
+    return await stream_out(request, dlg.fmt.content_type, data(), _headers(dlg), billed)
 
 
 async def dialogue_with_timestamps(request: web.Request) -> web.StreamResponse:
@@ -213,7 +226,8 @@ async def dialogue_with_timestamps(request: web.Request) -> web.StreamResponse:
             turns.setdefault(piece.turn.index, []).append(piece)
     await _record_usage(request, dlg)
     segments = [_segment(pieces) for pieces in turns.values()]
-    result = dialogue.timestamps_json(bytes(audio), el.merge_timings(timings), segments)
+    audio_file = as_file(dlg.fmt, bytes(audio))  # a WAV with its real sizes
+    result = dialogue.timestamps_json(audio_file, el.merge_timings(timings), segments)
     return web.json_response(result, headers=_headers(dlg))
 
 
@@ -232,4 +246,4 @@ async def dialogue_stream_timestamps(request: web.Request) -> web.StreamResponse
     async def billed() -> None:
         await _record_usage(request, dlg)
 
-    return await _stream_out(request, "application/x-ndjson", lines(), _headers(dlg), billed)
+    return await stream_out(request, "application/x-ndjson", lines(), _headers(dlg), billed)

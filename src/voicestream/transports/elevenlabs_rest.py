@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -23,13 +22,13 @@ from ..errors import (
     InvalidAudio,
     PayloadTooLarge,
     ValidationFailed,
-    VoiceStreamError,
 )
 from ..media.decode import decode_audio, decode_raw
 from ..media.formats import AudioFormat, Codec, parse_format
 from ..protocols import elevenlabs as el
 from ..store.history import NewHistoryItem, new_history_id
 from .context import RUNTIME, Runtime, principal_of
+from .elevenlabs_http import enable_logging, stream_out
 from .elevenlabs_sockets import Handler, elevenlabs_errors
 from .http_common import read_model
 from .http_stt import transcribe_pcm
@@ -37,8 +36,6 @@ from .multipart_form import read_form
 from .tts_output import EncodedChunk, as_file, encode_stream
 
 __all__ = ["PREFIX", "add_elevenlabs_routes"]
-
-log = logging.getLogger(__name__)
 
 PREFIX = "/elevenlabs"
 
@@ -71,12 +68,15 @@ async def _start_tts(request: web.Request) -> tuple[Runtime, el.TTSBody, AudioFo
     """Validate everything before any audio is made, so bad input is a clean 4xx."""
     rt = request.app[RUNTIME]
     fmt = parse_format(request.query.get("output_format", el.DEFAULT_OUTPUT_FORMAT))
-    _enable_logging(request)
+    enable_logging(request)
     engine, voice = rt.registry.voice(request.match_info["voice_id"])
     body = el.check_tts_body(
         await read_model(request, el.TTSBody), max_text_chars=rt.settings.max_text_chars
     )
-    stream = TTSStream(engine, voice, rt.tts_executors[engine.name])
+    speed = body.voice_settings.speed if body.voice_settings is not None else None
+    # voice_settings.speed is spoken by engines that pace themselves (Piper) and ignored by the
+    # others: a tempo filter would put the character timestamps out of step with the audio.
+    stream = TTSStream(engine, voice, rt.tts_executors[engine.name], speed=speed or 1.0)
     stream.push_text(body.text)
     stream.end_input()
     return rt, body, fmt, stream
@@ -91,49 +91,6 @@ async def _encoded(rt: Runtime, stream: TTSStream, fmt: AudioFormat) -> AsyncIte
             yield out
     finally:
         rt.metrics.active_streams.labels("tts_elevenlabs").dec()
-
-
-async def _stream_out(
-    request: web.Request,
-    content_type: str,
-    pieces: AsyncIterator[bytes],
-    headers: dict[str, str],
-    billed: Callable[[], Awaitable[None]],
-    history: _History | None = None,
-) -> web.StreamResponse:
-    """Write pieces as they come; headers go with the first, so an early failure is JSON.
-
-    ``billed`` runs once the audio is made (before the end of the response, so a client that
-    asks for its usage next sees it), also when the client hung up mid-stream. ``history`` is
-    recorded after it, but only when every piece was sent.
-    """
-    response: web.StreamResponse | None = None
-    try:
-        async for data in pieces:
-            if response is None:
-                response = web.StreamResponse(headers={"Content-Type": content_type, **headers})
-                response.enable_chunked_encoding()
-                await response.prepare(request)
-            if data:
-                await response.write(data)
-    except ConnectionError:
-        log.debug("elevenlabs tts client went away mid-stream")
-        await billed()
-        assert response is not None
-        return response
-    except VoiceStreamError as err:
-        if response is None:
-            raise
-        log.warning("elevenlabs tts stream aborted after audio started: %s", err)
-        raise ConnectionResetError("synthesis failed mid-stream") from err
-    await billed()
-    if history is not None:
-        await history.record()
-    if response is None:
-        response = web.StreamResponse(headers={"Content-Type": content_type, **headers})
-        await response.prepare(request)
-    await response.write_eof()
-    return response
 
 
 async def tts_convert(request: web.Request) -> web.StreamResponse:
@@ -158,20 +115,9 @@ async def tts_convert(request: web.Request) -> web.StreamResponse:
             yield as_file(fmt, bytes(audio))
 
     headers = {**_tts_headers(stream, fmt), **history.headers()}
-    return await _stream_out(
+    return await stream_out(
         request, fmt.content_type, pieces(), headers, _biller(request, body), history
     )
-
-
-def _enable_logging(request: web.Request) -> bool:
-    """The ``enable_logging`` query flag (default true); false keeps the request out of history."""
-    raw = request.query.get("enable_logging", "true").strip().lower()
-    if raw not in ("true", "false", "1", "0"):
-        raise ValidationFailed(
-            f"enable_logging must be true or false; got {raw!r}",
-            details={"fields": [{"field": "enable_logging", "message": "not a boolean"}]},
-        )
-    return raw in ("true", "1")
 
 
 class _History:
@@ -185,7 +131,7 @@ class _History:
         self._body = body
         self._fmt = fmt
         self._voice = stream.voice
-        self.enabled = _enable_logging(request)
+        self.enabled = enable_logging(request)
         self.item_id = new_history_id()
         self._audio = bytearray()
 
@@ -288,7 +234,7 @@ async def tts_stream_timestamps(request: web.Request) -> web.StreamResponse:
             yield line.encode() + b"\n"
 
     headers = {**_tts_headers(stream, fmt), **history.headers()}
-    return await _stream_out(
+    return await stream_out(
         request, "application/x-ndjson", lines(), headers, _biller(request, body), history
     )
 

@@ -5,9 +5,12 @@ The handlers reuse the native pipelines (``TTSStream`` + ``encode_stream``, the 
 STT stream); ``protocols.openai_audio`` holds the wire shapes. Errors on these routes come out in
 OpenAI's shape, so the SDK raises its own exception classes.
 
-``speed`` is applied with FFmpeg's ``atempo`` filter (chained for factors outside 0.5–2), which
-changes duration without changing pitch. ``instructions`` is accepted and ignored: the embedded
-engines have no style control; so are a transcription's ``prompt`` and ``temperature``.
+``speed`` is spoken by the engine as far as it can pace itself (a Piper voice: its
+``length_scale`` divided by ``speed``, from 0.5 to 1.5 times); FFmpeg's ``atempo`` filter
+(chained for factors outside 0.5–2) does the rest, changing the audio's duration without
+changing its pitch. ``instructions`` is
+accepted and ignored: the embedded engines have no style control; so are a transcription's
+``prompt`` and ``temperature``.
 Transcription ``stream=true`` sends one ``transcript.text.delta`` per VAD segment as soon as it is
 decoded, then ``transcript.text.done``. Any model name is accepted and mapped onto the best
 installed engine. Translations (speech in another language → English text) need a multilingual
@@ -31,6 +34,7 @@ from ..engines.base import STTEngine
 from ..engines.stt_stream import STTEvent
 from ..engines.tts_stream import TTSStream
 from ..engines.whisper_stt import WhisperSTT
+from ..engines.windowed_transcription import WINDOW_SECONDS, transcribe_windows
 from ..errors import (
     BadRequest,
     InvalidAudio,
@@ -40,6 +44,7 @@ from ..errors import (
 )
 from ..media.decode import decode_audio
 from ..media.formats import AudioFormat, parse_format
+from ..media.pauses import windows_at_pauses
 from ..media.subtitles import cues_from_words, to_srt, to_vtt
 from ..protocols import openai_audio as oa
 from .context import RUNTIME, Runtime, principal_of
@@ -98,30 +103,34 @@ async def get_model(request: web.Request) -> web.Response:
 
 
 async def _speech_audio(
-    rt: Runtime, stream: TTSStream, fmt: AudioFormat, speed: float
+    rt: Runtime, stream: TTSStream, fmt: AudioFormat
 ) -> AsyncIterator[tuple[bytes, float]]:
     """Encoded audio as it is synthesized, with the seconds of audio each piece carries."""
+    tempo = stream.tempo  # 1.0 when the engine spoke at the asked speed itself
     async for out in encode_stream(
         stream,
         fmt,
         rt.metrics,
         transport="openai_http",
         executor=rt.media_executor,
-        speed=speed,
+        speed=tempo,
     ):
-        # The tempo filter makes each clause 1/speed as long, give or take a frame.
-        yield out.data, out.chunk.duration / speed if out.chunk is not None else 0.0
+        # The tempo filter makes each clause 1/tempo as long, give or take a frame.
+        yield out.data, out.chunk.duration / tempo if out.chunk is not None else 0.0
 
 
 async def post_speech(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     data = await read_json_object(request)
     req = oa.parse_speech_request(
-        data, max_chars=min(rt.settings.max_text_chars, _MAX_SPEECH_CHARS)
+        data,
+        max_chars=min(rt.settings.max_text_chars, _MAX_SPEECH_CHARS),
+        catalog=rt.registry.voices(),
+        default_voice=rt.settings.default_voice,
     )
     engine, voice = rt.registry.voice(req.voice)
     fmt = parse_format(req.output_format)
-    stream = TTSStream(engine, voice, rt.tts_executors[engine.name])
+    stream = TTSStream(engine, voice, rt.tts_executors[engine.name], speed=req.speed)
     stream.push_text(req.input)
     stream.end_input()
     content_type = "text/event-stream" if req.sse else fmt.content_type
@@ -131,7 +140,7 @@ async def post_speech(request: web.Request) -> web.StreamResponse:
     client_gone = False
     rt.metrics.active_streams.labels("openai_speech").inc()
     try:
-        async for audio, seconds in _speech_audio(rt, stream, fmt, req.speed):
+        async for audio, seconds in _speech_audio(rt, stream, fmt):
             audio_seconds += seconds
             if response is None:
                 # Headers leave with the first audio, so a failure before it is a JSON error.
@@ -221,19 +230,13 @@ async def _decode_upload(rt: Runtime, audio: bytes, rate: int) -> bytes:
     return await rt.media_executor.run(lambda: decode_audio(audio, rate, limit))
 
 
-def _hears(engine: STTEngine, language: str) -> bool:
-    if getattr(engine, "multilingual", False) is True:
-        return True
-    return language.split("-")[0].lower() == engine.language.split("-")[0].lower()
-
-
 async def post_transcriptions(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     audio, fields = await _read_form(request, rt.settings.max_upload_bytes)
     opts = oa.parse_transcription_options(fields)
     # Any model name: an installed model's own name picks it, any other the best one here.
     engine = rt.registry.stt_for(opts.model, language=opts.language)
-    if opts.language and not _hears(engine, opts.language):
+    if opts.language and not engine.hears(opts.language):
         raise BadRequest(
             f"language {opts.language!r} is not supported; this server transcribes "
             f"{engine.language}",
@@ -315,8 +318,9 @@ def _text_response(
 async def post_translations(request: web.Request) -> web.StreamResponse:
     """Speech in any language the model knows → English text, in the transcription formats.
 
-    Whisper translates whole recordings (30 s windows), so this decodes the file in one call
-    rather than through the live VAD-segmented stream; the result is one segment.
+    Whisper translates whole recordings rather than VAD-segmented speech, so the file goes to it
+    in windows of at most 30 s cut at pauses, one executor job each: live streams' jobs queued
+    meanwhile run between them. Each window is one segment.
     """
     rt = request.app[RUNTIME]
     audio, fields = await _read_form(request, rt.settings.max_upload_bytes)
@@ -328,23 +332,31 @@ async def post_translations(request: web.Request) -> web.StreamResponse:
             f"{engine.name} cannot translate; install a multilingual Whisper model",
             details={"param": "model"},
         )
-    pcm = await _decode_upload(rt, upload, engine.sample_rate)
-    duration = len(pcm) / 2 / engine.sample_rate
+    rate = engine.sample_rate
+    pcm = await _decode_upload(rt, upload, rate)
+    duration = len(pcm) / 2 / rate
+    windows = await rt.media_executor.run(
+        partial(windows_at_pauses, pcm, rate, max_seconds=WINDOW_SECONDS)
+    )
     engine.admit_stream()
     try:
         t0 = time.monotonic()
-        result = await rt.stt_executor.run(
-            partial(engine.transcribe, pcm, task="translate", word_timestamps=True)
-        )
+        results = await transcribe_windows(engine, pcm, windows, rt.stt_executor, task="translate")
     finally:
         engine.leave_stream()
     rt.metrics.engine_rtf.labels(engine.name).observe((time.monotonic() - t0) / max(duration, 1e-3))
     rt.metrics.audio_seconds.labels("transcribed").inc(duration)
     await rt.usage.record(principal_of(request), "stt_seconds", duration)
-    words = tuple((w.text, w.start, w.end) for w in result.words)
-    segments = (
-        [oa.TranscriptSegment(0.0, round(duration, 3), result.text, words)] if result.text else []
-    )
+    segments = [
+        oa.TranscriptSegment(
+            round(r.start, 3),
+            round(r.end, 3),
+            r.transcript.text,
+            tuple((w.text, w.start, w.end) for w in r.transcript.words),
+        )
+        for r in results
+        if r.transcript.text
+    ]
     return _text_response(
         segments,
         opts.response_format,

@@ -12,16 +12,15 @@ which can only say that it does not know. The session's ``instructions`` (and a
 ``response.create``'s) replace the agent's: they become an LLM-backed agent's system prompt; the
 knowledge-base agent has no prompt and answers from its documents regardless.
 
-This socket listens itself (an ``STTStream``: VAD and recognizer at 16 kHz), so that OpenAI's
-turn-taking options hold, and hands each finished user turn to ``ConversationSession.push_text``,
-which answers through the agent and TTS:
+This socket listens itself (``openai_realtime_input``: VAD and recognizer at 16 kHz), so that
+OpenAI's turn-taking options hold, and hands each finished user turn to
+``ConversationSession.push_text``, which answers through the agent and TTS:
 
-* ``server_vad``/``semantic_vad``: speech_started / speech_stopped / committed and the
-  transcription come from the VAD; ``create_response`` answers at once; with
+* ``server_vad``/``semantic_vad``: ``create_response`` answers each turn at once; with
   ``interrupt_response``, speech over a response cancels it (``response.done`` cancelled,
   reason ``turn_detected``) — the client drops what it buffered, as with OpenAI.
-* ``turn_detection: null``: appended audio accumulates; ``input_audio_buffer.commit``
-  transcribes it as one user item; ``response.create`` answers every unanswered user item.
+* ``turn_detection: null``: ``input_audio_buffer.commit`` makes the buffered audio one user
+  item; ``response.create`` answers every unanswered user item.
 * ``response.cancel`` is a barge-in (reason ``client_cancelled``).
 * ``response.create`` with no user input to answer (a client's greeting) has the agent speak
   first: its first message, else whatever it says from its instructions alone.
@@ -53,7 +52,6 @@ from typing import Any, Final
 from aiohttp import web
 
 from ..engines.agents.base import AgentConfig, ChatMessage
-from ..engines.stt_stream import STTEvent, STTStream
 from ..errors import (
     BadRequest,
     NotFound,
@@ -62,7 +60,6 @@ from ..errors import (
     UnknownVoice,
     VoiceStreamError,
 )
-from ..media.decode import RawStreamDecoder
 from ..pipeline.session import SAMPLE_RATE, ConversationHooks, ConversationSession
 from ..protocols import openai_realtime as oa
 from ..protocols.openai_audio import resolve_voice
@@ -70,19 +67,14 @@ from ..protocols.openai_realtime_events import ServerEvents, dump
 from ..store.keys import Principal
 from .context import RUNTIME, Runtime, principal_of
 from .convai_common import session_deps
-from .http_stt import transcribe_pcm
+from .openai_realtime_input import RealtimeInput
 from .openai_realtime_output import RealtimeOutput
-from .stt_common import open_stt_stream, parse_raw_format
 from .ws_common import close_with_error, open_websocket, read_messages, run_socket_tasks
 
 __all__ = ["REALTIME_PATH", "add_openai_realtime_routes", "ws_openai_realtime"]
 
 REALTIME_PATH = "/openai/v1/realtime"
-_MIN_COMMIT_BYTES: Final = SAMPLE_RATE * 2 // 10  # OpenAI refuses to commit under 100 ms
-_MAX_BUFFER_BYTES: Final = SAMPLE_RATE * 2 * 300  # manual mode: five minutes uncommitted
 _MAX_BAD_EVENTS: Final = 50  # in a row: a client this lost is closed
-# semantic_vad's eagerness as the silence that ends a turn ("medium"/"auto": the server's).
-_EAGERNESS_SILENCE_MS: Final = {"low": 800, "high": 250}
 _CLIENT_ERRORS = (BadRequest, ProtocolError, NotFound)
 
 Event = dict[str, Any]
@@ -191,12 +183,6 @@ class _RealtimeSocket:
             voice=session.agent.voice,
         )
         self.voice_id = session.agent.voice
-        self.decoder = self._decoder(self.cfg.input_format)
-        self.stt: STTStream | None = None
-        self.stt_base_ms = 0  # input audio before the current listener opened
-        self.input_samples = 0  # 16 kHz samples received in all
-        self.buffer = bytearray()  # manual turns: audio since the last commit or clear
-        self.speech_item: str | None = None  # the item the current utterance will become
         self.pending: list[str] = []  # user input no response has answered yet
         # What conversation.item.create added, against the conversation's caps.
         self.created_items = 0
@@ -206,13 +192,14 @@ class _RealtimeSocket:
         self.bad_events = 0
         self.failed = False
         self.out = RealtimeOutput(ws, session, events, self.cfg, self.conversation_ref, rt.metrics)
+        self.input = RealtimeInput(rt, self.out, events, self.cfg, self._user_turn)
 
     # ---- lifetime ---------------------------------------------------------------------------
 
     async def run(self) -> None:
         self.out.emit(self.events.session_created(self.cfg, self.session_id))
         self.out.emit(self.events.conversation_created(self.conversation_ref))
-        self.stt = self._listener(self.cfg)
+        self.input.start()
         tasks = {"realtime-read": self._read(), "realtime-write": self.out.run()}
         await run_socket_tasks(self.ws, tasks, self._fail)
 
@@ -223,11 +210,10 @@ class _RealtimeSocket:
         await _close_with(self.rt, self.ws, self.events, err)
 
     async def close(self) -> None:
-        if self.stt is not None:
-            await self.stt.aclose()
+        await self.input.close()
         await self.session.close()
-        if self.input_samples:
-            seconds = self.input_samples / SAMPLE_RATE
+        if self.input.input_samples:
+            seconds = self.input.input_samples / SAMPLE_RATE
             await self.rt.usage.record(self.principal, "stt_seconds", seconds)
         if self.out.spoken_chars:
             await self.rt.usage.record(self.principal, "tts_characters", self.out.spoken_chars)
@@ -293,11 +279,11 @@ class _RealtimeSocket:
             case oa.SessionUpdate():
                 await self._update(event.patch, event.transcription_event)
             case oa.AudioAppend(audio=audio):
-                await self._append(audio)
+                await self.input.append(audio)
             case oa.AudioCommit():
-                await self._commit()
+                await self.input.commit()
             case oa.AudioClear():
-                await self._clear()
+                await self.input.clear()
             case oa.ItemCreate():
                 self._only_in_conversations("conversation.item.create")
                 self._create_item(event)
@@ -332,7 +318,9 @@ class _RealtimeSocket:
             )
         voice_id = voice_name = None
         if patch.voice is not None:
-            voice_id = resolve_voice(patch.voice)
+            voice_id = resolve_voice(
+                patch.voice, self.rt.registry.voices(), self.rt.settings.default_voice
+            )
             where = "session.voice" if patch.dialect == "beta" else "session.audio.output.voice"
             try:
                 self.rt.registry.voice(voice_id)
@@ -355,15 +343,7 @@ class _RealtimeSocket:
             self.voice_id = voice_id
         if patch.instructions is not None:
             self.session.agent = replace(self.session.agent, instructions=patch.instructions)
-        if cfg.input_format != self.cfg.input_format:
-            self.decoder = self._decoder(cfg.input_format)
-        if (
-            cfg.turn_detection != self.cfg.turn_detection
-            or cfg.input_format != self.cfg.input_format
-        ):
-            await self._close_listener()
-            self.buffer.clear()
-            self.stt = self._listener(cfg)
+        await self.input.reconfigure(cfg)
         self.cfg = self.out.cfg = cfg
         self.out.emit(
             self.events.session_updated(
@@ -374,7 +354,7 @@ class _RealtimeSocket:
     @property
     def _in_use(self) -> bool:
         """Audio or items have gone into the session (its type is settled by then)."""
-        return bool(self.input_samples or self.out.last_item_id or self.voice_locked)
+        return bool(self.input.input_samples or self.out.last_item_id or self.voice_locked)
 
     def _only_in_conversations(self, event: str) -> None:
         if self.cfg.kind == "transcription":
@@ -385,136 +365,8 @@ class _RealtimeSocket:
                 code="unsupported_event",
             )
 
-    @staticmethod
-    def _decoder(name: oa.AudioName) -> RawStreamDecoder:
-        return RawStreamDecoder(parse_raw_format(oa.RAW_FORMATS[name]), SAMPLE_RATE)
-
-    def _listener(self, cfg: oa.SessionConfig) -> STTStream | None:
-        """A fresh VAD + recognizer for ``cfg``'s turn detection; None in manual mode."""
-        td = cfg.turn_detection
-        if td is None:
-            return None
-        s = self.rt.settings
-        silence = td.silence_duration_ms
-        if silence is None:
-            silence = _EAGERNESS_SILENCE_MS.get(td.eagerness or "", s.vad_min_silence_ms)
-        threshold = s.vad_threshold if td.threshold is None else td.threshold
-        # Realtime events carry text only: no word timings to wait for.
-        stream = open_stt_stream(
-            self.rt, source_rate=self.decoder.fmt.sample_rate, word_times=False
-        )
-        # OpenAI takes any threshold in 0..1; the VAD needs one strictly inside.
-        stream.configure_vad(
-            threshold=min(max(threshold, 0.05), 0.95),
-            min_silence_ms=min(max(silence, 32), 10_000),
-            min_speech_ms=s.vad_min_speech_ms,
-        )
-        self.stt_base_ms = self._input_ms()
-        self.speech_item = None
-        return stream
-
-    async def _close_listener(self) -> None:
-        if self.stt is not None:
-            stt, self.stt = self.stt, None
-            await stt.aclose()
-
-    def _input_ms(self) -> int:
-        return self.input_samples * 1000 // SAMPLE_RATE
-
-    # ---- input audio ------------------------------------------------------------------------
-
-    async def _append(self, audio: bytes) -> None:
-        try:
-            pcm = self.decoder.decode(audio)
-        except VoiceStreamError as err:
-            err.details.update(param="audio")
-            raise
-        if self.stt is None and len(self.buffer) + len(pcm) > _MAX_BUFFER_BYTES:
-            raise PayloadTooLarge(
-                "the input audio buffer holds five minutes: commit or clear it",
-                details={"param": "audio", "openai_code": "input_audio_buffer_full"},
-            )
-        self.input_samples += len(pcm) // 2
-        if self.stt is None:
-            self.buffer += pcm
-            return
-        for heard in await self.stt.feed(pcm):
-            await self._heard(heard)
-
-    async def _heard(self, ev: STTEvent) -> None:
-        match ev.kind:
-            case "speech_start":
-                self.speech_item = oa.new_id("item")
-                start_ms = self.stt_base_ms + int(ev.start * 1000)
-                self.out.emit(self.events.speech_started(self.speech_item, start_ms))
-                td = self.cfg.turn_detection
-                if td is not None and td.interrupt_response and self._responding:
-                    self.out.cancel("turn_detected")
-            case "final":
-                item_id = self.speech_item or oa.new_id("item")
-                self.speech_item = None
-                end_ms = self.stt_base_ms + int(ev.end * 1000)
-                self.out.emit(self.events.speech_stopped(item_id, end_ms))
-                self._commit_item(item_id)
-                await self._transcribed(item_id, ev.text, ev.end - ev.start)
-
-    async def _commit(self) -> None:
-        if self.stt is None:
-            if len(self.buffer) < _MIN_COMMIT_BYTES:
-                ms = len(self.buffer) / 2 / SAMPLE_RATE * 1000
-                raise oa.bad_request(
-                    "buffer too small: expected at least 100ms of audio, but the buffer only "
-                    f"has {ms:.2f}ms of audio",
-                    code="input_audio_buffer_commit_empty",
-                )
-            pcm = bytes(self.buffer)
-            self.buffer.clear()
-            item_id = oa.new_id("item")
-            self._commit_item(item_id)
-            source_rate = self.decoder.fmt.sample_rate
-            transcript = await transcribe_pcm(self.rt, pcm, source_rate=source_rate)
-            await self._transcribed(item_id, transcript.text, len(pcm) / 2 / SAMPLE_RATE)
-            return
-        # Server VAD with a manual commit: whatever the open utterance holds becomes the item.
-        stt, speech_item = self.stt, self.speech_item
-        self.stt = None
-        finals = [e for e in await stt.end() if e.kind == "final"]
-        self.stt = self._listener(self.cfg)
-        if not finals:
-            raise oa.bad_request(
-                "there is no speech in the input audio buffer to commit",
-                code="input_audio_buffer_commit_empty",
-            )
-        item_id = speech_item or oa.new_id("item")
-        self._commit_item(item_id)
-        text = " ".join(e.text for e in finals if e.text)
-        await self._transcribed(item_id, text, finals[-1].end - finals[0].start)
-
-    async def _clear(self) -> None:
-        self.buffer.clear()
-        if self.stt is not None:
-            await self._close_listener()
-            self.stt = self._listener(self.cfg)
-        self.out.emit(self.events.cleared())
-
-    def _commit_item(self, item_id: str) -> None:
-        self.out.emit(self.events.committed(item_id, self.out.last_item_id))
-        self.out.emit(
-            self.events.item_added(
-                self.events.user_audio_item(item_id, None), self.out.last_item_id
-            )
-        )
-        self.out.last_item_id = item_id
-
-    async def _transcribed(self, item_id: str, text: str, seconds: float) -> None:
-        text = text.strip()
-        if text:
-            self.out.emit(self.events.transcription_delta(item_id, text))
-        self.out.emit(self.events.transcription_completed(item_id, text, seconds))
-        for event in self.events.item_done(self.events.user_audio_item(item_id, text)):
-            self.out.emit(event)
-        if not text or self.cfg.kind == "transcription":
-            return  # a noise the VAD took for speech, or nothing is to answer anyway
+    async def _user_turn(self, text: str) -> None:
+        """A transcribed user turn of a conversation: answered now, or kept for response.create."""
         s = self.rt.settings
         if (
             len(self.pending) >= s.realtime_max_items

@@ -22,10 +22,17 @@ def open_stt_stream(
     source_rate: int | None = None,
     engine: STTEngine | None = None,
     word_times: bool = True,
+    language: str | None = None,
 ) -> STTStream:
     """``source_rate``: the client's sample rate where known (8 kHz marks a phone line);
     ``engine``: one picked by model name (``registry.stt_for``), else the default;
-    ``word_times``: False where the protocol carries no word timings (faster finals)."""
+    ``word_times``: False where the protocol carries no word timings (faster finals);
+    ``language``: what the client says is spoken (None: the engine's choice).
+
+    Raises:
+        UnsupportedLanguage: the engine does not hear ``language``.
+        Busy: the engine serves as many streams as it admits.
+    """
     engine = engine or rt.registry.stt
     stream = STTStream(
         engine,
@@ -35,6 +42,7 @@ def open_stt_stream(
         min_silence_ms=rt.settings.vad_min_silence_ms,
         min_speech_ms=rt.settings.vad_min_speech_ms,
         word_times=word_times,
+        language=language,
     )
     stream.narrowband = source_rate is not None and source_rate <= 8000
     return stream
@@ -46,11 +54,12 @@ async def open_recording_stream(
     *,
     source_rate: int | None = None,
     engine: STTEngine | None = None,
+    language: str | None = None,
 ) -> STTStream:
     """A stream for one whole recording (a file, a committed buffer), calibrated on it: the
     same recording always gives the same transcript, whatever the server heard before."""
     engine = engine or rt.registry.stt
-    stream = open_stt_stream(rt, source_rate=source_rate, engine=engine)
+    stream = open_stt_stream(rt, source_rate=source_rate, engine=engine, language=language)
     try:
         await stream.calibrate(recording[: int(_CALIBRATION_SECONDS * engine.sample_rate) * 2])
     except BaseException:

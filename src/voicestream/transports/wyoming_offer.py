@@ -129,12 +129,7 @@ def choose_stt(rt: Runtime, name: str | None, language: str | None) -> STTEngine
             details={"model": name},
         )
     engine = registry.stt_for(None if name == ASR_PROGRAM else name, language=language)
-    multilingual = isinstance(engine, WhisperSTT) and engine.multilingual
-    if (
-        language is not None
-        and not multilingual
-        and not _language_matches(language, engine.language)
-    ):
+    if not engine.hears(language):
         raise ValidationFailed(
             f"language {language!r} is not supported; speech-to-text here is {engine.language}",
             details={"language": language},
