@@ -24,7 +24,9 @@ def _transcribe(decoder: PocketsphinxDecoder, pcm: bytes, chunk: int = _CHUNK) -
 
 
 def test_round_trip_word_error_rate(pocketsphinx: PocketsphinxSTT, speech: SpeechFactory) -> None:
-    corpus = sentences()
+    # Half the corpus: pocketsphinx is no longer the default, and the whole corpus runs through
+    # the default engine in tests/server/test_roundtrip.py.
+    corpus = sentences()[::2]
     decoder = pocketsphinx.acquire()
     try:
         hyps = [_transcribe(decoder, speech(s)).text for s in corpus]

@@ -40,7 +40,8 @@ async def test_http_round_trip_word_error_rate(server) -> None:
 
 
 async def test_websocket_round_trip_word_error_rate(server) -> None:
-    refs = sentences()
+    # Half the corpus: the HTTP test covers it all; this one is about word-by-word streaming.
+    refs = sentences()[::2]
     hyps: list[str] = []
     async with aiohttp.ClientSession() as s:
         for text in refs:
