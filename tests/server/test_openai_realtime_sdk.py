@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import numpy as np
 import openai
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -20,8 +19,6 @@ from websockets.exceptions import ConnectionClosed
 from fakes.openai_server import FakeOpenAI
 from helpers import corpus_wer, normalize, sentences
 from server.realtime_client import AUDIO_DELTAS, Recorder, chunks, kind, raw_events
-from voicestream.media.g711 import ulaw_to_pcm16
-from voicestream.media.resample import resample
 from voicestream.transports.context import RUNTIME
 
 RunningServer = Any  # tests/conftest.py's RunningServer, reached through the fixture
@@ -297,29 +294,8 @@ async def test_answers_say_their_transcripts_and_follow_the_instructions(
     assert previous == [None] + [a.item.id for a in added[:-1]]
 
 
-def _envelope_match(a: bytes, b: bytes, rate: int) -> float:
-    """How alike two recordings of speech are: the best correlation of their 20 ms loudness
-    envelopes within a 100 ms shift (1.0: the same speech)."""
-    frame = rate // 50
-
-    def envelope(pcm: bytes) -> np.ndarray:
-        x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-        x = x[: len(x) // frame * frame].reshape(-1, frame)
-        return np.sqrt((x**2).mean(axis=1))
-
-    ea, eb = envelope(a), envelope(b)
-    best = -1.0
-    for shift in range(-5, 6):
-        x, y = (ea[shift:], eb) if shift >= 0 else (ea, eb[-shift:])
-        n = min(len(x), len(y))
-        best = max(best, float(np.corrcoef(x[:n], y[:n])[0, 1]))
-    return best
-
-
 async def test_mulaw_in_and_out(server: RunningServer, client: openai.AsyncOpenAI) -> None:
-    """G.711 both ways. Our wideband recognizer hears 8 kHz speech too poorly to check words
-    (see test_twilio), so the μ-law answer is checked against the same answer in 24 kHz PCM,
-    whose words are checked."""
+    """G.711 both ways: the μ-law answer and the same answer in 24 kHz PCM are both heard back."""
     agent = await _agent(server)
     question = await _tts(server, "When is the office open?", fmt="ulaw_8000")
     pcmu = {"type": "audio/pcmu"}
@@ -361,14 +337,17 @@ async def test_mulaw_in_and_out(server: RunningServer, client: openai.AsyncOpenA
     assert 0.1 < len(first_audio) / 8000 / len(said.split()) < 0.8, said  # μ-law: 1 byte/sample
     for done in (mulaw, pcm):
         assert done.response.output[0].content[0].transcript == PARKING
-    reference = rec.audio(pcm.response.id)
-    words = set(normalize(await _stt(server, reference)).split())
-    assert len({"parking", "free", "garage", "behind", "building", "visitors"} & words) >= 4
-    # The μ-law answer is that same speech: as long, and as loud where it is loud.
-    narrow = ulaw_to_pcm16(rec.audio(mulaw.response.id))
-    wide = resample(reference, 24000, 8000)
-    assert len(narrow) / len(wide) == pytest.approx(1.0, abs=0.05)
-    assert _envelope_match(narrow, wide, 8000) > 0.9
+    # Piper draws fresh noise for every synthesis, so the two answers are not the same samples:
+    # each is transcribed back on its own, the μ-law one as the 8 kHz audio a phone would carry.
+    expected = {"parking", "free", "garage", "behind", "building", "visitors"}
+    for audio, fmt in (
+        (rec.audio(pcm.response.id), "pcm_24000"),
+        (rec.audio(mulaw.response.id), "ulaw_8000"),
+    ):
+        words = set(normalize(await _stt(server, audio, fmt)).split())
+        assert len(expected & words) >= 4, (fmt, words)
+    seconds = [len(rec.audio(pcm.response.id)) / 48000, len(rec.audio(mulaw.response.id)) / 8000]
+    assert seconds[0] == pytest.approx(seconds[1], rel=0.2)
 
 
 async def test_manual_turns_commit_then_answer_on_request(
