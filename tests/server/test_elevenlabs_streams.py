@@ -282,6 +282,39 @@ async def test_multi_stream_key_in_the_first_message(
     assert code == 1008 and [m.get("error") for m in refused] == ["missing_api_key"]
 
 
+async def test_voice_settings_speed_paces_both_sockets(
+    server: RunningServer, client: AsyncElevenLabs
+) -> None:
+    """voice_settings.speed in the first message (stream-input) or a context's first message
+    (multi-stream-input) makes the Piper voice speak faster, its words still heard."""
+    text = "The children are playing in the park. "
+    piper = f"{TTS}/en_US-joe-medium"
+    seconds: dict[tuple[str, float], float] = {}
+    for speed in (1.0, 1.5):
+        settings = {"stability": 0.5, "speed": speed}
+        single: list[Message] = [{"text": " ", "voice_settings": settings}, {"text": text}]
+        multi: list[Message] = [
+            {"text": " ", "context_id": "c", "voice_settings": settings},
+            {"text": text, "context_id": "c", "flush": True},
+            {"context_id": "c", "close_context": True},
+            {"close_socket": True},
+        ]
+        for path, msgs in (
+            (f"{piper}/stream-input", [*single, {"text": ""}]),
+            (f"{piper}/multi-stream-input", multi),
+        ):
+            received, code = await _exchange(server, path, msgs)
+            assert code == 1000 and not [m for m in received if "error" in m], received
+            audio = _audio(received)
+            seconds[path.rsplit("/", 1)[1], speed] = len(audio) / 2 / 16000
+            if speed != 1.0:
+                heard = normalize(await _transcribe(client, audio))
+                assert corpus_wer([normalize(text)], [heard]) <= 0.2, heard
+    for socket in ("stream-input", "multi-stream-input"):
+        ratio = seconds[socket, 1.5] / seconds[socket, 1.0]
+        assert 1 / 1.5 * 0.85 < ratio < 0.85, (socket, seconds)
+
+
 # --- multi-stream-input ---------------------------------------------------------------------
 
 

@@ -70,9 +70,10 @@ class TTSStream:
         self._voice = voice
         # Spoken at ``speed`` by the engine itself as far as it can (Piper); ``tempo`` tells
         # the output stage the rest, to apply to the audio.
-        self._speed = speed
-        self._native_speed = engine.native_speed(voice, speed) if speed != 1.0 else 1.0
-        self._tempo = speed / self._native_speed
+        self._speed = 1.0
+        self._native_speed = 1.0
+        self._tempo = 1.0
+        self.set_speed(speed)
         self._executor = executor
         self._splitter = ClauseSplitter(max_clause_chars)
         # Clauses waiting for synthesis, in order; unbounded in count but bounded in total
@@ -97,6 +98,14 @@ class TTSStream:
         """The speed-up the output stage still has to apply (1.0: none, the engine spoke at
         the asked speed or none was asked)."""
         return self._tempo
+
+    def set_speed(self, speed: float) -> None:
+        """Speak the clauses not yet synthesized at ``speed`` (sockets that take voice settings
+        with their first text). ``tempo`` changes with it, so an output stage that applies it
+        must read it before the first audio."""
+        self._speed = speed
+        self._native_speed = self._engine.native_speed(self._voice, speed) if speed != 1.0 else 1.0
+        self._tempo = speed / self._native_speed
 
     def push_text(self, text: str) -> None:
         if self._ended:

@@ -112,12 +112,14 @@ class TooManyContexts(BadRequest):
 class StreamInit:
     text: str  # whatever follows the protocol's single space: text to speak
     api_key: str | None = None  # a key sent in the message, for clients that cannot set headers
+    speed: float | None = None  # voice_settings.speed, for the text from here on
 
 
 @dataclass(frozen=True, slots=True)
 class StreamText:
     text: str
     flush: bool
+    speed: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,13 +236,16 @@ def _check_generation_config(value: Any) -> None:
         raise ValidationFailed("chunk_length_schedule must be a list of numbers from 50 to 500")
 
 
-def _check_settings(msg: dict[str, Any]) -> None:
-    """Settings we accept but do not use must still be well-formed."""
+def _check_settings(msg: dict[str, Any]) -> float | None:
+    """Check the message's settings, all of which must be well-formed; returns the only one
+    used, ``voice_settings.speed`` (None: not given)."""
+    settings = None
     if msg.get("voice_settings") is not None:
-        validate_model(VoiceSettings, msg["voice_settings"], "voice_settings")
+        settings = validate_model(VoiceSettings, msg["voice_settings"], "voice_settings")
     # The spec calls it generation_config on the first message, generator_config after.
     _check_generation_config(msg.get("generation_config"))
     _check_generation_config(msg.get("generator_config"))
+    return settings.speed if settings is not None else None
 
 
 def parse_stream_input(raw: str, *, first: bool, max_text_chars: int) -> StreamMessage:
@@ -257,14 +262,14 @@ def parse_stream_input(raw: str, *, first: bool, max_text_chars: int) -> StreamM
     if msg.get("text") is None and flush and not first:
         return StreamText("", flush=True)
     text = _fields.text(msg, "text", limit=max_text_chars)
-    _check_settings(msg)
+    speed = _check_settings(msg)
     if first:
         if text == "":
             raise ProtocolError('the first message must initialize the stream: {"text": " "}')
-        return StreamInit(text[1:] if text.startswith(" ") else text, _message_key(msg))
+        return StreamInit(text[1:] if text.startswith(" ") else text, _message_key(msg), speed)
     if text == "":
         return StreamClose()
-    return StreamText(text, flush=flush)
+    return StreamText(text, flush=flush, speed=speed)
 
 
 # --- multi-stream-input ---------------------------------------------------------------------
@@ -278,6 +283,7 @@ class ContextText:
     text: str
     flush: bool
     api_key: str | None = None
+    speed: float | None = None  # voice_settings.speed, for the context's text from here on
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,11 +328,11 @@ def parse_multi_input(raw: str, *, max_text_chars: int) -> MultiMessage:
     if msg.get("text") is None and flush:
         return ContextText(target, "", flush=True)
     text = _fields.text(msg, "text", limit=max_text_chars)
-    _check_settings(msg)
+    speed = _check_settings(msg)
     if text == "" and not flush:
         return KeepAlive(context_id)
     # A lone space only initialises the context: there is nothing to speak yet.
-    return ContextText(target, "" if text == " " else text, flush, _message_key(msg))
+    return ContextText(target, "" if text == " " else text, flush, _message_key(msg), speed)
 
 
 # --- server messages ------------------------------------------------------------------------

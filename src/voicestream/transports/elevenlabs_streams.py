@@ -226,10 +226,14 @@ class _StreamInputSession:
                     f"no input for {self.inactivity_s} s (inactivity_timeout); closing"
                 ) from None
             match ews.parse_stream_input(raw, first=first, max_text_chars=settings.max_text_chars):
-                case ews.StreamInit(text, api_key):
+                case ews.StreamInit(text, api_key, speed):
                     await self.auth.require(api_key)
+                    if speed is not None:
+                        self.stream.set_speed(speed)
                     self._push(text)
-                case ews.StreamText(text, flush):
+                case ews.StreamText(text, flush, speed):
+                    if speed is not None:
+                        self.stream.set_speed(speed)
                     self._push(text)
                     if flush:
                         _seal(self.alignment, self.stream)
@@ -357,9 +361,11 @@ class _MultiStreamSession:
                 key = message.api_key if isinstance(message, ews.ContextText) else None
                 await self.auth.require(key)
             match message:
-                case ews.ContextText(context_id, text, flush):
+                case ews.ContextText(context_id, text, flush, _, speed):
                     ctx = self.open.get(context_id) or self._start(context_id)
                     ctx.last_input = self.last_activity
+                    if speed is not None:
+                        ctx.stream.set_speed(speed)
                     self._push(ctx, text)
                     if flush:
                         _seal(ctx.alignment, ctx.stream)
