@@ -60,6 +60,11 @@ def test_stream_input_messages() -> None:
 
     assert parse('{"text": " ", "voice_settings": null}', first=True) == ews.StreamInit("")
     assert parse('{"text": " Hi "}', first=True) == ews.StreamInit("Hi ")
+    sped = '{"text": " ", "voice_settings": {"stability": 0.5, "speed": 1.2}}'
+    assert parse(sped, first=True) == ews.StreamInit("", speed=1.2)
+    assert parse('{"text": "a ", "voice_settings": {"speed": 0.8}}') == ews.StreamText(
+        "a ", flush=False, speed=0.8
+    )
     assert parse('{"text": "Hello ", "try_trigger_generation": true}') == ews.StreamText(
         "Hello ", flush=False
     )
@@ -155,7 +160,7 @@ def test_multi_session_in_order() -> None:
     ]
     assert parsed == [
         ews.KeepAlive(None),  # pipecat's context-less keep-alive
-        ews.ContextText("ctx-1", "", flush=False),
+        ews.ContextText("ctx-1", "", flush=False, speed=1.0),  # voice_settings.speed
         ews.ContextText("ctx-1", "Hello there. ", flush=False),
         ews.ContextText("ctx-1", "", flush=True),
         ews.KeepAlive("ctx-1"),

@@ -71,8 +71,10 @@ def _decode_seconds(audio: bytes, fmt_name: str) -> float:
     return samples / rate
 
 
-async def _transcribe(client: AsyncElevenLabs, audio: bytes, name: str = "a.mp3") -> Any:
-    return await client.speech_to_text.convert(model_id="scribe_v1", file=(name, audio))
+async def _transcribe(
+    client: AsyncElevenLabs, audio: bytes, name: str = "a.mp3", **extra: Any
+) -> Any:
+    return await client.speech_to_text.convert(model_id="scribe_v1", file=(name, audio), **extra)
 
 
 @pytest.mark.parametrize("fmt", EL_FORMATS)
@@ -92,7 +94,10 @@ async def test_convert_every_output_format(client: AsyncElevenLabs, fmt: str) ->
 async def test_convert_default_mp3_says_the_text(client: AsyncElevenLabs) -> None:
     refs = sentences()[:4]
     hyps = []
-    for text in refs:
+    # The language as clients give it: none, ISO 639-3 (ElevenLabs' own), ISO 639-1, BCP-47.
+    languages: list[dict[str, str]] = [{}, {"language_code": "eng"}, {"language_code": "en"}]
+    languages.append({"language_code": "en-US"})
+    for text, language in zip(refs, languages, strict=True):
         audio = await _collect(
             client.text_to_speech.convert(
                 "slt",
@@ -102,7 +107,7 @@ async def test_convert_default_mp3_says_the_text(client: AsyncElevenLabs) -> Non
         )
         with av.open(io.BytesIO(audio)) as container:
             assert container.format.name == "mp3"
-        result = await _transcribe(client, audio)
+        result = await _transcribe(client, audio, **language)
         assert result.language_code == "eng"
         words = [w for w in result.words if w.type == "word"]
         assert " ".join(w.text for w in words) == result.text
@@ -286,6 +291,7 @@ async def test_unknown_voice_has_elevenlabs_error_shape(client: AsyncElevenLabs)
         (b"RIFF\x00\x00\x00\x00WAVEjunk", {}, 400),
         (None, {}, 400),
         (b"\x00\x00" * 16000, {"language_code": "de"}, 422),
+        (b"\x00\x00" * 16000, {"language_code": "deu"}, 422),
     ],
 )
 async def test_bad_stt_input_is_a_4xx_api_error(

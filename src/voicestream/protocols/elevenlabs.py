@@ -223,6 +223,7 @@ def parse_stt_form(form: Mapping[str, str], installed: Sequence[str] = ()) -> Sp
     return SpeechToTextForm(model_id, _form_value(form, "language_code"), granularity)
 
 
+# ISO 639-1 → 639-3 for the languages Whisper models commonly serve; others pass through as given.
 _ISO639_3: Final[Mapping[str, str]] = {
     "en": "eng",
     "de": "deu",
@@ -232,13 +233,41 @@ _ISO639_3: Final[Mapping[str, str]] = {
     "pt": "por",
     "nl": "nld",
     "pl": "pol",
+    "ru": "rus",
+    "uk": "ukr",
+    "cs": "ces",
+    "sv": "swe",
+    "da": "dan",
+    "fi": "fin",
+    "no": "nor",
+    "el": "ell",
+    "tr": "tur",
+    "ro": "ron",
+    "hu": "hun",
+    "ar": "ara",
+    "he": "heb",
+    "hi": "hin",
+    "ja": "jpn",
+    "ko": "kor",
+    "zh": "zho",
+    "vi": "vie",
+    "th": "tha",
+    "id": "ind",
 }
+_ISO639_1: Final[Mapping[str, str]] = {three: two for two, three in _ISO639_3.items()}
 
 
 def language_code_3(bcp47: str) -> str:
     """ElevenLabs reports ISO-639-3 codes ("eng"); ours are BCP-47 ("en-US")."""
     primary = bcp47.split("-")[0].lower()
     return _ISO639_3.get(primary, primary)
+
+
+def language_tag(code: str) -> str:
+    """A client's ``language_code`` as our engines read it: ElevenLabs sends ISO 639-3
+    ("eng") or ISO 639-1 ("en"); the three-letter codes we know become two-letter ones."""
+    code = code.strip()
+    return _ISO639_1.get(code.lower(), code)
 
 
 def transcript_response(

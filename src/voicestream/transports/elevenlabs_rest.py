@@ -259,15 +259,12 @@ async def speech_to_text(request: web.Request) -> web.StreamResponse:
     form = el.parse_stt_form(fields, rt.registry.stt_names())
     # scribe_* → the default engine (a multilingual Whisper for a language it cannot hear);
     # an installed model's own name → that model.
-    engine = rt.registry.stt_for(form.model_id, language=form.language_code)
-    multilingual = getattr(engine, "multilingual", False) is True
-    stt_language = (form.language_code if multilingual else None) or engine.language
-    if form.language_code is not None and (
-        el.language_code_3(form.language_code) != el.language_code_3(stt_language)
-    ):
+    language = el.language_tag(form.language_code) if form.language_code else None
+    engine = rt.registry.stt_for(form.model_id, language=language)
+    if not engine.hears(language):
         raise ValidationFailed(
             f"language_code {form.language_code!r} is not supported; this server transcribes "
-            f"{stt_language}",
+            f"{engine.language}",
             details={"fields": [{"field": "language_code", "message": "unsupported language"}]},
         )
     if data is None:
@@ -287,7 +284,7 @@ async def speech_to_text(request: web.Request) -> web.StreamResponse:
         pcm = await rt.media_executor.run(lambda: decode_audio(data, rate, limit))
     duration = len(pcm) / 2 / rate
     t0 = time.monotonic()
-    transcript = await transcribe_pcm(rt, pcm, engine=engine)
+    transcript = await transcribe_pcm(rt, pcm, engine=engine, language=language)
     rt.metrics.engine_rtf.labels(engine.name).observe((time.monotonic() - t0) / max(duration, 1e-3))
     rt.metrics.audio_seconds.labels("transcribed").inc(duration)
     await rt.usage.record(principal_of(request), "stt_seconds", duration)
@@ -295,7 +292,7 @@ async def speech_to_text(request: web.Request) -> web.StreamResponse:
         el.transcript_response(
             transcript.text,
             [(w.text, w.start, w.end) for w in transcript.words],
-            language_code=el.language_code_3(stt_language),
+            language_code=el.language_code_3(language or engine.language),
             granularity=form.timestamps_granularity,
             duration=duration,
         )

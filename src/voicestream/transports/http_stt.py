@@ -71,12 +71,20 @@ async def post_stt(request: web.Request) -> web.StreamResponse:
 
 
 async def transcribe_pcm(
-    rt: Runtime, pcm: bytes, *, source_rate: int | None = None, engine: STTEngine | None = None
+    rt: Runtime,
+    pcm: bytes,
+    *,
+    source_rate: int | None = None,
+    engine: STTEngine | None = None,
+    language: str | None = None,
 ) -> TranscriptBuilder:
     """A whole recording through the streaming pipeline (VAD-segmented), as one transcript;
-    ``engine``: one picked by model name (``registry.stt_for``), else the default."""
+    ``engine``: one picked by model name (``registry.stt_for``), else the default;
+    ``language``: what the client says is spoken (None: the engine's own or detected)."""
     engine = engine or rt.registry.stt
-    stream = await open_recording_stream(rt, pcm, source_rate=source_rate, engine=engine)
+    stream = await open_recording_stream(
+        rt, pcm, source_rate=source_rate, engine=engine, language=language
+    )
     step = int(_FEED_SECONDS * engine.sample_rate) * 2
     out = TranscriptBuilder()
     try:

@@ -193,8 +193,9 @@ async def _transcribe(
     engine: STTEngine,
     pcm: bytes,
     on_segment: Callable[[oa.TranscriptSegment], Awaitable[None]],
+    language: str | None = None,
 ) -> list[oa.TranscriptSegment]:
-    stream = await open_recording_stream(rt, pcm, engine=engine)
+    stream = await open_recording_stream(rt, pcm, engine=engine, language=language)
     step = int(_FEED_SECONDS * engine.sample_rate) * 2
     segments: list[oa.TranscriptSegment] = []
 
@@ -262,7 +263,7 @@ async def post_transcriptions(request: web.Request) -> web.StreamResponse:
             sent += 1
 
     t0 = time.monotonic()
-    segments = await _transcribe(rt, engine, pcm, on_segment)
+    segments = await _transcribe(rt, engine, pcm, on_segment, opts.language)
     rt.metrics.engine_rtf.labels(engine.name).observe((time.monotonic() - t0) / max(duration, 1e-3))
     rt.metrics.audio_seconds.labels("transcribed").inc(duration)
     await rt.usage.record(principal_of(request), "stt_seconds", duration)
