@@ -8,9 +8,9 @@ import jwt
 import pytest
 
 from voicestream.observability.log_redaction import REDACTED, RedactSecrets, redact
-from voicestream.store.keys import generate_key
 
-KEY = generate_key()
+# The shape generate_key() makes, fixed so every test worker collects the same ids.
+KEY = "vs_R-tUmLBtldyi7dtyyLci4jPa9jgeNAfWJT-iw6qR"
 TICKET = jwt.encode({"sub": "agent", "exp": 2_000_000_000}, "s" * 48, algorithm="HS256")
 
 

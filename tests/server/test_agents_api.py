@@ -17,6 +17,9 @@ from voicestream.engines.agents.knowledge import DONT_KNOW, KnowledgeAgent
 from voicestream.store.keys import ApiKeyRepository
 from voicestream.transports.context import RUNTIME
 
+# An id no test creates; fixed (not uuid4()) so every test worker collects the same ids.
+NOBODY = "3d8d3f1c-0fbf-45c5-b87d-056a335f8070"
+
 OPENING_HOURS = "Our office is open from nine in the morning to five in the evening on weekdays."
 PARKING = "Parking is free in the garage behind the building for all visitors."
 
@@ -312,7 +315,7 @@ async def test_conversations_are_listed_and_read(server) -> None:
             "invalid_request",
         ),
         ("GET", "/v1/agents/not-a-uuid", {}, 404, "not_found"),
-        ("GET", f"/v1/agents/{uuid.uuid4()}", {}, 404, "not_found"),
+        ("GET", f"/v1/agents/{NOBODY}", {}, 404, "not_found"),
         ("PATCH", "/v1/agents/123", {"json": {"name": "b"}}, 404, "not_found"),
         ("DELETE", "/v1/agents/%20", {}, 404, "not_found"),
         ("GET", "/v1/agents/not-a-uuid/documents", {}, 404, "not_found"),
