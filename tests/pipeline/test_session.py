@@ -227,7 +227,7 @@ async def test_barge_in_stops_agent_audio_within_a_frame_and_stores_the_turn_int
 
     await call.say(speech(600) + silence(600))
     await call.wait_for("turn", speaker="agent", state="start")
-    await call.play(5)
+    played = len(await call.play(5))
 
     # The user talks over the agent; the transport keeps pulling a frame per frame received.
     user_frames = 0
@@ -237,6 +237,7 @@ async def test_barge_in_stops_agent_audio_within_a_frame_and_stores_the_turn_int
         if call.seen("interruption"):
             break
         assert call.session.speaker.get_nowait() is not None
+        played += 1
     else:
         pytest.fail(f"no barge-in; events: {call.events}")
 
@@ -252,13 +253,25 @@ async def test_barge_in_stops_agent_audio_within_a_frame_and_stores_the_turn_int
     await call.play(100)
     await call.wait_for("agent_response", text="Stopped.")
     await call.session.close()
+    # The answer is stored as far as it was heard: whole words, about as many of its characters
+    # as the share of its 2 s the user heard (the clause has no timing: an even rate).
+    heard = records.turns[1][1]
+    assert long_answer.startswith(heard) and long_answer[len(heard)] == " ", heard
+    share = played * FRAME_MS / call.tts.ms_per_clause
+    assert share * len(long_answer) - 1 <= len(heard) <= share * len(long_answer) + len(" upon")
     assert records.turns == [
         ("user", "tell me a story", False),
-        ("agent", long_answer.strip(), True),
+        ("agent", heard, True),
         ("user", "stop", False),
         ("agent", "Stopped.", False),
     ]
     assert call.session.stats.interruptions == 1
+    # The client was told the full answer, then what was heard of it.
+    correction = call.seen("agent_response_correction")
+    assert correction == [
+        {"type": "agent_response_correction", "original": long_answer.strip(), "corrected": heard}
+    ]
+    assert [m.content for m in records.states[-1]][:2] == ["tell me a story", heard]
 
 
 async def test_the_agent_waits_for_the_end_of_speech(make_call: Any) -> None:
@@ -336,7 +349,8 @@ async def test_typed_text_while_the_agent_talks_interrupts_it(
     await call.wait_for("user_transcript", text="What are your opening hours?", final=True)
     await call.wait_for("agent_response", text="OK.")
     # The greeting is the agent's first message, spoken without asking the agent; the agent is
-    # asked with the greeting it cut short already in the history.
+    # asked with the greeting it cut short already in the history: someone who types reads the
+    # agent's words, so the whole greeting, whose text went out, was read.
     greeting = ChatMessage("assistant", "Hello, how can I help you today?")
     [request] = call.agent.requests
     assert (request.user_text, request.history) == ("What are your opening hours?", (greeting,))
@@ -349,6 +363,7 @@ async def test_typed_text_while_the_agent_talks_interrupts_it(
         ("user", "What are your opening hours?", False),
         ("agent", "OK.", False),
     ]
+    assert not call.seen("agent_response_correction")
     assert [(m.role, m.content) for m in call.session.history] == [
         ("assistant", "Hello, how can I help you today?"),
         ("user", "What are your opening hours?"),
@@ -370,15 +385,19 @@ async def test_dtmf_while_the_agent_talks_is_recorded_after_the_turn_it_interrup
     await call.play(3)
     await call.session.push_dtmf("2")
 
-    # The client hears the interruption, the end of the turn it cut short, then the user's turn.
+    # The client hears the interruption, what was heard of the turn it cut short (60 ms of a
+    # 2 s clause: its first word), the turn's end, then the user's turn.
     await call.wait_for("agent_response", text="You chose support.")
     after_start = call.kinds()[call.kinds().index("turn:agent:start") + 1 :]
-    assert after_start[:3] == ["interruption", "turn:agent:end", "user_transcript"]
-    second = call.agent.requests[1]
-    assert [m.content for m in second.history] == [
-        "I have a question",
-        "Please press 1 for billing or 2 for support.",
+    assert after_start[:4] == [
+        "interruption",
+        "agent_response_correction",
+        "turn:agent:end",
+        "user_transcript",
     ]
+    assert call.seen("agent_response_correction")[0]["corrected"] == "Please"
+    second = call.agent.requests[1]
+    assert [m.content for m in second.history] == ["I have a question", "Please"]
     await call.play(2000 // FRAME_MS)
     await call.wait_for("turn", speaker="agent", state="end", nth=2)
     await call.session.close()

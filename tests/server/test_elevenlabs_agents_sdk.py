@@ -112,6 +112,7 @@ class AgentCall:
         self.responses: list[str] = []
         self.transcripts: list[str] = []
         self.latencies: list[int] = []
+        self.corrections: list[tuple[str, str]] = []  # (said, heard) of interrupted answers
         self.ended: asyncio.Future[DisconnectionDetails] = (
             asyncio.get_running_loop().create_future()
         )
@@ -122,6 +123,7 @@ class AgentCall:
             audio_interface=self.mic if audio else None,
             config=config,
             callback_agent_response=self._on_response,
+            callback_agent_response_correction=self._on_correction,
             callback_user_transcript=self._on_transcript,
             callback_latency_measurement=self._on_latency,
             callback_disconnect=self._on_disconnect,
@@ -129,6 +131,10 @@ class AgentCall:
 
     async def _on_response(self, text: str) -> None:
         self.responses.append(text)
+        self._changed.set()
+
+    async def _on_correction(self, original: str, corrected: str) -> None:
+        self.corrections.append((original, corrected))
         self._changed.set()
 
     async def _on_transcript(self, text: str) -> None:
@@ -311,6 +317,12 @@ async def test_talking_over_the_agent_interrupts_it(
             assert await call.response(lambda r: "Parking" in r)
             await call.wait_for(lambda: len(call.mic.heard) > cut_at)
             after = (await call.quiet_audio())[cut_at:]
+            # The SDK is told what was heard of the long answer: its start, not all of it.
+            [(said, heard)] = call.corrections
+            assert "museum" in said and said.startswith(heard) and 0 < len(heard) < len(said)
+        # The stored conversation keeps what was heard.
+        turns = await _turns(server, s, await call.conversation.wait_for_session_end() or "")
+        assert heard in [t["text"] for t in turns], turns
         # Most of the long answer was never sent, and what the speaker got after the
         # interruption is the new answer only: stale audio was dropped by its event id.
         assert cut_at < 2 * 32000 * 10, "the long answer was not cut short"

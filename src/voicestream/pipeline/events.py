@@ -6,6 +6,7 @@ from typing import Any
 
 __all__ = [
     "agent_response",
+    "agent_response_correction",
     "error",
     "interruption",
     "session_info",
@@ -35,6 +36,12 @@ def user_transcript(text: str, *, final: bool) -> Event:
 
 def agent_response(text: str) -> Event:
     return {"type": "agent_response", "text": text}
+
+
+def agent_response_correction(original: str, corrected: str) -> Event:
+    """An answer cut short: ``corrected`` is what the user heard of ``original`` (empty:
+    none of it); the history and the stored transcript keep the corrected text."""
+    return {"type": "agent_response_correction", "original": original, "corrected": corrected}
 
 
 def interruption(*, dropped_ms: int) -> Event:

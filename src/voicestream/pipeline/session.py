@@ -48,6 +48,7 @@ from ..engines.tts_stream import TTSStream
 from ..errors import ClientTooSlow, EngineError, ServiceUnavailable, VoiceStreamError
 from ..media.resample import Resampler
 from . import events
+from .heard_text import SpokenClause, heard_prefix
 from .speaker import Speaker
 
 __all__ = ["ConversationHooks", "ConversationSession", "SessionDeps", "SessionStats"]
@@ -92,6 +93,9 @@ class _Turn:
 
     reply: list[str] = field(default_factory=list)
     recorded: bool = False
+    announced: bool = False  # its whole text went out as an ``agent_response`` event
+    clauses: list[SpokenClause] = field(default_factory=list)  # queued for playback
+    first_frame: int | None = None  # the speaker's ``frames_queued`` at its first audio
 
 
 @dataclass(slots=True)
@@ -127,6 +131,9 @@ class ConversationSession:
             list(history or []), deps.history_max_messages, deps.history_max_chars
         )
         self.speaker = Speaker(SAMPLE_RATE)
+        # The client reads the agent's text instead of playing its audio (ElevenLabs' text-only
+        # conversations): an answer whose text went out was read whole, even if interrupted.
+        self.reads_text = False
         self.stats = SessionStats()
         self._deps = deps
         self._hooks = hooks
@@ -202,7 +209,7 @@ class ConversationSession:
         """A typed message (the widget's text fallback): a whole user turn at once."""
         self._user_heard()
         if self.agent_active:
-            self.barge_in()
+            self.barge_in(reading=True)
         await self._user_said(text)
 
     async def push_dtmf(self, digits: str) -> None:
@@ -269,16 +276,20 @@ class ConversationSession:
 
     # ---- control --------------------------------------------------------------------------
 
-    def barge_in(self) -> None:
+    def barge_in(self, *, reading: bool = False) -> None:
         """Stop the agent now: cancel its turn, drop every queued frame and record the turn as
         interrupted (now, not when the cancelled task next runs: what interrupted it comes
-        after it)."""
+        after it), as far as it was heard. ``reading``: the user typed, so reads the agent's
+        text: an answer whose text went out was read whole."""
         turn = self._cancel_responder()
+        heard_s = None
+        if turn is not None and not ((reading or self.reads_text) and turn.announced):
+            heard_s = self._heard_seconds(turn)
         dropped = self.speaker.clear()
         self.stats.interruptions += 1
         self._emit(events.interruption(dropped_ms=dropped * 20))
         if turn is not None:
-            self._finish_turn(turn, interrupted=True)
+            self._finish_turn(turn, interrupted=True, heard_s=heard_s)
 
     async def close(self) -> None:
         if self._closed:
@@ -353,6 +364,7 @@ class ConversationSession:
                 # Also on failure: the speaking side must not wait for text that never comes.
                 tts.end_input()
             self._emit(events.agent_response("".join(reply).strip()))
+            turn.announced = True
 
         producer = asyncio.create_task(produce(), name="agent-text")
         resampler: Resampler | None = None
@@ -365,6 +377,16 @@ class ConversationSession:
                 if not spoken:
                     spoken = True
                     self._agent_speaks(answering=request is not None)
+                    turn.first_frame = self.speaker.frames_queued
+                turn.clauses.append(
+                    SpokenClause(
+                        chunk.text_offset,
+                        chunk.text,
+                        chunk.audio_offset,
+                        chunk.duration,
+                        chunk.alignment,
+                    )
+                )
                 await self.speaker.put(pcm)
             if resampler is not None:
                 await self.speaker.put(resampler.flush())
@@ -423,15 +445,31 @@ class ConversationSession:
         else:
             log.error("session %s: %s failed", self.id, task.get_name(), exc_info=exc)
 
-    def _finish_turn(self, turn: _Turn, *, interrupted: bool) -> None:
+    def _heard_seconds(self, turn: _Turn) -> float:
+        """How much of ``turn``'s audio has been handed to the transport so far."""
+        if turn.first_frame is None:
+            return 0.0
+        frames = max(0, self.speaker.frames_dequeued - turn.first_frame)
+        return frames * self.speaker.frame_bytes / 2 / self.speaker.sample_rate
+
+    def _finish_turn(self, turn: _Turn, *, interrupted: bool, heard_s: float | None = None) -> None:
+        """Record the turn once. ``heard_s``: a barge-in dropped the rest of its audio after
+        that many seconds, and it is recorded as far as it was heard (None: as said; what was
+        queued plays out, or the session is closing)."""
         if turn.recorded:
             return
         turn.recorded = True
-        text = "".join(turn.reply).strip()
+        said = "".join(turn.reply)
+        text = said.strip()
+        if heard_s is not None:
+            text = heard_prefix(said, turn.clauses, heard_s)
+            if turn.announced and text != said.strip():
+                self._emit(events.agent_response_correction(said.strip(), text))
+        if turn.first_frame is not None or text:
+            self._emit(events.turn("agent", "end"))
         if not text:
-            return
+            return  # nothing was heard: nothing to remember or store
         self._add_to_history(ChatMessage("assistant", text))
-        self._emit(events.turn("agent", "end"))
         history = list(self.history)
         user = self.end_user_id
         self._persist(lambda: self._hooks.add_turn("agent", text, interrupted))

@@ -27,6 +27,11 @@ class Speaker:
         self._empty = asyncio.Event()  # nothing left to hand out
         self._empty.set()
         self.frames_out = 0  # frames handed to the transport since the last clear
+        # Counted from the start, clears included (queued = dequeued + waiting): a turn notes
+        # ``frames_queued`` when its audio starts; ``frames_dequeued`` (handed out, or dropped
+        # by a clear) later says how far into it playback got.
+        self.frames_queued = 0
+        self.frames_dequeued = 0
 
     @property
     def pending_seconds(self) -> float:
@@ -46,6 +51,7 @@ class Speaker:
                 self._room.clear()
                 await self._room.wait()
             self._frames.append(bytes(self._partial[: self.frame_bytes]))
+            self.frames_queued += 1
             del self._partial[: self.frame_bytes]
             self._readable.set()
 
@@ -54,6 +60,7 @@ class Speaker:
         if self._partial:
             pad = self.frame_bytes - len(self._partial)
             self._frames.append(bytes(self._partial) + bytes(pad))
+            self.frames_queued += 1
             self._partial.clear()
             self._readable.set()
 
@@ -62,6 +69,7 @@ class Speaker:
             return None
         frame = self._frames.popleft()
         self.frames_out += 1
+        self.frames_dequeued += 1
         if not self._frames:
             self._readable.clear()
             if not self._partial:
@@ -79,6 +87,7 @@ class Speaker:
     def clear(self) -> int:
         """Barge-in: drop every queued frame; returns how many were dropped."""
         dropped = len(self._frames)
+        self.frames_dequeued += dropped
         self._frames.clear()
         self._partial.clear()
         self._readable.clear()

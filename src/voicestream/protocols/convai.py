@@ -18,9 +18,10 @@ claim is ignored, not refused, so a public widget keeps working.
 
 Server → client: binary agent audio and JSON events — ``session`` (first, with
 ``long_term_memory``: whether the conversation has a believed end user), ``user_transcript``
-``{text, final}``, ``agent_response`` ``{text}``, ``interruption``, ``turn`` ``{speaker, state}``,
-``ping`` ``{event_id}``, ``session_end`` ``{reason}`` (then a normal close), ``error``
-``{code, message}``.
+``{text, final}``, ``agent_response`` ``{text}``, ``interruption``, ``agent_response_correction``
+``{original, corrected}`` (what was heard of an answer a barge-in cut short), ``turn``
+``{speaker, state}``, ``ping`` ``{event_id}``, ``session_end`` ``{reason}`` (then a normal
+close), ``error`` ``{code, message}``.
 """
 
 from __future__ import annotations

@@ -266,6 +266,7 @@ class _AgentSocket:
         # Checks that every chunk holds whole samples; 16 kHz in and out, so nothing to resample.
         self.decoder = RawStreamDecoder(parse_raw_format(ea.AUDIO_FORMAT), SAMPLE_RATE)
         self.text_only = text_only
+        self.session.reads_text = text_only
         self.ended = False
         self._last_id = 0  # the last event id handed out (audio, responses, transcripts)
         # Barge-in bookkeeping: the session's interruption count when the latest audio frame
@@ -351,6 +352,14 @@ class _AgentSocket:
                     await self.ws.send_str(ea.agent_response(text, self._next_id()))
                 case {"type": "interruption"}:
                     await self.ws.send_str(ea.interruption(self._stale_audio_id()))
+                case {
+                    "type": "agent_response_correction",
+                    "original": str(said),
+                    "corrected": str(heard),
+                }:
+                    await self.ws.send_str(
+                        ea.agent_response_correction(said, heard, self._next_id())
+                    )
                 case {"type": "error", "code": str(code), "message": str(message)}:
                     # A failed agent turn; the conversation goes on, so no close follows.
                     await self.ws.send_str(
