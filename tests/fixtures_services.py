@@ -17,8 +17,10 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest_asyncio
 from redis.asyncio import Redis
@@ -34,6 +36,7 @@ __all__ = [
     "db_pool",
     "embedded_services",
     "make_data_dir",
+    "own_database",
     "redis_client",
     "run_cli",
     "unique_name",
@@ -94,6 +97,41 @@ def make_data_dir(prefix: str = "voicestream-test-") -> Path:
 def unique_name(prefix: str) -> str:
     """A workspace name no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True)
+class OwnDatabase:
+    """A migrated database of one test's own, in the session cluster."""
+
+    url: str  # as the application connects
+    pool: db.Pool
+    admin: db.Connection  # the cluster's superuser, on this database
+
+
+@asynccontextmanager
+async def own_database(services: ServiceURLs) -> AsyncIterator[OwnDatabase]:
+    """For tests that need a table to themselves (counting, or breaking, what is in it);
+    dropped afterwards."""
+    port = urlsplit(services.database_url).port
+    name = f"own_{uuid.uuid4().hex[:12]}"
+    # The bootstrap superuser, trusted on loopback in the embedded cluster.
+    root = await db.connect(host="127.0.0.1", port=port, user="postgres", database="postgres")
+    try:
+        await root.execute(f"CREATE DATABASE {name} OWNER voicestream")
+        url = f"postgresql://voicestream@127.0.0.1:{port}/{name}?sslmode=disable"
+        pool = await db.create_pool(url, max_size=10)
+        try:
+            admin = await db.connect(host="127.0.0.1", port=port, user="postgres", database=name)
+            try:
+                await migrate(pool)
+                yield OwnDatabase(url, pool, admin)
+            finally:
+                await admin.close()
+        finally:
+            await db.close_pool(pool)
+            await root.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await root.close()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

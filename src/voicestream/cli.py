@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
 import json
 import logging
+import secrets
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -21,12 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from voicestream.config import ConfigError, Settings, load_settings
-from voicestream.errors import BadRequest, NotFound, VoiceStreamError
+from voicestream.errors import BadRequest, Conflict, NotFound, VoiceStreamError
 from voicestream.store import db
+from voicestream.store.audit import (
+    CLI_ACTOR,
+    MAX_PAGE_SIZE,
+    AuditEntry,
+    AuditFilters,
+    AuditLog,
+)
 from voicestream.store.keys import ROLES, ApiKey, ApiKeyRepository
 from voicestream.store.migrate import migrate
 from voicestream.store.services import open_database
-from voicestream.store.workspaces import DEFAULT_WORKSPACE
+from voicestream.store.users import Membership, User, UserRepository
+from voicestream.store.workspaces import DEFAULT_WORKSPACE, find_workspace
 
 __all__ = ["main"]
 
@@ -80,9 +90,18 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
         async with open_database(settings) as database:
-            key, plaintext = await ApiKeyRepository(database.pool).create(
+            keys = ApiKeyRepository(database.pool)
+            key, plaintext = await keys.create(
                 workspace=args.workspace, role=args.role, name=args.name
             )
+            try:
+                await _audit_key(database.pool, "key.created", key)
+            except BaseException:
+                # No key without its entry: this one was never shown, so nobody holds it;
+                # revoked as well, so that the list does not show it as live.
+                with contextlib.suppress(Exception):
+                    await keys.revoke(str(key.id))
+                raise
             # Printed before the services are released: whatever happens next, the only copy
             # of the key must not be lost.
             print(plaintext, flush=True)
@@ -113,10 +132,187 @@ def _keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
         async with open_database(settings) as database:
             key = await ApiKeyRepository(database.pool).revoke(args.key)
-        print(f"revoked {key.prefix} (workspace {key.workspace_name})")
+            print(f"revoked {key.prefix} (workspace {key.workspace_name})", flush=True)
+            # After the revocation, which must not wait for the audit log: a key being revoked
+            # may be leaking. A missing entry is reported, and the command fails.
+            try:
+                await _audit_key(database.pool, "key.revoked", key)
+            except (VoiceStreamError, db.PostgresError) as exc:
+                print(
+                    f"voicestream: the key is revoked, but its audit entry was not written: {exc}",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
         return EXIT_OK
 
     return _run(go())
+
+
+async def _audit_key(pool: db.Pool, action: str, key: ApiKey) -> None:
+    await AuditLog(pool).record(
+        action,
+        actor=CLI_ACTOR,
+        workspace_id=key.workspace_id,
+        target_type="api_key",
+        target_id=key.id,
+        details={"prefix": key.prefix, "role": key.role, "name": key.name},
+    )
+
+
+def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with open_database(settings) as database:
+            result = await AuditLog(database.pool).verify()
+        if result.ok:
+            # The head hash is worth keeping elsewhere: the chain alone cannot show that
+            # entries were cut off its end.
+            print(f"ok, {result.checked} entries; last hash {result.last_hash.hex()}")
+            return EXIT_OK
+        print(
+            f"broken at entry {result.broken_id}: {result.reason} "
+            f"({result.checked} entries before it verified)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+    return _run(go())
+
+
+def _audit_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with open_database(settings) as database:
+            workspace_id = await find_workspace(database.pool, args.workspace)
+            if workspace_id is None:
+                raise NotFound(f"no workspace named {args.workspace!r}")
+            page = await AuditLog(database.pool).list(
+                workspace_id, limit=args.limit, filters=AuditFilters(action=args.action)
+            )
+        if args.json:
+            print(json.dumps([_audit_dict(e) for e in page.entries], indent=2))
+            return EXIT_OK
+        header = ("ID", "TIME", "ACTOR", "ACTION", "TARGET", "IP")
+        rows = [
+            (
+                str(e.id),
+                e.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                e.actor_display,
+                e.action,
+                f"{e.target_type}:{e.target_id}" if e.target_type else "-",
+                e.ip or "-",
+            )
+            for e in page.entries
+        ]
+        print(_columns(header, rows))
+        return EXIT_OK
+
+    return _run(go())
+
+
+def _page_size(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    return int(value)
+
+
+def _audit_dict(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "created_at": entry.created_at.isoformat(),
+        "action": entry.action,
+        "actor": entry.actor_display,
+        "actor_user_id": str(entry.actor_user_id) if entry.actor_user_id else None,
+        "actor_key_id": str(entry.actor_key_id) if entry.actor_key_id else None,
+        "target_type": entry.target_type,
+        "target_id": entry.target_id,
+        "ip": entry.ip,
+        "user_agent": entry.user_agent,
+        "details": entry.details,
+        "hash": entry.hash.hex(),
+    }
+
+
+def _users_create(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here: argon2 is only needed by this command.
+    from voicestream.identity.accounts import check_email
+    from voicestream.identity.passwords import Passwords, check_password_policy
+
+    try:
+        email = check_email(args.email)
+    except ValueError as exc:
+        raise BadRequest(f"--email {exc}") from None
+    generated = not args.password_stdin
+    password = secrets.token_urlsafe(18) if generated else sys.stdin.readline().removesuffix("\n")
+    check_password_policy(password, email=email)
+
+    async def go() -> int:
+        async with open_database(settings) as database:
+            users = UserRepository(database.pool)
+            user = await users.by_email(email)
+            if user is not None and not generated:
+                raise Conflict(
+                    f"{email} has an account already; its password is not changed here "
+                    "(use a password reset); without --password-stdin it joins the workspace"
+                )
+            created = user is None
+            if user is None:
+                password_hash = await Passwords().hash(password)
+                # An operator vouches for the address: no verification mail.
+                user = await users.create(email, password_hash, verified=True)
+                if generated:
+                    print(password, flush=True)  # the only copy: printed before anything else
+            membership = await users.set_membership(user.id, args.workspace, args.role)
+        what = "created user" if created else "existing user"
+        note = "; the password above is shown only this once" if created and generated else ""
+        print(
+            f"{what} {user.email}: {membership.role} of workspace {membership.workspace_name}"
+            f"{note}",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+
+    return _run(go())
+
+
+def _users_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with open_database(settings) as database:
+            rows = await UserRepository(database.pool).list(workspace=args.workspace)
+        if args.json:
+            print(json.dumps([_user_dict(u, m) for u, m in rows], indent=2))
+        else:
+            header = ("EMAIL", "WORKSPACE", "ROLE", "VERIFIED", "CREATED", "DISABLED")
+            print(
+                _columns(
+                    header,
+                    [
+                        (
+                            u.email,
+                            m.workspace_name,
+                            m.role,
+                            "yes" if u.email_verified_at else "no",
+                            _when(u.created_at),
+                            _when(u.disabled_at),
+                        )
+                        for u, m in rows
+                    ],
+                )
+            )
+        return EXIT_OK
+
+    return _run(go())
+
+
+def _user_dict(user: User, membership: Membership) -> dict[str, object]:
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "workspace_id": str(membership.workspace_id),
+        "workspace": membership.workspace_name,
+        "role": membership.role,
+        "email_verified": user.email_verified_at is not None,
+        "created_at": user.created_at.isoformat(),
+        "disabled_at": user.disabled_at.isoformat() if user.disabled_at else None,
+    }
 
 
 def _when(value: datetime | None) -> str:
@@ -230,6 +426,46 @@ def _build_parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", parents=[data_dir], help="revoke a key")
     revoke.add_argument("key", metavar="ID_OR_PREFIX", help="key id or its displayed prefix")
     revoke.set_defaults(handler=_keys_revoke)
+
+    users = commands.add_parser("users", help="manage people who sign in")
+    user_commands = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    user_create = user_commands.add_parser(
+        "create",
+        parents=[data_dir],
+        help="create a user (e-mail counted as verified) as a member of a workspace; an "
+        "existing user joins the workspace",
+    )
+    user_create.add_argument("--email", required=True)
+    user_create.add_argument("--workspace", default=DEFAULT_WORKSPACE, help="created if missing")
+    user_create.add_argument("--role", default="owner", choices=ROLES)
+    user_create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin; without it a random password "
+        "is generated and printed once",
+    )
+    user_create.set_defaults(handler=_users_create)
+    user_list = user_commands.add_parser("list", parents=[data_dir], help="list users")
+    user_list.add_argument("--workspace", help="only members of this workspace")
+    user_list.add_argument("--json", action="store_true", help="machine-readable output")
+    user_list.set_defaults(handler=_users_list)
+
+    audit = commands.add_parser("audit", help="the audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    verify = audit_commands.add_parser(
+        "verify", parents=[data_dir], help="check the hash chain; exit 1 naming a broken entry"
+    )
+    verify.set_defaults(handler=_audit_verify)
+    audit_list = audit_commands.add_parser(
+        "list", parents=[data_dir], help="a workspace's entries, newest first"
+    )
+    audit_list.add_argument("--workspace", required=True, help="the workspace's name")
+    audit_list.add_argument(
+        "--limit", type=_page_size, default=50, metavar="N", help="at most N entries (1-200)"
+    )
+    audit_list.add_argument("--action", help="only this action, or a family such as key.*")
+    audit_list.add_argument("--json", action="store_true", help="machine-readable output")
+    audit_list.set_defaults(handler=_audit_list)
 
     models = commands.add_parser("models", help="the voices and models this server would load")
     model_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)

@@ -146,6 +146,18 @@ class Settings(BaseModel):
     # unreadable). Unset: a random key kept in <data_dir>/secret_key, which every process on
     # the same data dir shares; set it when several hosts serve one database.
     secret_key: str | None = Field(None, min_length=32)
+    # --- people and sign-in (/v1/auth/…) ---
+    # Access tokens (JWT) live minutes; refresh tokens rotate on every use and expire unused.
+    access_token_minutes: int = Field(15, ge=1, le=1440)
+    refresh_token_days: float = Field(30.0, gt=0, le=365)
+    # One-time e-mail tokens: a magic link signs in, a reset sets a new password.
+    magic_link_minutes: int = Field(15, ge=1, le=1440)
+    password_reset_minutes: int = Field(60, ge=1, le=1440)
+    email_verification_hours: int = Field(48, ge=1, le=24 * 30)
+    # Mail over SMTP (smtp://, smtp+starttls:// or smtps://[user:password@]host[:port]);
+    # unset: each message is written as a .eml file into <data_dir>/mail-outbox/.
+    smtp_url: str | None = None
+    mail_from: str = Field("voicestream@localhost", min_length=3, max_length=200)
     convai_resume_grace_seconds: float = Field(60.0, ge=0, le=3600)
     # How often a server marks the conversations it holds as alive; one unmarked for four
     # times this is closed as abandoned (its server died) by whichever server sweeps first.
@@ -163,6 +175,22 @@ class Settings(BaseModel):
     # for the idle timeout is closed the same way (request_timeout). Sends to a client that
     # stopped reading give up after VOICESTREAM_WS_SEND_TIMEOUT_SECONDS, as on the WebSockets.
     wyoming_max_connections: int = Field(64, ge=1, le=100_000)
+    # --- limits (issue 9 §5) ---
+    # Requests per minute per user (a signed-in person) or else per API key, with a burst of
+    # this many at once; past it 429 rate_limited with Retry-After and RateLimit-* headers.
+    rate_limit_requests_per_minute: int = Field(6000, ge=1, le=10_000_000)
+    rate_limit_burst: int = Field(1000, ge=1, le=10_000_000)
+    # Streams (sockets, streaming HTTP, conversations, calls) open at once per workspace,
+    # counted across every server process sharing the Redis; past it 429 / close 1013.
+    max_streams_per_workspace: int = Field(200, ge=1, le=1_000_000)
+    # A stream's slot lapses this long after its server last renewed it (a third of this
+    # apart): a server that dies does not hold its slots for good.
+    stream_lease_seconds: float = Field(30.0, ge=0.3, le=3600)
+    # Monthly quotas per workspace (calendar month, UTC); unset: unlimited. Past one, work
+    # of that kind is refused before it starts: 402 quota_exceeded (or the socket's error).
+    quota_tts_characters: int | None = Field(None, ge=0)
+    quota_stt_seconds: float | None = Field(None, ge=0)
+    quota_conversation_minutes: float | None = Field(None, ge=0)
     wyoming_idle_timeout_seconds: float = Field(60.0, gt=0, le=86_400)
     # Browser origins (besides the server's own) whose pages may open sockets, signal WebRTC
     # and load the widget: a comma list of scheme://host[:port], or * for any. Requests that
@@ -194,6 +222,13 @@ class Settings(BaseModel):
     def _http_scheme(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        return v
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("smtp://", "smtp+starttls://", "smtps://")):
+            raise ValueError("must be an smtp://, smtp+starttls:// or smtps:// URL")
         return v
 
     @field_validator("onnx_providers")

@@ -20,6 +20,7 @@ same way::
     │   └── Forbidden                     forbidden        403   4403
     ├── NotFound                          not_found        404   1008
     ├── Conflict                          conflict         409   4409 (e.g. a session in use)
+    ├── QuotaExceeded                     quota_exceeded   402   4402 (a monthly quota used up)
     ├── ProtocolError                     protocol_error   400   1002 (sans-I/O codecs)
     ├── Overloaded                        overloaded       503   1013
     │   ├── Busy                          rate_limited     429   1013 (+ Retry-After)
@@ -57,6 +58,7 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "ProtocolError",
+    "QuotaExceeded",
     "RequestTimeout",
     "ServiceUnavailable",
     "TextTooLong",
@@ -180,6 +182,16 @@ class Conflict(VoiceStreamError):
     code = "conflict"
     http_status = 409
     ws_close_code = 4409  # application range, mirrors HTTP 409
+
+
+class QuotaExceeded(VoiceStreamError):
+    """The workspace has used up a monthly quota (characters, audio seconds, conversation
+    minutes). 402 rather than 429: waiting a moment does not help, only the next period or a
+    larger quota does, so clients that retry 429s must not retry this."""
+
+    code = "quota_exceeded"
+    http_status = 402
+    ws_close_code = 4402  # application range, mirrors HTTP 402
 
 
 class ProtocolError(VoiceStreamError):

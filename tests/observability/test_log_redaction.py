@@ -11,6 +11,9 @@ from voicestream.observability.log_redaction import REDACTED, RedactSecrets, red
 
 # The shape generate_key() makes, fixed so every test worker collects the same ids.
 KEY = "vs_R-tUmLBtldyi7dtyyLci4jPa9jgeNAfWJT-iw6qR"
+# The shapes identity/access_tokens.py makes: a refresh token and a one-time e-mail token.
+REFRESH = "vsr_q2N7y1Hc0Qm9Jd4LrWzX8vB3kT6pA5sE0uI7oY2gF1h"
+MAIL_TOKEN = "vse_Zx8Cv7Bn6Mm5Ll4Kk3Jj2Hh1Gg0Ff9Dd8Ss7Aa6Qq5W"
 TICKET = jwt.encode({"sub": "agent", "exp": 2_000_000_000}, "s" * 48, algorithm="HS256")
 
 
@@ -33,6 +36,8 @@ TICKET = jwt.encode({"sub": "agent", "exp": 2_000_000_000}, "s" * 48, algorithm=
         ('llm={"model": "m", "api_key": "sk-agent-key"}', "sk-agent-key"),
         (f"the key {KEY} was used", KEY),
         (f"a bare ticket {TICKET} in a message", TICKET),
+        (f"rotating {REFRESH} for a user", REFRESH),
+        (f"mail sent with {MAIL_TOKEN}.", MAIL_TOKEN),
     ],
 )
 def test_secrets_are_redacted(text: str, secret: str) -> None:

@@ -32,9 +32,18 @@ async def test_totals_are_summed_per_workspace(db_pool: db.Pool, usage: UsageRep
     await usage.record(key_a.workspace_id, "stt_seconds", 1.5)
     await usage.record((key_a.workspace_id, None), "stt_seconds", Decimal("2.25"))
     await usage.record((key_b.workspace_id, key_b.id), "tts_characters", 7)
+    await usage.record((key_b.workspace_id, key_b.id), "conversation_seconds", 61.5)
 
-    assert await usage.totals(key_a.workspace_id) == {"tts_characters": 150.0, "stt_seconds": 3.75}
-    assert await usage.totals(key_b.workspace_id) == {"tts_characters": 7.0, "stt_seconds": 0.0}
+    assert await usage.totals(key_a.workspace_id) == {
+        "tts_characters": 150.0,
+        "stt_seconds": 3.75,
+        "conversation_seconds": 0.0,
+    }
+    assert await usage.totals(key_b.workspace_id) == {
+        "tts_characters": 7.0,
+        "stt_seconds": 0.0,
+        "conversation_seconds": 61.5,
+    }
     by_key = await db_pool.fetchval(
         "SELECT count(*) FROM usage_records WHERE api_key_id = $1", key_a.id
     )
@@ -70,4 +79,5 @@ async def test_invalid_records_are_rejected(
     key, _ = await ApiKeyRepository(db_pool).create(workspace=unique_name("usage-bad"))
     with pytest.raises(ValidationFailed):
         await usage.record(key.workspace_id, kind, quantity)
-    assert await usage.totals(key.workspace_id) == {"tts_characters": 0.0, "stt_seconds": 0.0}
+    nothing = {"tts_characters": 0.0, "stt_seconds": 0.0, "conversation_seconds": 0.0}
+    assert await usage.totals(key.workspace_id) == nothing

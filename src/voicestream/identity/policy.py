@@ -10,7 +10,8 @@ models, history items and their audio, the account), and the ElevenLabs history 
 POST that only reads. Everything else acts, and is refused: creating, changing or deleting
 anything, synthesizing, transcribing, opening a socket (every socket acts: it synthesizes,
 transcribes or holds a conversation) and minting credentials (signed URLs, the answer webhooks'
-call tickets). Finer rules (an editor's writes) stay with the resource (``rest/agents.py``).
+call tickets). The audit log is for owners and admins alone. Finer rules (an editor's writes)
+stay with the resource (``rest/agents.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ _ACTING_GETS: Final = re.compile(
 )
 # POST routes that only read what is stored.
 _READING_POSTS: Final = frozenset({"/elevenlabs/v1/history/download"})
+# Routes for owners and admins only, reads included: the audit log shows who did what.
+_ADMIN_ONLY: Final = re.compile(r"/v1/audit-logs(/.*)?")
 
 
 def is_read(method: str, path: str, *, websocket: bool) -> bool:
@@ -43,9 +46,15 @@ def is_read(method: str, path: str, *, websocket: bool) -> bool:
 
 def check(principal: Principal, method: str, path: str, *, websocket: bool) -> None:
     """Raises ``Forbidden`` when ``principal`` may not make this request."""
+    if _ADMIN_ONLY.fullmatch(path) and not principal.has_role("admin"):
+        raise Forbidden(
+            f"{path} needs the admin role or above; this role is {principal.role}",
+            details={"role": principal.role, "required": "admin"},
+        )
     if principal.role == "viewer" and not is_read(method, path, websocket=websocket):
         what = "open a socket" if websocket else f"{method} {path}"
+        who = "viewer key" if principal.key_id is not None else "viewer"
         raise Forbidden(
-            f"a viewer key is read-only and may not {what}; use an editor key or above",
+            f"a {who} is read-only and may not {what}; it needs the editor role or above",
             details={"role": principal.role, "required": "editor"},
         )

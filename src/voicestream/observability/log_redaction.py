@@ -25,7 +25,9 @@ REDACTED: Final = "[REDACTED]"
 # Our API keys: the display prefix (12 characters, stored in clear and shown by `keys list`)
 # stays, so an operator can still tell which key a line is about.
 _API_KEY = re.compile(r"(vs_[A-Za-z0-9_-]{9})[A-Za-z0-9_-]{31}(?![A-Za-z0-9_-])")
-# JWTs (our conversation tickets, signed URLs): a JSON header always encodes to "eyJ".
+# Refresh tokens and one-time e-mail tokens (identity/access_tokens.py): no part is shown.
+_SIGN_IN_TOKEN = re.compile(r"vs[re]_[A-Za-z0-9_-]{20,}")
+# JWTs (tickets, signed URLs, access tokens): a JSON header always encodes to "eyJ".
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 # Keys offered as WebSocket subprotocols by browser SDKs.
 _KEY_SUBPROTOCOL = re.compile(r"(?i)\b(bearer\.|openai-insecure-api-key\.)[^\s,;'\"\]\)]+")
@@ -50,6 +52,7 @@ def redact(text: str) -> str:
     text = _NAMED.sub(rf"\1\2\3{REDACTED}", text)
     text = _SESSION_ID_QUERY.sub(rf"\1{REDACTED}", text)
     text = _JWT.sub(REDACTED, text)
+    text = _SIGN_IN_TOKEN.sub(REDACTED, text)
     return _API_KEY.sub(rf"\1{REDACTED}", text)
 
 

@@ -9,6 +9,7 @@ vector write leaves nothing behind.
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
@@ -26,6 +27,7 @@ from ..errors import (
     UnsupportedFormat,
     ValidationFailed,
 )
+from ..identity.audit_trail import audit
 from ..store.agents import Agent, AgentDocument, AgentSpec, NewDocument
 from ..store.keys import Principal, Role
 from ..transports.context import RUNTIME, Runtime, principal_of
@@ -33,6 +35,8 @@ from ..transports.http_common import read_model
 from ..transports.multipart_form import read_form
 
 __all__ = ["MAX_DOCUMENT_CHARS", "MAX_KNOWLEDGE_CHARS", "ROUTES"]
+
+log = logging.getLogger(__name__)
 
 MAX_KNOWLEDGE_CHARS: Final = 100_000  # one inline knowledge text or JSON document
 MAX_DOCUMENT_CHARS: Final = 500_000  # the text extracted from one uploaded file
@@ -220,7 +224,25 @@ async def create_agent(request: web.Request) -> web.Response:
     agent, docs = await rt.agents.create(
         principal.workspace_id, spec, documents, before_commit=store_vectors if flat else None
     )
+    # Recorded after the commit, since the id exists only then, and not inside the transaction
+    # (the append would wait for a second pooled connection while holding one). If the entry
+    # cannot be written, the agent is deleted again: no agent without its entry.
+    try:
+        await audit(request, "agent.created", "agent", agent.id, details={"name": agent.name})
+    except Exception:
+        await _undo_create(rt, agent)
+        raise
     return web.json_response(_agent_body(agent, docs), status=201)
+
+
+async def _undo_create(rt: Runtime, agent: Agent) -> None:
+    async def drop_vectors() -> None:
+        await rt.knowledge.delete_agent(str(agent.workspace_id), str(agent.id))
+
+    try:
+        await rt.agents.delete(agent.workspace_id, agent.id, before_commit=drop_vectors)
+    except Exception as exc:  # the original failure is the one to report
+        log.warning("agent %s stays without its audit entry: %r", agent.id, exc)
 
 
 async def list_agents(request: web.Request) -> web.Response:
@@ -242,7 +264,7 @@ async def patch_agent(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     agent_id = request.match_info["agent_id"]
     # Unknown agent first: a 404 should not depend on what the body says.
-    await rt.agents.get(principal.workspace_id, agent_id)
+    current = await rt.agents.get(principal.workspace_id, agent_id)
     body = await read_model(request, AgentPatchBody)
     changes: dict[str, Any] = {}
     for name in body.model_fields_set:
@@ -259,6 +281,9 @@ async def patch_agent(request: web.Request) -> web.Response:
         changes["llm"] = _check_llm(rt, body.llm)
     if changes.get("first_message") == "":
         changes["first_message"] = None
+    # Before the write: an entry that cannot be written stops the change (503). Should the
+    # write then fail, the entry stands for an attempt; never a change without its entry.
+    await audit(request, "agent.updated", "agent", current.id, details={"fields": sorted(changes)})
     agent = await rt.agents.update(principal.workspace_id, agent_id, changes)
     return web.json_response(agent.to_dict())
 
@@ -271,6 +296,8 @@ async def delete_agent(request: web.Request) -> web.Response:
     async def drop_vectors() -> None:
         await rt.knowledge.delete_agent(str(agent.workspace_id), str(agent.id))
 
+    # Before the delete, as for an update (and not inside its transaction: see create_agent).
+    await audit(request, "agent.deleted", "agent", agent.id, details={"name": agent.name})
     await rt.agents.delete(agent.workspace_id, agent.id, before_commit=drop_vectors)
     return web.Response(status=204)
 
@@ -297,7 +324,26 @@ async def add_document(request: web.Request) -> web.Response:
         NewDocument(name, content_type, text, len(passages)),
         before_commit=store_vectors,
     )
+    # After the commit and undone without its entry, as in create_agent.
+    details = {"agent_id": str(agent.id), "name": doc.name, "content_type": doc.content_type}
+    try:
+        await audit(request, "agent.document_added", "agent_document", doc.id, details=details)
+    except Exception:
+        await _undo_add_document(rt, agent, doc)
+        raise
     return web.json_response(doc.to_dict(), status=201)
+
+
+async def _undo_add_document(rt: Runtime, agent: Agent, doc: AgentDocument) -> None:
+    async def drop_vectors() -> None:
+        await rt.knowledge.delete_document(str(agent.workspace_id), str(agent.id), str(doc.id))
+
+    try:
+        await rt.agents.delete_document(
+            agent.workspace_id, agent.id, doc.id, before_commit=drop_vectors
+        )
+    except Exception as exc:  # the original failure is the one to report
+        log.warning("document %s stays without its audit entry: %r", doc.id, exc)
 
 
 async def list_documents(request: web.Request) -> web.Response:
@@ -317,6 +363,15 @@ async def delete_document(request: web.Request) -> web.Response:
     async def drop_vectors() -> None:
         await rt.knowledge.delete_document(str(agent.workspace_id), str(agent.id), document_id)
 
+    # Before the delete, as in delete_agent; an unknown document id is a 404 without an entry.
+    await rt.agents.document_text(agent.workspace_id, agent.id, document_id)
+    await audit(
+        request,
+        "agent.document_deleted",
+        "agent_document",
+        document_id,
+        details={"agent_id": str(agent.id)},
+    )
     await rt.agents.delete_document(
         agent.workspace_id, agent.id, document_id, before_commit=drop_vectors
     )

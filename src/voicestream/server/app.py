@@ -18,12 +18,18 @@ from ..config import Settings
 from ..engines.agents.services import open_agent_services
 from ..engines.catalog import EngineRegistry, build_default_registry, finish_loading
 from ..engines.executor import InferenceExecutor
+from ..identity.accounts import open_accounts
+from ..identity.audit_trail import AUDIT_TRAIL, AuditTrail
 from ..observability.log_redaction import install_log_redaction
 from ..observability.loop_lag import monitor_loop_lag
 from ..observability.metrics import Metrics
 from ..observability.stt_pool_metrics import DecoderPoolCollector
 from ..rest.agents import ROUTES as AGENT_ROUTES
+from ..rest.audit_logs import ROUTES as AUDIT_LOG_ROUTES
+from ..rest.auth import ACCOUNTS, add_auth_routes
+from ..rest.usage import get_usage
 from ..rest.voices import list_voices
+from ..store.audit import AuditLog
 from ..store.conversation_upkeep import open_conversations
 from ..store.history import HistoryRepository
 from ..store.keys import ApiKeyRepository
@@ -59,6 +65,7 @@ from .middleware import auth_middleware, error_middleware
 from .model_catalog import list_models
 from .origin import origin_middleware
 from .parser_refusals import install_json_parser_refusals
+from .rate_limits import add_limits, rate_limit_middleware
 from .request_deadlines import body_deadline_middleware
 from .request_validation import client_error_logger
 from .widget import get_demo, get_widget_js
@@ -89,22 +96,27 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
             ),
             origin_middleware,  # before auth: a refused page costs no key lookup
             auth_middleware,
+            rate_limit_middleware,  # per caller; streams per workspace (after auth)
         ],
     )
     app.cleanup_ctx.append(_runtime(settings, registry))
     app.cleanup_ctx.append(_loop_lag_monitor)
     add_socket_registry(app)  # revoking a key closes its open sockets and calls
+    add_limits(app)  # request rates and stream slots in Redis (after the runtime)
     app.cleanup_ctx.append(wyoming_server)  # only when VOICESTREAM_WYOMING_PORT is set
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/voices", list_voices)
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/usage", get_usage)  # the workspace's usage, paged
     app.router.add_post("/v1/tts", post_tts)
     app.router.add_get("/v1/tts/stream", ws_tts)
     app.router.add_post("/v1/stt", post_stt)
     app.router.add_get("/v1/stt/stream", ws_stt)
     app.router.add_routes(AGENT_ROUTES)  # /v1/agents…, /v1/convai/sessions…
+    app.router.add_routes(AUDIT_LOG_ROUTES)  # /v1/audit-logs (app[AUDIT_TRAIL], below)
+    add_auth_routes(app)  # /v1/auth/…: sign-up, sign-in, sessions (app[ACCOUNTS], below)
     app.router.add_get("/v1/convai/stream", ws_convai)
     app.router.add_post("/v1/convai/tickets", post_ticket)
     add_openai_audio_routes(app)  # /openai/v1/audio/speech, /audio/transcriptions, /models
@@ -159,6 +171,10 @@ def _runtime(
             # Decoding uploads and encoding compressed output: CPU work kept off the loop.
             media_executor = InferenceExecutor("media", settings.tts_threads)
             try:
+                app[ACCOUNTS] = open_accounts(settings, services.pool, secret_key)
+                app[AUDIT_TRAIL] = AuditTrail(
+                    AuditLog(services.pool), settings.trust_forwarded_headers
+                )
                 app[RUNTIME] = Runtime(
                     settings=settings,
                     registry=reg,

@@ -1,24 +1,36 @@
-"""Middlewares: every failure becomes a JSON error; every non-public route needs an API key."""
+"""Middlewares: every failure becomes a JSON error; every non-public route needs a credential:
+an API key, or a signed-in user's access token (``Authorization: Bearer <JWT>``)."""
 
 from __future__ import annotations
 
 import logging
 import re
+from uuid import UUID
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..errors import AuthError, EngineUnavailable, VoiceStreamError
+from ..errors import AuthError, BadRequest, EngineUnavailable, VoiceStreamError
 from ..identity import policy
+from ..rest.auth import ACCOUNTS, AUTH_PREFIX
+from ..store.keys import KEY_PREFIX, Principal
 from ..store.services import outage_error
 from ..transports.context import PRINCIPAL, RUNTIME
 from .request_validation import CLIENT_FAULTS, check_request_text
 
-__all__ = ["KEY_OPTIONAL_PATHS", "PUBLIC_PATHS", "auth_middleware", "error_middleware"]
+__all__ = [
+    "KEY_OPTIONAL_PATHS",
+    "PUBLIC_PATHS",
+    "WORKSPACE_HEADER",
+    "auth_middleware",
+    "error_middleware",
+]
 
 log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/widget.js", "/demo"})
+# A user session acts in the workspace this names (an id), else in its oldest membership.
+WORKSPACE_HEADER = "X-Workspace-Id"
 # A browser widget cannot hold a key: these accept a ticket or a public agent instead, which the
 # handler checks. A key that is presented must still be valid.
 KEY_OPTIONAL_PATHS = frozenset(
@@ -151,20 +163,55 @@ def _presented_key(request: web.Request) -> str | None:
     return None
 
 
+def _access_token(request: web.Request) -> str | None:
+    """A bearer credential shaped like a JWT (three dot-separated parts): a user's access
+    token. Only from the Authorization header; the other places a key may travel take keys
+    alone, and anything else in the header is tried as a key (and refused as one)."""
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        token = auth[7:].strip()
+        if token.count(".") == 2 and not token.startswith(KEY_PREFIX):
+            return token
+    return None
+
+
+def _workspace_asked(request: web.Request) -> UUID | None:
+    raw = request.headers.get(WORKSPACE_HEADER)
+    if raw is None:
+        return None
+    try:
+        return UUID(raw.strip())
+    except ValueError:
+        raise BadRequest(
+            f"{WORKSPACE_HEADER} must be a workspace id (a UUID, as in GET /v1/auth/me)"
+        ) from None
+
+
+async def _user_principal(request: web.Request, token: str) -> Principal:
+    # The membership is read on every request (one indexed query), so a member removed or a
+    # user disabled loses access at once, not when the token expires.
+    return await request.app[ACCOUNTS].principal(token, _workspace_asked(request))
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS:
+    if request.path in PUBLIC_PATHS or request.path.startswith(AUTH_PREFIX):
+        # /v1/auth/… is how a caller gets credentials; GET me checks its own token.
         return await handler(request)
-    key = _presented_key(request)
-    if key is None and _key_optional(request.path):
-        return await handler(request)
-    if key is None:
-        raise AuthError(
-            "missing API key: send 'Authorization: Bearer <key>' or 'xi-api-key: <key>'"
-        )
-    principal = await request.app[RUNTIME].keys.authenticate(key)
-    if principal is None:
-        raise AuthError("invalid or revoked API key")
+    principal: Principal | None
+    if (token := _access_token(request)) is not None:
+        principal = await _user_principal(request, token)
+    else:
+        key = _presented_key(request)
+        if key is None and _key_optional(request.path):
+            return await handler(request)
+        if key is None:
+            raise AuthError(
+                "missing API key: send 'Authorization: Bearer <key>' or 'xi-api-key: <key>'"
+            )
+        principal = await request.app[RUNTIME].keys.authenticate(key)
+        if principal is None:
+            raise AuthError("invalid or revoked API key")
     # Role rules, before any handler (and so before any WebSocket upgrade).
     policy.check(principal, request.method, request.path, websocket=_wants_upgrade(request))
     request[PRINCIPAL] = principal

@@ -91,12 +91,22 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a request is acting as, once its key has been authenticated."""
+    """Who a request is acting as: an API key, or a signed-in user in one of their workspaces
+    (``key_id`` None, ``user_id`` set, ``role`` the membership's)."""
 
-    key_id: UUID
+    key_id: UUID | None
     workspace_id: UUID
     workspace_name: str
     role: Role
+    user_id: UUID | None = None
+
+    @property
+    def tag(self) -> str:
+        """Who this is, as one string (``key:<id>`` or ``user:<id>``): what owns a
+        conversation lease, what a rate limit counts."""
+        if self.key_id is not None:
+            return f"key:{self.key_id}"
+        return f"user:{self.user_id}"
 
     def has_role(self, minimum: Role) -> bool:
         """Whether the role is ``minimum`` or above (owner > admin > editor > viewer)."""

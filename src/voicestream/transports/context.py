@@ -10,8 +10,8 @@ from aiohttp import web
 from ..config import Settings
 from ..engines.catalog import EngineRegistry
 from ..engines.executor import InferenceExecutor
+from ..identity.request_principal import PRINCIPAL, optional_principal, principal_of
 from ..observability.metrics import Metrics
-from ..store.keys import Principal
 
 if TYPE_CHECKING:
     import asyncpg
@@ -49,14 +49,3 @@ class Runtime:
 
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("voicestream_runtime", Runtime)
-# Request-scoped, set by the auth middleware.
-PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("voicestream_principal", Principal)
-
-
-def principal_of(request: web.Request) -> Principal:
-    return request[PRINCIPAL]
-
-
-def optional_principal(request: web.Request) -> Principal | None:
-    """The key's principal on routes where a key is optional (see KEY_OPTIONAL_PATHS)."""
-    return request.get(PRINCIPAL)

@@ -17,16 +17,24 @@ import contextlib
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.exceptions
 from aiohttp import web
 
 from ..engines.agents.base import AgentConfig, ChatMessage
-from ..errors import AuthError, Forbidden, NotFound, ProtocolError, ValidationFailed
+from ..errors import (
+    AuthError,
+    Forbidden,
+    NotFound,
+    ProtocolError,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from ..identity.tickets import (
     END_USER_ID,
     END_USER_RULE,
@@ -45,6 +53,7 @@ from ..protocols import convai
 from ..store.keys import Principal
 from .context import RUNTIME, Runtime, optional_principal
 from .session_lock import LiveLock
+from .stream_admission import admit_stream
 
 __all__ = [
     "ConversationLease",
@@ -74,6 +83,11 @@ class ConversationLease:
     keyed: bool = False  # an API key on the very call that opened it
     live: LiveLock | None = None  # this connection's hold on the session id
     redeemed: Ticket | None = None  # the ticket this connection used up, if it did
+    # The workspace's stream slot, held until the conversation closes; and what its minutes
+    # are metered to, from when it opened.
+    admission: contextlib.AsyncExitStack | None = None
+    metered: tuple[uuid.UUID, uuid.UUID | None] | None = None
+    opened_at: float = field(default_factory=time.monotonic)
 
     def session_event(self) -> dict[str, Any]:
         event = events.session_info(
@@ -111,10 +125,24 @@ class ConversationLease:
             # Run last to first: the live lock goes only once the state is settled.
             if self.live is not None:
                 steps.push_async_callback(self.live.release)
+            if self.admission is not None:
+                steps.push_async_callback(self.admission.aclose)
+            steps.push_async_callback(self._meter)
             steps.push_async_callback(self._settle_state, ended)
             steps.push_async_callback(self.session.close)
             status = "ended" if ended else "disconnected"
             await self.rt.conversations.end(self.session.conversation_id, status)
+
+    async def _meter(self) -> None:
+        if self.metered is None:
+            return
+        seconds = time.monotonic() - self.opened_at
+        try:
+            await self.rt.usage.record(self.metered, "conversation_seconds", seconds)
+        except ServiceUnavailable as exc:  # the database is away: these minutes go unbilled
+            log.warning(
+                "session %s: %.1f s of conversation not metered: %s", self.session.id, seconds, exc
+            )
 
     async def give_back_ticket(self) -> None:
         """The call never started (a bad WebRTC offer): the ticket it used may open another."""
@@ -145,7 +173,7 @@ class _Access:
     @property
     def owner(self) -> str:
         if self.principal is not None:
-            return f"key:{self.principal.key_id}"
+            return self.principal.tag
         return f"ticket:{self.ticket.jti}" if self.ticket is not None else "public"
 
     @property
@@ -154,7 +182,7 @@ class _Access:
         vouches for (a fresh ticket for them, say after a page reload) or else that very
         ticket; for an anonymous visitor, anyone holding the session id."""
         if self.principal is not None:
-            return f"key:{self.principal.key_id}"
+            return self.principal.tag
         if self.ticket is not None:
             if self.ticket.end_user_id is not None:
                 return f"end_user:{self.ticket.end_user_id}"
@@ -213,6 +241,9 @@ async def open_conversation(
     access = await _authorize(request, rt, agent_id, ticket, family_of(transport))
     if ready is not None:
         ready()
+    workspace_id = uuid.UUID(access.agent.workspace_id)
+    admission = contextlib.AsyncExitStack()
+    await admit_stream(request, workspace_id, ("conversation_seconds",), admission)
     agent = access.agent
     if customize is not None:
         agent = customize(agent)
@@ -267,6 +298,7 @@ async def open_conversation(
         await _save_state(rt, session, history, ticket_jti, access.opener)
     except BaseException:
         async with contextlib.AsyncExitStack() as undo:
+            undo.push_async_callback(admission.aclose)
             if live is not None:
                 undo.push_async_callback(live.release)
             if redeemed is not None:
@@ -283,6 +315,8 @@ async def open_conversation(
         keyed=access.principal is not None,
         live=live,
         redeemed=redeemed,
+        admission=admission,
+        metered=(workspace_id, access.principal.key_id if access.principal else None),
     )
 
 
@@ -307,7 +341,7 @@ def caller_tag(request: web.Request, ticket: str | None) -> str:
     else the ticket it holds (expired or used up alike), else ``public``."""
     principal = optional_principal(request)
     if principal is not None:
-        return f"key:{principal.key_id}"
+        return principal.tag
     if ticket:
         jti = ticket_holder(request.app[RUNTIME].secret_key, ticket)
         if jti is not None:

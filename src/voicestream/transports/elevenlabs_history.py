@@ -18,6 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from ..errors import ValidationFailed
+from ..identity.audit_trail import audit
 from ..media.decode import decode_audio, decode_raw
 from ..media.formats import Codec, parse_format
 from ..media.wav import encode_wav
@@ -168,9 +169,16 @@ async def get_history_audio(request: web.Request) -> web.StreamResponse:
 
 async def delete_history_item(request: web.Request) -> web.StreamResponse:
     """``DELETE /v1/history/{id}``: the item and its audio."""
-    await request.app[RUNTIME].history.delete(
+    history = request.app[RUNTIME].history
+    item = await history.get(
         principal_of(request).workspace_id, request.match_info["history_item_id"]
     )
+    # Before the delete: an entry that cannot be written stops it (503); an unknown id is a
+    # 404 without an entry.
+    await audit(
+        request, "history.deleted", "history_item", item.id, details={"voice_id": item.voice_id}
+    )
+    await history.delete(item.workspace_id, item.id)
     return web.json_response({"status": "ok"})
 
 
@@ -210,6 +218,15 @@ async def download_history(request: web.Request) -> web.StreamResponse:
     if body.output_format not in (None, "", "default", "wav"):
         raise _field_error("output_format", "must be 'wav' or 'default'")
     found = await rt.history.get_audios(principal_of(request).workspace_id, body.history_item_ids)
+    # Before any audio leaves: an export that cannot be recorded is not made (503).
+    ids = [item.id for item, _ in found]
+    await audit(
+        request,
+        "history.exported",
+        "history_item",
+        ids[0] if len(ids) == 1 else None,
+        details={"history_item_ids": ids, "output_format": "wav" if to_wav else "default"},
+    )
     files: list[tuple[str, str, bytes]] = []  # name, content type, data
     for item, audio in found:
         if to_wav:

@@ -9,6 +9,7 @@ protocol's own error shape, once the socket is open (a browser cannot read an HT
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 
@@ -19,8 +20,10 @@ from ..identity import policy
 from ..protocols import elevenlabs as el
 from ..protocols.elevenlabs_ws import InvalidApiKey, MissingApiKey, bearer_token
 from ..store.keys import Principal
+from ..store.usage import UsageKind
 from .context import RUNTIME, optional_principal
 from .socket_registry import bind_socket_key
+from .stream_admission import admit_stream
 
 __all__ = ["Handler", "SocketAuth", "elevenlabs_errors"]
 
@@ -54,6 +57,7 @@ class SocketAuth:
         self._query_key = bearer_token(request.query.get("authorization", ""))
         # Scribe's browser clients use single-use tokens, which this server does not issue.
         self._token_sent = bool(request.query.get("token"))
+        self._admission = contextlib.AsyncExitStack()
 
     async def connection(self) -> Principal | None:
         """The principal of the connection's own key; None when it came without one.
@@ -89,5 +93,15 @@ class SocketAuth:
             raise InvalidApiKey("invalid or revoked API key")
         # The role rules the middleware applies to header keys (every socket acts).
         policy.check(principal, "GET", self._path, websocket=True)
-        bind_socket_key(self._request, principal.key_id)  # revoking the key closes it
+        if principal.key_id is not None:  # always, for a key; user sessions have none
+            bind_socket_key(self._request, principal.key_id)  # revoking the key closes it
+        # The quota and stream-cap admission the limits middleware gives header keys.
+        kinds: tuple[UsageKind, ...] = (
+            ("stt_seconds",) if "/speech-to-text/" in self._path else ("tts_characters",)
+        )
+        await admit_stream(self._request, principal.workspace_id, kinds, self._admission)
         return principal
+
+    async def release(self) -> None:
+        """The socket has ended: give back the stream slot a key inside it took."""
+        await self._admission.aclose()

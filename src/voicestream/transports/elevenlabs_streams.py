@@ -160,6 +160,7 @@ async def tts_stream_input(request: web.Request) -> web.StreamResponse:
         await session.run()
     finally:
         rt.metrics.active_streams.labels("tts_elevenlabs_ws").dec()
+        await auth.release()
         await _record_usage(rt, auth, session.characters)
     return ws
 
@@ -260,6 +261,7 @@ async def tts_multi_stream_input(request: web.Request) -> web.StreamResponse:
         await session.run()
     finally:
         rt.metrics.active_streams.labels("tts_elevenlabs_multi_ws").dec()
+        await auth.release()
         await _record_usage(rt, auth, session.characters)
     return ws
 

@@ -63,6 +63,7 @@ async def stt_realtime(request: web.Request) -> web.StreamResponse:
         await session.run(auth)
     finally:
         rt.metrics.active_streams.labels("stt_elevenlabs_ws").dec()
+        await auth.release()
         await session.stream.aclose()
         seconds = session.audio_seconds
         if seconds:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..engines.tts_stream import TTSStream
 from ..errors import EmptyText, TextTooLong, VoiceStreamError
+from ..identity import quotas
 from ..media.formats import parse_format
 from .context import RUNTIME, principal_of
 from .http_common import read_model
@@ -42,6 +43,9 @@ async def post_tts(request: web.Request) -> web.StreamResponse:
         )
     fmt = parse_format(body.format)
     engine, voice = rt.registry.voice(body.voice or rt.settings.default_voice)
+    principal = principal_of(request)
+    # Charged before any synthesis, within the workspace's quota; taken back if it fails.
+    charge = await quotas.charge(rt.usage, rt.settings, principal, "tts_characters", len(text))
     stream = TTSStream(engine, voice, rt.tts_executors[engine.name])
     stream.push_text(text)
     stream.end_input()
@@ -75,13 +79,14 @@ async def post_tts(request: web.Request) -> web.StreamResponse:
         log.debug("tts client went away after %.2f s of audio", audio_seconds)
         client_gone = True
     except VoiceStreamError as err:
+        await charge.refund(principal.workspace_id)
         if response is None:
             raise
         log.warning("tts stream aborted after audio started: %s", err)
         raise ConnectionResetError("synthesis failed mid-stream") from err
     finally:
         rt.metrics.active_streams.labels("tts_http").dec()
-    await rt.usage.record(principal_of(request), "tts_characters", len(text))
+    await charge.settle()
     if client_gone:
         assert response is not None
         return response  # aiohttp finishes a response whose peer is gone quietly

@@ -59,6 +59,7 @@ from ..media.resample import Resampler
 from ..protocols import wyoming as wy
 from ..store.workspaces import ensure_workspace
 from .context import RUNTIME, Runtime
+from .stream_admission import stream_slot
 from .stt_common import TranscriptBuilder, open_stt_stream
 from .tts_output import encode_stream
 from .wyoming_offer import ASR_PROGRAM, TTS_PROGRAM, build_info, choose_stt, resolve_voice
@@ -110,7 +111,15 @@ async def wyoming_server(app: web.Application) -> AsyncIterator[None]:
             connections.add(task)
             open_connections.inc()
             try:
-                await _Connection(rt, reader, writer, info, workspace_id).run()
+                # A connection is one stream of the Wyoming workspace's cap (all processes).
+                slot = contextlib.AsyncExitStack()
+                try:
+                    await slot.enter_async_context(stream_slot(app, workspace_id))
+                except Busy as err:
+                    await _refuse(rt, reader, writer, err)
+                    return
+                async with slot:
+                    await _Connection(rt, reader, writer, info, workspace_id).run()
             finally:
                 connections.discard(task)
                 open_connections.dec()
@@ -141,10 +150,16 @@ async def wyoming_server(app: web.Application) -> AsyncIterator[None]:
         await server.wait_closed()
 
 
-async def _refuse(rt: Runtime, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Past the connection cap: the error event, then close, without handling the request."""
+async def _refuse(
+    rt: Runtime,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    err: Busy | None = None,
+) -> None:
+    """Past a cap (this server's connections, or ``err``'s): the error event, then close,
+    without handling the request."""
     limit = rt.settings.wyoming_max_connections
-    err = Busy(
+    err = err or Busy(
         f"all {limit} Wyoming connections are in use; try again shortly",
         details={"max_connections": limit},
     )

@@ -1,0 +1,128 @@
+"""``GET /v1/audit-logs``: the caller's workspace's audit log, newest first.
+
+Owners and admins only (``identity/policy.py`` refuses the other roles before this runs).
+Paged by an opaque ``cursor`` (the previous page's ``next_cursor``) and filtered by
+``action`` (exact, or a family: ``key.`` / ``key.*``), ``actor`` (a user or key id, a key
+prefix, an e-mail, ``cli``), ``target_type``/``target_id`` and ``since`` (inclusive) /
+``until`` (exclusive), ISO 8601 with an offset. Unknown or repeated parameters are refused
+(422) rather than ignored: a mistyped filter must not quietly return everything.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Final
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from ..errors import ValidationFailed
+from ..identity.audit_trail import AUDIT_TRAIL
+from ..identity.request_principal import principal_of
+from ..protocols.json_messages import validate_model
+from ..store.audit import MAX_PAGE_SIZE, AuditEntry, AuditFilters
+
+__all__ = ["ROUTES", "AuditEntryModel", "AuditLogPage", "AuditLogQuery"]
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=320)]
+
+
+class AuditLogQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(50, ge=1, le=MAX_PAGE_SIZE)
+    cursor: Annotated[str, StringConstraints(max_length=100)] | None = None
+    action: Annotated[str, StringConstraints(max_length=100)] | None = None
+    actor: Text | None = None
+    target_type: Annotated[str, StringConstraints(max_length=64)] | None = None
+    target_id: Annotated[str, StringConstraints(max_length=200)] | None = None
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+
+
+class ActorModel(BaseModel):
+    display: str  # a key prefix, an e-mail, or "cli"
+    user_id: UUID | None
+    api_key_id: UUID | None
+
+
+class TargetModel(BaseModel):
+    type: str | None
+    id: str | None
+
+
+class AuditEntryModel(BaseModel):
+    id: int
+    created_at: datetime
+    workspace_id: UUID | None
+    action: str
+    actor: ActorModel
+    target: TargetModel
+    ip: str | None
+    user_agent: str | None
+    details: dict[str, Any]
+    prev_hash: str  # hex: the previous entry's hash
+    hash: str  # hex SHA-256 over prev_hash and this entry (``voicestream audit verify``)
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditEntryModel:
+        return cls(
+            id=entry.id,
+            created_at=entry.created_at,
+            workspace_id=entry.workspace_id,
+            action=entry.action,
+            actor=ActorModel(
+                display=entry.actor_display,
+                user_id=entry.actor_user_id,
+                api_key_id=entry.actor_key_id,
+            ),
+            target=TargetModel(type=entry.target_type, id=entry.target_id),
+            ip=entry.ip,
+            user_agent=entry.user_agent,
+            details=entry.details,
+            prev_hash=entry.prev_hash.hex(),
+            hash=entry.hash.hex(),
+        )
+
+
+class AuditLogPage(BaseModel):
+    data: list[AuditEntryModel]
+    next_cursor: str | None  # None on the last page
+
+
+def _query(request: web.Request) -> AuditLogQuery:
+    repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
+    if repeated:
+        raise ValidationFailed(
+            f"repeated query parameter: {', '.join(repeated)}",
+            details={"fields": [{"field": n, "message": "given more than once"} for n in repeated]},
+        )
+    # An empty value is no filter, as in a form left blank.
+    given = {name: value for name, value in request.query.items() if value != ""}
+    return validate_model(AuditLogQuery, given, "query string")
+
+
+async def list_audit_logs(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    query = _query(request)
+    page = await request.config_dict[AUDIT_TRAIL].log.list(
+        principal.workspace_id,
+        limit=query.limit,
+        cursor=query.cursor,
+        filters=AuditFilters(
+            action=query.action,
+            actor=query.actor,
+            target_type=query.target_type,
+            target_id=query.target_id,
+            since=query.since,
+            until=query.until,
+        ),
+    )
+    body = AuditLogPage(
+        data=[AuditEntryModel.of(entry) for entry in page.entries],
+        next_cursor=page.next_cursor,
+    )
+    return web.json_response(text=body.model_dump_json())
+
+
+ROUTES: Final = [web.get("/v1/audit-logs", list_audit_logs, allow_head=False)]

@@ -1,0 +1,240 @@
+"""``/v1/auth/…``: sign-up, e-mail verification, sign-in, sessions, magic links, resets.
+
+A thin shell over ``identity/accounts.py``, where the rules (and what they reveal) are
+written down. Every route here is public in the auth middleware except that ``GET me``
+checks its own access token: these routes are how a caller gets one.
+
+Responses that carry tokens say ``Cache-Control: no-store`` (RFC 6749 §5.1): no proxy or
+browser cache may keep them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final, Literal
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+from ..errors import AuthError
+from ..identity.accounts import MAX_EMAIL_CHARS, Accounts, TokenPair, check_email
+from ..identity.audit_trail import audit
+from ..identity.passwords import MAX_PASSWORD_CHARS
+from ..store.audit import Actor
+from ..store.keys import Role
+from ..transports.http_common import read_model
+
+__all__ = ["ACCOUNTS", "AUTH_PREFIX", "add_auth_routes"]
+
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey("voicestream_accounts", Accounts)
+AUTH_PREFIX: Final = "/v1/auth/"
+_NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+Email = Annotated[str, StringConstraints(max_length=MAX_EMAIL_CHARS), AfterValidator(check_email)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_CHARS)]
+# Ours are 47 characters; the bound only keeps junk short.
+OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+WorkspaceName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignUpBody(_Body):
+    email: Email
+    password: Annotated[str, StringConstraints(max_length=MAX_PASSWORD_CHARS)] | None = None
+    workspace: WorkspaceName | None = None
+
+
+class LoginBody(_Body):
+    email: Email
+    password: Password
+
+
+class EmailBody(_Body):
+    email: Email
+
+
+class TokenBody(_Body):
+    token: OpaqueToken
+
+
+class RefreshBody(_Body):
+    refresh_token: OpaqueToken
+
+
+class ResetConfirmBody(_Body):
+    token: OpaqueToken
+    password: Password
+
+
+class SignUpResponse(BaseModel):
+    status: Literal["verification_sent"] = "verification_sent"
+    email: str
+
+
+class AcceptedResponse(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    message: str
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    refresh_token: str
+
+
+class UserModel(BaseModel):
+    id: UUID
+    email: str
+    email_verified: bool
+    created_at: datetime
+
+
+class MembershipModel(BaseModel):
+    workspace_id: UUID
+    workspace: str
+    role: Role
+    joined_at: datetime
+
+
+class MeResponse(BaseModel):
+    user: UserModel
+    memberships: list[MembershipModel]
+
+
+def _json(model: BaseModel, status: int = 200, *, secret: bool = False) -> web.Response:
+    return web.json_response(
+        model.model_dump(mode="json"), status=status, headers=_NO_STORE if secret else None
+    )
+
+
+def _tokens(pair: TokenPair) -> web.Response:
+    body = TokenResponse(
+        access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
+    )
+    return _json(body, secret=True)
+
+
+async def sign_up(request: web.Request) -> web.Response:
+    body = await read_model(request, SignUpBody)
+    await request.app[ACCOUNTS].sign_up(body.email, body.password, body.workspace)
+    return _json(SignUpResponse(email=body.email), 201)
+
+
+async def verify_email(request: web.Request) -> web.Response:
+    body = await read_model(request, TokenBody)
+    await request.app[ACCOUNTS].verify_email(body.token)
+    return web.Response(status=204)
+
+
+async def _signed_in(request: web.Request, pair: TokenPair, method: str, email: str | None) -> None:
+    # Before the tokens leave: a sign-in the audit log cannot record does not happen (503).
+    actor = Actor(display=email, user_id=pair.user_id)
+    await audit(
+        request,
+        "auth.signed_in",
+        "user",
+        pair.user_id,
+        details={"method": method},
+        actor=actor,
+        workspace_id=None,
+    )
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await read_model(request, LoginBody)
+    pair = await request.app[ACCOUNTS].login(body.email, body.password)
+    await _signed_in(request, pair, "password", body.email)
+    return _tokens(pair)
+
+
+async def refresh(request: web.Request) -> web.Response:
+    body = await read_model(request, RefreshBody)
+    return _tokens(await request.app[ACCOUNTS].refresh(body.refresh_token))
+
+
+async def logout(request: web.Request) -> web.Response:
+    body = await read_model(request, RefreshBody)
+    await request.app[ACCOUNTS].logout(body.refresh_token)
+    return web.Response(status=204)
+
+
+async def request_magic_link(request: web.Request) -> web.Response:
+    body = await read_model(request, EmailBody)
+    await request.app[ACCOUNTS].request_magic_link(body.email)
+    message = "if an account has this address, a sign-in link is on its way"
+    return _json(AcceptedResponse(message=message), 202)
+
+
+async def redeem_magic_link(request: web.Request) -> web.Response:
+    body = await read_model(request, TokenBody)
+    pair = await request.app[ACCOUNTS].redeem_magic_link(body.token)
+    await _signed_in(request, pair, "magic_link", None)
+    return _tokens(pair)
+
+
+async def request_password_reset(request: web.Request) -> web.Response:
+    body = await read_model(request, EmailBody)
+    await request.app[ACCOUNTS].request_password_reset(body.email)
+    message = "if an account has this address, a reset link is on its way"
+    return _json(AcceptedResponse(message=message), 202)
+
+
+async def confirm_password_reset(request: web.Request) -> web.Response:
+    body = await read_model(request, ResetConfirmBody)
+    user_id = await request.app[ACCOUNTS].confirm_password_reset(body.token, body.password)
+    # After the fact (the password is already changed): a failed entry is a 503 to retry on,
+    # and the retry finds the link used up; the reset itself stands.
+    actor = Actor(user_id=user_id)
+    await audit(request, "auth.password_reset", "user", user_id, actor=actor, workspace_id=None)
+    return web.Response(status=204)
+
+
+async def me(request: web.Request) -> web.Response:
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if not token or token.startswith("vs_"):
+        raise AuthError(
+            "this route is for signed-in people: send 'Authorization: Bearer <access token>' "
+            "from /v1/auth/login (an API key has no user)"
+        )
+    accounts = request.app[ACCOUNTS]
+    user = await accounts.user_of(token)
+    memberships = await accounts.memberships(user.id)
+    body = MeResponse(
+        user=UserModel(
+            id=user.id,
+            email=user.email,
+            email_verified=user.email_verified_at is not None,
+            created_at=user.created_at,
+        ),
+        memberships=[
+            MembershipModel(
+                workspace_id=m.workspace_id,
+                workspace=m.workspace_name,
+                role=m.role,
+                joined_at=m.created_at,
+            )
+            for m in memberships
+        ],
+    )
+    return _json(body)
+
+
+def add_auth_routes(app: web.Application) -> None:
+    """Mount ``/v1/auth/…``; the app must hold ``ACCOUNTS`` by the time requests arrive."""
+    p = AUTH_PREFIX
+    app.router.add_post(p + "signup", sign_up)
+    app.router.add_post(p + "verify-email", verify_email)
+    app.router.add_post(p + "login", login)
+    app.router.add_post(p + "refresh", refresh)
+    app.router.add_post(p + "logout", logout)
+    app.router.add_post(p + "magic-link", request_magic_link)
+    app.router.add_post(p + "magic-link/redeem", redeem_magic_link)
+    app.router.add_post(p + "password-reset", request_password_reset)
+    app.router.add_post(p + "password-reset/confirm", confirm_password_reset)
+    app.router.add_get(p + "me", me)

@@ -1,0 +1,151 @@
+"""The limits middleware: request rates per caller, and stream admission per workspace.
+
+It runs right after authentication, for every request that carries a principal:
+
+1. **Rate.** One GCRA bucket per caller in Redis (``store/request_rates.py``): the signed-in
+   user when there is one, else the API key. Past the burst: 429 ``rate_limited`` with
+   ``Retry-After``. Every answer to a counted request carries ``RateLimit-Limit``,
+   ``RateLimit-Remaining`` and ``RateLimit-Reset`` (refusals, successes, other errors, and
+   a socket's upgrade response alike), so clients can pace themselves before they are
+   refused. A socket is counted, and refused, at its upgrade request.
+2. **Streams.** A streaming request (a socket's upgrade, streaming TTS or STT over HTTP) is
+   refused before its handler runs when its workspace has used up the quota of what it would
+   do (402 ``quota_exceeded``) or has ``max_streams_per_workspace`` streams open (429); it
+   then holds a slot until the handler returns, which for a socket is when it closes.
+   Conversations (and calls) are admitted in ``open_conversation`` instead, where their
+   workspace (the agent's) is known even without a key, and where a WebRTC call's slot can
+   outlive the signalling request.
+
+Redis down: the limits are not enforced (fail-open) and a warning is logged, once per outage.
+Rejecting every request instead would turn an outage of a limiter into an outage of the
+whole API, synthesis and transcription included, which do not need Redis; the per-process
+bounds still protect the server meanwhile (see ``stream_admission.FailOpen``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ..errors import Busy
+from ..identity.quotas import require_headroom
+from ..store.keys import Principal
+from ..store.request_rates import RateDecision, RequestRates
+from ..store.usage import UsageKind
+from ..transports.context import PRINCIPAL, RUNTIME
+from ..transports.stream_admission import STREAM_SLOT, FailOpen, stream_leases, stream_slot
+
+__all__ = ["STREAM_ROUTES", "add_limits", "rate_limit_middleware"]
+
+_TTS: Final[tuple[UsageKind, ...]] = ("tts_characters",)
+_STT: Final[tuple[UsageKind, ...]] = ("stt_seconds",)
+# Streaming routes by their route pattern, with the kinds of work they do. Conversation
+# routes are absent on purpose (see the module doc).
+STREAM_ROUTES: Final[dict[str, tuple[UsageKind, ...]]] = {
+    "/v1/tts": _TTS,
+    "/v1/tts/stream": _TTS,
+    "/v1/stt": _STT,
+    "/v1/stt/stream": _STT,
+    "/openai/v1/audio/speech": _TTS,
+    "/openai/v1/audio/transcriptions": _STT,
+    "/openai/v1/audio/translations": _STT,
+    "/openai/v1/realtime": ("stt_seconds", "tts_characters"),
+    "/elevenlabs/v1/text-to-speech/{voice_id}": _TTS,
+    "/elevenlabs/v1/text-to-speech/{voice_id}/stream": _TTS,
+    "/elevenlabs/v1/text-to-speech/{voice_id}/with-timestamps": _TTS,
+    "/elevenlabs/v1/text-to-speech/{voice_id}/stream/with-timestamps": _TTS,
+    "/elevenlabs/v1/text-to-speech/{voice_id}/stream-input": _TTS,
+    "/elevenlabs/v1/text-to-speech/{voice_id}/multi-stream-input": _TTS,
+    "/elevenlabs/v1/text-to-dialogue": _TTS,
+    "/elevenlabs/v1/text-to-dialogue/stream": _TTS,
+    "/elevenlabs/v1/text-to-dialogue/with-timestamps": _TTS,
+    "/elevenlabs/v1/text-to-dialogue/stream/with-timestamps": _TTS,
+    "/elevenlabs/v1/speech-to-text": _STT,
+    "/elevenlabs/v1/speech-to-text/realtime": _STT,
+}
+
+
+@dataclass
+class _Rates:
+    rates: RequestRates
+    fail_open: FailOpen
+
+
+_RATES: Final = web.AppKey("voicestream_request_rates", _Rates)
+_DECISION: Final = web.RequestKey("voicestream_rate_decision", RateDecision)
+
+
+def add_limits(app: web.Application) -> None:
+    """Open what the middleware needs; call after the runtime's cleanup context."""
+    app.cleanup_ctx.append(_open_rates)
+    app.cleanup_ctx.append(stream_leases)
+    app.on_response_prepare.append(_rate_headers)
+
+
+async def _open_rates(app: web.Application) -> AsyncIterator[None]:
+    app[_RATES] = _Rates(RequestRates(app[RUNTIME].redis), FailOpen("request rate limits"))
+    yield
+
+
+def _caller(principal: Principal) -> str:
+    # A person is one caller whichever workspace or session they act through.
+    if principal.user_id is not None:
+        return f"user:{principal.user_id}"
+    return f"key:{principal.key_id}"
+
+
+def _stream_kinds(request: web.Request) -> tuple[UsageKind, ...] | None:
+    """The kinds of work of a streaming request; None for any other request."""
+    resource = request.match_info.route.resource
+    kinds = STREAM_ROUTES.get(resource.canonical) if resource is not None else None
+    if kinds is None:
+        return None
+    if request.method == "POST":
+        return kinds
+    if request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket":
+        return kinds
+    return None
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    principal = request.get(PRINCIPAL)
+    rates = request.app.get(_RATES)
+    if principal is None or rates is None:
+        return await handler(request)
+    settings = request.app[RUNTIME].settings
+    decision = await rates.fail_open.run(
+        lambda: rates.rates.hit(
+            _caller(principal),
+            per_minute=settings.rate_limit_requests_per_minute,
+            burst=settings.rate_limit_burst,
+        )
+    )
+    if decision is not None:
+        request[_DECISION] = decision
+        if not decision.allowed:
+            raise Busy(
+                f"too many requests: at most {settings.rate_limit_requests_per_minute} a "
+                f"minute, {settings.rate_limit_burst} at once; retry in "
+                f"{decision.retry_after_s} s",
+                details={"retry_after_s": decision.retry_after_s},
+            )
+    kinds = _stream_kinds(request)
+    if kinds is None:
+        return await handler(request)
+    rt = request.app[RUNTIME]
+    for kind in kinds:
+        await require_headroom(rt.usage, rt.settings, principal.workspace_id, kind)
+    async with stream_slot(request.app, principal.workspace_id):
+        request[STREAM_SLOT] = True
+        return await handler(request)
+
+
+async def _rate_headers(request: web.Request, response: web.StreamResponse) -> None:
+    decision = request.get(_DECISION)
+    if decision is not None:
+        response.headers.update(decision.headers())
