@@ -13,7 +13,9 @@ baseline; the figures are reported over all of them and per speaker, with what t
 heard (its final ``user_transcript``) in the JSON. Also measured:
 barge-in reaction (first frame of user speech sent over agent speech → ``interruption`` event;
 this includes the VAD's own onset detection), how long old-answer audio still arrives after
-that event, and the server's CPU seconds per session-minute.
+that event, and the server's CPU seconds per session-minute. The server's own stage
+histogram (``voicestream_conversation_stage_seconds``) says where the time after the VAD
+window goes: waiting for the final transcript, the agent's first text, the first audio.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import json
 import os
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness import ROOT, percentiles, running_server, write_result
 from speakers import NATURAL, speak
@@ -50,6 +54,38 @@ INTERRUPT = "Wait, where can I park?"
 FRAME = 640
 SILENCE = bytes(32000)
 TARGET_OVER_WINDOW_S = 0.150
+
+
+STAGES = ("final_wait", "agent", "speech")
+
+
+def stage_totals(url: str) -> dict[str, tuple[float, float]]:
+    """The server's per-stage (sum, count) of answered turns, from its /metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    totals = {stage: [0.0, 0.0] for stage in STAGES}
+    for family in text_string_to_metric_families(text):
+        if family.name != "voicestream_conversation_stage_seconds":
+            continue
+        for sample in family.samples:
+            stage = sample.labels.get("stage", "")
+            if stage in totals and sample.name.endswith("_sum"):
+                totals[stage][0] = sample.value
+            elif stage in totals and sample.name.endswith("_count"):
+                totals[stage][1] = sample.value
+    return {k: (v[0], v[1]) for k, v in totals.items()}
+
+
+def stage_means_ms(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float | None]:
+    """Mean milliseconds per stage between two scrapes (None: no turn in between)."""
+    means: dict[str, float | None] = {}
+    for stage in STAGES:
+        total = after[stage][0] - before[stage][0]
+        count = after[stage][1] - before[stage][1]
+        means[stage] = total / count * 1000 if count else None
+    return means
 
 
 def speech(texts: list[str], voice: str) -> list[bytes]:
@@ -236,13 +272,16 @@ def main() -> None:
         for transport in transports:
             for n in levels:
                 cpu0, t0 = cpu_seconds(srv.pid), time.perf_counter()
+                stages0 = stage_totals(srv.url)
                 res = asyncio.run(
                     level(
                         srv.ws_url, srv.api_key, agent_id, n, clips, (long_q, interrupt), transport
                     )
                 )
                 cpu = cpu_seconds(srv.pid) - cpu0
-                rows.append(_row(transport, n, res, window, cpu, t0, asked))
+                row = _row(transport, n, res, window, cpu, t0, asked)
+                row["server_stage_mean_ms"] = stage_means_ms(stages0, stage_totals(srv.url))
+                rows.append(row)
     target = window + TARGET_OVER_WINDOW_S
     print(
         f"\nSTT {args.stt_engine}, agent voice {args.agent_voice}, speakers {', '.join(speakers)}"
@@ -267,6 +306,14 @@ def main() -> None:
             f"{r['old_audio_after_interruption_ms']['p50']:>7.0f} "
             f"{r['server_cpu_s_per_session_minute']:>9.2f}  {by_speaker}"
         )
+    print("\nwhere the time goes after the VAD window (server, mean ms per answered turn):")
+    print(f"{'transport':>9} {'sessions':>8} " + " ".join(f"{st:>10}" for st in STAGES))
+    for r in rows:
+        means = r["server_stage_mean_ms"]
+        cells = " ".join(
+            f"{means[st]:>10.0f}" if means[st] is not None else f"{'-':>10}" for st in STAGES
+        )
+        print(f"{r['transport']:>9} {r['sessions']:>8} {cells}")
     path = write_result(
         "voice_to_voice",
         {

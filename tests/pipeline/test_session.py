@@ -84,6 +84,7 @@ class Call:
         self.tts = tts
         self.agent = agent
         self.events: list[dict[str, Any]] = []
+        self.stages: list[tuple[str, float]] = []  # what the session reported to its metrics
 
     def _collect(self) -> None:
         while (event := self.session.next_event_nowait()) is not None:
@@ -150,6 +151,7 @@ async def make_call(records: Records) -> AsyncIterator[Any]:
         **bounds: int,
     ) -> Call:
         stt, tts, agent = ScriptedSTT(), ToneTTS(CLAUSE_MS), ScriptedAgent()
+        stages: list[tuple[str, float]] = []
         deps = SessionDeps(
             registry=EngineRegistry([tts], stt, EnergyVAD()),
             tts_executors={tts.name: tts_executor},
@@ -158,6 +160,7 @@ async def make_call(records: Records) -> AsyncIterator[Any]:
             silence_timeout_s=silence_timeout_s,
             history_max_messages=history_max_messages,
             history_max_chars=history_max_chars,
+            observe_stage=lambda stage, seconds: stages.append((stage, seconds)),
         )
         config = AgentConfig(
             id="agent-1",
@@ -175,7 +178,9 @@ async def make_call(records: Records) -> AsyncIterator[Any]:
             **bounds,  # max_events, max_pending_writes
         )
         sessions.append(session)
-        return Call(session, stt, tts, agent)
+        call = Call(session, stt, tts, agent)
+        call.stages = stages
+        return call
 
     yield make
     for session in sessions:
@@ -214,6 +219,12 @@ async def test_a_user_turn_gets_an_agent_turn_with_its_text_and_audio(
     assert records.turns == [("user", "what time is it", False), ("agent", "It is noon.", False)]
     assert records.remembered == [("what time is it", "user-7")]
     assert [m.content for m in records.states[-1]] == ["what time is it", "It is noon."]
+    # Where the answer's time went, once each: the final, the agent, then the voice, which
+    # waited for the clause to end ("noon. " came 10 ms after "It is ").
+    assert [stage for stage, _ in call.stages] == ["final_wait", "agent", "speech"]
+    seconds = dict(call.stages)
+    assert all(0 <= v < WITHIN for v in seconds.values()), seconds
+    assert seconds["speech"] >= 0.01, seconds
 
 
 async def test_barge_in_stops_agent_audio_within_a_frame_and_stores_the_turn_interrupted(

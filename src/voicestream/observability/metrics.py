@@ -50,6 +50,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.conversation_stage = Histogram(
+            "voicestream_conversation_stage_seconds",
+            "Where a conversation's voice-to-voice time goes, per answered user turn: "
+            "final_wait (the VAD has closed the turn; the final transcript is awaited), agent "
+            "(final transcript to the agent's first text), speech (first text to first audio).",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.active_streams = Gauge(
             "voicestream_active_streams", "Open streaming sessions.", ["kind"], registry=r
         )

@@ -85,6 +85,8 @@ class SessionDeps:
     # What the agent is handed and a reconnect restores; the stored transcript keeps everything.
     history_max_messages: int = 20
     history_max_chars: int = 8000
+    # Told each answered turn's stages (final_wait, agent, speech) in seconds: the metrics.
+    observe_stage: Callable[[str, float], None] | None = None
 
 
 @dataclass(slots=True)
@@ -96,6 +98,7 @@ class _Turn:
     announced: bool = False  # its whole text went out as an ``agent_response`` event
     clauses: list[SpokenClause] = field(default_factory=list)  # queued for playback
     first_frame: int | None = None  # the speaker's ``frames_queued`` at its first audio
+    first_text_at: float | None = None  # when the agent's first text arrived (monotonic)
 
 
 @dataclass(slots=True)
@@ -203,6 +206,7 @@ class ConversationSession:
                     self._user_speaking = False
                     self._emit(events.turn("user", "end"))
                     if ev.text.strip():
+                        self._observe("final_wait", ev.decode_seconds)
                         await self._user_said(ev.text)
 
     async def push_text(self, text: str) -> None:
@@ -358,6 +362,8 @@ class ConversationSession:
                 else:
                     assert request is not None
                     async for delta in self._deps.agent_engine.respond(request):
+                        if turn.first_text_at is None:
+                            turn.first_text_at = time.monotonic()
                         reply.append(delta)
                         tts.push_text(delta)
             finally:
@@ -376,8 +382,7 @@ class ConversationSession:
                     pcm = resampler.process(pcm)
                 if not spoken:
                     spoken = True
-                    self._agent_speaks(answering=request is not None)
-                    turn.first_frame = self.speaker.frames_queued
+                    self._agent_speaks(turn, answering=request is not None)
                 turn.clauses.append(
                     SpokenClause(
                         chunk.text_offset,
@@ -414,12 +419,18 @@ class ConversationSession:
             if not producer.done():
                 producer.cancel()
 
-    def _agent_speaks(self, *, answering: bool) -> None:
+    def _agent_speaks(self, turn: _Turn, *, answering: bool) -> None:
         """The turn's first audio: the figures users feel, and the turn's start."""
         now = time.monotonic()
+        turn.first_frame = self.speaker.frames_queued
         self.stats.agent_audio_start.append(now)
         if answering and self.stats.user_speech_end is not None:
             self.stats.voice_to_voice.append(now - self.stats.user_speech_end)
+            if turn.first_text_at is not None:
+                # Where that time went, after the final transcript: the agent, then the voice.
+                agent_s = max(0.0, turn.first_text_at - self.stats.user_speech_end)
+                self._observe("agent", agent_s)
+                self._observe("speech", now - turn.first_text_at)
         self._emit(events.turn("agent", "start"))
 
     def _turn_failed(self, err: Exception) -> None:
@@ -444,6 +455,10 @@ class ConversationSession:
             log.warning("session %s: %s failed: %s", self.id, task.get_name(), exc)
         else:
             log.error("session %s: %s failed", self.id, task.get_name(), exc_info=exc)
+
+    def _observe(self, stage: str, seconds: float) -> None:
+        if self._deps.observe_stage is not None:
+            self._deps.observe_stage(stage, seconds)
 
     def _heard_seconds(self, turn: _Turn) -> float:
         """How much of ``turn``'s audio has been handed to the transport so far."""

@@ -333,6 +333,7 @@ def session_deps(rt: Runtime, agent: AgentConfig, *, silence_timeout_s: float) -
         silence_timeout_s=silence_timeout_s,
         history_max_messages=rt.settings.convai_history_max_messages,
         history_max_chars=rt.settings.convai_history_max_chars,
+        observe_stage=lambda stage, s: rt.metrics.conversation_stage.labels(stage).observe(s),
     )
 
 
