@@ -36,3 +36,47 @@ def test_punctuation_only_pieces_are_not_clauses() -> None:
     assert s.push("... ") == []
     # Whatever is flushed holds nothing speakable; the engine returns no audio for it.
     assert all(c.strip(" .") == "" for _, c in s.flush())
+
+
+HOURS = "Our office is open from nine in the morning to five in the evening on weekdays. "
+
+
+def test_a_long_first_clause_is_cut_early_before_a_phrase() -> None:
+    s = ClauseSplitter(first_clause_chars=32)
+    out = s.push(HOURS + "Parking is free. ") + s.flush()
+    # The first words go to the voice at once, cut where a phrase starts ("in the morning");
+    # the rest comes in clauses as punctuation makes them.
+    assert [c for _, c in out] == [
+        "Our office is open from nine ",
+        "in the morning to five in the evening on weekdays. ",
+        "Parking is free. ",
+    ]
+
+
+def test_the_early_cut_is_the_same_whatever_the_text_arrives_in() -> None:
+    whole = ClauseSplitter(first_clause_chars=32)
+    expected = whole.push(HOURS) + whole.flush()
+    for size in (1, 3, 7):  # characters per push: a streaming LLM's tokens
+        s = ClauseSplitter(first_clause_chars=32)
+        out = []
+        for i in range(0, len(HOURS), size):
+            out += s.push(HOURS[i : i + size])
+        out += s.flush()
+        assert "".join(c for _, c in out) == HOURS
+        assert out[0] == expected[0], (size, out)
+
+
+def test_first_clauses_near_the_limit_and_later_clauses_are_left_whole() -> None:
+    s = ClauseSplitter(first_clause_chars=32)
+    text = "The museum tour takes about two hours. Our office is open from nine in the morning."
+    # 38 characters: within the slack, so the sentence stays whole; later clauses never cut early.
+    assert [c for _, c in s.push(text + " ") + s.flush()] == [
+        "The museum tour takes about two hours. ",
+        "Our office is open from nine in the morning. ",
+    ]
+    # Without a phrase word in reach, the cut falls at the last space within the limit.
+    s = ClauseSplitter(first_clause_chars=30)
+    words = "Seventeen extraordinary elephants paraded majestically yesterday evening. "
+    assert (s.push(words) + s.flush())[0][1] == "Seventeen extraordinary "
+    # An engine that asks for nothing gets punctuation clauses only.
+    assert ClauseSplitter().push(HOURS)[0][1] == HOURS
