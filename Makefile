@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 ARGS ?=
 
-.PHONY: deps dev serve test lint bench clean
+.PHONY: deps dev serve test lint bench clean openapi
 
 deps:
 	@bash scripts/install-deps.sh
@@ -29,6 +29,10 @@ bench: deps  ## benchmarks print their figures and write JSON under benchmarks/r
 	$(PY) benchmarks/voice_to_voice.py $(ARGS)
 	$(PY) benchmarks/telephony.py
 	$(PY) benchmarks/soak.py
+
+openapi:  ## regenerate the committed OpenAPI document (tests/rest/test_openapi.py checks it)
+	$(PY) -m voicestream.server.api_docs > src/voicestream/rest/openapi.json.tmp
+	mv src/voicestream/rest/openapi.json.tmp src/voicestream/rest/openapi.json
 
 clean:
 	rm -rf .voicestream benchmarks/results/*.json .pytest_cache .mypy_cache .ruff_cache

@@ -53,6 +53,27 @@ async def test_keys_create_list_revoke(embedded_services: ServiceURLs, db_pool: 
     assert json.loads(listed.stdout)[0]["revoked_at"] is not None
 
 
+async def test_keys_create_with_scopes_and_expiry(
+    embedded_services: ServiceURLs, db_pool: db.Pool
+) -> None:
+    env = _env(embedded_services)
+    workspace = unique_name("scoped")
+    created = await run_cli(
+        "keys", "create", "--workspace", workspace, "--role", "viewer",
+        "--scopes", "stt,tts", "--expires-in", "2h", env=env,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    principal = await ApiKeyRepository(db_pool).authenticate(created.stdout.strip())
+    assert principal is not None and principal.scopes == {"tts", "stt"}
+    listed = await run_cli("keys", "list", "--workspace", workspace, "--json", env=env)
+    (entry,) = json.loads(listed.stdout)
+    assert entry["scopes"] == ["tts", "stt"] and entry["expires_at"] is not None
+    for bad in (("--scopes", "tts,sing"), ("--scopes", ","), ("--expires-in", "0d"),
+                ("--expires-in", "soon")):  # fmt: skip
+        result = await run_cli("keys", "create", "--workspace", workspace, *bad, env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (bad, result.stderr)
+
+
 async def test_revoke_unknown_key_exits_1(embedded_services: ServiceURLs) -> None:
     result = await run_cli("keys", "revoke", "vs_nosuchkey", env=_env(embedded_services))
     assert result.returncode == 1

@@ -18,7 +18,7 @@ import logging
 import secrets
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from voicestream.store.audit import (
     AuditFilters,
     AuditLog,
 )
-from voicestream.store.keys import ROLES, ApiKey, ApiKeyRepository
+from voicestream.store.keys import ROLES, SCOPES, ApiKey, ApiKeyRepository
 from voicestream.store.migrate import migrate
 from voicestream.store.services import open_database
 from voicestream.store.users import Membership, User, UserRepository
@@ -92,7 +92,11 @@ def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
         async with open_database(settings) as database:
             keys = ApiKeyRepository(database.pool)
             key, plaintext = await keys.create(
-                workspace=args.workspace, role=args.role, name=args.name
+                workspace=args.workspace,
+                role=args.role,
+                name=args.name,
+                scopes=args.scopes,
+                expires_in=args.expires_in,
             )
             try:
                 await _audit_key(database.pool, "key.created", key)
@@ -315,6 +319,23 @@ def _user_dict(user: User, membership: Membership) -> dict[str, object]:
     }
 
 
+def _scopes_arg(value: str) -> list[str]:
+    scopes = [part.strip() for part in value.split(",") if part.strip()]
+    if not scopes or not set(scopes) <= set(SCOPES):
+        raise argparse.ArgumentTypeError(f"use a comma-separated list of {', '.join(SCOPES)}")
+    return scopes
+
+
+_DURATION_UNITS = {"d": 86_400, "h": 3600, "m": 60, "s": 1}
+
+
+def _duration_arg(value: str) -> timedelta:
+    number, unit = value[:-1], value[-1:]
+    if unit not in _DURATION_UNITS or not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError("a positive whole number and d, h, m or s, e.g. 90d")
+    return timedelta(seconds=int(number) * _DURATION_UNITS[unit])
+
+
 def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else "-"
 
@@ -418,6 +439,17 @@ def _build_parser() -> argparse.ArgumentParser:
     create.add_argument("--workspace", default=DEFAULT_WORKSPACE, help="created if missing")
     create.add_argument("--role", default="owner", choices=ROLES)
     create.add_argument("--name", help="a label to recognise the key by")
+    create.add_argument(
+        "--scopes",
+        type=_scopes_arg,
+        help=f"comma-separated, of {','.join(SCOPES)} (default: all)",
+    )
+    create.add_argument(
+        "--expires-in",
+        type=_duration_arg,
+        metavar="DURATION",
+        help="e.g. 90d, 12h, 30m (default: never)",
+    )
     create.set_defaults(handler=_keys_create)
     listing = key_commands.add_parser("list", parents=[data_dir], help="list keys")
     listing.add_argument("--workspace", help="only keys of this workspace")

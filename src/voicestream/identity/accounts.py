@@ -29,6 +29,9 @@ from ..config import Settings
 from ..errors import AuthError, Forbidden
 from ..store import db
 from ..store.keys import Principal
+from ..store.mfa import MfaRepository
+from ..store.passkeys import PasskeyRepository
+from ..store.secrets import SecretBox
 from ..store.sign_in_tokens import EmailPurpose, SignInTokenRepository
 from ..store.users import Membership, User, UserRepository
 from .access_tokens import (
@@ -41,7 +44,9 @@ from .access_tokens import (
     token_shape_ok,
 )
 from .mail import Mailer
+from .passkeys import Passkeys
 from .passwords import Passwords, check_password_policy
+from .second_factor import MfaChallenge, SecondFactors
 
 __all__ = ["EMAIL_RULE", "MAX_EMAIL_CHARS", "Accounts", "TokenPair", "check_email", "open_accounts"]
 
@@ -88,8 +93,12 @@ class Accounts:
         access: AccessTokens,
         mailer: Mailer,
         passwords: Passwords | None = None,
+        second_factors: SecondFactors | None = None,
+        passkeys: Passkeys | None = None,
     ) -> None:
         self.users = users
+        self.second_factors = second_factors
+        self.passkeys = passkeys
         self.tokens = tokens
         self.access = access
         self.mailer = mailer
@@ -130,7 +139,7 @@ class Accounts:
 
     # --- sessions -----------------------------------------------------------------------
 
-    async def login(self, email: str, password: str) -> TokenPair:
+    async def login(self, email: str, password: str) -> TokenPair | MfaChallenge:
         user = await self.users.by_email(email)
         usable = user is not None and user.active
         check = await self.passwords.verify(user.password_hash if user else None, password)
@@ -139,7 +148,7 @@ class Accounts:
         if check.new_hash is not None:
             # The stored hash used older parameters; the password is at hand only now.
             await self.users.set_password_hash(user.id, check.new_hash)
-        return await self._sign_in(user.id)
+        return await self._sign_in_or_challenge(user.id, "password")
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """A new pair for a live refresh token. A token used before revokes its family."""
@@ -178,13 +187,13 @@ class Accounts:
         if user is not None and user.active:
             await self._send_token(user, "magic")
 
-    async def redeem_magic_link(self, token: str) -> TokenPair:
+    async def redeem_magic_link(self, token: str) -> TokenPair | MfaChallenge:
         user_id = await self._consume(token, "magic")
         user = await self.users.get(user_id)
         if user is None or not user.active:
             raise AuthError(_BAD_EMAIL_TOKEN)
         await self.users.mark_verified(user_id)
-        return await self._sign_in(user_id)
+        return await self._sign_in_or_challenge(user_id, "magic_link")
 
     async def request_password_reset(self, email: str) -> None:
         user = await self.users.by_email(email)
@@ -244,7 +253,25 @@ class Accounts:
             )
         return lookup.principal
 
+    async def sign_in_with_second_factor(self, user_id: UUID) -> TokenPair:
+        """Tokens for a user who passed ``SecondFactors.verify`` too, or signed in with a
+        passkey. Raises AuthError if the account was disabled in between."""
+        user = await self.users.get(user_id)
+        if user is None or not user.active:
+            raise AuthError("this account cannot sign in")
+        return await self._sign_in(user_id)
+
     # --- helpers ------------------------------------------------------------------------
+
+    async def _sign_in_or_challenge(
+        self, user_id: UUID, first_factor: str
+    ) -> TokenPair | MfaChallenge:
+        # With a second factor on, the first one earns a challenge, never tokens.
+        if self.second_factors is not None:
+            challenge = await self.second_factors.challenge_for(user_id, first_factor)
+            if challenge is not None:
+                return challenge
+        return await self._sign_in(user_id)
 
     async def _sign_in(self, user_id: UUID) -> TokenPair:
         refresh = new_refresh_token()
@@ -305,4 +332,6 @@ def open_accounts(settings: Settings, pool: db.Pool, secret_key: str) -> Account
         SignInTokenRepository(pool),
         AccessTokens(secret_key, ttl_s=settings.access_token_minutes * 60),
         Mailer(sender=settings.mail_from, data_dir=settings.data_dir, smtp_url=settings.smtp_url),
+        second_factors=SecondFactors(MfaRepository(pool), SecretBox(secret_key)),
+        passkeys=Passkeys(PasskeyRepository(pool), public_origin=settings.public_origin),
     )

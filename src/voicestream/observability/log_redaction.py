@@ -25,8 +25,9 @@ REDACTED: Final = "[REDACTED]"
 # Our API keys: the display prefix (12 characters, stored in clear and shown by `keys list`)
 # stays, so an operator can still tell which key a line is about.
 _API_KEY = re.compile(r"(vs_[A-Za-z0-9_-]{9})[A-Za-z0-9_-]{31}(?![A-Za-z0-9_-])")
-# Refresh tokens and one-time e-mail tokens (identity/access_tokens.py): no part is shown.
-_SIGN_IN_TOKEN = re.compile(r"vs[re]_[A-Za-z0-9_-]{20,}")
+# Refresh tokens, one-time e-mail tokens (identity/access_tokens.py) and sign-in challenges
+# (identity/second_factor.py): no part is shown.
+_SIGN_IN_TOKEN = re.compile(r"vs[rem]_[A-Za-z0-9_-]{20,}")
 # JWTs (tickets, signed URLs, access tokens): a JSON header always encodes to "eyJ".
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 # Keys offered as WebSocket subprotocols by browser SDKs.

@@ -34,7 +34,14 @@ from ..transports.context import RUNTIME, Runtime, principal_of
 from ..transports.http_common import read_model
 from ..transports.multipart_form import read_form
 
-__all__ = ["MAX_DOCUMENT_CHARS", "MAX_KNOWLEDGE_CHARS", "ROUTES"]
+__all__ = [
+    "MAX_DOCUMENT_CHARS",
+    "MAX_KNOWLEDGE_CHARS",
+    "ROUTES",
+    "AgentCreateBody",
+    "AgentPatchBody",
+    "DocumentBody",
+]
 
 log = logging.getLogger(__name__)
 

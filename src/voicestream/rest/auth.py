@@ -21,11 +21,13 @@ from ..errors import AuthError
 from ..identity.accounts import MAX_EMAIL_CHARS, Accounts, TokenPair, check_email
 from ..identity.audit_trail import audit
 from ..identity.passwords import MAX_PASSWORD_CHARS
+from ..identity.second_factor import MfaChallenge
 from ..store.audit import Actor
 from ..store.keys import Role
+from ..store.users import User
 from ..transports.http_common import read_model
 
-__all__ = ["ACCOUNTS", "AUTH_PREFIX", "add_auth_routes"]
+__all__ = ["ACCOUNTS", "AUTH_PREFIX", "add_auth_routes", "signed_in_user", "tokens_response"]
 
 ACCOUNTS: web.AppKey[Accounts] = web.AppKey("voicestream_accounts", Accounts)
 AUTH_PREFIX: Final = "/v1/auth/"
@@ -87,6 +89,15 @@ class TokenResponse(BaseModel):
     refresh_token: str
 
 
+class MfaRequiredResponse(BaseModel):
+    """The first factor was right; POST the token and a code to /v1/auth/mfa/verify."""
+
+    mfa_required: Literal[True] = True
+    mfa_token: str
+    methods: list[Literal["totp", "recovery_code"]]
+    expires_in: int
+
+
 class UserModel(BaseModel):
     id: UUID
     email: str
@@ -112,7 +123,7 @@ def _json(model: BaseModel, status: int = 200, *, secret: bool = False) -> web.R
     )
 
 
-def _tokens(pair: TokenPair) -> web.Response:
+def tokens_response(pair: TokenPair) -> web.Response:
     body = TokenResponse(
         access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
     )
@@ -148,13 +159,23 @@ async def _signed_in(request: web.Request, pair: TokenPair, method: str, email: 
 async def login(request: web.Request) -> web.Response:
     body = await read_model(request, LoginBody)
     pair = await request.app[ACCOUNTS].login(body.email, body.password)
+    if isinstance(pair, MfaChallenge):
+        return _mfa_required(pair)
     await _signed_in(request, pair, "password", body.email)
-    return _tokens(pair)
+    return tokens_response(pair)
+
+
+def _mfa_required(challenge: MfaChallenge) -> web.Response:
+    # Not signed in yet, so no auth.signed_in entry: that comes after the second factor.
+    body = MfaRequiredResponse(
+        mfa_token=challenge.mfa_token, methods=challenge.methods, expires_in=challenge.expires_in
+    )
+    return _json(body, secret=True)
 
 
 async def refresh(request: web.Request) -> web.Response:
     body = await read_model(request, RefreshBody)
-    return _tokens(await request.app[ACCOUNTS].refresh(body.refresh_token))
+    return tokens_response(await request.app[ACCOUNTS].refresh(body.refresh_token))
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -173,8 +194,10 @@ async def request_magic_link(request: web.Request) -> web.Response:
 async def redeem_magic_link(request: web.Request) -> web.Response:
     body = await read_model(request, TokenBody)
     pair = await request.app[ACCOUNTS].redeem_magic_link(body.token)
+    if isinstance(pair, MfaChallenge):
+        return _mfa_required(pair)
     await _signed_in(request, pair, "magic_link", None)
-    return _tokens(pair)
+    return tokens_response(pair)
 
 
 async def request_password_reset(request: web.Request) -> web.Response:
@@ -194,7 +217,8 @@ async def confirm_password_reset(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def me(request: web.Request) -> web.Response:
+async def signed_in_user(request: web.Request) -> User:
+    """The user whose access token this request carries. Raises AuthError."""
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
     if not token or token.startswith("vs_"):
@@ -202,9 +226,12 @@ async def me(request: web.Request) -> web.Response:
             "this route is for signed-in people: send 'Authorization: Bearer <access token>' "
             "from /v1/auth/login (an API key has no user)"
         )
-    accounts = request.app[ACCOUNTS]
-    user = await accounts.user_of(token)
-    memberships = await accounts.memberships(user.id)
+    return await request.app[ACCOUNTS].user_of(token)
+
+
+async def me(request: web.Request) -> web.Response:
+    user = await signed_in_user(request)
+    memberships = await request.app[ACCOUNTS].memberships(user.id)
     body = MeResponse(
         user=UserModel(
             id=user.id,

@@ -20,15 +20,22 @@ from ..engines.catalog import EngineRegistry, build_default_registry, finish_loa
 from ..engines.executor import InferenceExecutor
 from ..identity.accounts import open_accounts
 from ..identity.audit_trail import AUDIT_TRAIL, AuditTrail
+from ..identity.members import Members
 from ..observability.log_redaction import install_log_redaction
 from ..observability.loop_lag import monitor_loop_lag
 from ..observability.metrics import Metrics
 from ..observability.stt_pool_metrics import DecoderPoolCollector
 from ..rest.agents import ROUTES as AGENT_ROUTES
+from ..rest.api_keys import API_KEYS
+from ..rest.api_keys import ROUTES as API_KEY_ROUTES
 from ..rest.audit_logs import ROUTES as AUDIT_LOG_ROUTES
 from ..rest.auth import ACCOUNTS, add_auth_routes
+from ..rest.mfa import add_mfa_routes
+from ..rest.passkeys import add_passkey_routes
 from ..rest.usage import get_usage
 from ..rest.voices import list_voices
+from ..rest.workspaces import MEMBERS
+from ..rest.workspaces import ROUTES as WORKSPACE_ROUTES
 from ..store.audit import AuditLog
 from ..store.conversation_upkeep import open_conversations
 from ..store.history import HistoryRepository
@@ -60,6 +67,7 @@ from ..transports.webrtc import (
 from ..transports.ws_stt import ws_stt
 from ..transports.ws_tts import ws_tts
 from ..transports.wyoming_tcp import wyoming_server
+from .api_docs import add_api_docs
 from .health import healthz, metrics, readyz
 from .middleware import auth_middleware, error_middleware
 from .model_catalog import list_models
@@ -117,6 +125,10 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.router.add_routes(AGENT_ROUTES)  # /v1/agents…, /v1/convai/sessions…
     app.router.add_routes(AUDIT_LOG_ROUTES)  # /v1/audit-logs (app[AUDIT_TRAIL], below)
     add_auth_routes(app)  # /v1/auth/…: sign-up, sign-in, sessions (app[ACCOUNTS], below)
+    app.router.add_routes(WORKSPACE_ROUTES)  # /v1/workspaces…, members, invitations
+    app.router.add_routes(API_KEY_ROUTES)  # /v1/api-keys
+    add_mfa_routes(app)  # /v1/auth/mfa/…: TOTP, recovery codes, sign-in's second step
+    add_passkey_routes(app)  # /v1/auth/passkeys/…: WebAuthn registration and sign-in
     app.router.add_get("/v1/convai/stream", ws_convai)
     app.router.add_post("/v1/convai/tickets", post_ticket)
     add_openai_audio_routes(app)  # /openai/v1/audio/speech, /audio/transcriptions, /models
@@ -134,6 +146,7 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.router.add_route("OPTIONS", "/v1/convai/webrtc/offer", options_webrtc_offer)
     app.router.add_get("/widget.js", get_widget_js)
     app.router.add_get("/demo", get_demo)
+    add_api_docs(app)  # /openapi.json, /docs: built at start-up from every route above
     return app
 
 
@@ -175,6 +188,8 @@ def _runtime(
                 app[AUDIT_TRAIL] = AuditTrail(
                     AuditLog(services.pool), settings.trust_forwarded_headers
                 )
+                app[MEMBERS] = Members.open(services.pool, app[ACCOUNTS].mailer)
+                app[API_KEYS] = ApiKeyRepository(services.pool)
                 app[RUNTIME] = Runtime(
                     settings=settings,
                     registry=reg,

@@ -10,9 +10,10 @@ from uuid import UUID
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..errors import AuthError, BadRequest, EngineUnavailable, VoiceStreamError
+from ..errors import AuthError, BadRequest, EngineUnavailable, Forbidden, NotFound, VoiceStreamError
 from ..identity import policy
 from ..rest.auth import ACCOUNTS, AUTH_PREFIX
+from ..rest.workspaces import SESSION_PATHS
 from ..store.keys import KEY_PREFIX, Principal
 from ..store.services import outage_error
 from ..transports.context import PRINCIPAL, RUNTIME
@@ -28,7 +29,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/widget.js", "/demo"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/widget.js", "/demo", "/openapi.json", "/docs"}
+)
 # A user session acts in the workspace this names (an id), else in its oldest membership.
 WORKSPACE_HEADER = "X-Workspace-Id"
 # A browser widget cannot hold a key: these accept a ticket or a public agent instead, which the
@@ -175,7 +178,16 @@ def _access_token(request: web.Request) -> str | None:
     return None
 
 
+# A workspace's own routes act in the workspace their path names, whatever the header says.
+_WORKSPACE_PATH = re.compile(r"/v1/workspaces/([^/]+)/.+")
+
+
 def _workspace_asked(request: web.Request) -> UUID | None:
+    if (in_path := _WORKSPACE_PATH.fullmatch(request.path)) is not None:
+        try:
+            return UUID(in_path.group(1))
+        except ValueError:
+            raise NotFound("no such workspace") from None
     raw = request.headers.get(WORKSPACE_HEADER)
     if raw is None:
         return None
@@ -190,13 +202,26 @@ def _workspace_asked(request: web.Request) -> UUID | None:
 async def _user_principal(request: web.Request, token: str) -> Principal:
     # The membership is read on every request (one indexed query), so a member removed or a
     # user disabled loses access at once, not when the token expires.
-    return await request.app[ACCOUNTS].principal(token, _workspace_asked(request))
+    asked = _workspace_asked(request)
+    try:
+        return await request.app[ACCOUNTS].principal(token, asked)
+    except Forbidden:
+        # A workspace named in the path that the user is no member of is as missing as one
+        # that does not exist (the header keeps its 403: it names no resource).
+        if _WORKSPACE_PATH.fullmatch(request.path):
+            raise NotFound("no such workspace") from None
+        raise
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS or request.path.startswith(AUTH_PREFIX):
-        # /v1/auth/… is how a caller gets credentials; GET me checks its own token.
+    if (
+        request.path in PUBLIC_PATHS
+        or request.path.startswith(AUTH_PREFIX)
+        or request.path in SESSION_PATHS
+    ):
+        # /v1/auth/… is how a caller gets credentials; GET me checks its own token, as the
+        # membership-free session routes (SESSION_PATHS) do.
         return await handler(request)
     principal: Principal | None
     if (token := _access_token(request)) is not None:

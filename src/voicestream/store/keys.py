@@ -5,6 +5,11 @@ stored in clear as a display/lookup prefix; the key itself is stored only as SHA
 A fast unsalted hash is enough here: salting and slow hashing protect low-entropy
 passwords from dictionary attacks, and a 240-bit random key cannot be guessed from its
 hash, while a slow hash would cost CPU on every authenticated request.
+
+A key may be limited to scopes (route families, ``identity/policy.py``; none stored: all),
+may expire (then it fails authentication exactly like a revoked one, and its open sockets
+close), may name a project, and remembers the member who made it through the API, so that
+removing that member from the workspace revokes it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
 from uuid import UUID
 
@@ -27,18 +32,25 @@ from voicestream.store.workspaces import DEFAULT_WORKSPACE, ensure_workspace
 __all__ = [
     "KEY_PREFIX",
     "ROLES",
+    "SCOPES",
     "ApiKey",
     "ApiKeyRepository",
     "Principal",
     "Role",
+    "Scope",
     "generate_key",
     "hash_key",
     "parse_role",
+    "parse_scopes",
+    "role_rank",
 ]
 
 Role = Literal["owner", "admin", "editor", "viewer"]
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 _RANK: Final = {role: rank for rank, role in enumerate(reversed(ROLES))}  # viewer=0 .. owner=3
+# Route families a key may be limited to; the route -> scope rule is in identity/policy.py.
+Scope = Literal["tts", "stt", "convai", "jobs", "admin"]
+SCOPES: Final[tuple[Scope, ...]] = get_args(Scope)
 
 KEY_PREFIX: Final = "vs_"
 _SECRET_BYTES: Final = 30  # 240 bits -> exactly 40 base64url characters, no padding
@@ -48,8 +60,12 @@ _MAX_NAME_LEN: Final = 200
 
 _COLUMNS = """
     k.id, k.workspace_id, w.name AS workspace_name, k.name, k.prefix, k.role,
-    k.created_at, k.last_used_at, k.revoked_at
+    k.created_at, k.last_used_at, k.revoked_at, k.scopes, k.expires_at,
+    k.created_by_user_id, k.project
 """
+# Expired keys count as revoked wherever a key is checked: at authentication and by the
+# socket watcher (``revoked_among``).
+_DEAD = "(k.revoked_at IS NOT NULL OR k.expires_at <= now())"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +81,10 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    scopes: tuple[Scope, ...] | None = None  # None: every scope
+    expires_at: datetime | None = None
+    created_by_user_id: UUID | None = None
+    project: str | None = None
 
     @property
     def revoked(self) -> bool:
@@ -86,6 +106,9 @@ class ApiKey:
             "created_at": iso(self.created_at),
             "last_used_at": iso(self.last_used_at),
             "revoked_at": iso(self.revoked_at),
+            "scopes": list(self.scopes) if self.scopes is not None else None,
+            "expires_at": iso(self.expires_at),
+            "project": self.project,
         }
 
 
@@ -99,6 +122,11 @@ class Principal:
     workspace_name: str
     role: Role
     user_id: UUID | None = None
+    # A key's scopes (None: all of them); a signed-in user is limited by role alone.
+    scopes: frozenset[Scope] | None = None
+
+    def has_scope(self, scope: Scope) -> bool:
+        return self.scopes is None or scope in self.scopes
 
     @property
     def tag(self) -> str:
@@ -111,6 +139,25 @@ class Principal:
     def has_role(self, minimum: Role) -> bool:
         """Whether the role is ``minimum`` or above (owner > admin > editor > viewer)."""
         return _RANK[self.role] >= _RANK[minimum]
+
+
+def role_rank(role: Role) -> int:
+    """viewer 0, editor 1, admin 2, owner 3."""
+    return _RANK[role]
+
+
+def parse_scopes(values: Iterable[str] | None) -> tuple[Scope, ...] | None:
+    """Distinct scopes in the canonical order, or None (all) when none are given."""
+    if values is None:
+        return None
+    given = set(values)
+    unknown = sorted(given.difference(SCOPES))
+    if unknown or not given:
+        raise ValidationFailed(
+            f"scopes must be a non-empty list of {', '.join(SCOPES)}",
+            details={"scopes": sorted(given)},
+        )
+    return tuple(scope for scope in SCOPES if scope in given)
 
 
 def generate_key() -> str:
@@ -140,6 +187,10 @@ def _api_key(row: db.Record) -> ApiKey:
         created_at=row["created_at"],
         last_used_at=row["last_used_at"],
         revoked_at=row["revoked_at"],
+        scopes=tuple(row["scopes"]) if row["scopes"] is not None else None,
+        expires_at=row["expires_at"],
+        created_by_user_id=row["created_by_user_id"],
+        project=row["project"],
     )
 
 
@@ -157,17 +208,32 @@ class ApiKeyRepository:
         self._pool = pool
 
     async def create(
-        self, workspace: str = DEFAULT_WORKSPACE, role: str = "owner", name: str | None = None
+        self,
+        workspace: str = DEFAULT_WORKSPACE,
+        role: str = "owner",
+        name: str | None = None,
+        *,
+        workspace_id: UUID | None = None,
+        scopes: Iterable[str] | None = None,
+        expires_in: timedelta | None = None,
+        created_by_user_id: UUID | None = None,
+        project: str | None = None,
     ) -> tuple[ApiKey, str]:
         """Issue a key; return it with its plaintext, which is not retrievable later.
 
-        Creates the workspace if it does not exist. Raises ValidationFailed for an unknown
-        role, a malformed workspace name or an overlong key name.
+        In ``workspace_id`` when given, else in ``workspace`` by name, created if it does not
+        exist. Raises ValidationFailed for an unknown role or scope, a malformed workspace
+        name, an overlong key name or an expiry that is not in the future.
         """
         checked_role = parse_role(role)
         checked_name = _clean_name(name)
+        checked_scopes = parse_scopes(scopes)
+        if expires_in is not None and expires_in <= timedelta(0):
+            raise ValidationFailed("a key's expiry must be in the future")
+        expiry_s = expires_in.total_seconds() if expires_in is not None else None
         async with self._pool.acquire() as conn, conn.transaction():
-            workspace_id = await ensure_workspace(conn, workspace)
+            if workspace_id is None:
+                workspace_id = await ensure_workspace(conn, workspace)
             for _attempt in range(3):
                 plaintext = generate_key()
                 try:
@@ -175,14 +241,21 @@ class ApiKeyRepository:
                     async with conn.transaction():
                         key_id = await conn.fetchval(
                             """
-                            INSERT INTO api_keys (workspace_id, name, prefix, key_hash, role)
-                            VALUES ($1, $2, $3, $4, $5) RETURNING id
+                            INSERT INTO api_keys (workspace_id, name, prefix, key_hash, role,
+                                                  scopes, expires_at, created_by_user_id, project)
+                            VALUES ($1, $2, $3, $4, $5, $6,
+                                    now() + make_interval(secs => $7::float8), $8, $9)
+                            RETURNING id
                             """,
                             workspace_id,
                             checked_name,
                             plaintext[:_DISPLAY_PREFIX_LEN],
                             hash_key(plaintext),
                             checked_role,
+                            list(checked_scopes) if checked_scopes is not None else None,
+                            expiry_s,
+                            created_by_user_id,
+                            project,
                         )
                 except db.UniqueViolationError:
                     continue  # 54-bit prefix collided; astronomically rare, just draw again
@@ -202,6 +275,50 @@ class ApiKeyRepository:
             workspace,
         )
         return [_api_key(row) for row in rows]
+
+    async def list_in(self, workspace_id: UUID) -> builtins.list[ApiKey]:
+        """The workspace's keys (revoked and expired ones included), newest first."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id "
+            "WHERE k.workspace_id = $1 ORDER BY k.created_at DESC, k.id",
+            workspace_id,
+        )
+        return [_api_key(row) for row in rows]
+
+    async def revoke_in(self, workspace_id: UUID, key_id: UUID) -> ApiKey:
+        """Revoke one of the workspace's keys; idempotent. Another workspace's key is as
+        missing as one that never existed: NotFound."""
+        row = await self._pool.fetchrow(
+            f"""
+            WITH revoked AS (
+                UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+                WHERE id = $1 AND workspace_id = $2
+                RETURNING *
+            )
+            SELECT {_COLUMNS} FROM revoked k JOIN workspaces w ON w.id = k.workspace_id
+            """,
+            key_id,
+            workspace_id,
+        )
+        if row is None:
+            raise NotFound("no such API key", details={"id": str(key_id)})
+        return _api_key(row)
+
+    async def revoke_created_by(
+        self, workspace_id: UUID, user_id: UUID, conn: db.Connection | None = None
+    ) -> builtins.list[UUID]:
+        """Revoke the live keys ``user_id`` made in the workspace (they leave it); their ids.
+        ``conn``: inside the caller's transaction (the membership's removal)."""
+        rows = await (conn or self._pool).fetch(
+            """
+            UPDATE api_keys SET revoked_at = now()
+            WHERE workspace_id = $1 AND created_by_user_id = $2 AND revoked_at IS NULL
+            RETURNING id
+            """,
+            workspace_id,
+            user_id,
+        )
+        return [row["id"] for row in rows]
 
     async def revoke(self, key_id_or_prefix: str) -> ApiKey:
         """Revoke a key by id or display prefix (a full key also works); idempotent.
@@ -231,21 +348,22 @@ class ApiKeyRepository:
         return _api_key(row)
 
     async def revoked_among(self, key_ids: Iterable[UUID]) -> set[UUID]:
-        """Which of these keys are revoked (the sockets they opened must close)."""
+        """Which of these keys are revoked or expired (the sockets they opened must close)."""
         rows = await self._pool.fetch(
-            "SELECT id FROM api_keys WHERE id = ANY($1::uuid[]) AND revoked_at IS NOT NULL",
+            f"SELECT k.id FROM api_keys k WHERE k.id = ANY($1::uuid[]) AND {_DEAD}",
             list(key_ids),
         )
         return {row["id"] for row in rows}
 
     async def authenticate(self, plaintext: str) -> Principal | None:
-        """The principal for a presented key; None if it is malformed, unknown or revoked."""
+        """The principal for a presented key; None if it is malformed, unknown, revoked or
+        expired."""
         if not isinstance(plaintext, str) or not _KEY_FORMAT.fullmatch(plaintext):
             return None  # not worth a database round trip
         row = await self._pool.fetchrow(
-            """
+            f"""
             SELECT k.id, k.workspace_id, w.name AS workspace_name, k.role, k.key_hash,
-                   k.revoked_at,
+                   {_DEAD} AS dead, k.scopes,
                    k.last_used_at IS NULL
                        OR k.last_used_at < now() - interval '1 minute' AS touch_due
             FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id
@@ -257,7 +375,7 @@ class ApiKeyRepository:
         # reveals how much of a guessed key's hash matched.
         if row is None or not hmac.compare_digest(bytes(row["key_hash"]), hash_key(plaintext)):
             return None
-        if row["revoked_at"] is not None:
+        if row["dead"]:
             return None
         if row["touch_due"]:
             # At most one write per key per minute instead of one per request; the WHERE
@@ -272,4 +390,5 @@ class ApiKeyRepository:
             workspace_id=row["workspace_id"],
             workspace_name=row["workspace_name"],
             role=row["role"],
+            scopes=frozenset(row["scopes"]) if row["scopes"] is not None else None,
         )

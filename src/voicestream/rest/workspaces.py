@@ -1,0 +1,281 @@
+"""``/v1/workspaces…`` and ``/v1/invitations/accept``: workspaces and their members.
+
+A thin shell over ``identity/members.py``. Routes under ``/v1/workspaces/{id}/`` act in the
+workspace they name (the auth middleware resolves a signed-in user's membership there, so the
+role rules of ``identity/policy.py`` see the right role); a workspace the caller is no member
+of, or whose id is malformed, answers 404 like one that does not exist.
+
+``GET``/``POST /v1/workspaces`` and ``POST /v1/invitations/accept`` are for signed-in people
+and need no membership (someone invited may have none yet): the auth middleware lets them
+through (``SESSION_PATHS``) and they check the access token themselves, as ``GET
+/v1/auth/me`` does. An API key belongs to one workspace and gets 401 here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+from ..errors import AuthError, NotFound
+from ..identity.accounts import MAX_EMAIL_CHARS, check_email
+from ..identity.audit_trail import audit
+from ..identity.members import Members
+from ..identity.request_principal import principal_of
+from ..store.audit import Actor
+from ..store.keys import KEY_PREFIX, Principal, Role
+from ..store.members import Member
+from ..store.users import User
+from ..transports.http_common import read_model
+from .auth import ACCOUNTS
+
+__all__ = [
+    "MEMBERS",
+    "ROUTES",
+    "SESSION_PATHS",
+    "AcceptedInvitation",
+    "InvitationModel",
+    "MemberList",
+    "MemberModel",
+    "WorkspaceList",
+    "WorkspaceModel",
+]
+
+MEMBERS: web.AppKey[Members] = web.AppKey("voicestream_members", Members)
+SESSION_PATHS: Final = frozenset({"/v1/workspaces", "/v1/invitations/accept"})
+
+Email = Annotated[str, StringConstraints(max_length=MAX_EMAIL_CHARS), AfterValidator(check_email)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateWorkspaceBody(_Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class InviteBody(_Body):
+    email: Email
+    role: Role
+
+
+class RoleBody(_Body):
+    role: Role
+
+
+class AcceptBody(_Body):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class WorkspaceModel(BaseModel):
+    id: UUID
+    name: str
+    role: Role  # the caller's
+    joined_at: datetime
+
+
+class WorkspaceList(BaseModel):
+    workspaces: list[WorkspaceModel]
+
+
+class MemberModel(BaseModel):
+    user_id: UUID
+    email: str
+    role: Role
+    joined_at: datetime
+
+    @classmethod
+    def of(cls, member: Member) -> MemberModel:
+        return cls(
+            user_id=member.user_id,
+            email=member.email,
+            role=member.role,
+            joined_at=member.joined_at,
+        )
+
+
+class MemberList(BaseModel):
+    members: list[MemberModel]
+
+
+class InvitationModel(BaseModel):
+    id: UUID
+    workspace_id: UUID
+    email: str
+    role: Role
+    created_at: datetime
+    expires_at: datetime
+
+
+class AcceptedInvitation(BaseModel):
+    workspace_id: UUID
+    role: Role
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(text=model.model_dump_json(), status=status)
+
+
+def _members(request: web.Request) -> Members:
+    return request.app[MEMBERS]
+
+
+async def _signed_in_user(request: web.Request) -> User:
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if not token or token.startswith(KEY_PREFIX):
+        raise AuthError(
+            f"{request.path} is for signed-in people: send 'Authorization: Bearer <access "
+            "token>' from /v1/auth/login (an API key belongs to one workspace already)"
+        )
+    return await request.app[ACCOUNTS].user_of(token)
+
+
+def _in_workspace(request: web.Request) -> Principal:
+    """The principal, if it acts in the workspace the path names; else 404."""
+    principal = principal_of(request)
+    raw = request.match_info["workspace_id"]
+    try:
+        asked = UUID(raw)
+    except ValueError:
+        asked = None
+    if asked != principal.workspace_id:
+        raise NotFound("no such workspace", details={"workspace_id": raw})
+    return principal
+
+
+def _user_id(request: web.Request) -> UUID:
+    raw = request.match_info["user_id"]
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise NotFound("no such member", details={"user_id": raw}) from None
+
+
+async def list_workspaces(request: web.Request) -> web.Response:
+    user = await _signed_in_user(request)
+    memberships = await request.app[ACCOUNTS].memberships(user.id)
+    body = WorkspaceList(
+        workspaces=[
+            WorkspaceModel(
+                id=m.workspace_id, name=m.workspace_name, role=m.role, joined_at=m.created_at
+            )
+            for m in memberships
+        ]
+    )
+    return _json(body)
+
+
+async def create_workspace(request: web.Request) -> web.Response:
+    user = await _signed_in_user(request)
+    body = await read_model(request, CreateWorkspaceBody)
+    workspace_id, created_at = await _members(request).members.create_workspace(body.name, user.id)
+    # After the fact: a failed entry is a 503 and the workspace stands (a retry is a 409).
+    await audit(
+        request,
+        "workspace.created",
+        "workspace",
+        workspace_id,
+        details={"name": body.name},
+        actor=Actor(display=user.email, user_id=user.id),
+        workspace_id=workspace_id,
+    )
+    return _json(
+        WorkspaceModel(id=workspace_id, name=body.name, role="owner", joined_at=created_at), 201
+    )
+
+
+async def accept_invitation(request: web.Request) -> web.Response:
+    user = await _signed_in_user(request)
+    body = await read_model(request, AcceptBody)
+    invitation = await _members(request).accept(user, body.token)
+    # After the fact: the membership stands whether or not the entry could be written.
+    await audit(
+        request,
+        "member.joined",
+        "user",
+        user.id,
+        details={"role": invitation.role, "invitation_id": str(invitation.id)},
+        actor=Actor(display=user.email, user_id=user.id),
+        workspace_id=invitation.workspace_id,
+    )
+    return _json(AcceptedInvitation(workspace_id=invitation.workspace_id, role=invitation.role))
+
+
+async def list_members(request: web.Request) -> web.Response:
+    principal = _in_workspace(request)
+    members = await _members(request).members.list(principal.workspace_id)
+    return _json(MemberList(members=[MemberModel.of(m) for m in members]))
+
+
+async def invite(request: web.Request) -> web.Response:
+    principal = _in_workspace(request)
+    body = await read_model(request, InviteBody)
+    invitation = await _members(request).invite(principal, body.email, body.role)
+    await audit(
+        request,
+        "member.invited",
+        "invitation",
+        invitation.id,
+        details={"email": invitation.email, "role": invitation.role},
+    )
+    return _json(
+        InvitationModel(
+            id=invitation.id,
+            workspace_id=invitation.workspace_id,
+            email=invitation.email,
+            role=invitation.role,
+            created_at=invitation.created_at,
+            expires_at=invitation.expires_at,
+        ),
+        201,
+    )
+
+
+async def change_role(request: web.Request) -> web.Response:
+    principal = _in_workspace(request)
+    user_id = _user_id(request)
+    body = await read_model(request, RoleBody)
+    before, member = await _members(request).change_role(principal, user_id, body.role)
+    # After the fact: the role has changed; a failed entry is reported as a 503.
+    await audit(
+        request,
+        "member.role_changed",
+        "user",
+        user_id,
+        details={"from": before, "to": member.role},
+    )
+    return _json(MemberModel.of(member))
+
+
+async def remove_member(request: web.Request) -> web.Response:
+    principal = _in_workspace(request)
+    user_id = _user_id(request)
+    removal = await _members(request).remove(principal, user_id)
+    await audit(
+        request,
+        "member.removed",
+        "user",
+        user_id,
+        details={
+            "role": removal.member.role,
+            "revoked_keys": [str(key_id) for key_id in removal.revoked_key_ids],
+        },
+    )
+    return web.Response(status=204)
+
+
+_IN_WORKSPACE: Final = "/v1/workspaces/{workspace_id}"
+ROUTES: Final = [
+    web.get("/v1/workspaces", list_workspaces, allow_head=False),
+    web.post("/v1/workspaces", create_workspace),
+    web.post("/v1/invitations/accept", accept_invitation),
+    web.get(_IN_WORKSPACE + "/members", list_members, allow_head=False),
+    web.post(_IN_WORKSPACE + "/invitations", invite),
+    web.patch(_IN_WORKSPACE + "/members/{user_id}", change_role),
+    web.delete(_IN_WORKSPACE + "/members/{user_id}", remove_member),
+]

@@ -1,0 +1,447 @@
+"""What the OpenAPI document says about each mounted route (``rest/openapi.py`` builds it).
+
+One entry per (method, path) the app mounts; a route mounted without one fails
+``tests/rest/test_openapi.py``. Where a handler validates with a pydantic model, the entry
+names that model, so the document shows exactly what the handler accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from ..rest.agents import AgentCreateBody, AgentPatchBody, DocumentBody
+from ..rest.api_keys import ApiKeyList, ApiKeyModel, CreateApiKeyBody, CreatedApiKey
+from ..rest.audit_logs import AuditLogPage, AuditLogQuery
+from ..rest.auth import (
+    AcceptedResponse,
+    EmailBody,
+    LoginBody,
+    MeResponse,
+    MfaRequiredResponse,
+    RefreshBody,
+    ResetConfirmBody,
+    SignUpBody,
+    SignUpResponse,
+    TokenBody,
+    TokenResponse,
+)
+from ..rest.mfa import (
+    ConfirmBody,
+    DisableBody,
+    MfaStatusResponse,
+    RecoveryCodesResponse,
+    TotpEnrolmentResponse,
+    VerifyBody,
+)
+from ..rest.openapi import (
+    AUDIO_BODY,
+    MULTIPART,
+    NO_CONTENT,
+    OK,
+    STRING,
+    Op,
+    Resp,
+    audio,
+    ok,
+    websocket,
+)
+from ..rest.passkeys import CredentialBody, OptionsResponse, PasskeyModel
+from ..rest.usage import UsagePage, UsageQuery
+from ..rest.workspaces import (
+    AcceptBody,
+    AcceptedInvitation,
+    CreateWorkspaceBody,
+    InvitationModel,
+    InviteBody,
+    MemberList,
+    MemberModel,
+    RoleBody,
+    WorkspaceList,
+    WorkspaceModel,
+)
+from ..transports.http_tts import TTSRequest
+from ..transports.tickets import TicketRequest
+from ..transports.webrtc import CandidatesRequest, OfferRequest
+from .openapi_compat_routes import COMPAT_OPERATIONS
+
+__all__ = ["OPERATIONS"]
+
+# Tokens, or (multi-factor on) a challenge to answer at /v1/auth/mfa/verify.
+_SIGNED_IN: Final = {
+    200: Resp(
+        "Signed in, or a second factor is needed.", any_of=(TokenResponse, MfaRequiredResponse)
+    )
+}
+
+
+_NATIVE_TTS_WS: Final = (
+    "Send text messages as JSON, receive audio as binary frames as soon as each clause is "
+    "synthesized; query `voice` and `format` choose them. Errors arrive as a JSON `error` "
+    "event, then a close code that says why."
+)
+_NATIVE_STT_WS: Final = (
+    "Send raw PCM as binary frames (query `format`, default `pcm_16000`), receive partial "
+    "and final transcripts as JSON events; an `end` message flushes the last one."
+)
+_CONVAI_WS: Final = (
+    "A conversation with an agent: microphone audio in, agent speech and transcripts out, "
+    "with barge-in. Authenticated by a key, a ticket (POST /v1/convai/tickets) or a public "
+    "agent's id."
+)
+_CARRIER_WS: Final = "The carrier's media-stream protocol (its own JSON events, base64 audio)."
+OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
+    # --- service -------------------------------------------------------------------------
+    ("GET", "/healthz"): Op("Liveness: the process answers", "service", auth="public"),
+    ("GET", "/readyz"): Op(
+        "Readiness: models loaded, database and Redis reachable",
+        "service",
+        auth="public",
+        responses={
+            200: Resp("Ready."),
+            503: Resp("Not ready yet; the body names what is missing."),
+        },
+    ),
+    ("GET", "/metrics"): Op(
+        "Prometheus metrics",
+        "service",
+        auth="public",
+        responses={200: Resp("Prometheus text format.", media="text/plain", schema=STRING)},
+    ),
+    ("GET", "/openapi.json"): Op(
+        "This document", "service", auth="public", responses=ok(description="OpenAPI 3.1.")
+    ),
+    ("GET", "/docs"): Op(
+        "This document as a web page",
+        "service",
+        auth="public",
+        responses={200: Resp("HTML.", media="text/html", schema=STRING)},
+    ),
+    ("GET", "/widget.js"): Op(
+        "The embeddable voice widget",
+        "widget",
+        auth="public",
+        responses={
+            200: Resp("JavaScript.", media="application/javascript", schema=STRING),
+            304: Resp("Not modified (ETag).", media=None),
+        },
+    ),
+    ("GET", "/demo"): Op(
+        "A page that shows the widget",
+        "widget",
+        auth="public",
+        responses={200: Resp("HTML.", media="text/html", schema=STRING)},
+    ),
+    # --- speech --------------------------------------------------------------------------
+    ("GET", "/v1/voices"): Op("The voice catalog", "speech"),
+    ("GET", "/v1/models"): Op("The models this server loads", "speech"),
+    ("POST", "/v1/tts"): Op(
+        "Text to speech, streamed",
+        "speech",
+        body=TTSRequest,
+        responses={200: audio()},
+    ),
+    ("GET", "/v1/tts/stream"): websocket(
+        "Text to speech over a WebSocket", "speech", _NATIVE_TTS_WS
+    ),
+    ("POST", "/v1/stt"): Op(
+        "Speech to text: an audio file (or raw PCM) in, a transcript out",
+        "speech",
+        body_media=AUDIO_BODY,
+        params={
+            "response_format": {"enum": ["json", "text", "srt", "vtt"], "default": "json"},
+            "format": {"type": "string", "description": "Raw PCM, e.g. pcm_16000."},
+        },
+        responses={200: Resp("The transcript (JSON, or text/SRT/VTT as asked).")},
+    ),
+    ("GET", "/v1/stt/stream"): websocket(
+        "Speech to text over a WebSocket", "speech", _NATIVE_STT_WS
+    ),
+    # --- accounts, usage, audit ----------------------------------------------------------
+    ("GET", "/v1/usage"): Op(
+        "The workspace's usage by key or by day, paged",
+        "usage",
+        query=UsageQuery,
+        responses=ok(UsagePage),
+    ),
+    ("GET", "/v1/audit-logs"): Op(
+        "The workspace's audit log, newest first (owners and admins)",
+        "audit",
+        query=AuditLogQuery,
+        responses=ok(AuditLogPage),
+    ),
+    ("POST", "/v1/auth/signup"): Op(
+        "Sign up; a verification mail follows",
+        "auth",
+        auth="public",
+        body=SignUpBody,
+        responses=ok(SignUpResponse, 201, "Created."),
+    ),
+    ("POST", "/v1/auth/verify-email"): Op(
+        "Verify an e-mail address with the mailed token",
+        "auth",
+        auth="public",
+        body=TokenBody,
+        responses={204: NO_CONTENT},
+    ),
+    ("POST", "/v1/auth/login"): Op(
+        "Sign in with e-mail and password",
+        "auth",
+        auth="public",
+        body=LoginBody,
+        responses=_SIGNED_IN,
+    ),
+    ("POST", "/v1/auth/refresh"): Op(
+        "Rotate a refresh token (a reused one revokes its family)",
+        "auth",
+        auth="public",
+        body=RefreshBody,
+        responses=ok(TokenResponse),
+    ),
+    ("POST", "/v1/auth/logout"): Op(
+        "Sign out: revoke a refresh token",
+        "auth",
+        auth="public",
+        body=RefreshBody,
+        responses={204: NO_CONTENT},
+    ),
+    ("POST", "/v1/auth/magic-link"): Op(
+        "Mail a single-use sign-in link",
+        "auth",
+        auth="public",
+        body=EmailBody,
+        responses=ok(AcceptedResponse, 202, "Accepted."),
+    ),
+    ("POST", "/v1/auth/magic-link/redeem"): Op(
+        "Sign in with a magic link's token",
+        "auth",
+        auth="public",
+        body=TokenBody,
+        responses=_SIGNED_IN,
+    ),
+    ("POST", "/v1/auth/password-reset"): Op(
+        "Mail a password-reset link",
+        "auth",
+        auth="public",
+        body=EmailBody,
+        responses=ok(AcceptedResponse, 202, "Accepted."),
+    ),
+    ("POST", "/v1/auth/password-reset/confirm"): Op(
+        "Set a new password with a reset link's token",
+        "auth",
+        auth="public",
+        body=ResetConfirmBody,
+        responses={204: NO_CONTENT},
+    ),
+    ("GET", "/v1/auth/me"): Op(
+        "The signed-in user and their workspaces",
+        "auth",
+        auth="user",
+        responses=ok(MeResponse),
+    ),
+    ("GET", "/v1/auth/mfa"): Op(
+        "The signed-in user's second factors",
+        "auth",
+        auth="user",
+        responses=ok(MfaStatusResponse),
+    ),
+    ("POST", "/v1/auth/mfa/totp"): Op(
+        "Start enrolling an authenticator app (TOTP); confirm with a code",
+        "auth",
+        auth="user",
+        responses=ok(TotpEnrolmentResponse, 201, "Pending confirmation."),
+    ),
+    ("POST", "/v1/auth/mfa/totp/confirm"): Op(
+        "Confirm TOTP enrolment with a code; the recovery codes are shown this once",
+        "auth",
+        auth="user",
+        body=ConfirmBody,
+        responses=ok(RecoveryCodesResponse),
+    ),
+    ("DELETE", "/v1/auth/mfa/totp"): Op(
+        "Turn TOTP off (a code or a recovery code proves it is you)",
+        "auth",
+        auth="user",
+        body=DisableBody,
+        responses={204: NO_CONTENT},
+    ),
+    ("POST", "/v1/auth/mfa/verify"): Op(
+        "The second step of a sign-in: the challenge's token and a code",
+        "auth",
+        auth="public",
+        body=VerifyBody,
+        responses=ok(TokenResponse),
+    ),
+    ("POST", "/v1/auth/passkeys/register/options"): Op(
+        "Options for navigator.credentials.create() to register a passkey",
+        "auth",
+        auth="user",
+        responses=ok(OptionsResponse),
+    ),
+    ("POST", "/v1/auth/passkeys/register/verify"): Op(
+        "Register the passkey the browser created",
+        "auth",
+        auth="user",
+        body=CredentialBody,
+        responses=ok(PasskeyModel, 201, "Registered."),
+    ),
+    ("POST", "/v1/auth/passkeys/login/options"): Op(
+        "Options for navigator.credentials.get() to sign in with a passkey",
+        "auth",
+        auth="public",
+        responses=ok(OptionsResponse),
+    ),
+    ("POST", "/v1/auth/passkeys/login/verify"): Op(
+        "Sign in with the passkey's assertion",
+        "auth",
+        auth="public",
+        body=CredentialBody,
+        responses=ok(TokenResponse),
+    ),
+    # --- workspaces, members, API keys --------------------------------------------------
+    ("GET", "/v1/workspaces"): Op(
+        "The signed-in user's workspaces", "workspaces", auth="user", responses=ok(WorkspaceList)
+    ),
+    ("POST", "/v1/workspaces"): Op(
+        "Create a workspace; its creator is the owner",
+        "workspaces",
+        auth="user",
+        body=CreateWorkspaceBody,
+        responses=ok(WorkspaceModel, 201, "Created."),
+    ),
+    ("POST", "/v1/invitations/accept"): Op(
+        "Accept an invitation (the signed-in user's e-mail must match it)",
+        "workspaces",
+        auth="user",
+        body=AcceptBody,
+        responses=ok(AcceptedInvitation),
+    ),
+    ("GET", "/v1/workspaces/{workspace_id}/members"): Op(
+        "The workspace's members (any member)", "workspaces", responses=ok(MemberList)
+    ),
+    ("POST", "/v1/workspaces/{workspace_id}/invitations"): Op(
+        "Invite someone by e-mail (owners and admins)",
+        "workspaces",
+        body=InviteBody,
+        responses=ok(InvitationModel, 201, "Invited; the mail is on its way."),
+    ),
+    ("PATCH", "/v1/workspaces/{workspace_id}/members/{user_id}"): Op(
+        "Change a member's role (owners and admins)",
+        "workspaces",
+        body=RoleBody,
+        responses=ok(MemberModel),
+    ),
+    ("DELETE", "/v1/workspaces/{workspace_id}/members/{user_id}"): Op(
+        "Remove a member: their sessions and keys stop working at once",
+        "workspaces",
+        responses={204: NO_CONTENT},
+    ),
+    ("POST", "/v1/api-keys"): Op(
+        "Create an API key; the key is shown this once (owners and admins)",
+        "api-keys",
+        body=CreateApiKeyBody,
+        responses=ok(CreatedApiKey, 201, "Created."),
+    ),
+    ("GET", "/v1/api-keys"): Op(
+        "The workspace's API keys, without their secrets", "api-keys", responses=ok(ApiKeyList)
+    ),
+    ("DELETE", "/v1/api-keys/{key_id}"): Op(
+        "Revoke an API key: sockets opened with it close",
+        "api-keys",
+        responses=ok(ApiKeyModel, description="The revoked key."),
+    ),
+    # --- agents and conversations --------------------------------------------------------
+    ("POST", "/v1/agents"): Op(
+        "Create an agent (editor or above)",
+        "agents",
+        body=AgentCreateBody,
+        responses=ok(status=201, description="Created."),
+    ),
+    ("GET", "/v1/agents"): Op("List the workspace's agents", "agents"),
+    ("GET", "/v1/agents/{agent_id}"): Op("An agent and its documents", "agents"),
+    ("PATCH", "/v1/agents/{agent_id}"): Op(
+        "Change an agent (editor or above)", "agents", body=AgentPatchBody
+    ),
+    ("DELETE", "/v1/agents/{agent_id}"): Op(
+        "Delete an agent (editor or above)", "agents", responses={204: NO_CONTENT}
+    ),
+    ("POST", "/v1/agents/{agent_id}/documents"): Op(
+        "Add a knowledge document (JSON text or a multipart file upload)",
+        "agents",
+        body=DocumentBody,
+        body_media=MULTIPART,
+        responses=ok(status=201, description="Created."),
+    ),
+    ("GET", "/v1/agents/{agent_id}/documents"): Op("An agent's knowledge documents", "agents"),
+    ("DELETE", "/v1/agents/{agent_id}/documents/{document_id}"): Op(
+        "Delete a knowledge document", "agents", responses={204: NO_CONTENT}
+    ),
+    ("GET", "/v1/convai/sessions"): Op(
+        "Stored conversations, newest first, without turns",
+        "conversations",
+        params={
+            "agent_id": {"type": "string", "format": "uuid"},
+            "end_user_id": STRING,
+            "limit": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+            "before": {"type": "string", "format": "date-time"},
+        },
+    ),
+    ("GET", "/v1/convai/sessions/{conversation_id}"): Op(
+        "A stored conversation with its turns", "conversations"
+    ),
+    ("POST", "/v1/convai/tickets"): Op(
+        "A short-lived ticket for a browser to open a conversation",
+        "conversations",
+        body=TicketRequest,
+        responses=ok(status=201, description="The ticket."),
+    ),
+    ("GET", "/v1/convai/stream"): websocket(
+        "A conversation with an agent", "conversations", _CONVAI_WS, auth="optional"
+    ),
+    ("POST", "/v1/convai/webrtc/offer"): Op(
+        "Open a conversation over WebRTC: an SDP offer in, the answer out",
+        "conversations",
+        auth="optional",
+        body=OfferRequest,
+    ),
+    ("PATCH", "/v1/convai/webrtc/offer"): Op(
+        "Trickle ICE candidates to an open peer connection",
+        "conversations",
+        auth="optional",
+        body=CandidatesRequest,
+        responses={204: NO_CONTENT, 200: OK},
+    ),
+    ("OPTIONS", "/v1/convai/webrtc/offer"): Op(
+        "CORS preflight for the offer", "conversations", auth="public", responses={204: NO_CONTENT}
+    ),
+    # --- telephony -----------------------------------------------------------------------
+    ("GET", "/v1/telephony/twilio"): websocket(
+        "Twilio Media Streams", "telephony", _CARRIER_WS, auth="optional"
+    ),
+    ("POST", "/v1/telephony/twilio/voice"): Op(
+        "Twilio's voice webhook: TwiML that connects the call's media stream",
+        "telephony",
+        auth="optional",
+        body_media={"application/x-www-form-urlencoded": {"type": "object"}},
+        responses={200: Resp("TwiML.", media="text/xml", schema=STRING)},
+    ),
+    ("GET", "/v1/telephony/telnyx"): websocket(
+        "Telnyx media streaming", "telephony", _CARRIER_WS, auth="optional"
+    ),
+    ("POST", "/v1/telephony/telnyx/voice"): Op(
+        "Telnyx's voice webhook: TeXML that connects the call's media stream",
+        "telephony",
+        body_media={"application/x-www-form-urlencoded": {"type": "object"}},
+        responses={200: Resp("TeXML.", media="text/xml", schema=STRING)},
+    ),
+    ("GET", "/v1/telephony/vonage"): websocket(
+        "Vonage WebSocket audio", "telephony", _CARRIER_WS, auth="optional"
+    ),
+    ("GET", "/v1/telephony/vonage/answer"): Op(
+        "Vonage's answer URL: an NCCO that connects the call", "telephony"
+    ),
+    ("POST", "/v1/telephony/vonage/answer"): Op(
+        "Vonage's answer URL: an NCCO that connects the call", "telephony"
+    ),
+    **COMPAT_OPERATIONS,
+}
