@@ -26,6 +26,14 @@ __all__ = ["Membership", "SessionLookup", "User", "UserRepository"]
 _USER_COLUMNS: Final = (
     "id, email, password_hash, email_verified_at, created_at, disabled_at, sessions_revoked_at"
 )
+# $1 e-mail, $2 password hash (None: magic links only), $3 verified; no row if the address is
+# taken, whatever its case.
+_INSERT_USER: Final = f"""
+    INSERT INTO users (email, password_hash, email_verified_at)
+    VALUES ($1, $2, CASE WHEN $3 THEN now() END)
+    ON CONFLICT ((lower(email))) DO NOTHING
+    RETURNING {_USER_COLUMNS}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +110,7 @@ class UserRepository:
                     f"the workspace name {workspace!r} is taken; choose another",
                     details={"workspace": workspace},
                 )
-            row = await conn.fetchrow(
-                f"""
-                INSERT INTO users (email, password_hash, email_verified_at)
-                VALUES ($1, $2, CASE WHEN $3 THEN now() END)
-                ON CONFLICT ((lower(email))) DO NOTHING
-                RETURNING {_USER_COLUMNS}
-                """,
-                email,
-                password_hash,
-                verified,
-            )
+            row = await conn.fetchrow(_INSERT_USER, email, password_hash, verified)
             if row is None:
                 await conn.execute("DELETE FROM workspaces WHERE id = $1", workspace_id)
                 return None
@@ -132,17 +130,7 @@ class UserRepository:
     async def create(self, email: str, password_hash: str | None, *, verified: bool) -> User:
         """A user with no membership yet (the CLI adds one). Raises Conflict if the address
         is taken."""
-        row = await self._pool.fetchrow(
-            f"""
-            INSERT INTO users (email, password_hash, email_verified_at)
-            VALUES ($1, $2, CASE WHEN $3 THEN now() END)
-            ON CONFLICT ((lower(email))) DO NOTHING
-            RETURNING {_USER_COLUMNS}
-            """,
-            email,
-            password_hash,
-            verified,
-        )
+        row = await self._pool.fetchrow(_INSERT_USER, email, password_hash, verified)
         if row is None:
             raise Conflict(f"a user with the e-mail {email!r} exists already")
         return _user(row)
