@@ -77,10 +77,6 @@ class TTSEngine(ABC):
     """
 
     name: str
-    # Engines whose synthesis time grows with the clause (a neural model runs a clause at
-    # once) have streams cut a long first clause early at this many characters, so the first
-    # audio comes sooner (``text_clauses``); None: clauses as punctuation makes them.
-    first_clause_chars: int | None = None
 
     @abstractmethod
     def voices(self) -> list[Voice]:

@@ -112,9 +112,6 @@ class PiperTTS(TTSEngine):
     """
 
     name = "piper"
-    # About 150 ms of synthesis on two CPU cores for the first words, instead of ~450 ms for a
-    # whole 80-character sentence (benchmarks/voice_to_voice.py, stage "speech").
-    first_clause_chars = 32
 
     def __init__(
         self,

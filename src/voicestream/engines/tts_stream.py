@@ -75,7 +75,7 @@ class TTSStream:
         self._tempo = 1.0
         self.set_speed(speed)
         self._executor = executor
-        self._splitter = ClauseSplitter(max_clause_chars, engine.first_clause_chars)
+        self._splitter = ClauseSplitter(max_clause_chars)
         # Clauses waiting for synthesis, in order; unbounded in count but bounded in total
         # characters by the caller's text limits.
         self._clauses: asyncio.Queue[tuple[int, str] | object] = asyncio.Queue()
