@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import email
+import email.policy
 import uuid
+from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from voicestream.identity.mail import OUTBOX_DIR
 from voicestream.rest.auth import ACCOUNTS
 from voicestream.store.users import User, UserRepository
 from voicestream.transports.context import RUNTIME
 
-__all__ = ["audit_trail", "auth_call", "house_error", "new_address", "person"]
+__all__ = ["audit_trail", "auth_call", "house_error", "mails_to", "new_address", "person"]
 
 
 def new_address() -> str:
@@ -56,3 +62,19 @@ async def audit_trail(server: Any, user: uuid.UUID) -> list[tuple[str, str | Non
         user,
     )
     return [(r["action"], r["method"]) for r in rows]
+
+
+def _mails(server: Any, to: str) -> list[EmailMessage]:
+    folder = Path(server.settings.data_dir) / OUTBOX_DIR
+    found = []
+    for path in sorted(folder.glob("*.eml")) if folder.exists() else []:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        if str(message["To"]).lower() == to.lower():
+            found.append(message)
+    return found
+
+
+async def mails_to(server: Any, to: str) -> list[EmailMessage]:
+    """The mails the server has written to its outbox for ``to``, oldest first."""
+    return await asyncio.to_thread(_mails, server, to)

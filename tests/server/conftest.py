@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
@@ -25,3 +26,10 @@ def blockbuster() -> Iterator[BlockBuster]:
     # raises inside the server, which then shows up as an error and fails the test.
     with blockbuster_ctx("voicestream") as bb:
         yield bb
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for the test's requests, closed when it ends."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield session

@@ -39,12 +39,6 @@ class Workspace:
         return self.keys[role][0]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
-
-
 async def _workspace(server: Any) -> Workspace:
     repo = ApiKeyRepository(server.app[RUNTIME].pool)
     name = f"audit-{uuid.uuid4().hex[:8]}"

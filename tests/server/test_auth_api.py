@@ -8,24 +8,19 @@ on each request, so a removal or a disabled account takes effect at once.
 
 from __future__ import annotations
 
-import asyncio
-import email
-import email.policy
 import hashlib
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from email.message import EmailMessage
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
+from auth_calls import house_error, mails_to
 
 from jwt_forgeries import FORGED_KINDS, forged_tokens
 from voicestream.identity.access_tokens import new_email_token
-from voicestream.identity.mail import OUTBOX_DIR
 from voicestream.identity.passwords import Passwords
 from voicestream.rest.auth import ACCOUNTS
 from voicestream.store.sign_in_tokens import SignInTokenRepository
@@ -34,12 +29,6 @@ from voicestream.transports.context import RUNTIME
 
 PASSWORD = "correct horse battery"
 _EMAIL_TOKEN = re.compile(r"vse_[A-Za-z0-9_-]{43}")
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
 
 
 def _address() -> str:
@@ -70,34 +59,14 @@ async def _post(http: aiohttp.ClientSession, server: Any, path: str, body: Any) 
     return await _call(http, server, "POST", "/v1/auth/" + path, body)
 
 
-def _mails(server: Any, to: str) -> list[EmailMessage]:
-    folder = Path(server.settings.data_dir) / OUTBOX_DIR
-    found = []
-    for path in sorted(folder.glob("*.eml")) if folder.exists() else []:
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        if str(message["To"]).lower() == to.lower():
-            found.append(message)
-    return found
-
-
-async def _mails_to(server: Any, to: str) -> list[EmailMessage]:
-    return await asyncio.to_thread(_mails, server, to)
-
-
 async def _token_from_mail(server: Any, to: str, subject: str) -> str:
     """The token of the newest mail to ``to`` whose subject has ``subject``."""
-    mails = [m for m in await _mails_to(server, to) if subject in str(m["Subject"])]
+    mails = [m for m in await mails_to(server, to) if subject in str(m["Subject"])]
     assert mails, f"no mail about {subject!r} to {to}"
     body = mails[-1].get_content()
     match = _EMAIL_TOKEN.search(body)
     assert match is not None, body
     return match.group(0)
-
-
-def _house_error(data: Any, code: str) -> None:
-    assert isinstance(data, dict) and data["error"]["code"] == code, data
-    assert isinstance(data["error"]["message"], str) and data["error"]["message"]
 
 
 async def _member(server: Any, role: str, workspace: str | None = None) -> tuple[User, str]:
@@ -126,7 +95,7 @@ async def test_forged_and_foreign_tokens_get_401(server, http, kind: str) -> Non
     for path in ("/v1/agents", "/v1/auth/me"):
         status, data = await _call(http, server, "GET", path, token=token)
         assert status == 401, (path, data)
-        _house_error(data, "unauthorized")
+        house_error(data, "unauthorized")
 
 
 async def test_a_session_acts_with_its_memberships_role(server, http) -> None:
@@ -156,7 +125,7 @@ async def test_a_session_acts_with_its_memberships_role(server, http) -> None:
         http, server, "POST", "/v1/agents", {"name": "b", "voice": "slt"}, token=viewer_token
     )
     assert status == 403, refused
-    _house_error(refused, "forbidden")
+    house_error(refused, "forbidden")
     # An API key still means what it did, in the header the session used.
     status, _ = await _call(http, server, "GET", "/v1/voices", token=server.api_key)
     assert status == 200
@@ -187,7 +156,7 @@ async def test_the_workspace_header_picks_a_membership_checked_per_request(serve
     assert status == 403 and "not a member" in data["error"]["message"], data
     status, data = await create_agent("not-a-uuid")
     assert status == 400, data
-    _house_error(data, "bad_request")
+    house_error(data, "bad_request")
 
     # Removed: refused at once, the token being as valid as before.
     await users.remove_membership(user.id, first.workspace_id)
@@ -200,14 +169,14 @@ async def test_the_workspace_header_picks_a_membership_checked_per_request(serve
     for path in ("/v1/agents", "/v1/auth/me"):
         status, data = await _call(http, server, "GET", path, token=token)
         assert status == 401, (path, data)
-        _house_error(data, "unauthorized")
+        house_error(data, "unauthorized")
 
 
 async def test_me_needs_a_session_not_a_key(server, http) -> None:
     for token in (server.api_key, None):
         status, data = await _call(http, server, "GET", "/v1/auth/me", token=token)
         assert status == 401, data
-        _house_error(data, "unauthorized")
+        house_error(data, "unauthorized")
 
 
 # --- sign-up, verification, sign-in, rotation ------------------------------------------------
@@ -246,7 +215,7 @@ async def test_sign_up_verify_sign_in_and_rotate(server, http) -> None:
     assert second["access_token"] != first["access_token"]
     status, reused = await _post(http, server, "refresh", {"refresh_token": first["refresh_token"]})
     assert status == 401, reused
-    _house_error(reused, "unauthorized")
+    house_error(reused, "unauthorized")
     status, newest = await _post(
         http, server, "refresh", {"refresh_token": second["refresh_token"]}
     )
@@ -275,9 +244,9 @@ async def test_sign_up_reveals_nothing_about_registered_addresses(server, http) 
     again = await _post(http, server, "signup", {"email": address.lower(), "password": PASSWORD})
     assert first[0] == again[0] == 201
     assert first[1]["status"] == again[1]["status"] == "verification_sent"
-    subjects = [str(m["Subject"]) for m in await _mails_to(server, address)]
+    subjects = [str(m["Subject"]) for m in await mails_to(server, address)]
     assert subjects == ["Confirm your e-mail address", "Someone tried to sign up with your address"]
-    notice = (await _mails_to(server, address))[-1].get_content()
+    notice = (await mails_to(server, address))[-1].get_content()
     assert _EMAIL_TOKEN.search(notice) is None  # no way in for whoever tried
     assert await UserRepository(server.app[RUNTIME].pool).by_email(address) is not None
     # The magic-link-only account has no password: signing in with one fails as usual.
@@ -291,7 +260,7 @@ async def test_a_taken_workspace_name_is_409(server, http) -> None:
     assert status == 201
     status, data = await _post(http, server, "signup", {"email": _address(), "workspace": name})
     assert status == 409, data
-    _house_error(data, "conflict")
+    house_error(data, "conflict")
 
 
 async def test_wrong_password_and_unknown_address_look_the_same(server, http) -> None:
@@ -301,7 +270,7 @@ async def test_wrong_password_and_unknown_address_look_the_same(server, http) ->
     unknown = await _post(http, server, "login", {"email": _address(), "password": PASSWORD})
     assert wrong[0] == unknown[0] == 401
     assert wrong[1] == unknown[1]
-    _house_error(wrong[1], "unauthorized")
+    house_error(wrong[1], "unauthorized")
 
 
 async def test_logout_revokes_the_sign_in(server, http) -> None:
@@ -328,7 +297,7 @@ async def test_a_magic_link_works_once_and_not_after_expiry(server, http) -> Non
     for address in (user.email, stranger):
         status, body = await _post(http, server, "magic-link", {"email": address})
         assert status == 202 and body["status"] == "accepted", body
-    assert await _mails_to(server, stranger) == []
+    assert await mails_to(server, stranger) == []
     token = await _token_from_mail(server, user.email, "sign-in link")
 
     status, pair = await _post(http, server, "magic-link/redeem", {"token": token})
@@ -337,7 +306,7 @@ async def test_a_magic_link_works_once_and_not_after_expiry(server, http) -> Non
     assert status == 200 and me["user"]["id"] == str(user.id)
     status, data = await _post(http, server, "magic-link/redeem", {"token": token})
     assert status == 401, data
-    _house_error(data, "unauthorized")
+    house_error(data, "unauthorized")
 
     expired = new_email_token()
     tokens = SignInTokenRepository(server.app[RUNTIME].pool)
@@ -364,7 +333,7 @@ async def test_a_password_reset_ends_every_session(server, http) -> None:
         http, server, "password-reset/confirm", {"token": token, "password": "short"}
     )
     assert status == 422, data  # refused before the token is used up
-    _house_error(data, "invalid_request")
+    house_error(data, "invalid_request")
     status, data = await _post(
         http, server, "password-reset/confirm", {"token": token, "password": new_password}
     )
@@ -440,7 +409,7 @@ async def test_bad_input_on_every_route_is_a_4xx_json_error(server, http) -> Non
         headers={"Content-Type": "application/json"},
     ) as response:
         assert response.status == 400
-        _house_error(await response.json(), "invalid_json")
+        house_error(await response.json(), "invalid_json")
     assert not failures, failures
 
 

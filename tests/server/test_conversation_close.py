@@ -5,21 +5,12 @@ from __future__ import annotations
 import dataclasses
 import socket
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-import pytest
 import redis.asyncio
 
 from server.waiting import eventually
 from voicestream.transports.context import RUNTIME
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
-        yield s
 
 
 async def _nothing(*_: Any) -> None:

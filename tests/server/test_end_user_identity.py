@@ -35,12 +35,6 @@ QUESTION = "What is my favourite colour?"
 # ---- helpers -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
-        yield s
-
-
 async def _agent(http: aiohttp.ClientSession, server: Any, *, public: bool) -> dict[str, Any]:
     # No greeting: the first agent_response of a conversation is the answer to the question.
     body = {"name": "desk", "voice": "slt", "knowledge": [PARKING], "public": public}

@@ -9,23 +9,17 @@ refused on replay.
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import hashlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from email.message import EmailMessage
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pyotp
-import pytest
-from auth_calls import audit_trail, auth_call, house_error, new_address, person
+from auth_calls import audit_trail, auth_call, house_error, mails_to, new_address, person
 
-from voicestream.identity.mail import OUTBOX_DIR
 from voicestream.identity.second_factor import MAX_CHALLENGE_ATTEMPTS
 from voicestream.observability.log_redaction import redact
 from voicestream.rest.auth import ACCOUNTS
@@ -37,25 +31,8 @@ PASSWORD = "correct horse battery"
 _EMAIL_TOKEN = re.compile(r"vse_[A-Za-z0-9_-]{43}")
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
-
-
-def _mails(server: Any, to: str) -> list[EmailMessage]:
-    folder = Path(server.settings.data_dir) / OUTBOX_DIR
-    found = []
-    for path in sorted(folder.glob("*.eml")) if folder.exists() else []:
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        if str(message["To"]).lower() == to.lower():
-            found.append(message)
-    return found
-
-
 async def _token_from_mail(server: Any, to: str, subject: str) -> str:
-    mails = [m for m in await asyncio.to_thread(_mails, server, to) if subject in str(m["Subject"])]
+    mails = [m for m in await mails_to(server, to) if subject in str(m["Subject"])]
     assert mails, f"no mail about {subject!r} to {to}"
     match = _EMAIL_TOKEN.search(mails[-1].get_content())
     assert match is not None

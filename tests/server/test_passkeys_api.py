@@ -4,22 +4,14 @@ spent or foreign challenges, another site's origin, another key, counters that g
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import pytest
 from auth_calls import audit_trail, auth_call, house_error, person
 
 from software_authenticator import SoftwareAuthenticator, b64url
 from voicestream.store.users import User
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
 
 
 def _rp_id(server: Any) -> str:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 from aiortc import (
     RTCSessionDescription,
 )
@@ -54,12 +52,6 @@ async def tts_pcm(s: aiohttp.ClientSession, server: Any, text: str, rate: int) -
     async with s.post(f"{server.url}/v1/tts", json=body, headers=server.headers()) as r:
         assert r.status == 200, await r.text()
         return await r.read()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
-        yield s
 
 
 # ---- the conversation ----------------------------------------------------------------------

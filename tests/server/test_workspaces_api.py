@@ -7,21 +7,15 @@ is read from the server's outbox. Each action is checked in the audit log too.
 
 from __future__ import annotations
 
-import asyncio
-import email
-import email.policy
 import re
 import uuid
-from collections.abc import AsyncIterator
-from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from server.auth_calls import mails_to
 from server.workspace_people import Person, call, house_error, person, team
-from voicestream.identity.mail import OUTBOX_DIR
 from voicestream.rest.auth import ACCOUNTS
 from voicestream.store.users import UserRepository
 from voicestream.transports.context import RUNTIME
@@ -29,25 +23,8 @@ from voicestream.transports.context import RUNTIME
 _TOKEN = re.compile(r"vse_[A-Za-z0-9_-]{43}")
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
-
-
-def _mails(server: Any, to: str) -> list[EmailMessage]:
-    folder = Path(server.settings.data_dir) / OUTBOX_DIR
-    found = []
-    for path in sorted(folder.glob("*.eml")) if folder.exists() else []:
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        if str(message["To"]).lower() == to.lower():
-            found.append(message)
-    return found
-
-
 async def _invitation_token(server: Any, to: str) -> str:
-    mails = await asyncio.to_thread(_mails, server, to)
+    mails = await mails_to(server, to)
     assert mails, f"no mail to {to}"
     match = _TOKEN.search(mails[-1].get_content())
     assert match is not None, mails[-1].get_content()

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 
+from server.auth_calls import house_error
 from voicestream.rest.auth import ACCOUNTS
 from voicestream.store.users import User, UserRepository
 from voicestream.transports.context import RUNTIME
@@ -69,8 +70,3 @@ async def call(
     async with http.request(method, server.url + path, headers=headers, **kwargs) as response:
         payload = await response.json() if response.content_type == "application/json" else None
         return response.status, payload
-
-
-def house_error(data: Any, code: str) -> None:
-    assert isinstance(data, dict) and data["error"]["code"] == code, data
-    assert isinstance(data["error"]["message"], str) and data["error"]["message"]
