@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -191,6 +198,21 @@ class Settings(BaseModel):
     quota_tts_characters: int | None = Field(None, ge=0)
     quota_stt_seconds: float | None = Field(None, ge=0)
     quota_conversation_minutes: float | None = Field(None, ge=0)
+    # A seat's (member's) monthly quotas when the member has none of their own (PATCH
+    # /v1/workspaces/{id}/members/{user_id} sets those); unset: only the workspace's apply.
+    seat_quota_tts_characters: int | None = Field(None, ge=0)
+    seat_quota_stt_seconds: float | None = Field(None, ge=0)
+    seat_quota_conversation_minutes: float | None = Field(None, ge=0)
+    # Sign-in routes (/v1/auth/ login, signup, links, refresh, second step, passkey sign-in)
+    # per client address: past the burst 429 with Retry-After. Generous: people behind one
+    # NAT share an address; the per-account limits below are what stop guessing.
+    auth_rate_limit_per_minute: int = Field(300, ge=1, le=10_000_000)
+    auth_rate_limit_burst: int = Field(300, ge=1, le=10_000_000)
+    # Wrong passwords per account (by e-mail, whether or not it exists) and wrong one-time
+    # codes per user (TOTP confirm, turn-off, sign-in) within the window; past it 429.
+    login_max_failures: int = Field(10, ge=1, le=1_000_000)
+    totp_max_failures: int = Field(10, ge=1, le=1_000_000)
+    sign_in_failure_window_seconds: int = Field(3600, ge=1, le=86_400 * 30)
     wyoming_idle_timeout_seconds: float = Field(60.0, gt=0, le=86_400)
     # Browser origins (besides the server's own) whose pages may open sockets, signal WebRTC
     # and load the widget: a comma list of scheme://host[:port], or * for any. Requests that
@@ -202,6 +224,50 @@ class Settings(BaseModel):
     # The origin pages reach this server at (scheme://host[:port]), e.g. behind a proxy that
     # rewrites Host: when set, it is the server's own origin and Host is not consulted.
     public_origin: str | None = None
+    # --- sign-in with Google, GitHub and Apple (/v1/auth/oauth/…) ---
+    # A provider is offered once its client id is set. Its callback, to register with it, is
+    # <public origin>/v1/auth/oauth/<provider>/callback. A base URL moves every endpoint of
+    # that provider (and the issuer its id tokens must name) to one host: for a proxy or a
+    # local fake, keeping the real paths.
+    oauth_google_client_id: str | None = Field(None, min_length=1, max_length=500)
+    oauth_google_client_secret: str | None = Field(None, min_length=1, validate_default=True)
+    oauth_google_base_url: str | None = None
+    oauth_github_client_id: str | None = Field(None, min_length=1, max_length=500)
+    oauth_github_client_secret: str | None = Field(None, min_length=1, validate_default=True)
+    oauth_github_base_url: str | None = None
+    # Apple's Services ID; the client secret is an ES256 JWT signed per exchange with the
+    # team's key (the .p8 file, its key id and the team id, all from Apple's developer site).
+    oauth_apple_client_id: str | None = Field(None, min_length=1, max_length=500)
+    oauth_apple_team_id: str | None = Field(None, min_length=1, validate_default=True)
+    oauth_apple_key_id: str | None = Field(None, min_length=1, validate_default=True)
+    oauth_apple_private_key_path: Path | None = Field(None, validate_default=True)
+    oauth_apple_base_url: str | None = None
+    # Each call to a provider (token, keys, profile) gives up after this: a 503, never a hang.
+    oauth_timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+    @field_validator(
+        "oauth_google_client_secret",
+        "oauth_github_client_secret",
+        "oauth_apple_team_id",
+        "oauth_apple_key_id",
+        "oauth_apple_private_key_path",
+    )
+    @classmethod
+    def _oauth_needed(cls, v: object, info: ValidationInfo) -> object:
+        # The client id is declared before these, so info.data holds it.
+        assert info.field_name is not None
+        client_id = info.field_name.split("_")[1]
+        client_field = f"oauth_{client_id}_client_id"
+        if v is None and info.data.get(client_field) is not None:
+            raise ValueError(f"needed when {cls.env_name(client_field)} is set")
+        return v
+
+    @field_validator("oauth_google_base_url", "oauth_github_base_url", "oauth_apple_base_url")
+    @classmethod
+    def _oauth_base(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/") if v is not None else v
 
     @field_validator("database_url")
     @classmethod

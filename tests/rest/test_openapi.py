@@ -16,6 +16,7 @@ from voicestream.config import load_settings
 from voicestream.rest.agents import AgentCreateBody
 from voicestream.rest.openapi import (
     REF,
+    WORKSPACE_HEADER,
     build_document,
     document_json,
     mounted_operations,
@@ -106,9 +107,10 @@ def _without_defs(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_query_models_become_parameters(document: dict[str, Any]) -> None:
-    params = {p["name"]: p for p in document["paths"]["/v1/usage"]["get"]["parameters"]}
+    usage = document["paths"]["/v1/usage"]["get"]["parameters"]
+    params = {p["name"]: p for p in usage if p["in"] == "query"}
     assert set(params) == set(UsageQuery.model_fields)
-    assert params["group_by"]["schema"]["enum"] == ["key", "day"]
+    assert {"key", "day"} <= set(params["group_by"]["schema"]["enum"])
     # A query string cannot carry null: optional parameters are left out, not nullable.
     assert params["since"]["schema"] == {"type": "string", "format": "date-time"}
     assert not params["since"]["required"]
@@ -170,3 +172,158 @@ def test_the_docs_page_lists_every_operation_escaped(document: dict[str, Any]) -
         assert f">{method.lower()}</span><code>{path}</code>" in page
     assert "<script" not in page
     assert "http://" not in page and "https://" not in page  # nothing loads from elsewhere
+
+
+# --- response models, secrets, the workspace header ----------------------------------------
+
+# Request fields that carry a secret the client knows: a password, a code, a mailed token, a
+# refresh token, an LLM key. Wherever one appears in a native request body it is writeOnly.
+SECRET_FIELDS = frozenset(
+    {"password", "token", "refresh_token", "code", "recovery_code", "mfa_token", "api_key"}
+)
+
+
+def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(schema.get("$ref"), str):
+        name = schema["$ref"].removeprefix("#/components/schemas/")
+        resolved: dict[str, Any] = document["components"]["schemas"][name]
+        return resolved
+    return schema
+
+
+def _native(path: str) -> bool:
+    return not path.startswith(("/elevenlabs/", "/openai/"))
+
+
+def _properties(document: dict[str, Any], schema: dict[str, Any], seen: set[int]) -> list[Any]:
+    """(name, property schema) of ``schema`` and every schema nested in it."""
+    schema = _resolve(document, schema)
+    if id(schema) in seen:
+        return []
+    seen.add(id(schema))
+    found: list[Any] = []
+    for name, prop in schema.get("properties", {}).items():
+        found.append((name, prop))
+        found += _properties(document, prop, seen)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            found += _properties(document, schema[key], seen)
+    for key in ("anyOf", "oneOf", "allOf"):
+        for branch in schema.get(key, []):
+            found += _properties(document, branch, seen)
+    return found
+
+
+def test_secret_inputs_are_write_only_passwords(document: dict[str, Any]) -> None:
+    checked: list[str] = []
+    for method, path, op in _operations(document):
+        content = op.get("requestBody", {}).get("content", {}).get("application/json")
+        if content is None or not _native(path):
+            continue
+        for name, prop in _properties(document, content["schema"], set()):
+            if name in SECRET_FIELDS:
+                checked.append(f"{method} {path} {name}")
+                assert prop.get("writeOnly") is True, f"{method} {path}: {name} not writeOnly"
+                assert prop.get("format") == "password", f"{method} {path}: {name}"
+    # Sign-up, login, reset, refresh, MFA, invitations, agents' LLM keys: all of them seen.
+    assert {c.rsplit(" ", 1)[1] for c in checked} == SECRET_FIELDS, checked
+    assert "POST /v1/auth/login password" in checked
+    assert "POST /v1/agents api_key" in checked
+
+
+def test_nothing_a_response_carries_is_write_only(document: dict[str, Any]) -> None:
+    # writeOnly in a response schema would tell clients the field never comes back.
+    for method, path, op in _operations(document):
+        for status, response in op["responses"].items():
+            for media in response.get("content", {}).values():
+                for name, prop in _properties(document, media.get("schema", {}), set()):
+                    assert not prop.get("writeOnly"), f"{method} {path} {status}: {name}"
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        ("CreatedApiKey", "key"),
+        ("RecoveryCodesResponse", "recovery_codes"),
+        ("TotpEnrolmentResponse", "otpauth_uri"),
+    ],
+)
+def test_one_time_secrets_say_they_are_shown_once(
+    document: dict[str, Any], model: str, field: str
+) -> None:
+    prop = document["components"]["schemas"][model]["properties"][field]
+    assert "Shown this once" in prop["description"]
+
+
+def _header_names(op: dict[str, Any]) -> list[str]:
+    return [p["name"] for p in op.get("parameters", []) if p["in"] == "header"]
+
+
+def test_routes_that_take_a_user_session_document_the_workspace_header(
+    document: dict[str, Any],
+) -> None:
+    with_header = []
+    for method, path, op in _operations(document):
+        takes_session = {"bearer": []} in op["security"] and {"xiApiKey": []} in op["security"]
+        expected = takes_session and "{workspace_id}" not in path
+        assert (WORKSPACE_HEADER in _header_names(op)) == expected, f"{method} {path}"
+        if expected:
+            with_header.append((method, path))
+    assert ("GET", "/v1/agents") in with_header
+    assert ("GET", "/v1/usage") in with_header
+    paths = document["paths"]
+    # The path names the workspace there; a person's own routes and public ones take none.
+    assert _header_names(paths["/v1/workspaces/{workspace_id}/members"]["get"]) == []
+    assert _header_names(paths["/v1/auth/me"]["get"]) == []
+    assert _header_names(paths["/v1/auth/login"]["post"]) == []
+    header = next(
+        p for p in paths["/v1/agents"]["get"]["parameters"] if p["name"] == WORKSPACE_HEADER
+    )
+    assert header["schema"] == {"type": "string", "format": "uuid"} and not header["required"]
+
+
+def _rest_routes(app: web.Application) -> set[tuple[str, str]]:
+    """(METHOD, path) of every route whose handler lives in ``voicestream.rest``."""
+    return {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None
+        and route.method != "HEAD"
+        and getattr(route.handler, "__module__", "").startswith("voicestream.rest.")
+    }
+
+
+def test_every_rest_route_answers_a_model_with_properties(
+    app: web.Application, document: dict[str, Any]
+) -> None:
+    rest_routes = _rest_routes(app)
+    assert len(rest_routes) >= 40, sorted(rest_routes)
+    for method, path in sorted(rest_routes):
+        responses = document["paths"][path][method.lower()]["responses"]
+        ok = {status: r for status, r in responses.items() if status.startswith("2")}
+        assert ok, f"{method} {path} documents no 2xx answer"
+        for status, response in ok.items():
+            if status == "204" or "application/json" not in response.get("content", {}):
+                continue
+            schema = response["content"]["application/json"]["schema"]
+            branches = schema.get("anyOf", [schema])
+            for branch in branches:
+                assert "$ref" in branch, f"{method} {path} {status}: not a model"
+                resolved = _resolve(document, branch)
+                assert resolved.get("properties"), f"{method} {path} {status}: no properties"
+
+
+def test_agent_answers_document_their_shape(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    created = document["paths"]["/v1/agents"]["post"]["responses"]["201"]
+    assert created["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AgentDetail"
+    }
+    assert "documents" in schemas["AgentDetail"]["required"]
+    llm = schemas["LLMSettingsModel"]["properties"]
+    # The stored key never comes back; whether one is set, and a hint, do.
+    assert "api_key" not in llm and {"api_key_set", "api_key_hint"} <= set(llm)
+    session = document["paths"]["/v1/convai/sessions/{conversation_id}"]["get"]["responses"]
+    assert session["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ConversationModel"
+    }

@@ -198,6 +198,7 @@ def test_every_mounted_route_belongs_to_a_family(server) -> None:
         "/v1/api-keys",
         "/v1/api-keys/{key_id}",
         "/v1/workspaces",
+        "/v1/workspaces/{workspace_id}",
         "/v1/invitations/accept",
         "/v1/workspaces/{workspace_id}/members",
         "/v1/workspaces/{workspace_id}/members/{user_id}",

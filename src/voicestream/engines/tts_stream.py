@@ -10,17 +10,21 @@ stream's first audio ahead of other streams' continuations, yet no stream runs d
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ..errors import EngineError
+from .alignment import has_speakable
 from .base import Alignment, Synthesis, TTSEngine, Voice
 from .executor import InferenceExecutor
 from .silence import trim_leading_silence
 from .text_clauses import ClauseSplitter
 
 __all__ = ["SpeechChunk", "TTSStream"]
+
+log = logging.getLogger(__name__)
 
 # Lead-in kept before the first sound of a stream (latency the listener hears), and the most
 # silence kept before a later clause (the previous clause already ends in a pause).
@@ -146,6 +150,16 @@ class TTSStream:
             offset, text = item
             chunk = await self._synthesize(index, offset, text)
             if not chunk.pcm:
+                if has_speakable(text):
+                    # Words that come back silent are dropped from the stream without an
+                    # error; say so, or a missing clause looks like a timing bug downstream.
+                    log.warning(
+                        "%s gave no audio for clause %d %r (voice %s)",
+                        self._engine.name,
+                        index,
+                        text[:80],
+                        self._voice.id,
+                    )
                 continue  # nothing speakable in this clause (e.g. only punctuation)
             if self._first_audio_at is None:
                 self._first_audio_at = time.monotonic()

@@ -8,16 +8,23 @@ What an admin may not do: anything that makes or unmakes an owner (invite one, p
 someone to owner, change or remove an owner). Owners may do all of it, except leave the
 workspace without an owner (409). A removed member loses the workspace at once: the auth
 middleware reads the membership on every request, and the keys they made there are revoked
-in the same transaction (their sockets close within the socket registry's poll).
+in the same transaction. What they opened with their session or a ticket they minted closes
+too, as it does when they are made a viewer (who may open nothing): at once in this process
+(``on_access_lost``, the socket registry's hook), within the registry's poll in the others;
+their keys' sockets close within that poll.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import smtplib
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Final
 from uuid import UUID
+
+from aiohttp import web
 
 from ..errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from ..store import db
@@ -28,7 +35,7 @@ from ..store.users import User
 from .access_tokens import EMAIL_TOKEN_PREFIX, hash_token, new_email_token, token_shape_ok
 from .mail import Mailer
 
-__all__ = ["INVITATION_TTL_S", "Members"]
+__all__ = ["INVITATION_TTL_S", "MEMBERS", "AccessLost", "Members"]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +51,16 @@ def _refuse_owner_change(principal: Principal, what: str) -> None:
         )
 
 
+# Called with (workspace id, user id) when a member may no longer open anything there.
+AccessLost = Callable[[UUID, UUID], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class Members:
     members: MemberRepository
     invitations: InvitationRepository
     mailer: Mailer
+    on_access_lost: list[AccessLost] = field(default_factory=list)
 
     @classmethod
     def open(cls, pool: db.Pool, mailer: Mailer) -> Members:
@@ -117,11 +129,29 @@ class Members:
         current = await self.members.get(principal.workspace_id, user_id)
         if "owner" in (role, current.role):
             _refuse_owner_change(principal, "make or unmake an owner")
-        return await self.members.set_role(principal.workspace_id, user_id, role)
+        before, member = await self.members.set_role(principal.workspace_id, user_id, role)
+        if role == "viewer" and before != "viewer":
+            await self._access_lost(principal.workspace_id, user_id)
+        return before, member
 
     async def remove(self, principal: Principal, user_id: UUID) -> Removal:
         """Raises NotFound, Forbidden or LastOwner (409)."""
         current = await self.members.get(principal.workspace_id, user_id)
         if current.role == "owner":
             _refuse_owner_change(principal, "remove an owner")
-        return await self.members.remove(principal.workspace_id, user_id)
+        removal = await self.members.remove(principal.workspace_id, user_id)
+        await self._access_lost(principal.workspace_id, user_id)
+        return removal
+
+    async def _access_lost(self, workspace_id: UUID, user_id: UUID) -> None:
+        # The change is made; a hook that fails leaves the closing to the registry's poll.
+        results = await asyncio.gather(
+            *(hook(workspace_id, user_id) for hook in self.on_access_lost),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("closing a removed member's connections failed: %r", result)
+
+
+MEMBERS: web.AppKey[Members] = web.AppKey("voicestream_members", Members)

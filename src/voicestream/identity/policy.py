@@ -1,103 +1,322 @@
-"""Who may do what, by role: the one rule every route goes through, compatibility ones included.
+"""Who may do what: one entry per route, the one rule every route goes through.
 
-Pure, and below every transport: the auth middleware asks ``check`` for every request made
-with a key, before the handler runs (so before any WebSocket upgrade), and
-``elevenlabs_sockets.SocketAuth`` asks it for the keys that ElevenLabs' sockets take in the
-query or the first message.
+Pure, and below every transport. ``ROUTES`` has an entry for every (method, route) the server
+mounts — native, ElevenLabs-, OpenAI-compatible, telephony and sockets alike — and the server
+refuses to start with a route that has none (``server/route_policy.py``). The auth middleware
+looks the request's route up before the handler runs (so before any WebSocket upgrade): the
+entry says which credential it takes (``access``), and ``check`` then says whether the
+principal's role and scopes allow it. ElevenLabs' sockets, which also take a key in the query
+or the first message, ask ``check`` for those keys (``elevenlabs_sockets.SocketAuth``).
 
-A viewer reads: GET and HEAD of what is stored (agents, documents, conversations, voices,
-models, history items and their audio, the account), and the ElevenLabs history download, a
-POST that only reads. Everything else acts, and is refused: creating, changing or deleting
-anything, synthesizing, transcribing, opening a socket (every socket acts: it synthesizes,
-transcribes or holds a conversation) and minting credentials (signed URLs, the answer webhooks'
-call tickets). The audit log, API keys and changes to a workspace's members are for owners
-and admins alone; any member may list the members. Finer rules (an editor's writes, what an
-admin may not do to an owner) stay with the resource (``rest/agents.py``,
-``identity/members.py``).
+An entry names:
 
-A key may also be limited to scopes: each route belongs to one family (``scope_of``), and a
-key without that family's scope is refused whatever its role. A few routes that only describe
-the server (voices, models, the account) need no scope; a route this table does not know needs
-``admin``, so a new route is closed to limited keys until someone says which family it is in.
+- ``access``: ``public`` (no credential: health, metrics, the widget, the API documents);
+  ``sign_in`` (how a caller gets credentials: ``/v1/auth/…``); ``user_session`` (a signed-in
+  person's own routes that need no membership, such as their workspaces and MFA: the handler
+  checks the access token itself, and an API key is refused there); ``key_optional`` (a browser
+  or a carrier cannot hold a key: a ticket, a public agent or a webhook signature is checked
+  by the handler instead, and a key that is presented is checked here); ``member`` (a key, or a
+  user's session in one of their workspaces).
+- ``scope``: the family a limited key needs (``tts``, ``stt``, ``convai``, ``jobs``, ``admin``);
+  none for the routes that only describe the server (voices, models, the account).
+- ``role``: the least role that may do it. A viewer reads: GET of what is stored, and the
+  ElevenLabs history download, a POST that only reads. Everything else acts and needs an
+  editor: creating, changing or deleting, synthesizing, transcribing, opening a socket (every
+  socket acts: it synthesizes, transcribes or holds a conversation) and minting credentials
+  (signed URLs, the answer webhooks' call tickets). The audit log, API keys and changes to a
+  workspace's members are for admins and owners, reads included. Finer rules (an editor's
+  writes, what an admin may not do to an owner) stay with the resource (``rest/agents.py``,
+  ``identity/members.py``).
+- ``objects``: what the path's parameters name. Those of a workspace (``TENANT_OBJECTS``) are
+  looked up in the caller's workspace only: another workspace's is a 404 like a missing one.
+
+HEAD follows GET. ``WS`` in the table is a GET that upgrades to a WebSocket.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, TypeVar, get_args
 
 from ..errors import Forbidden
-from ..store.keys import Principal, Scope
+from ..store.keys import ROLES, SCOPES, Principal, Role, Scope, role_rank
 
-__all__ = ["check", "is_read", "scope_of"]
+__all__ = [
+    "ROUTES",
+    "TENANT_OBJECTS",
+    "Access",
+    "ObjectKind",
+    "Rule",
+    "check",
+    "missing_rules",
+    "require_rule",
+    "rule_for",
+    "scope_of",
+]
 
-_READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-# GET routes that act: they mint credentials a conversation can be opened with.
-_ACTING_GETS: Final = re.compile(
-    r"/elevenlabs/v1/convai/conversation/get[-_]signed[-_]url|/v1/telephony/vonage/answer"
+Access = Literal["public", "sign_in", "user_session", "key_optional", "member"]
+ACCESSES: Final[tuple[Access, ...]] = get_args(Access)
+ObjectKind = Literal[
+    "agent",
+    "document",
+    "conversation",
+    "history_item",
+    "api_key",
+    "workspace",
+    "member",
+    "voice",
+    "model",
+    "provider",
+]
+# Objects that belong to one workspace; voices, models and sign-in providers are the server's.
+TENANT_OBJECTS: Final[frozenset[ObjectKind]] = frozenset(
+    {"agent", "document", "conversation", "history_item", "api_key", "workspace", "member"}
 )
-# POST routes that only read what is stored.
-_READING_POSTS: Final = frozenset({"/elevenlabs/v1/history/download"})
-# Routes for owners and admins only, reads included: the audit log shows who did what, the
-# key list what can reach the workspace.
-_ADMIN_ONLY: Final = re.compile(r"/v1/audit-logs(/.*)?|/v1/api-keys(/.*)?")
-# Changing who belongs to a workspace: owners and admins (listing members is a read).
-_MEMBER_CHANGES: Final = re.compile(r"/v1/workspaces/[^/]+/(members|invitations)(/.*)?")
-
-# Route families, first match wins; the path is matched whole.
-_FAMILIES: Final[tuple[tuple[str, Scope | None], ...]] = (
-    (r"/v1/(voices|models)|/openai/v1/models(/.*)?", None),
-    (r"/elevenlabs/v[12]/(voices|models|user)(/.*)?", None),
-    (r"/healthz|/readyz|/metrics|/widget\.js|/demo|/openapi\.json|/docs", None),
-    (r"/v1/tts(/.*)?|/openai/v1/audio/speech", "tts"),
-    (r"/elevenlabs/v1/(text-to-speech|text-to-dialogue|history)(/.*)?", "tts"),
-    (r"/v1/stt(/.*)?|/openai/v1/audio/(transcriptions|translations)", "stt"),
-    (r"/elevenlabs/v1/speech-to-text(/.*)?", "stt"),
-    (r"/v1/(agents|convai|telephony)(/.*)?|/openai/v1/realtime(/.*)?", "convai"),
-    (r"/elevenlabs/v1/convai(/.*)?", "convai"),
-    (r"/v1/jobs(/.*)?", "jobs"),
-)
-_SCOPES: Final = tuple((re.compile(pattern), scope) for pattern, scope in _FAMILIES)
+_PARAMETER_OBJECTS: Final[Mapping[str, ObjectKind]] = {
+    "agent_id": "agent",
+    "document_id": "document",
+    "conversation_id": "conversation",
+    "history_item_id": "history_item",
+    "key_id": "api_key",
+    "workspace_id": "workspace",
+    "user_id": "member",
+    "voice_id": "voice",
+    "model": "model",
+    "provider": "provider",
+}
 
 
-def is_read(method: str, path: str, *, websocket: bool) -> bool:
-    """Whether the request only reads (``websocket``: it asks for an upgrade)."""
-    if websocket:
-        return False
-    if method in _READ_METHODS:
-        return _ACTING_GETS.fullmatch(path) is None
-    return method == "POST" and path in _READING_POSTS
+@dataclass(frozen=True, slots=True)
+class Rule:
+    method: str  # GET for a socket; HEAD is never listed (it follows GET)
+    route: str  # the route's canonical path, as aiohttp names it: /v1/agents/{agent_id}
+    access: Access
+    scope: Scope | None = None
+    role: Role = "viewer"
+    socket: bool = False
+    objects: tuple[ObjectKind, ...] = ()
+
+    @property
+    def credential_free(self) -> bool:
+        """Whether the middleware lets it through without a key or a member's session."""
+        return self.access in ("public", "sign_in", "user_session")
+
+    @property
+    def acts(self) -> bool:
+        return self.role != "viewer"
 
 
-def scope_of(path: str) -> Scope | None:
-    """The scope a key needs for ``path``: None for the routes any key may read, ``admin``
+# method  route                                                         access        scope  role
+_TABLE: Final = """
+GET     /healthz                                                        public
+GET     /readyz                                                         public
+GET     /metrics                                                        public
+GET     /widget.js                                                      public
+GET     /demo                                                           public
+GET     /openapi.json                                                   public
+GET     /docs                                                           public
+
+GET     /v1/voices                                                      member        -      viewer
+GET     /v1/models                                                      member        -      viewer
+GET     /v1/usage                                                       member        admin  viewer
+POST    /v1/tts                                                         member        tts    editor
+WS      /v1/tts/stream                                                  member        tts    editor
+POST    /v1/stt                                                         member        stt    editor
+WS      /v1/stt/stream                                                  member        stt    editor
+
+GET     /v1/agents                                                      member        convai viewer
+POST    /v1/agents                                                      member        convai editor
+GET     /v1/agents/{agent_id}                                           member        convai viewer
+PATCH   /v1/agents/{agent_id}                                           member        convai editor
+DELETE  /v1/agents/{agent_id}                                           member        convai editor
+GET     /v1/agents/{agent_id}/documents                                 member        convai viewer
+POST    /v1/agents/{agent_id}/documents                                 member        convai editor
+DELETE  /v1/agents/{agent_id}/documents/{document_id}                   member        convai editor
+GET     /v1/convai/sessions                                             member        convai viewer
+GET     /v1/convai/sessions/{conversation_id}                           member        convai viewer
+POST    /v1/convai/tickets                                              member        convai editor
+WS      /v1/convai/stream                                               key_optional  convai editor
+POST    /v1/convai/webrtc/offer                                         key_optional  convai editor
+PATCH   /v1/convai/webrtc/offer                                         key_optional  convai editor
+OPTIONS /v1/convai/webrtc/offer                                         key_optional  convai viewer
+
+GET     /v1/audit-logs                                                  member        admin  admin
+GET     /v1/api-keys                                                    member        admin  admin
+POST    /v1/api-keys                                                    member        admin  admin
+DELETE  /v1/api-keys/{key_id}                                           member        admin  admin
+GET     /v1/workspaces                                                  user_session
+POST    /v1/workspaces                                                  user_session
+POST    /v1/invitations/accept                                          user_session
+GET     /v1/workspaces/{workspace_id}                                   member        admin  admin
+PATCH   /v1/workspaces/{workspace_id}                                   member        admin  admin
+GET     /v1/workspaces/{workspace_id}/members                           member        admin  viewer
+POST    /v1/workspaces/{workspace_id}/invitations                       member        admin  admin
+PATCH   /v1/workspaces/{workspace_id}/members/{user_id}                 member        admin  admin
+DELETE  /v1/workspaces/{workspace_id}/members/{user_id}                 member        admin  admin
+
+POST    /v1/auth/signup                                                 sign_in
+POST    /v1/auth/verify-email                                           sign_in
+POST    /v1/auth/login                                                  sign_in
+POST    /v1/auth/refresh                                                sign_in
+POST    /v1/auth/logout                                                 sign_in
+POST    /v1/auth/magic-link                                             sign_in
+POST    /v1/auth/magic-link/redeem                                      sign_in
+POST    /v1/auth/password-reset                                         sign_in
+POST    /v1/auth/password-reset/confirm                                 sign_in
+POST    /v1/auth/mfa/verify                                             sign_in
+POST    /v1/auth/passkeys/login/options                                 sign_in
+POST    /v1/auth/passkeys/login/verify                                  sign_in
+GET     /v1/auth/oauth/providers                                        sign_in
+GET     /v1/auth/oauth/{provider}/start                                 sign_in
+GET     /v1/auth/oauth/{provider}/callback                              sign_in
+POST    /v1/auth/oauth/{provider}/callback                              sign_in
+GET     /v1/auth/me                                                     user_session
+GET     /v1/auth/mfa                                                    user_session
+POST    /v1/auth/mfa/totp                                               user_session
+POST    /v1/auth/mfa/totp/confirm                                       user_session
+DELETE  /v1/auth/mfa/totp                                               user_session
+POST    /v1/auth/passkeys/register/options                              user_session
+POST    /v1/auth/passkeys/register/verify                               user_session
+
+POST    /openai/v1/audio/speech                                         member        tts    editor
+POST    /openai/v1/audio/transcriptions                                 member        stt    editor
+POST    /openai/v1/audio/translations                                   member        stt    editor
+GET     /openai/v1/models                                               member        -      viewer
+GET     /openai/v1/models/{model}                                       member        -      viewer
+WS      /openai/v1/realtime                                             member        convai editor
+
+POST    /elevenlabs/v1/text-to-speech/{voice_id}                        member        tts    editor
+POST    /elevenlabs/v1/text-to-speech/{voice_id}/stream                 member        tts    editor
+POST    /elevenlabs/v1/text-to-speech/{voice_id}/with-timestamps        member        tts    editor
+POST    /elevenlabs/v1/text-to-speech/{voice_id}/stream/with-timestamps member        tts    editor
+WS      /elevenlabs/v1/text-to-speech/{voice_id}/stream-input           key_optional  tts    editor
+WS      /elevenlabs/v1/text-to-speech/{voice_id}/multi-stream-input     key_optional  tts    editor
+POST    /elevenlabs/v1/text-to-dialogue                                 member        tts    editor
+POST    /elevenlabs/v1/text-to-dialogue/stream                          member        tts    editor
+POST    /elevenlabs/v1/text-to-dialogue/with-timestamps                 member        tts    editor
+POST    /elevenlabs/v1/text-to-dialogue/stream/with-timestamps          member        tts    editor
+GET     /elevenlabs/v1/history                                          member        tts    viewer
+POST    /elevenlabs/v1/history/download                                 member        tts    viewer
+GET     /elevenlabs/v1/history/{history_item_id}                        member        tts    viewer
+GET     /elevenlabs/v1/history/{history_item_id}/audio                  member        tts    viewer
+DELETE  /elevenlabs/v1/history/{history_item_id}                        member        tts    editor
+POST    /elevenlabs/v1/speech-to-text                                   member        stt    editor
+WS      /elevenlabs/v1/speech-to-text/realtime                          key_optional  stt    editor
+GET     /elevenlabs/v1/voices                                           member        -      viewer
+GET     /elevenlabs/v1/voices/settings/default                          member        -      viewer
+GET     /elevenlabs/v1/voices/{voice_id}                                member        -      viewer
+GET     /elevenlabs/v1/voices/{voice_id}/settings                       member        -      viewer
+GET     /elevenlabs/v2/voices                                           member        -      viewer
+GET     /elevenlabs/v1/models                                           member        -      viewer
+GET     /elevenlabs/v1/user                                             member        -      viewer
+GET     /elevenlabs/v1/user/subscription                                member        -      viewer
+WS      /elevenlabs/v1/convai/conversation                              key_optional  convai editor
+GET     /elevenlabs/v1/convai/conversation/get-signed-url               member        convai editor
+GET     /elevenlabs/v1/convai/conversation/get_signed_url               member        convai editor
+
+WS      /v1/telephony/twilio                                            key_optional  convai editor
+POST    /v1/telephony/twilio/voice                                      key_optional  convai editor
+WS      /v1/telephony/telnyx                                            key_optional  convai editor
+POST    /v1/telephony/telnyx/voice                                      member        convai editor
+WS      /v1/telephony/vonage                                            key_optional  convai editor
+GET     /v1/telephony/vonage/answer                                     member        convai editor
+POST    /v1/telephony/vonage/answer                                     member        convai editor
+"""
+# Notes on the table, where the reason is not the general rule:
+# - the signed-URL GETs and the Vonage answer GET act: they mint credentials a conversation
+#   can be opened with; the history download is a POST that only reads;
+# - Twilio's voice webhook may prove itself with X-Twilio-Signature instead of a key, and the
+#   sockets a browser or a carrier opens take a ticket, a public agent or the key in the
+#   query or the first message (ElevenLabs' TTS and Scribe sockets);
+# - /v1/usage and the member list are the workspace's administration (the ``admin`` scope)
+#   but readable by any member (rest/usage.py narrows what a member sees).
+
+_PARAMETER = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # HEAD follows GET
+_T = TypeVar("_T", bound=str)
+
+
+def _pick(options: tuple[_T, ...], text: str, line: str) -> _T:
+    for option in options:
+        if option == text:
+            return option
+    raise ValueError(f"policy table: {text!r} is not one of {options} in {line!r}")
+
+
+def _parse(table: str) -> dict[tuple[str, str], Rule]:
+    rules: dict[tuple[str, str], Rule] = {}
+    for line in table.splitlines():
+        if not line.strip():
+            continue
+        verb, route, access_text, *rest = line.split()
+        access = _pick(ACCESSES, access_text, line)
+        scope: Scope | None = None
+        role: Role = "viewer"
+        if len(rest) == 2:
+            if rest[0] != "-":
+                scope = _pick(SCOPES, rest[0], line)
+            role = _pick(ROLES, rest[1], line)
+        elif rest or access in ("member", "key_optional"):
+            raise ValueError(f"policy table: {line!r} needs a scope and a role, only those")
+        method = "GET" if verb == "WS" else _pick(_METHODS, verb, line)
+        if (method, route) in rules:
+            raise ValueError(f"policy table: {method} {route} is listed twice")
+        objects = tuple(_PARAMETER_OBJECTS[name] for name in _PARAMETER.findall(route))
+        rules[method, route] = Rule(method, route, access, scope, role, verb == "WS", objects)
+    return rules
+
+
+ROUTES: Final[Mapping[tuple[str, str], Rule]] = _parse(_TABLE)
+
+
+def rule_for(method: str, route: str) -> Rule | None:
+    """The entry of ``method`` on the canonical ``route`` (HEAD: GET's); None when unlisted."""
+    return ROUTES.get(("GET" if method == "HEAD" else method, route))
+
+
+def require_rule(method: str, route: str) -> Rule:
+    """The entry of ``method`` on ``route``; raises LookupError when it has none (the server
+    does not start with such a route, so a mounted route always has one)."""
+    if (rule := rule_for(method, route)) is None:
+        raise LookupError(f"{method} {route} has no entry in the policy table")
+    return rule
+
+
+def missing_rules(routes: Iterable[tuple[str, str]]) -> list[str]:
+    """``METHOD route`` of every (method, canonical route) without an entry, sorted."""
+    return sorted({f"{m} {r}" for m, r in routes if rule_for(m, r) is None})
+
+
+def scope_of(route: str) -> Scope | None:
+    """The scope a key needs for ``route``: None for the routes any key may read, ``admin``
     for the workspace's administration and for any route not listed."""
-    for pattern, scope in _SCOPES:
-        if pattern.fullmatch(path):
-            return scope
+    for rule in ROUTES.values():
+        if rule.route == route:
+            return rule.scope
     return "admin"
 
 
-def check(principal: Principal, method: str, path: str, *, websocket: bool) -> None:
-    """Raises ``Forbidden`` when ``principal`` may not make this request."""
-    scope = scope_of(path)
-    if scope is not None and not principal.has_scope(scope):
+def check(principal: Principal, rule: Rule) -> None:
+    """Raises ``Forbidden`` when ``principal`` may not make a request ``rule`` governs."""
+    route = rule.route
+    if rule.scope is not None and not principal.has_scope(rule.scope):
         raise Forbidden(
-            f"this API key is not allowed the {scope!r} scope that {path} needs",
-            details={"scope": scope, "scopes": sorted(principal.scopes or ())},
+            f"this API key is not allowed the {rule.scope!r} scope that {route} needs",
+            details={"scope": rule.scope, "scopes": sorted(principal.scopes or ())},
         )
-    admin_only = _ADMIN_ONLY.fullmatch(path) or (
-        _MEMBER_CHANGES.fullmatch(path) and not is_read(method, path, websocket=websocket)
-    )
-    if admin_only and not principal.has_role("admin"):
-        raise Forbidden(
-            f"{path} needs the admin role or above; this role is {principal.role}",
-            details={"role": principal.role, "required": "admin"},
-        )
-    if principal.role == "viewer" and not is_read(method, path, websocket=websocket):
-        what = "open a socket" if websocket else f"{method} {path}"
+    if principal.has_role(rule.role):
+        return
+    details = {"role": principal.role, "required": rule.role}
+    if principal.role == "viewer" and role_rank(rule.role) == role_rank("editor"):
+        what = "open a socket" if rule.socket else f"{rule.method} {route}"
         who = "viewer key" if principal.key_id is not None else "viewer"
         raise Forbidden(
             f"a {who} is read-only and may not {what}; it needs the editor role or above",
-            details={"role": principal.role, "required": "editor"},
+            details=details,
         )
+    raise Forbidden(
+        f"{route} needs the {rule.role} role or above; this role is {principal.role}",
+        details=details,
+    )

@@ -22,5 +22,5 @@ def principal_of(request: web.Request) -> Principal:
 
 
 def optional_principal(request: web.Request) -> Principal | None:
-    """The principal on routes where a key is optional (see KEY_OPTIONAL_PATHS)."""
+    """The principal on routes where a key is optional (``key_optional`` in identity/policy.py)."""
     return request.get(PRINCIPAL)

@@ -11,8 +11,11 @@ A ticket is bound to one agent and one transport family, and opens one conversat
 first time it opens one. Resuming that same conversation with ``session_id`` is not a second
 use. The end user a ticket names is the only one its conversation may speak for.
 
-A ticket speaks for the API key that minted it (claim ``key``), so it opens nothing once that
-key is revoked (``check_minting_key``), although its signature still verifies.
+A ticket speaks for whoever minted it: the API key (claim ``key``), or the signed-in member
+(claim ``usr``). It opens nothing once that key is revoked, or once that member has left the
+workspace, been made a viewer or been disabled (``check_minter``), although its signature still
+verifies; a lapsed member's ticket is refused exactly like a forged one. What it opened closes
+then too (``transports/socket_registry.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     import redis.asyncio
 
     from ..store.keys import ApiKeyRepository
+    from ..store.members import MemberRepository
 
 __all__ = [
     "END_USER_ID",
@@ -39,7 +43,7 @@ __all__ = [
     "MAX_TTL_S",
     "Family",
     "Ticket",
-    "check_minting_key",
+    "check_minter",
     "family_of",
     "mint_ticket",
     "redeem_ticket",
@@ -86,6 +90,7 @@ class Ticket:
     jti: str
     expires_at: int  # unix seconds
     key_id: UUID | None = None  # the API key that minted it; None in tickets from before
+    user_id: UUID | None = None  # the signed-in member who minted it
 
 
 def family_of(transport: str) -> Family:
@@ -104,8 +109,10 @@ def mint_ticket(
     ttl_s: int,
     family: Family,
     key_id: UUID | None,
+    user_id: UUID | None = None,
 ) -> str:
-    """``key_id``: the API key of the call that mints it; the ticket dies with that key."""
+    """``key_id``: the API key of the call that mints it, ``user_id`` the signed-in member (a
+    user session); the ticket dies with that key, or with that member's access."""
     now = int(time.time())
     claims: dict[str, object] = {
         "iss": _ISSUER,
@@ -121,6 +128,8 @@ def mint_ticket(
         claims["uid"] = end_user_id
     if key_id is not None:
         claims["key"] = str(key_id)
+    if user_id is not None:
+        claims["usr"] = str(user_id)
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
 
 
@@ -168,11 +177,12 @@ def verify_ticket(secret: str, token: str, *, family: Family) -> Ticket:
         family,
         jti,
         int(exp) if isinstance(exp, int | float) else 0,
-        _key_id(claims.get("key")),
+        _uuid_claim(claims.get("key")),
+        _uuid_claim(claims.get("usr")),
     )
 
 
-def _key_id(raw: object) -> UUID | None:
+def _uuid_claim(raw: object) -> UUID | None:
     if raw is None:
         return None
     try:
@@ -181,10 +191,19 @@ def _key_id(raw: object) -> UUID | None:
         raise AuthError("invalid conversation ticket") from None
 
 
-async def check_minting_key(keys: ApiKeyRepository, ticket: Ticket) -> None:
-    """Raises ``AuthError`` when the key that minted ``ticket`` has been revoked since."""
+async def check_minter(keys: ApiKeyRepository, members: MemberRepository, ticket: Ticket) -> None:
+    """Raises ``AuthError`` when the key that minted ``ticket`` has been revoked since, or the
+    member who minted it may no longer open a conversation in its workspace."""
     if ticket.key_id is not None and await keys.revoked_among([ticket.key_id]):
         raise AuthError("the API key that issued this ticket has been revoked")
+    if ticket.user_id is not None:
+        try:
+            workspace_id = UUID(ticket.workspace_id)
+        except ValueError:
+            raise AuthError("invalid conversation ticket") from None
+        if await members.lapsed_among([(workspace_id, ticket.user_id)]):
+            # As a forged ticket: it says nothing of who was removed.
+            raise AuthError("invalid conversation ticket")
 
 
 def ticket_holder(secret: str, token: str) -> str | None:

@@ -1,5 +1,4 @@
-"""``/v1/agents``: agents as workspace resources, their knowledge documents, and the stored
-conversations (``/v1/convai/sessions``).
+"""``/v1/agents``: agents as workspace resources, and their knowledge documents.
 
 Any key of the workspace may read; writing takes the editor role or above. Ids from another
 workspace, and malformed ids, are 404s. Knowledge is chunked and embedded off the event loop,
@@ -28,19 +27,26 @@ from ..errors import (
     ValidationFailed,
 )
 from ..identity.audit_trail import audit
+from ..identity.request_principal import principal_of
 from ..store.agents import Agent, AgentDocument, AgentSpec, NewDocument
 from ..store.keys import Principal, Role
-from ..transports.context import RUNTIME, Runtime, principal_of
-from ..transports.http_common import read_model
-from ..transports.multipart_form import read_form
+from .bodies import read_model
+from .multipart import read_form
+from .resources import AGENTS, KNOWLEDGE, MEDIA_EXECUTOR, REGISTRY, SETTINGS
+from .secret_fields import optional_secret
 
 __all__ = [
     "MAX_DOCUMENT_CHARS",
     "MAX_KNOWLEDGE_CHARS",
     "ROUTES",
     "AgentCreateBody",
+    "AgentDetail",
+    "AgentList",
+    "AgentModel",
     "AgentPatchBody",
     "DocumentBody",
+    "DocumentList",
+    "DocumentModel",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,7 +98,7 @@ class LLMBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     base_url: str | None = Field(None, max_length=2000)
     model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    api_key: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    api_key: Annotated[str, StringConstraints(max_length=4000)] | None = optional_secret()
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=32_000)
     tools: list[ToolSchema] = Field(default_factory=list, max_length=32)
@@ -146,6 +152,110 @@ class DocumentBody(BaseModel):
     content_type: Literal["text/plain", "text/markdown"] = "text/plain"
 
 
+# --- responses ------------------------------------------------------------------------------
+
+
+class LLMSettingsModel(BaseModel):
+    """An agent's chat endpoint as stored, without its API key. Only the settings that were
+    given appear (responses are serialized with ``exclude_unset``)."""
+
+    base_url: str | None = None
+    model: str
+    temperature: float | None = None
+    max_tokens: int | None = None
+    tools: list[ToolSchema] | None = None
+    api_key_set: bool
+    api_key_hint: str | None = Field(
+        description="Enough of the key to tell keys apart (`sk-…abcd`); null for a short key."
+    )
+
+    @classmethod
+    def of(cls, agent: Agent) -> LLMSettingsModel | None:
+        # The store's public form decides what of a key may show; this model's fields are a
+        # second filter: nothing stored beyond them is ever serialized.
+        public = agent.to_dict()["llm"]
+        return None if public is None else cls.model_validate(public)
+
+
+class DocumentModel(BaseModel):
+    id: UUID
+    agent_id: UUID
+    name: str
+    content_type: str
+    characters: int  # of extracted text
+    chunks: int  # passages embedded for retrieval
+    created_at: datetime
+
+    @classmethod
+    def of(cls, doc: AgentDocument) -> DocumentModel:
+        return cls(
+            id=doc.id,
+            agent_id=doc.agent_id,
+            name=doc.name,
+            content_type=doc.content_type,
+            characters=doc.characters,
+            chunks=doc.chunks,
+            created_at=doc.created_at,
+        )
+
+
+class AgentModel(BaseModel):
+    id: UUID
+    workspace_id: UUID
+    name: str
+    instructions: str
+    voice: str
+    language: str
+    first_message: str | None
+    llm: LLMSettingsModel | None  # null: the server's default endpoint
+    public: bool  # anyone with the id may open a conversation, without a key
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def fields_of(cls, agent: Agent) -> dict[str, Any]:
+        return {
+            "id": agent.id,
+            "workspace_id": agent.workspace_id,
+            "name": agent.name,
+            "instructions": agent.instructions,
+            "voice": agent.voice,
+            "language": agent.language,
+            "first_message": agent.first_message,
+            "llm": LLMSettingsModel.of(agent),
+            "public": agent.public,
+            "created_at": agent.created_at,
+            "updated_at": agent.updated_at,
+        }
+
+    @classmethod
+    def of(cls, agent: Agent) -> AgentModel:
+        return cls(**cls.fields_of(agent))
+
+
+class AgentDetail(AgentModel):
+    documents: list[DocumentModel]
+
+    @classmethod
+    def with_documents(cls, agent: Agent, documents: list[AgentDocument]) -> AgentDetail:
+        return cls(
+            **AgentModel.fields_of(agent), documents=[DocumentModel.of(d) for d in documents]
+        )
+
+
+class AgentList(BaseModel):
+    agents: list[AgentModel]
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentModel]
+
+
+def _json(body: BaseModel, status: int = 200) -> web.Response:
+    # exclude_unset: an agent's LLM settings list only what was given, as they are stored.
+    return web.json_response(text=body.model_dump_json(exclude_unset=True), status=status)
+
+
 # --- helpers --------------------------------------------------------------------------------
 
 
@@ -159,15 +269,15 @@ def _require(request: web.Request, role: Role) -> Principal:
     return principal
 
 
-def _check_voice(rt: Runtime, voice: str) -> str:
-    rt.registry.voice(voice)  # raises UnknownVoice (400: the voice is a body field)
+def _check_voice(request: web.Request, voice: str) -> str:
+    request.config_dict[REGISTRY].voice(voice)  # raises UnknownVoice (400: a body field)
     return voice
 
 
-def _check_llm(rt: Runtime, llm: LLMBody | None) -> dict[str, Any] | None:
+def _check_llm(request: web.Request, llm: LLMBody | None) -> dict[str, Any] | None:
     if llm is None:
         return None
-    if llm.base_url is None and not rt.settings.llm_base_url:
+    if llm.base_url is None and not request.config_dict[SETTINGS].llm_base_url:
         raise ValidationFailed(
             "llm.base_url is required: this server has no VOICESTREAM_LLM_BASE_URL",
             details={"fields": [{"field": "llm.base_url", "message": "required"}]},
@@ -175,19 +285,13 @@ def _check_llm(rt: Runtime, llm: LLMBody | None) -> dict[str, Any] | None:
     return llm.stored()
 
 
-async def _passages(rt: Runtime, text: str, content_type: str) -> list[Passage]:
+async def _passages(request: web.Request, text: str, content_type: str) -> list[Passage]:
     # Regex work over up to hundreds of kilobytes: not on the loop.
-    passages = await rt.media_executor.run(lambda: chunk_document(text, content_type))
+    executor = request.config_dict[MEDIA_EXECUTOR]
+    passages = await executor.run(lambda: chunk_document(text, content_type))
     if not passages:
         raise ValidationFailed("the document has no text")
     return passages
-
-
-def _agent_body(agent: Agent, documents: list[AgentDocument] | None = None) -> dict[str, Any]:
-    body = agent.to_dict()
-    if documents is not None:
-        body["documents"] = [d.to_dict() for d in documents]
-    return body
 
 
 # --- agents ---------------------------------------------------------------------------------
@@ -195,21 +299,22 @@ def _agent_body(agent: Agent, documents: list[AgentDocument] | None = None) -> d
 
 async def create_agent(request: web.Request) -> web.Response:
     principal = _require(request, "editor")
-    rt = request.app[RUNTIME]
+    knowledge = request.config_dict[KNOWLEDGE]
     body = await read_model(request, AgentCreateBody)
+    default_voice = request.config_dict[SETTINGS].default_voice
     spec = AgentSpec(
         name=body.name,
-        voice=_check_voice(rt, body.voice or rt.settings.default_voice),
+        voice=_check_voice(request, body.voice or default_voice),
         instructions=body.instructions,
         language=body.language,
         first_message=body.first_message or None,
-        llm=_check_llm(rt, body.llm),
+        llm=_check_llm(request, body.llm),
         public=body.public,
     )
     texts = [t for t in body.knowledge if t.strip()]
-    chunked = [await _passages(rt, t, "text/plain") for t in texts]
+    chunked = [await _passages(request, t, "text/plain") for t in texts]
     flat = [p for passages in chunked for p in passages]
-    vectors = await rt.knowledge.embed_passages(flat) if flat else None
+    vectors = await knowledge.embed_passages(flat) if flat else None
     documents = [
         NewDocument(f"knowledge {i + 1}", "text/plain", text, len(passages))
         for i, (text, passages) in enumerate(zip(texts, chunked, strict=True))
@@ -219,7 +324,7 @@ async def create_agent(request: web.Request) -> web.Response:
         start = 0
         for doc, passages in zip(docs, chunked, strict=True):
             assert vectors is not None
-            await rt.knowledge.store_passages(
+            await knowledge.store_passages(
                 str(agent.workspace_id),
                 str(agent.id),
                 str(doc.id),
@@ -228,7 +333,7 @@ async def create_agent(request: web.Request) -> web.Response:
             )
             start += len(passages)
 
-    agent, docs = await rt.agents.create(
+    agent, docs = await request.config_dict[AGENTS].create(
         principal.workspace_id, spec, documents, before_commit=store_vectors if flat else None
     )
     # Recorded after the commit, since the id exists only then, and not inside the transaction
@@ -237,41 +342,43 @@ async def create_agent(request: web.Request) -> web.Response:
     try:
         await audit(request, "agent.created", "agent", agent.id, details={"name": agent.name})
     except Exception:
-        await _undo_create(rt, agent)
+        await _undo_create(request, agent)
         raise
-    return web.json_response(_agent_body(agent, docs), status=201)
+    return _json(AgentDetail.with_documents(agent, docs), 201)
 
 
-async def _undo_create(rt: Runtime, agent: Agent) -> None:
+async def _undo_create(request: web.Request, agent: Agent) -> None:
     async def drop_vectors() -> None:
-        await rt.knowledge.delete_agent(str(agent.workspace_id), str(agent.id))
+        await request.config_dict[KNOWLEDGE].delete_agent(str(agent.workspace_id), str(agent.id))
 
     try:
-        await rt.agents.delete(agent.workspace_id, agent.id, before_commit=drop_vectors)
+        await request.config_dict[AGENTS].delete(
+            agent.workspace_id, agent.id, before_commit=drop_vectors
+        )
     except Exception as exc:  # the original failure is the one to report
         log.warning("agent %s stays without its audit entry: %r", agent.id, exc)
 
 
 async def list_agents(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    agents = await request.app[RUNTIME].agents.list(principal.workspace_id)
-    return web.json_response({"agents": [a.to_dict() for a in agents]})
+    agents = await request.config_dict[AGENTS].list(principal.workspace_id)
+    return _json(AgentList(agents=[AgentModel.of(a) for a in agents]))
 
 
 async def get_agent(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    rt = request.app[RUNTIME]
-    agent = await rt.agents.get(principal.workspace_id, request.match_info["agent_id"])
-    documents = await rt.agents.list_documents(agent.workspace_id, agent.id)
-    return web.json_response(_agent_body(agent, documents))
+    agents = request.config_dict[AGENTS]
+    agent = await agents.get(principal.workspace_id, request.match_info["agent_id"])
+    documents = await agents.list_documents(agent.workspace_id, agent.id)
+    return _json(AgentDetail.with_documents(agent, documents))
 
 
 async def patch_agent(request: web.Request) -> web.Response:
     principal = _require(request, "editor")
-    rt = request.app[RUNTIME]
+    agents = request.config_dict[AGENTS]
     agent_id = request.match_info["agent_id"]
     # Unknown agent first: a 404 should not depend on what the body says.
-    current = await rt.agents.get(principal.workspace_id, agent_id)
+    current = await agents.get(principal.workspace_id, agent_id)
     body = await read_model(request, AgentPatchBody)
     changes: dict[str, Any] = {}
     for name in body.model_fields_set:
@@ -283,29 +390,29 @@ async def patch_agent(request: web.Request) -> web.Response:
             )
         changes[name] = value
     if "voice" in changes:
-        _check_voice(rt, changes["voice"])
+        _check_voice(request, changes["voice"])
     if "llm" in changes:
-        changes["llm"] = _check_llm(rt, body.llm)
+        changes["llm"] = _check_llm(request, body.llm)
     if changes.get("first_message") == "":
         changes["first_message"] = None
     # Before the write: an entry that cannot be written stops the change (503). Should the
     # write then fail, the entry stands for an attempt; never a change without its entry.
     await audit(request, "agent.updated", "agent", current.id, details={"fields": sorted(changes)})
-    agent = await rt.agents.update(principal.workspace_id, agent_id, changes)
-    return web.json_response(agent.to_dict())
+    agent = await agents.update(principal.workspace_id, agent_id, changes)
+    return _json(AgentModel.of(agent))
 
 
 async def delete_agent(request: web.Request) -> web.Response:
     principal = _require(request, "editor")
-    rt = request.app[RUNTIME]
-    agent = await rt.agents.get(principal.workspace_id, request.match_info["agent_id"])
+    agents = request.config_dict[AGENTS]
+    agent = await agents.get(principal.workspace_id, request.match_info["agent_id"])
 
     async def drop_vectors() -> None:
-        await rt.knowledge.delete_agent(str(agent.workspace_id), str(agent.id))
+        await request.config_dict[KNOWLEDGE].delete_agent(str(agent.workspace_id), str(agent.id))
 
     # Before the delete, as for an update (and not inside its transaction: see create_agent).
     await audit(request, "agent.deleted", "agent", agent.id, details={"name": agent.name})
-    await rt.agents.delete(agent.workspace_id, agent.id, before_commit=drop_vectors)
+    await agents.delete(agent.workspace_id, agent.id, before_commit=drop_vectors)
     return web.Response(status=204)
 
 
@@ -314,18 +421,19 @@ async def delete_agent(request: web.Request) -> web.Response:
 
 async def add_document(request: web.Request) -> web.Response:
     principal = _require(request, "editor")
-    rt = request.app[RUNTIME]
-    agent = await rt.agents.get(principal.workspace_id, request.match_info["agent_id"])
-    name, content_type, text = await _read_document(request, rt)
-    passages = await _passages(rt, text, content_type)
-    vectors = await rt.knowledge.embed_passages(passages)
+    agents = request.config_dict[AGENTS]
+    knowledge = request.config_dict[KNOWLEDGE]
+    agent = await agents.get(principal.workspace_id, request.match_info["agent_id"])
+    name, content_type, text = await _read_document(request)
+    passages = await _passages(request, text, content_type)
+    vectors = await knowledge.embed_passages(passages)
 
     async def store_vectors(doc: AgentDocument) -> None:
-        await rt.knowledge.store_passages(
+        await knowledge.store_passages(
             str(agent.workspace_id), str(agent.id), str(doc.id), passages, vectors
         )
 
-    doc = await rt.agents.add_document(
+    doc = await agents.add_document(
         agent.workspace_id,
         agent.id,
         NewDocument(name, content_type, text, len(passages)),
@@ -336,17 +444,18 @@ async def add_document(request: web.Request) -> web.Response:
     try:
         await audit(request, "agent.document_added", "agent_document", doc.id, details=details)
     except Exception:
-        await _undo_add_document(rt, agent, doc)
+        await _undo_add_document(request, agent, doc)
         raise
-    return web.json_response(doc.to_dict(), status=201)
+    return _json(DocumentModel.of(doc), 201)
 
 
-async def _undo_add_document(rt: Runtime, agent: Agent, doc: AgentDocument) -> None:
+async def _undo_add_document(request: web.Request, agent: Agent, doc: AgentDocument) -> None:
     async def drop_vectors() -> None:
-        await rt.knowledge.delete_document(str(agent.workspace_id), str(agent.id), str(doc.id))
+        knowledge = request.config_dict[KNOWLEDGE]
+        await knowledge.delete_document(str(agent.workspace_id), str(agent.id), str(doc.id))
 
     try:
-        await rt.agents.delete_document(
+        await request.config_dict[AGENTS].delete_document(
             agent.workspace_id, agent.id, doc.id, before_commit=drop_vectors
         )
     except Exception as exc:  # the original failure is the one to report
@@ -355,23 +464,24 @@ async def _undo_add_document(rt: Runtime, agent: Agent, doc: AgentDocument) -> N
 
 async def list_documents(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    docs = await request.app[RUNTIME].agents.list_documents(
+    docs = await request.config_dict[AGENTS].list_documents(
         principal.workspace_id, request.match_info["agent_id"]
     )
-    return web.json_response({"documents": [d.to_dict() for d in docs]})
+    return _json(DocumentList(documents=[DocumentModel.of(d) for d in docs]))
 
 
 async def delete_document(request: web.Request) -> web.Response:
     principal = _require(request, "editor")
-    rt = request.app[RUNTIME]
-    agent = await rt.agents.get(principal.workspace_id, request.match_info["agent_id"])
+    agents = request.config_dict[AGENTS]
+    agent = await agents.get(principal.workspace_id, request.match_info["agent_id"])
     document_id = request.match_info["document_id"]
 
     async def drop_vectors() -> None:
-        await rt.knowledge.delete_document(str(agent.workspace_id), str(agent.id), document_id)
+        knowledge = request.config_dict[KNOWLEDGE]
+        await knowledge.delete_document(str(agent.workspace_id), str(agent.id), document_id)
 
     # Before the delete, as in delete_agent; an unknown document id is a 404 without an entry.
-    await rt.agents.document_text(agent.workspace_id, agent.id, document_id)
+    await agents.document_text(agent.workspace_id, agent.id, document_id)
     await audit(
         request,
         "agent.document_deleted",
@@ -379,13 +489,13 @@ async def delete_document(request: web.Request) -> web.Response:
         document_id,
         details={"agent_id": str(agent.id)},
     )
-    await rt.agents.delete_document(
+    await agents.delete_document(
         agent.workspace_id, agent.id, document_id, before_commit=drop_vectors
     )
     return web.Response(status=204)
 
 
-async def _read_document(request: web.Request, rt: Runtime) -> tuple[str, str, str]:
+async def _read_document(request: web.Request) -> tuple[str, str, str]:
     """(name, content type, text) from a JSON body, a multipart upload or a raw file body."""
     kind = request.content_type.lower()
     if kind == "application/json":
@@ -403,7 +513,8 @@ async def _read_document(request: web.Request, rt: Runtime) -> tuple[str, str, s
             details={"content_type": kind},
         )
     name = _document_name(name)
-    text = await rt.media_executor.run(lambda: document_text(data, content_type))
+    executor = request.config_dict[MEDIA_EXECUTOR]
+    text = await executor.run(lambda: document_text(data, content_type))
     if len(text) > MAX_DOCUMENT_CHARS:
         raise PayloadTooLarge(f"the document's text exceeds {MAX_DOCUMENT_CHARS} characters")
     return name, content_type, text
@@ -415,13 +526,13 @@ async def _read_limited(request: web.Request) -> bytes:
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        limit = min(MAX_DOCUMENT_BYTES, request.app[RUNTIME].settings.max_upload_bytes)
+        limit = min(MAX_DOCUMENT_BYTES, request.config_dict[SETTINGS].max_upload_bytes)
         raise PayloadTooLarge(f"documents are limited to {limit} bytes") from None
 
 
 async def _read_multipart(request: web.Request) -> tuple[str, str, bytes]:
     """The ``file`` part (and an optional ``name`` field) of a form upload."""
-    limit = min(MAX_DOCUMENT_BYTES, request.app[RUNTIME].settings.max_upload_bytes)
+    limit = min(MAX_DOCUMENT_BYTES, request.config_dict[SETTINGS].max_upload_bytes)
     too_large = PayloadTooLarge(f"documents are limited to {limit} bytes")
     form = await read_form(request, file_limit=limit, too_large=too_large)
     if form.file is None:
@@ -454,57 +565,6 @@ def _document_name(name: str) -> str:
     return name or "document"
 
 
-# --- conversations --------------------------------------------------------------------------
-
-
-def _query_limit(request: web.Request) -> int:
-    raw = request.query.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        raise ValidationFailed("limit must be an integer from 1 to 500")
-    return int(raw)
-
-
-def _query_before(request: web.Request) -> datetime | None:
-    raw = request.query.get("before")
-    if raw is None:
-        return None
-    try:
-        before = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ValidationFailed("before must be an ISO 8601 time (a started_at)") from None
-    if before.tzinfo is None:
-        raise ValidationFailed("before needs a timezone offset")
-    return before
-
-
-async def list_sessions(request: web.Request) -> web.Response:
-    """Newest first, without turns; filters: agent_id, end_user_id; paging: limit, before."""
-    principal = principal_of(request)
-    rt = request.app[RUNTIME]
-    agent_id = request.query.get("agent_id") or None
-    if agent_id is not None:
-        try:
-            UUID(agent_id)
-        except ValueError:
-            raise ValidationFailed("agent_id must be a UUID") from None
-    conversations = await rt.conversations.list(
-        principal.workspace_id,
-        agent_id=agent_id,
-        end_user_id=request.query.get("end_user_id") or None,
-        limit=_query_limit(request),
-        before=_query_before(request),
-    )
-    return web.json_response({"sessions": [c.to_dict(with_turns=False) for c in conversations]})
-
-
-async def get_session(request: web.Request) -> web.Response:
-    principal = principal_of(request)
-    conversation = await request.app[RUNTIME].conversations.get(
-        principal.workspace_id, request.match_info["conversation_id"]
-    )
-    return web.json_response(conversation.to_dict())
-
-
 ROUTES: Final = [
     web.post("/v1/agents", create_agent),
     web.get("/v1/agents", list_agents, allow_head=False),
@@ -514,6 +574,4 @@ ROUTES: Final = [
     web.post("/v1/agents/{agent_id}/documents", add_document),
     web.get("/v1/agents/{agent_id}/documents", list_documents, allow_head=False),
     web.delete("/v1/agents/{agent_id}/documents/{document_id}", delete_document),
-    web.get("/v1/convai/sessions", list_sessions, allow_head=False),
-    web.get("/v1/convai/sessions/{conversation_id}", get_session, allow_head=False),
 ]

@@ -20,7 +20,8 @@ from ..errors import Forbidden, NotFound, ValidationFailed
 from ..identity.audit_trail import audit
 from ..identity.request_principal import principal_of
 from ..store.keys import SCOPES, ApiKey, ApiKeyRepository, Role, Scope
-from ..transports.http_common import read_model
+from .bodies import read_model
+from .secret_fields import shown_once
 
 __all__ = [
     "API_KEYS",
@@ -77,7 +78,9 @@ class ApiKeyModel(BaseModel):
 
 
 class CreatedApiKey(ApiKeyModel):
-    key: str  # shown this once
+    key: str = shown_once(
+        "The key, to send as `Authorization: Bearer <key>`; the server keeps only its hash."
+    )
 
 
 class ApiKeyList(BaseModel):
@@ -106,7 +109,7 @@ async def create_key(request: web.Request) -> web.Response:
                 "expires_at must be in the future",
                 details={"fields": [{"field": "expires_at", "message": "in the past"}]},
             )
-    key, plaintext = await request.app[API_KEYS].create(
+    key, plaintext = await request.config_dict[API_KEYS].create(
         role=body.role,
         name=body.name,
         workspace_id=principal.workspace_id,
@@ -136,7 +139,7 @@ async def create_key(request: web.Request) -> web.Response:
 
 async def list_keys(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    keys = await request.app[API_KEYS].list_in(principal.workspace_id)
+    keys = await request.config_dict[API_KEYS].list_in(principal.workspace_id)
     body = ApiKeyList(data=[ApiKeyModel.of(key) for key in keys])
     return web.json_response(text=body.model_dump_json())
 
@@ -148,7 +151,7 @@ async def revoke_key(request: web.Request) -> web.Response:
         key_id = UUID(raw)
     except ValueError:
         raise NotFound("no such API key", details={"id": raw}) from None
-    key = await request.app[API_KEYS].revoke_in(principal.workspace_id, key_id)
+    key = await request.config_dict[API_KEYS].revoke_in(principal.workspace_id, key_id)
     # After the fact: the key is revoked whether or not the entry could be written.
     await audit(request, "key.revoked", "api_key", key.id, details={"prefix": key.prefix})
     return web.json_response(text=ApiKeyModel.of(key).model_dump_json())

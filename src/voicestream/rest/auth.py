@@ -22,10 +22,12 @@ from ..identity.accounts import MAX_EMAIL_CHARS, Accounts, TokenPair, check_emai
 from ..identity.audit_trail import audit
 from ..identity.passwords import MAX_PASSWORD_CHARS
 from ..identity.second_factor import MfaChallenge
+from ..identity.sign_in_limits import SIGN_IN_LIMITS
 from ..store.audit import Actor
 from ..store.keys import Role
 from ..store.users import User
-from ..transports.http_common import read_model
+from .bodies import read_model
+from .secret_fields import SECRET_INPUT, optional_secret
 
 __all__ = ["ACCOUNTS", "AUTH_PREFIX", "add_auth_routes", "signed_in_user", "tokens_response"]
 
@@ -34,9 +36,11 @@ AUTH_PREFIX: Final = "/v1/auth/"
 _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 Email = Annotated[str, StringConstraints(max_length=MAX_EMAIL_CHARS), AfterValidator(check_email)]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_CHARS)]
+Password = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_CHARS), SECRET_INPUT
+]
 # Ours are 47 characters; the bound only keeps junk short.
-OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=200), SECRET_INPUT]
 WorkspaceName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
@@ -46,7 +50,9 @@ class _Body(BaseModel):
 
 class SignUpBody(_Body):
     email: Email
-    password: Annotated[str, StringConstraints(max_length=MAX_PASSWORD_CHARS)] | None = None
+    password: Annotated[str, StringConstraints(max_length=MAX_PASSWORD_CHARS)] | None = (
+        optional_secret()
+    )
     workspace: WorkspaceName | None = None
 
 
@@ -132,13 +138,13 @@ def tokens_response(pair: TokenPair) -> web.Response:
 
 async def sign_up(request: web.Request) -> web.Response:
     body = await read_model(request, SignUpBody)
-    await request.app[ACCOUNTS].sign_up(body.email, body.password, body.workspace)
+    await request.config_dict[ACCOUNTS].sign_up(body.email, body.password, body.workspace)
     return _json(SignUpResponse(email=body.email), 201)
 
 
 async def verify_email(request: web.Request) -> web.Response:
     body = await read_model(request, TokenBody)
-    await request.app[ACCOUNTS].verify_email(body.token)
+    await request.config_dict[ACCOUNTS].verify_email(body.token)
     return web.Response(status=204)
 
 
@@ -158,7 +164,9 @@ async def _signed_in(request: web.Request, pair: TokenPair, method: str, email: 
 
 async def login(request: web.Request) -> web.Response:
     body = await read_model(request, LoginBody)
-    pair = await request.app[ACCOUNTS].login(body.email, body.password)
+    # Counted per e-mail before the password is looked at: 429 past the failures allowed.
+    async with request.config_dict[SIGN_IN_LIMITS].password_attempt(request, body.email):
+        pair = await request.config_dict[ACCOUNTS].login(body.email, body.password)
     if isinstance(pair, MfaChallenge):
         return _mfa_required(pair)
     await _signed_in(request, pair, "password", body.email)
@@ -175,25 +183,25 @@ def _mfa_required(challenge: MfaChallenge) -> web.Response:
 
 async def refresh(request: web.Request) -> web.Response:
     body = await read_model(request, RefreshBody)
-    return tokens_response(await request.app[ACCOUNTS].refresh(body.refresh_token))
+    return tokens_response(await request.config_dict[ACCOUNTS].refresh(body.refresh_token))
 
 
 async def logout(request: web.Request) -> web.Response:
     body = await read_model(request, RefreshBody)
-    await request.app[ACCOUNTS].logout(body.refresh_token)
+    await request.config_dict[ACCOUNTS].logout(body.refresh_token)
     return web.Response(status=204)
 
 
 async def request_magic_link(request: web.Request) -> web.Response:
     body = await read_model(request, EmailBody)
-    await request.app[ACCOUNTS].request_magic_link(body.email)
+    await request.config_dict[ACCOUNTS].request_magic_link(body.email)
     message = "if an account has this address, a sign-in link is on its way"
     return _json(AcceptedResponse(message=message), 202)
 
 
 async def redeem_magic_link(request: web.Request) -> web.Response:
     body = await read_model(request, TokenBody)
-    pair = await request.app[ACCOUNTS].redeem_magic_link(body.token)
+    pair = await request.config_dict[ACCOUNTS].redeem_magic_link(body.token)
     if isinstance(pair, MfaChallenge):
         return _mfa_required(pair)
     await _signed_in(request, pair, "magic_link", None)
@@ -202,14 +210,14 @@ async def redeem_magic_link(request: web.Request) -> web.Response:
 
 async def request_password_reset(request: web.Request) -> web.Response:
     body = await read_model(request, EmailBody)
-    await request.app[ACCOUNTS].request_password_reset(body.email)
+    await request.config_dict[ACCOUNTS].request_password_reset(body.email)
     message = "if an account has this address, a reset link is on its way"
     return _json(AcceptedResponse(message=message), 202)
 
 
 async def confirm_password_reset(request: web.Request) -> web.Response:
     body = await read_model(request, ResetConfirmBody)
-    user_id = await request.app[ACCOUNTS].confirm_password_reset(body.token, body.password)
+    user_id = await request.config_dict[ACCOUNTS].confirm_password_reset(body.token, body.password)
     # After the fact (the password is already changed): a failed entry is a 503 to retry on,
     # and the retry finds the link used up; the reset itself stands.
     actor = Actor(user_id=user_id)
@@ -226,12 +234,12 @@ async def signed_in_user(request: web.Request) -> User:
             "this route is for signed-in people: send 'Authorization: Bearer <access token>' "
             "from /v1/auth/login (an API key has no user)"
         )
-    return await request.app[ACCOUNTS].user_of(token)
+    return await request.config_dict[ACCOUNTS].user_of(token)
 
 
 async def me(request: web.Request) -> web.Response:
     user = await signed_in_user(request)
-    memberships = await request.app[ACCOUNTS].memberships(user.id)
+    memberships = await request.config_dict[ACCOUNTS].memberships(user.id)
     body = MeResponse(
         user=UserModel(
             id=user.id,

@@ -17,19 +17,22 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
+from ..identity.access_tokens import hash_token
 from ..identity.audit_trail import audit
 from ..identity.second_factor import SecondFactors
+from ..identity.sign_in_limits import SIGN_IN_LIMITS
 from ..store.audit import Actor
 from ..store.users import User
-from ..transports.http_common import read_model
 from .auth import ACCOUNTS, AUTH_PREFIX, signed_in_user, tokens_response
+from .bodies import read_model
+from .secret_fields import SECRET_INPUT, optional_secret, shown_once
 
 __all__ = ["add_mfa_routes"]
 
 # Six digits, give or take the spaces an app shows; the bounds only keep junk short.
-Code = Annotated[str, StringConstraints(min_length=1, max_length=16)]
-RecoveryCode = Annotated[str, StringConstraints(min_length=1, max_length=32)]
-MfaToken = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=16), SECRET_INPUT]
+RecoveryCode = Annotated[str, StringConstraints(min_length=1, max_length=32), SECRET_INPUT]
+MfaToken = Annotated[str, StringConstraints(min_length=1, max_length=200), SECRET_INPUT]
 
 
 class _Body(BaseModel):
@@ -41,8 +44,8 @@ class ConfirmBody(_Body):
 
 
 class _OneFactor(_Body):
-    code: Code | None = None
-    recovery_code: RecoveryCode | None = None
+    code: Code | None = optional_secret()
+    recovery_code: RecoveryCode | None = optional_secret()
 
     @model_validator(mode="after")
     def _exactly_one(self) -> _OneFactor:
@@ -66,18 +69,20 @@ class MfaStatusResponse(BaseModel):
 
 class TotpEnrolmentResponse(BaseModel):
     status: Literal["pending_confirmation"] = "pending_confirmation"
-    # Holds the secret: shown this once, for the authenticator app (usually as a QR code).
-    otpauth_uri: str
+    otpauth_uri: str = shown_once(
+        "The TOTP secret, as a URI for the authenticator app (usually shown as a QR code)."
+    )
 
 
 class RecoveryCodesResponse(BaseModel):
     status: Literal["enabled"] = "enabled"
-    # Each works once in place of a code; shown this once, stored hashed.
-    recovery_codes: list[str]
+    recovery_codes: list[str] = shown_once(
+        "Each works once in place of a code; the server keeps only their hashes."
+    )
 
 
 def _factors(request: web.Request) -> SecondFactors:
-    factors = request.app[ACCOUNTS].second_factors
+    factors = request.config_dict[ACCOUNTS].second_factors
     assert factors is not None, "open_accounts always provides second factors"
     return factors
 
@@ -109,7 +114,8 @@ async def start_totp(request: web.Request) -> web.Response:
 async def confirm_totp(request: web.Request) -> web.Response:
     user = await signed_in_user(request)
     body = await read_model(request, ConfirmBody)
-    codes = await _factors(request).confirm_totp(user.id, body.code)
+    async with request.config_dict[SIGN_IN_LIMITS].code_attempt(request, user.id):
+        codes = await _factors(request).confirm_totp(user.id, body.code)
     # After the fact: if the entry cannot be written the caller gets a 503 and no recovery
     # codes; the factor is on, and a code from the app turns it off to enrol again.
     await audit(
@@ -127,7 +133,8 @@ async def confirm_totp(request: web.Request) -> web.Response:
 async def disable_totp(request: web.Request) -> web.Response:
     user = await signed_in_user(request)
     body = await read_model(request, DisableBody)
-    method = await _factors(request).disable(user.id, body.code, body.recovery_code)
+    async with request.config_dict[SIGN_IN_LIMITS].code_attempt(request, user.id):
+        method = await _factors(request).disable(user.id, body.code, body.recovery_code)
     actor = _as_actor(user)
     # After the fact, as above: a 503 here means the factor is off but not yet on record.
     if method == "recovery_code":
@@ -148,8 +155,15 @@ async def disable_totp(request: web.Request) -> web.Response:
 
 async def verify(request: web.Request) -> web.Response:
     body = await read_model(request, VerifyBody)
-    used = await _factors(request).verify(body.mfa_token, body.code, body.recovery_code)
-    pair = await request.app[ACCOUNTS].sign_in_with_second_factor(used.user_id)
+    factors = _factors(request)
+    # Counted per user, not per challenge: a fresh challenge must not restart the count.
+    owner = await factors.repo.challenge_user(hash_token(body.mfa_token))
+    if owner is None:
+        used = await factors.verify(body.mfa_token, body.code, body.recovery_code)
+    else:
+        async with request.config_dict[SIGN_IN_LIMITS].code_attempt(request, owner):
+            used = await factors.verify(body.mfa_token, body.code, body.recovery_code)
+    pair = await request.config_dict[ACCOUNTS].sign_in_with_second_factor(used.user_id)
     actor = Actor(user_id=used.user_id)
     # Before the tokens leave, as for every sign-in: one the log cannot record does not happen.
     if used.method == "recovery_code":

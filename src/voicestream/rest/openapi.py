@@ -37,6 +37,7 @@ __all__ = [
     "OBJECT_BODY",
     "OK",
     "STRING",
+    "WORKSPACE_HEADER",
     "Auth",
     "Op",
     "Resp",
@@ -93,6 +94,17 @@ SECURITY_SCHEMES: Final[dict[str, Any]] = {
         "name": "xi-api-key",
         "description": "An API key, in the header the ElevenLabs SDKs send.",
     },
+}
+# A signed-in user acts in the workspace this names (an id), else in their oldest membership;
+# the auth middleware reads it (an API key belongs to one workspace and ignores it).
+WORKSPACE_HEADER: Final = "X-Workspace-Id"
+_WORKSPACE_PARAM: Final[dict[str, Any]] = {
+    "name": WORKSPACE_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "With a user's access token: the workspace to act in (an id from "
+    "`GET /v1/auth/me`); without it, the oldest membership. Ignored with an API key.",
+    "schema": {"type": "string", "format": "uuid"},
 }
 _KEYED: Final[list[dict[str, list[str]]]] = [{"bearer": []}, {"xiApiKey": []}]
 _SECURITY: Final[dict[Auth, list[dict[str, list[str]]]]] = {
@@ -262,10 +274,15 @@ def _operation(method: str, path: str, op: Op, refs: Mapping[_ModelKey, Any]) ->
     }
     if op.description:
         out["description"] = op.description
+    path_params = _path_params(path)
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in _path_params(path)
+        for name in path_params
     ]
+    # Routes that take a key also take a user's access token; one under a workspace's own
+    # path acts there whatever the header says.
+    if op.auth in ("key", "optional") and "workspace_id" not in path_params:
+        params.append(dict(_WORKSPACE_PARAM))
     if op.query is not None:
         params += _query_params(op.query)
     params += [

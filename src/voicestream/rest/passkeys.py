@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict
 from ..identity.audit_trail import audit
 from ..identity.passkeys import Passkeys, RelyingParty
 from ..store.audit import Actor
-from ..transports.http_common import read_model
 from .auth import ACCOUNTS, AUTH_PREFIX, signed_in_user, tokens_response
+from .bodies import read_model
 
 __all__ = ["add_passkey_routes"]
 
@@ -43,7 +43,7 @@ class PasskeyModel(BaseModel):
 
 
 def _passkeys(request: web.Request) -> Passkeys:
-    passkeys = request.app[ACCOUNTS].passkeys
+    passkeys = request.config_dict[ACCOUNTS].passkeys
     assert passkeys is not None, "open_accounts always provides passkeys"
     return passkeys
 
@@ -87,7 +87,7 @@ async def authentication_options(request: web.Request) -> web.Response:
 async def sign_in(request: web.Request) -> web.Response:
     body = await read_model(request, CredentialBody)
     user_id = await _passkeys(request).authenticate(body.credential, _relying_party(request))
-    pair = await request.app[ACCOUNTS].sign_in_with_second_factor(user_id)
+    pair = await request.config_dict[ACCOUNTS].sign_in_with_second_factor(user_id)
     # Before the tokens leave, as for every sign-in.
     await audit(
         request,

@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from aiohttp import web
+from pydantic import BaseModel
 
-from ..transports.context import RUNTIME
+from ..engines.base import Voice
+from .resources import REGISTRY
 
-__all__ = ["list_voices"]
+__all__ = ["VoiceList", "VoiceModel", "list_voices"]
+
+
+class VoiceModel(BaseModel):
+    id: str
+    name: str
+    language: str  # BCP-47, e.g. "en-US", "de"
+    gender: str  # "female" | "male" | "neutral"
+    sample_rate: int
+    engine: str
+
+    @classmethod
+    def of(cls, voice: Voice) -> VoiceModel:
+        return cls(
+            id=voice.id,
+            name=voice.name,
+            language=voice.language,
+            gender=voice.gender,
+            sample_rate=voice.sample_rate,
+            engine=voice.engine,
+        )
+
+
+class VoiceList(BaseModel):
+    voices: list[VoiceModel]
 
 
 async def list_voices(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    voices = [asdict(v) for v in rt.registry.voices()]
-    return web.json_response({"voices": voices})
+    voices = request.config_dict[REGISTRY].voices()
+    body = VoiceList(voices=[VoiceModel.of(v) for v in voices])
+    return web.json_response(text=body.model_dump_json())

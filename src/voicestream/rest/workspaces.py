@@ -14,23 +14,36 @@ through (``SESSION_PATHS``) and they check the access token themselves, as ``GET
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Final
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from ..errors import AuthError, NotFound
 from ..identity.accounts import MAX_EMAIL_CHARS, check_email
 from ..identity.audit_trail import audit
-from ..identity.members import Members
+from ..identity.members import MEMBERS, Members
+from ..identity.page_origins import MAX_ORIGINS, PAGE_ORIGINS
+from ..identity.quotas import set_seat_quotas
 from ..identity.request_principal import principal_of
 from ..store.audit import Actor
 from ..store.keys import KEY_PREFIX, Principal, Role
 from ..store.members import Member
+from ..store.usage import USAGE_KINDS, UsageKind
 from ..store.users import User
-from ..transports.http_common import read_model
 from .auth import ACCOUNTS
+from .bodies import read_model
+from .resources import USAGE
+from .secret_fields import SECRET_INPUT
 
 __all__ = [
     "MEMBERS",
@@ -38,13 +51,16 @@ __all__ = [
     "SESSION_PATHS",
     "AcceptedInvitation",
     "InvitationModel",
+    "MemberChangeBody",
     "MemberList",
     "MemberModel",
+    "SeatModel",
     "WorkspaceList",
     "WorkspaceModel",
+    "WorkspaceSettingsBody",
+    "WorkspaceSettingsModel",
 ]
 
-MEMBERS: web.AppKey[Members] = web.AppKey("voicestream_members", Members)
 SESSION_PATHS: Final = frozenset({"/v1/workspaces", "/v1/invitations/accept"})
 
 Email = Annotated[str, StringConstraints(max_length=MAX_EMAIL_CHARS), AfterValidator(check_email)]
@@ -63,12 +79,30 @@ class InviteBody(_Body):
     role: Role
 
 
-class RoleBody(_Body):
-    role: Role
+class SeatQuotasBody(_Body):
+    """A member's own monthly quotas, in the recorded units; null clears one (the server's
+    default seat quota applies again), an absent kind stays as it is."""
+
+    tts_characters: Annotated[int, Field(ge=0)] | None = None
+    stt_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    conversation_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
+class MemberChangeBody(_Body):
+    """A new role, new quotas of the member's own, or both."""
+
+    role: Role | None = None
+    quotas: SeatQuotasBody | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> MemberChangeBody:
+        if self.role is None and self.quotas is None:
+            raise ValueError("send role, quotas or both")
+        return self
 
 
 class AcceptBody(_Body):
-    token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200), SECRET_INPUT]
 
 
 class WorkspaceModel(BaseModel):
@@ -80,6 +114,22 @@ class WorkspaceModel(BaseModel):
 
 class WorkspaceList(BaseModel):
     workspaces: list[WorkspaceModel]
+
+
+Origin = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+
+
+class WorkspaceSettingsBody(_Body):
+    # scheme://host[:port] each; normalized, no wildcard (identity/page_origins.py says why).
+    allowed_origins: list[Origin] | None = Field(None, max_length=MAX_ORIGINS)
+
+
+class WorkspaceSettingsModel(BaseModel):
+    id: UUID
+    name: str
+    # Pages (besides the server's own and VOICESTREAM_ALLOWED_ORIGINS) that may use this
+    # workspace's browser sockets, WebRTC calls and widget.
+    allowed_origins: list[str]
 
 
 class MemberModel(BaseModel):
@@ -102,6 +152,18 @@ class MemberList(BaseModel):
     members: list[MemberModel]
 
 
+class SeatQuotasModel(BaseModel):
+    """The member's own quotas (null: none of their own, the server's default applies)."""
+
+    tts_characters: float | None = None
+    stt_seconds: float | None = None
+    conversation_seconds: float | None = None
+
+
+class SeatModel(MemberModel):
+    quotas: SeatQuotasModel
+
+
 class InvitationModel(BaseModel):
     id: UUID
     workspace_id: UUID
@@ -121,7 +183,7 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 
 
 def _members(request: web.Request) -> Members:
-    return request.app[MEMBERS]
+    return request.config_dict[MEMBERS]
 
 
 async def _signed_in_user(request: web.Request) -> User:
@@ -132,7 +194,7 @@ async def _signed_in_user(request: web.Request) -> User:
             f"{request.path} is for signed-in people: send 'Authorization: Bearer <access "
             "token>' from /v1/auth/login (an API key belongs to one workspace already)"
         )
-    return await request.app[ACCOUNTS].user_of(token)
+    return await request.config_dict[ACCOUNTS].user_of(token)
 
 
 def _in_workspace(request: web.Request) -> Principal:
@@ -158,7 +220,7 @@ def _user_id(request: web.Request) -> UUID:
 
 async def list_workspaces(request: web.Request) -> web.Response:
     user = await _signed_in_user(request)
-    memberships = await request.app[ACCOUNTS].memberships(user.id)
+    memberships = await request.config_dict[ACCOUNTS].memberships(user.id)
     body = WorkspaceList(
         workspaces=[
             WorkspaceModel(
@@ -236,20 +298,43 @@ async def invite(request: web.Request) -> web.Response:
     )
 
 
-async def change_role(request: web.Request) -> web.Response:
+async def change_member(request: web.Request) -> web.Response:
     principal = _in_workspace(request)
     user_id = _user_id(request)
-    body = await read_model(request, RoleBody)
-    before, member = await _members(request).change_role(principal, user_id, body.role)
-    # After the fact: the role has changed; a failed entry is reported as a 503.
-    await audit(
-        request,
-        "member.role_changed",
-        "user",
-        user_id,
-        details={"from": before, "to": member.role},
-    )
-    return _json(MemberModel.of(member))
+    body = await read_model(request, MemberChangeBody)
+    members = _members(request)
+    usage = request.config_dict[USAGE]
+    if body.role is not None:
+        before, member = await members.change_role(principal, user_id, body.role)
+        # After the fact: the role has changed; a failed entry is reported as a 503.
+        await audit(
+            request,
+            "member.role_changed",
+            "user",
+            user_id,
+            details={"from": before, "to": member.role},
+        )
+    if body.quotas is not None:
+        # Only the kinds sent: an absent one stays, a null one is cleared.
+        changes: dict[UsageKind, Decimal | None] = {
+            kind: None if value is None else Decimal(str(value))
+            for kind, value in body.quotas.model_dump(exclude_unset=True).items()
+            if kind in USAGE_KINDS
+        }
+        member, quotas = await set_seat_quotas(usage, members.members, principal, user_id, changes)
+        await audit(
+            request,
+            "member.quotas_changed",
+            "user",
+            user_id,
+            # Decimal text: the audit log keeps no floats (their JSON form is not stable).
+            details={kind: None if v is None else str(v) for kind, v in changes.items()},
+        )
+    else:
+        member = await members.members.get(principal.workspace_id, user_id)
+        quotas = await usage.seat_quotas(principal.workspace_id, user_id)
+    own = SeatQuotasModel(**{kind: float(value) for kind, value in quotas.items()})
+    return _json(SeatModel(**MemberModel.of(member).model_dump(), quotas=own))
 
 
 async def remove_member(request: web.Request) -> web.Response:
@@ -269,13 +354,46 @@ async def remove_member(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def get_workspace(request: web.Request) -> web.Response:
+    principal = _in_workspace(request)
+    origins = await request.config_dict[PAGE_ORIGINS].read(principal)
+    return _json(_settings(principal, origins))
+
+
+async def change_workspace(request: web.Request) -> web.Response:
+    principal = _in_workspace(request)
+    body = await read_model(request, WorkspaceSettingsBody)
+    page_origins = request.config_dict[PAGE_ORIGINS]
+    if body.allowed_origins is None:
+        return _json(_settings(principal, await page_origins.read(principal)))
+    before = await page_origins.read(principal)
+    origins = await page_origins.replace(principal, body.allowed_origins)
+    # After the fact: the list has changed; a failed entry is reported as a 503.
+    await audit(
+        request,
+        "workspace.origins_changed",
+        "workspace",
+        principal.workspace_id,
+        details={"from": before, "to": origins},
+    )
+    return _json(_settings(principal, origins))
+
+
+def _settings(principal: Principal, origins: list[str]) -> WorkspaceSettingsModel:
+    return WorkspaceSettingsModel(
+        id=principal.workspace_id, name=principal.workspace_name, allowed_origins=origins
+    )
+
+
 _IN_WORKSPACE: Final = "/v1/workspaces/{workspace_id}"
 ROUTES: Final = [
+    web.get(_IN_WORKSPACE, get_workspace, allow_head=False),
+    web.patch(_IN_WORKSPACE, change_workspace),
     web.get("/v1/workspaces", list_workspaces, allow_head=False),
     web.post("/v1/workspaces", create_workspace),
     web.post("/v1/invitations/accept", accept_invitation),
     web.get(_IN_WORKSPACE + "/members", list_members, allow_head=False),
     web.post(_IN_WORKSPACE + "/invitations", invite),
-    web.patch(_IN_WORKSPACE + "/members/{user_id}", change_role),
+    web.patch(_IN_WORKSPACE + "/members/{user_id}", change_member),
     web.delete(_IN_WORKSPACE + "/members/{user_id}", remove_member),
 ]

@@ -21,6 +21,7 @@ from ..engines.executor import InferenceExecutor
 from ..identity.accounts import open_accounts
 from ..identity.audit_trail import AUDIT_TRAIL, AuditTrail
 from ..identity.members import Members
+from ..identity.oauth_sign_in import open_oauth_sign_in
 from ..observability.log_redaction import install_log_redaction
 from ..observability.loop_lag import monitor_loop_lag
 from ..observability.metrics import Metrics
@@ -30,8 +31,20 @@ from ..rest.api_keys import API_KEYS
 from ..rest.api_keys import ROUTES as API_KEY_ROUTES
 from ..rest.audit_logs import ROUTES as AUDIT_LOG_ROUTES
 from ..rest.auth import ACCOUNTS, add_auth_routes
+from ..rest.conversations import ROUTES as CONVERSATION_ROUTES
 from ..rest.mfa import add_mfa_routes
+from ..rest.model_catalog import list_models
+from ..rest.oauth import OAUTH_SIGN_IN, add_oauth_routes
 from ..rest.passkeys import add_passkey_routes
+from ..rest.resources import (
+    AGENTS,
+    CONVERSATIONS,
+    KNOWLEDGE,
+    MEDIA_EXECUTOR,
+    REGISTRY,
+    SETTINGS,
+    USAGE,
+)
 from ..rest.usage import get_usage
 from ..rest.voices import list_voices
 from ..rest.workspaces import MEMBERS
@@ -70,12 +83,12 @@ from ..transports.wyoming_tcp import wyoming_server
 from .api_docs import add_api_docs
 from .health import healthz, metrics, readyz
 from .middleware import auth_middleware, error_middleware
-from .model_catalog import list_models
-from .origin import origin_middleware
+from .origin import add_page_origins, origin_middleware
 from .parser_refusals import install_json_parser_refusals
 from .rate_limits import add_limits, rate_limit_middleware
 from .request_deadlines import body_deadline_middleware
 from .request_validation import client_error_logger
+from .route_policy import add_policy_check
 from .widget import get_demo, get_widget_js
 
 __all__ = ["create_app"]
@@ -109,6 +122,7 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     )
     app.cleanup_ctx.append(_runtime(settings, registry))
     app.cleanup_ctx.append(_loop_lag_monitor)
+    add_page_origins(app)  # workspaces' own Origin lists (before the socket registry)
     add_socket_registry(app)  # revoking a key closes its open sockets and calls
     add_limits(app)  # request rates and stream slots in Redis (after the runtime)
     app.cleanup_ctx.append(wyoming_server)  # only when VOICESTREAM_WYOMING_PORT is set
@@ -122,13 +136,15 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.router.add_get("/v1/tts/stream", ws_tts)
     app.router.add_post("/v1/stt", post_stt)
     app.router.add_get("/v1/stt/stream", ws_stt)
-    app.router.add_routes(AGENT_ROUTES)  # /v1/agents…, /v1/convai/sessions…
+    app.router.add_routes(AGENT_ROUTES)  # /v1/agents…: agents and their documents
+    app.router.add_routes(CONVERSATION_ROUTES)  # /v1/convai/sessions…: stored conversations
     app.router.add_routes(AUDIT_LOG_ROUTES)  # /v1/audit-logs (app[AUDIT_TRAIL], below)
     add_auth_routes(app)  # /v1/auth/…: sign-up, sign-in, sessions (app[ACCOUNTS], below)
     app.router.add_routes(WORKSPACE_ROUTES)  # /v1/workspaces…, members, invitations
     app.router.add_routes(API_KEY_ROUTES)  # /v1/api-keys
     add_mfa_routes(app)  # /v1/auth/mfa/…: TOTP, recovery codes, sign-in's second step
     add_passkey_routes(app)  # /v1/auth/passkeys/…: WebAuthn registration and sign-in
+    add_oauth_routes(app)  # /v1/auth/oauth/…: sign-in with Google, GitHub, Apple
     app.router.add_get("/v1/convai/stream", ws_convai)
     app.router.add_post("/v1/convai/tickets", post_ticket)
     add_openai_audio_routes(app)  # /openai/v1/audio/speech, /audio/transcriptions, /models
@@ -147,6 +163,7 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.router.add_get("/widget.js", get_widget_js)
     app.router.add_get("/demo", get_demo)
     add_api_docs(app)  # /openapi.json, /docs: built at start-up from every route above
+    add_policy_check(app)  # at start-up: a route without a policy entry stops the server
     return app
 
 
@@ -185,11 +202,24 @@ def _runtime(
             media_executor = InferenceExecutor("media", settings.tts_threads)
             try:
                 app[ACCOUNTS] = open_accounts(settings, services.pool, secret_key)
+                app[OAUTH_SIGN_IN] = await open_oauth_sign_in(
+                    settings, services.pool, app[ACCOUNTS]
+                )
                 app[AUDIT_TRAIL] = AuditTrail(
                     AuditLog(services.pool), settings.trust_forwarded_headers
                 )
                 app[MEMBERS] = Members.open(services.pool, app[ACCOUNTS].mailer)
                 app[API_KEYS] = ApiKeyRepository(services.pool)
+                usage = UsageRepository(services.pool)
+                # One key per resource for rest/ (sub-apps read them via config_dict); the
+                # transports still read the same objects through RUNTIME.
+                app[SETTINGS] = settings
+                app[REGISTRY] = reg
+                app[MEDIA_EXECUTOR] = media_executor
+                app[USAGE] = usage
+                app[AGENTS] = agent_services.agents
+                app[CONVERSATIONS] = conversations
+                app[KNOWLEDGE] = agent_services.knowledge
                 app[RUNTIME] = Runtime(
                     settings=settings,
                     registry=reg,
@@ -200,7 +230,7 @@ def _runtime(
                     pool=services.pool,
                     redis=services.redis,
                     keys=ApiKeyRepository(services.pool),
-                    usage=UsageRepository(services.pool),
+                    usage=usage,
                     history=HistoryRepository(services.pool),
                     agents=agent_services.agents,
                     conversations=conversations,  # durable: outbox, heartbeat, sweep

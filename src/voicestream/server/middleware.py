@@ -1,5 +1,6 @@
-"""Middlewares: every failure becomes a JSON error; every non-public route needs a credential:
-an API key, or a signed-in user's access token (``Authorization: Bearer <JWT>``)."""
+"""Middlewares: every failure becomes a JSON error; every route takes the credential its
+policy entry says (``identity/policy.py``): most need an API key or a signed-in user's access
+token (``Authorization: Bearer <JWT>``), and the principal's role and scopes are checked there."""
 
 from __future__ import annotations
 
@@ -12,53 +13,22 @@ from aiohttp.typedefs import Handler
 
 from ..errors import AuthError, BadRequest, EngineUnavailable, Forbidden, NotFound, VoiceStreamError
 from ..identity import policy
-from ..rest.auth import ACCOUNTS, AUTH_PREFIX
-from ..rest.workspaces import SESSION_PATHS
+from ..identity.page_origins import require_origin
+from ..rest.auth import ACCOUNTS
+from ..rest.openapi import WORKSPACE_HEADER
 from ..store.keys import KEY_PREFIX, Principal
 from ..store.services import outage_error
 from ..transports.context import PRINCIPAL, RUNTIME
 from .request_validation import CLIENT_FAULTS, check_request_text
+from .route_policy import rule_of
 
 __all__ = [
-    "KEY_OPTIONAL_PATHS",
-    "PUBLIC_PATHS",
     "WORKSPACE_HEADER",
     "auth_middleware",
     "error_middleware",
 ]
 
 log = logging.getLogger(__name__)
-
-PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/widget.js", "/demo", "/openapi.json", "/docs"}
-)
-# A user session acts in the workspace this names (an id), else in its oldest membership.
-WORKSPACE_HEADER = "X-Workspace-Id"
-# A browser widget cannot hold a key: these accept a ticket or a public agent instead, which the
-# handler checks. A key that is presented must still be valid.
-KEY_OPTIONAL_PATHS = frozenset(
-    {
-        "/v1/convai/stream",
-        "/v1/convai/webrtc/offer",
-        "/v1/telephony/twilio",
-        # Twilio's voice webhook may prove itself with X-Twilio-Signature instead of a key.
-        "/v1/telephony/twilio/voice",
-        "/v1/telephony/telnyx",
-        "/v1/telephony/vonage",
-        # The ElevenLabs SDK's Conversation sends no key (public agents, signed URLs).
-        "/elevenlabs/v1/convai/conversation",
-    }
-)
-
-# ElevenLabs' TTS and Scribe sockets also take the key as a query parameter or in the first
-# message (browsers cannot set socket headers); their handlers check it (elevenlabs_sockets.py).
-_KEY_IN_SOCKET = re.compile(
-    r"/elevenlabs/v1/(text-to-speech/[^/]+/(multi-)?stream-input|speech-to-text/realtime)"
-)
-
-
-def _key_optional(path: str) -> bool:
-    return path in KEY_OPTIONAL_PATHS or _KEY_IN_SOCKET.fullmatch(path) is not None
 
 
 _HTTP_CODES = {
@@ -179,7 +149,7 @@ def _access_token(request: web.Request) -> str | None:
 
 
 # A workspace's own routes act in the workspace their path names, whatever the header says.
-_WORKSPACE_PATH = re.compile(r"/v1/workspaces/([^/]+)/.+")
+_WORKSPACE_PATH = re.compile(r"/v1/workspaces/([^/]+)(/.+)?")
 
 
 def _workspace_asked(request: web.Request) -> UUID | None:
@@ -215,20 +185,19 @@ async def _user_principal(request: web.Request, token: str) -> Principal:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if (
-        request.path in PUBLIC_PATHS
-        or request.path.startswith(AUTH_PREFIX)
-        or request.path in SESSION_PATHS
-    ):
-        # /v1/auth/… is how a caller gets credentials; GET me checks its own token, as the
-        # membership-free session routes (SESSION_PATHS) do.
+    rule = rule_of(request)  # None: no route matched, and the handler answers 404 or 405
+    if rule is not None and rule.credential_free:
+        # Public routes; /v1/auth/… is how a caller gets credentials; a person's own routes
+        # (their workspaces, GET /v1/auth/me, MFA) check the access token themselves.
         return await handler(request)
     principal: Principal | None
     if (token := _access_token(request)) is not None:
         principal = await _user_principal(request, token)
     else:
         key = _presented_key(request)
-        if key is None and _key_optional(request.path):
+        if key is None and rule is not None and rule.access == "key_optional":
+            # A browser or a carrier holds no key: the handler checks the ticket, the public
+            # agent or the webhook's signature instead. A key that is presented is checked.
             return await handler(request)
         if key is None:
             raise AuthError(
@@ -237,11 +206,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         principal = await request.app[RUNTIME].keys.authenticate(key)
         if principal is None:
             raise AuthError("invalid or revoked API key")
-    # Role rules, before any handler (and so before any WebSocket upgrade).
-    policy.check(principal, request.method, request.path, websocket=_wants_upgrade(request))
+    # Role and scope rules, before any handler (and so before any WebSocket upgrade).
+    if rule is not None:
+        policy.check(principal, rule)
+    # A page the server-wide Origin rules do not know: its workspace's list decides.
+    await require_origin(request, principal.workspace_id)
     request[PRINCIPAL] = principal
     return await handler(request)
-
-
-def _wants_upgrade(request: web.Request) -> bool:
-    return request.headers.get("Upgrade", "").strip().lower() == "websocket"

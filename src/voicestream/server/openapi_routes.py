@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from ..rest.agents import AgentCreateBody, AgentPatchBody, DocumentBody
+from ..rest.agents import (
+    AgentCreateBody,
+    AgentDetail,
+    AgentList,
+    AgentModel,
+    AgentPatchBody,
+    DocumentBody,
+    DocumentList,
+    DocumentModel,
+)
 from ..rest.api_keys import ApiKeyList, ApiKeyModel, CreateApiKeyBody, CreatedApiKey
 from ..rest.audit_logs import AuditLogPage, AuditLogQuery
 from ..rest.auth import (
@@ -26,6 +35,7 @@ from ..rest.auth import (
     TokenBody,
     TokenResponse,
 )
+from ..rest.conversations import ConversationModel, SessionList
 from ..rest.mfa import (
     ConfirmBody,
     DisableBody,
@@ -34,6 +44,8 @@ from ..rest.mfa import (
     TotpEnrolmentResponse,
     VerifyBody,
 )
+from ..rest.model_catalog import ModelList
+from ..rest.oauth import OAuthProvidersResponse, OAuthStartQuery, OAuthStartResponse
 from ..rest.openapi import (
     AUDIO_BODY,
     MULTIPART,
@@ -48,17 +60,20 @@ from ..rest.openapi import (
 )
 from ..rest.passkeys import CredentialBody, OptionsResponse, PasskeyModel
 from ..rest.usage import UsagePage, UsageQuery
+from ..rest.voices import VoiceList
 from ..rest.workspaces import (
     AcceptBody,
     AcceptedInvitation,
     CreateWorkspaceBody,
     InvitationModel,
     InviteBody,
+    MemberChangeBody,
     MemberList,
-    MemberModel,
-    RoleBody,
+    SeatModel,
     WorkspaceList,
     WorkspaceModel,
+    WorkspaceSettingsBody,
+    WorkspaceSettingsModel,
 )
 from ..transports.http_tts import TTSRequest
 from ..transports.tickets import TicketRequest
@@ -133,8 +148,8 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         responses={200: Resp("HTML.", media="text/html", schema=STRING)},
     ),
     # --- speech --------------------------------------------------------------------------
-    ("GET", "/v1/voices"): Op("The voice catalog", "speech"),
-    ("GET", "/v1/models"): Op("The models this server loads", "speech"),
+    ("GET", "/v1/voices"): Op("The voice catalog", "speech", responses=ok(VoiceList)),
+    ("GET", "/v1/models"): Op("The models this server loads", "speech", responses=ok(ModelList)),
     ("POST", "/v1/tts"): Op(
         "Text to speech, streamed",
         "speech",
@@ -159,7 +174,7 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
     ),
     # --- accounts, usage, audit ----------------------------------------------------------
     ("GET", "/v1/usage"): Op(
-        "The workspace's usage by key or by day, paged",
+        "The workspace's usage by key, day or seat, paged",
         "usage",
         query=UsageQuery,
         responses=ok(UsagePage),
@@ -298,6 +313,41 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         body=CredentialBody,
         responses=ok(TokenResponse),
     ),
+    ("GET", "/v1/auth/oauth/providers"): Op(
+        "The sign-in providers (Google, GitHub, Apple) this server is set up for",
+        "auth",
+        auth="public",
+        responses=ok(OAuthProvidersResponse),
+    ),
+    ("GET", "/v1/auth/oauth/{provider}/start"): Op(
+        "Start signing in with a provider: 302 to its sign-in page",
+        "auth",
+        auth="public",
+        description="Authorization code with PKCE; the state, verifier and nonce stay on the "
+        "server. `redirect=false` answers the URL as JSON instead. Unknown or unconfigured "
+        "provider: 404.",
+        query=OAuthStartQuery,
+        responses={
+            200: Resp("With `redirect=false`: the sign-in page's URL.", model=OAuthStartResponse),
+            302: Resp("To the provider's sign-in page.", media=None, headers={"Location": "it"}),
+        },
+    ),
+    ("GET", "/v1/auth/oauth/{provider}/callback"): Op(
+        "Where the provider sends the browser back (Google, GitHub): signs in",
+        "auth",
+        auth="public",
+        description="Answers as POST /v1/auth/login does. A bad, used or expired `state`, or "
+        "the provider's `error`: 400; the provider unreachable: 503.",
+        params={name: STRING for name in ("code", "state", "error", "error_description")},
+        responses=_SIGNED_IN,
+    ),
+    ("POST", "/v1/auth/oauth/{provider}/callback"): Op(
+        "Where Apple posts the browser back (response_mode=form_post): signs in",
+        "auth",
+        auth="public",
+        body_media={"application/x-www-form-urlencoded": {"type": "object"}},
+        responses=_SIGNED_IN,
+    ),
     # --- workspaces, members, API keys --------------------------------------------------
     ("GET", "/v1/workspaces"): Op(
         "The signed-in user's workspaces", "workspaces", auth="user", responses=ok(WorkspaceList)
@@ -316,6 +366,18 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         body=AcceptBody,
         responses=ok(AcceptedInvitation),
     ),
+    ("GET", "/v1/workspaces/{workspace_id}"): Op(
+        "The workspace's settings: its allowed page origins (owners and admins)",
+        "workspaces",
+        responses=ok(WorkspaceSettingsModel),
+    ),
+    ("PATCH", "/v1/workspaces/{workspace_id}"): Op(
+        "Change the workspace's settings: the page origins that may use its browser sockets, "
+        "WebRTC calls and widget (owners and admins)",
+        "workspaces",
+        body=WorkspaceSettingsBody,
+        responses=ok(WorkspaceSettingsModel),
+    ),
     ("GET", "/v1/workspaces/{workspace_id}/members"): Op(
         "The workspace's members (any member)", "workspaces", responses=ok(MemberList)
     ),
@@ -326,10 +388,10 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         responses=ok(InvitationModel, 201, "Invited; the mail is on its way."),
     ),
     ("PATCH", "/v1/workspaces/{workspace_id}/members/{user_id}"): Op(
-        "Change a member's role (owners and admins)",
+        "Change a member's role or own quotas (owners and admins)",
         "workspaces",
-        body=RoleBody,
-        responses=ok(MemberModel),
+        body=MemberChangeBody,
+        responses=ok(SeatModel),
     ),
     ("DELETE", "/v1/workspaces/{workspace_id}/members/{user_id}"): Op(
         "Remove a member: their sessions and keys stop working at once",
@@ -355,12 +417,17 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         "Create an agent (editor or above)",
         "agents",
         body=AgentCreateBody,
-        responses=ok(status=201, description="Created."),
+        responses=ok(AgentDetail, 201, "Created, with the documents made of `knowledge`."),
     ),
-    ("GET", "/v1/agents"): Op("List the workspace's agents", "agents"),
-    ("GET", "/v1/agents/{agent_id}"): Op("An agent and its documents", "agents"),
+    ("GET", "/v1/agents"): Op("List the workspace's agents", "agents", responses=ok(AgentList)),
+    ("GET", "/v1/agents/{agent_id}"): Op(
+        "An agent and its documents", "agents", responses=ok(AgentDetail)
+    ),
     ("PATCH", "/v1/agents/{agent_id}"): Op(
-        "Change an agent (editor or above)", "agents", body=AgentPatchBody
+        "Change an agent (editor or above)",
+        "agents",
+        body=AgentPatchBody,
+        responses=ok(AgentModel),
     ),
     ("DELETE", "/v1/agents/{agent_id}"): Op(
         "Delete an agent (editor or above)", "agents", responses={204: NO_CONTENT}
@@ -370,9 +437,11 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         "agents",
         body=DocumentBody,
         body_media=MULTIPART,
-        responses=ok(status=201, description="Created."),
+        responses=ok(DocumentModel, 201, "Created: chunked and embedded."),
     ),
-    ("GET", "/v1/agents/{agent_id}/documents"): Op("An agent's knowledge documents", "agents"),
+    ("GET", "/v1/agents/{agent_id}/documents"): Op(
+        "An agent's knowledge documents", "agents", responses=ok(DocumentList)
+    ),
     ("DELETE", "/v1/agents/{agent_id}/documents/{document_id}"): Op(
         "Delete a knowledge document", "agents", responses={204: NO_CONTENT}
     ),
@@ -385,9 +454,10 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
             "limit": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
             "before": {"type": "string", "format": "date-time"},
         },
+        responses=ok(SessionList),
     ),
     ("GET", "/v1/convai/sessions/{conversation_id}"): Op(
-        "A stored conversation with its turns", "conversations"
+        "A stored conversation with its turns", "conversations", responses=ok(ConversationModel)
     ),
     ("POST", "/v1/convai/tickets"): Op(
         "A short-lived ticket for a browser to open a conversation",

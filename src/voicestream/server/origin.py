@@ -13,10 +13,18 @@ proxy that rewrites ``Host``, either ``VOICESTREAM_PUBLIC_ORIGIN`` names it (and
 longer consulted) or ``VOICESTREAM_TRUST_FORWARDED_HEADERS`` lets the proxy's
 ``X-Forwarded-Host``/``-Proto`` count too. Both are off by default: without a proxy that
 overwrites them, any client can send those headers.
+
+Each workspace may list more pages, for what acts for it alone (``identity/page_origins.py``).
+A page these rules do not know is let through with its origin pending when the request may act
+for a workspace, and refused unless a workspace it acts for lists it: ``require_origin`` in the
+handler settles it, and an answer (or an upgrade) with the origin still pending is a 403. The
+widget script, the demo page and the WebRTC preflight name no workspace and carry no
+credential: a page that some workspace lists may have them.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -24,13 +32,21 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from ..config import Settings
-from ..errors import Forbidden
+from ..errors import VoiceStreamError
+from ..identity.page_origins import (
+    PAGE_ORIGIN,
+    PAGE_ORIGINS,
+    PageOrigin,
+    PageOrigins,
+    origin_refused,
+)
 from ..transports.context import RUNTIME
 
-__all__ = ["BROWSER_PATHS", "origin_allowed", "origin_middleware"]
+__all__ = ["BROWSER_PATHS", "add_page_origins", "origin_allowed", "origin_middleware"]
 
 # Besides every WebSocket upgrade.
 BROWSER_PATHS: Final = frozenset({"/v1/convai/webrtc/offer", "/widget.js", "/demo"})
+_OFFER: Final = "/v1/convai/webrtc/offer"
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _SECURE: Final = {"http": False, "https": True, "ws": False, "wss": True}
 
@@ -91,6 +107,12 @@ def _own_hosts(request: web.Request, settings: Settings, origin: str) -> list[st
     return [request.host, forwarded]
 
 
+def _acts_for_no_workspace(request: web.Request) -> bool:
+    return request.path in ("/widget.js", "/demo") or (
+        request.path == _OFFER and request.method == "OPTIONS"
+    )
+
+
 @web.middleware
 async def origin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     origin = request.headers.get(hdrs.ORIGIN)
@@ -101,10 +123,53 @@ async def origin_middleware(request: web.Request, handler: Handler) -> web.Strea
     allowed = frozenset(listed.split(",")) if listed else frozenset()
     if settings.public_origin is not None:
         allowed |= {settings.public_origin}
-    if not origin_allowed(origin, _own_hosts(request, settings, origin), allowed):
-        raise Forbidden(
-            f"pages from origin {origin[:200]!r} may not use this endpoint; "
-            "the server's VOICESTREAM_ALLOWED_ORIGINS lists the sites that may",
-            details={"origin": origin[:200]},
-        )
-    return await handler(request)
+    if origin_allowed(origin, _own_hosts(request, settings, origin), allowed):
+        return await handler(request)
+    if _acts_for_no_workspace(request):
+        if await request.app[PAGE_ORIGINS].listed_anywhere(origin):
+            return await handler(request)
+        raise origin_refused(origin)
+    pending = request[PAGE_ORIGIN] = PageOrigin(origin)
+    # Until a workspace has allowed the page, it learns nothing but this refusal (a socket
+    # that checks inside itself has upgraded: what it refuses, it says in its protocol).
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and pending.allowed_for is None:
+            raise origin_refused(origin) from None
+        raise
+    except VoiceStreamError:
+        if pending.allowed_for is None:
+            raise origin_refused(origin) from None
+        raise
+    upgraded = isinstance(response, web.WebSocketResponse) and response.prepared
+    if pending.allowed_for is None and not upgraded:
+        raise origin_refused(origin)
+    return response
+
+
+async def _refuse_unsettled_upgrade(request: web.Request, response: web.StreamResponse) -> None:
+    # Runs before the 101 is written: a socket handler that never learnt (or never checked)
+    # the workspace its page acts for fails closed, before the upgrade.
+    pending = request.get(PAGE_ORIGIN)
+    if not isinstance(response, web.WebSocketResponse) or pending is None:
+        return
+    if pending.allowed_for is not None:
+        return
+    # A socket that learns its workspace from a message inside it opens for a page that some
+    # workspace lists; that message's check decides. A page nobody lists is refused here.
+    if pending.checked_inside and await request.app[PAGE_ORIGINS].listed_anywhere(pending.origin):
+        return
+    raise origin_refused(pending.origin)
+
+
+async def _page_origins(app: web.Application) -> AsyncIterator[None]:
+    app[PAGE_ORIGINS] = PageOrigins(app[RUNTIME].pool)
+    yield
+
+
+def add_page_origins(app: web.Application) -> None:
+    """Workspaces' own Origin lists; call after the runtime's cleanup context and before the
+    socket registry (a refused upgrade is never registered)."""
+    app.on_response_prepare.append(_refuse_unsettled_upgrade)
+    app.cleanup_ctx.append(_page_origins)

@@ -1,6 +1,11 @@
 """The limits middleware: request rates per caller, and stream admission per workspace.
 
-It runs right after authentication, for every request that carries a principal:
+It runs right after authentication. The sign-in routes (``SIGN_IN_PATHS``: login, sign-up,
+e-mail links, refresh, the second step, passkey and provider sign-in) carry no principal;
+each client address gets one GCRA bucket for all of them (``auth_rate_limit_*``), answered
+like the per-caller limit below. The per-account limits on guessing (wrong passwords per
+e-mail, wrong codes per user) are the handlers' (``identity/sign_in_limits.py``). Then, for
+every request that carries a principal:
 
 1. **Rate.** One GCRA bucket per caller in Redis (``store/request_rates.py``): the signed-in
    user when there is one, else the API key. Past the burst: 429 ``rate_limited`` with
@@ -32,14 +37,37 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..errors import Busy
+from ..identity.audit_trail import client_ip
 from ..identity.quotas import require_headroom
+from ..identity.sign_in_limits import RATE_DECISION, SIGN_IN_LIMITS, SignInLimits
 from ..store.keys import Principal
-from ..store.request_rates import RateDecision, RequestRates
+from ..store.request_rates import RequestRates
 from ..store.usage import UsageKind
 from ..transports.context import PRINCIPAL, RUNTIME
 from ..transports.stream_admission import STREAM_SLOT, FailOpen, stream_leases, stream_slot
 
-__all__ = ["STREAM_ROUTES", "add_limits", "rate_limit_middleware"]
+__all__ = ["SIGN_IN_PATHS", "STREAM_ROUTES", "add_limits", "rate_limit_middleware"]
+
+# POSTs that anyone may send to get a session: what guessing and sign-up floods go through.
+# Logout and the routes that check an access token themselves are counted per user instead.
+SIGN_IN_PATHS: Final = frozenset(
+    "/v1/auth/" + path
+    for path in (
+        "signup",
+        "verify-email",
+        "login",
+        "refresh",
+        "magic-link",
+        "magic-link/redeem",
+        "password-reset",
+        "password-reset/confirm",
+        "mfa/verify",
+        "passkeys/login/options",
+        "passkeys/login/verify",
+    )
+)
+# Sign-in with Google, GitHub, Apple: the start and the provider's callback.
+_SIGN_IN_PREFIXES: Final = ("/v1/auth/oauth/",)
 
 _TTS: Final[tuple[UsageKind, ...]] = ("tts_characters",)
 _STT: Final[tuple[UsageKind, ...]] = ("stt_seconds",)
@@ -76,7 +104,6 @@ class _Rates:
 
 
 _RATES: Final = web.AppKey("voicestream_request_rates", _Rates)
-_DECISION: Final = web.RequestKey("voicestream_rate_decision", RateDecision)
 
 
 def add_limits(app: web.Application) -> None:
@@ -87,7 +114,10 @@ def add_limits(app: web.Application) -> None:
 
 
 async def _open_rates(app: web.Application) -> AsyncIterator[None]:
-    app[_RATES] = _Rates(RequestRates(app[RUNTIME].redis), FailOpen("request rate limits"))
+    rt = app[RUNTIME]
+    rates = RequestRates(rt.redis)
+    app[_RATES] = _Rates(rates, FailOpen("request rate limits"))
+    app[SIGN_IN_LIMITS] = SignInLimits(rates, rt.settings, FailOpen("sign-in failure limits"))
     yield
 
 
@@ -114,8 +144,12 @@ def _stream_kinds(request: web.Request) -> tuple[UsageKind, ...] | None:
 @web.middleware
 async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     principal = request.get(PRINCIPAL)
-    rates = request.app.get(_RATES)
-    if principal is None or rates is None:
+    rates = request.config_dict.get(_RATES)
+    if rates is None:
+        return await handler(request)
+    if principal is None:
+        if _is_sign_in(request):
+            await _limit_address(request, rates)
         return await handler(request)
     settings = request.app[RUNTIME].settings
     decision = await rates.fail_open.run(
@@ -126,7 +160,7 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
         )
     )
     if decision is not None:
-        request[_DECISION] = decision
+        request[RATE_DECISION] = decision
         if not decision.allowed:
             raise Busy(
                 f"too many requests: at most {settings.rate_limit_requests_per_minute} a "
@@ -139,13 +173,39 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
         return await handler(request)
     rt = request.app[RUNTIME]
     for kind in kinds:
-        await require_headroom(rt.usage, rt.settings, principal.workspace_id, kind)
+        # The principal, not just its workspace: its seat's own quota counts too.
+        await require_headroom(rt.usage, rt.settings, principal, kind)
     async with stream_slot(request.app, principal.workspace_id):
         request[STREAM_SLOT] = True
         return await handler(request)
 
 
+def _is_sign_in(request: web.Request) -> bool:
+    path = request.path
+    if path.startswith(_SIGN_IN_PREFIXES):
+        return True
+    return request.method == "POST" and path in SIGN_IN_PATHS
+
+
+async def _limit_address(request: web.Request, rates: _Rates) -> None:
+    settings = request.config_dict[RUNTIME].settings
+    address = client_ip(request, trust_forwarded_headers=settings.trust_forwarded_headers)
+    per_minute, burst = settings.auth_rate_limit_per_minute, settings.auth_rate_limit_burst
+    decision = await rates.fail_open.run(
+        lambda: rates.rates.hit(f"sign-in-ip:{address}", per_minute=per_minute, burst=burst)
+    )
+    if decision is None:
+        return
+    request[RATE_DECISION] = decision
+    if not decision.allowed:
+        raise Busy(
+            f"too many sign-in requests from this address: at most {per_minute} a minute, "
+            f"{burst} at once; retry in {decision.retry_after_s} s",
+            details={"retry_after_s": decision.retry_after_s},
+        )
+
+
 async def _rate_headers(request: web.Request, response: web.StreamResponse) -> None:
-    decision = request.get(_DECISION)
+    decision = request.get(RATE_DECISION)
     if decision is not None:
         response.headers.update(decision.headers())

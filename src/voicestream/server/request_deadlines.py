@@ -19,7 +19,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from ..config import Settings
 from ..errors import RequestTimeout
-from ..transports.http_common import error_response
+from ..rest.bodies import error_response
 
 __all__ = ["body_deadline_middleware", "server_options"]
 

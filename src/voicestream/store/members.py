@@ -8,6 +8,7 @@ owners demoting each other at once cannot leave the workspace with none.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -17,7 +18,10 @@ from voicestream.store import db
 from voicestream.store.keys import ApiKeyRepository, Role
 from voicestream.store.workspaces import validate_workspace_name
 
-__all__ = ["LastOwner", "Member", "MemberRepository", "Removal"]
+__all__ = ["LastOwner", "Member", "MemberRepository", "Removal", "WorkspaceUser"]
+
+# A member as a connection knows them: (workspace id, user id).
+WorkspaceUser = tuple[UUID, UUID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,25 @@ class MemberRepository:
             workspace_id,
         )
         return [_member(row) for row in rows]
+
+    async def lapsed_among(self, members: Iterable[WorkspaceUser]) -> set[WorkspaceUser]:
+        """Which of these members may no longer act in their workspace: removed, made a
+        viewer, or their account disabled (what they opened must close)."""
+        pairs = builtins.list(members)
+        rows = await self._pool.fetch(
+            """
+            SELECT s.workspace_id, s.user_id
+            FROM unnest($1::uuid[], $2::uuid[]) AS s (workspace_id, user_id)
+            WHERE NOT EXISTS (
+                SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
+                WHERE m.workspace_id = s.workspace_id AND m.user_id = s.user_id
+                  AND m.role <> 'viewer' AND u.disabled_at IS NULL
+            )
+            """,
+            [workspace_id for workspace_id, _ in pairs],
+            [user_id for _, user_id in pairs],
+        )
+        return {(row["workspace_id"], row["user_id"]) for row in rows}
 
     async def get(self, workspace_id: UUID, user_id: UUID) -> Member:
         row = await self._pool.fetchrow(

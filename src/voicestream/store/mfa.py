@@ -167,6 +167,13 @@ class MfaRepository:
             return None
         return ChallengeAttempt(row["id"], row["user_id"], row["first_factor"], row["attempts"])
 
+    async def challenge_user(self, token_hash: bytes) -> UUID | None:
+        """Whose challenge this is, used or not (the per-user code limit counts by it)."""
+        user_id: UUID | None = await self._pool.fetchval(
+            "SELECT user_id FROM mfa_challenges WHERE token_hash = $1", token_hash
+        )
+        return user_id
+
     async def finish_challenge(self, challenge_id: UUID) -> bool:
         """Use the challenge up; False if a concurrent attempt already did."""
         done = await self._pool.fetchval(

@@ -77,7 +77,14 @@ class RequestRates:
 
         Raises ServiceUnavailable when Redis cannot be reached (the client's own mapping).
         """
-        interval_ms = max(1, round(60_000 / per_minute))
+        return await self.hit_within(caller, window_s=60, count=per_minute, burst=burst)
+
+    async def hit_within(
+        self, caller: str, *, window_s: float, count: int, burst: int
+    ) -> RateDecision:
+        """``hit`` at a rate of ``count`` per ``window_s`` seconds: a failure limit such as
+        "10 wrong passwords in 15 minutes" is ``count=10, burst=10, window_s=900``."""
+        interval_ms = max(1, round(window_s * 1000 / count))
         allowed, remaining, wait_ms, backlog_ms = await self._script(
             keys=[self._prefix + caller], args=[interval_ms, burst]
         )
@@ -89,3 +96,7 @@ class RequestRates:
             retry_after_s=max(1, math.ceil(int(wait_ms) / 1000)) if not allowed else 0,
             reset_s=math.ceil(int(backlog_ms) / 1000),
         )
+
+    async def forget(self, caller: str) -> None:
+        """Give ``caller`` its whole burst back (a sign-in that succeeded clears its failures)."""
+        await self._redis.delete(self._prefix + caller)

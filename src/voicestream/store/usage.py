@@ -1,9 +1,15 @@
-"""Usage accounting: what each workspace (and key) consumed, for quotas and billing.
+"""Usage accounting: what each workspace, key and seat consumed, for quotas and billing.
 
 Quotas are checked against these records (``identity/quotas.py``). Work whose size is known
 before it starts (a TTS request's characters) is charged up front by ``charge_within``: the
 check and the insert happen under one per-workspace lock, so concurrent requests can never
-together pass a quota; a request that then fails takes its record back (``refund``).
+together pass a quota, the workspace's or a seat's; a request that then fails takes its
+record back (``refund``).
+
+The seat of a record is the member who caused it: the signed-in user, or else the member who
+made the API key (``api_keys.created_by_user_id``), so that a member cannot step around their
+own quota with a key of their own. Keys made on the command line, tickets and Wyoming belong
+to no seat: only the workspace's quota applies to them.
 """
 
 from __future__ import annotations
@@ -17,26 +23,49 @@ from decimal import Decimal
 from typing import Final, Literal, get_args
 from uuid import UUID
 
-from voicestream.errors import ValidationFailed
+from voicestream.errors import NotFound, ValidationFailed
 from voicestream.store import db
 from voicestream.store.keys import Principal
 
-__all__ = ["USAGE_KINDS", "UsageGroup", "UsageGrouping", "UsageKind", "UsageRepository"]
+__all__ = [
+    "USAGE_KINDS",
+    "ChargeOutcome",
+    "SeatRefusal",
+    "Subject",
+    "UsageGroup",
+    "UsageGrouping",
+    "UsageKind",
+    "UsageRepository",
+]
 
 UsageKind = Literal["tts_characters", "stt_seconds", "conversation_seconds"]
-UsageGrouping = Literal["key", "day"]
+UsageGrouping = Literal["key", "day", "user"]
 USAGE_KINDS: Final[tuple[UsageKind, ...]] = get_args(UsageKind)
 
-# Who consumed: a principal, a workspace id, or (workspace id, api key id or None).
-Subject = Principal | UUID | tuple[UUID, UUID | None]
+# Who consumed: a principal, a workspace id, (workspace id, api key id or None), or
+# (workspace id, api key id or None, signed-in user id or None).
+Subject = Principal | UUID | tuple[UUID, UUID | None] | tuple[UUID, UUID | None, UUID | None]
 
 
-def _ids(subject: Subject) -> tuple[UUID, UUID | None]:
+def _ids(subject: Subject) -> tuple[UUID, UUID | None, UUID | None]:
     if isinstance(subject, Principal):
-        return subject.workspace_id, subject.key_id
+        return subject.workspace_id, subject.key_id, subject.user_id
     if isinstance(subject, UUID):
-        return subject, None
+        return subject, None, None
+    if len(subject) == 2:
+        return subject[0], subject[1], None
     return subject
+
+
+# The seat of a record from ($2 key id, $3 user id): the signed-in user, else the member who
+# made the key.
+_SEAT_OF: Final = "coalesce($3::uuid, (SELECT created_by_user_id FROM api_keys WHERE id = $2))"
+# A member's own quota column by kind: one of three constants, never client text.
+_SEAT_QUOTA_COLUMNS: Final[dict[UsageKind, str]] = {
+    "tts_characters": "quota_tts_characters",
+    "stt_seconds": "quota_stt_seconds",
+    "conversation_seconds": "quota_conversation_seconds",
+}
 
 
 def _quantity(value: float | Decimal) -> Decimal:
@@ -53,18 +82,37 @@ def _quantity(value: float | Decimal) -> Decimal:
 
 @dataclass(frozen=True, slots=True)
 class UsageGroup:
-    """One row of a usage listing: a key's (or a day's) total of every kind."""
+    """One row of a usage listing: a key's, a day's or a seat's total of every kind."""
 
     key_id: UUID | None  # group_by="key"; None: usage of no key (signed-in sessions, Wyoming)
     day: date | None  # group_by="day" (UTC)
     totals: dict[str, float]
+    user_id: UUID | None = None  # group_by="user"; None: usage of no seat
+
+
+@dataclass(frozen=True, slots=True)
+class SeatRefusal:
+    """What would pass a quota: the workspace's (``user_id`` None) or a seat's."""
+
+    user_id: UUID | None
+    limit: Decimal
+    used: Decimal  # before this charge
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeOutcome:
+    """``charge_within``'s answer: a record written, none needed yet, or a refusal."""
+
+    record_id: int | None  # None: refused, or no quota applied (record when the work is done)
+    refused: SeatRefusal | None = None
 
 
 # The group's label, text that sorts (in the "C" collation) in listing order: '' (usage of no
-# key) before every key id; days as YYYY-MM-DD.
+# key or seat) before every id; days as YYYY-MM-DD.
 _LABELS: Final[dict[str, str]] = {
     "key": "coalesce(api_key_id::text, '')",
     "day": "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "user": "coalesce(user_id::text, '')",
 }
 # Per-workspace advisory locks of quota charges; the first number keeps them apart from other
 # advisory-lock users of the database.
@@ -97,12 +145,13 @@ class UsageRepository:
             raise ValidationFailed(
                 f"unknown usage kind {kind!r}; use one of {', '.join(USAGE_KINDS)}"
             )
-        workspace_id, api_key_id = _ids(subject)
+        workspace_id, api_key_id, user_id = _ids(subject)
         await self._pool.execute(
-            "INSERT INTO usage_records (workspace_id, api_key_id, kind, quantity) "
-            "VALUES ($1, $2, $3, $4)",
+            "INSERT INTO usage_records (workspace_id, api_key_id, user_id, kind, quantity) "
+            f"VALUES ($1, $2, {_SEAT_OF}, $4, $5)",
             workspace_id,
             api_key_id,
+            user_id,
             kind,
             _quantity(quantity),
         )
@@ -115,21 +164,69 @@ class UsageRepository:
         since: datetime,
         user_id: UUID | None = None,
     ) -> Decimal:
-        """What ``workspace_id`` consumed of ``kind`` since ``since``.
-
-        ``user_id`` is the seat (a member's own quota): records do not carry the user yet, so
-        a seat's total cannot be told apart; it raises until they do (issue 9, seats).
-        """
-        if user_id is not None:
-            raise NotImplementedError("usage records do not name their user yet")
+        """What ``workspace_id`` consumed of ``kind`` since ``since``; with ``user_id``, what
+        that seat consumed of it."""
         value = await self._pool.fetchval(
             "SELECT coalesce(sum(quantity), 0) FROM usage_records "
-            "WHERE workspace_id = $1 AND kind = $2 AND created_at >= $3",
+            "WHERE workspace_id = $1 AND kind = $2 AND created_at >= $3 "
+            "AND ($4::uuid IS NULL OR user_id = $4)",
             workspace_id,
             kind,
             since,
+            user_id,
         )
         return Decimal(value)
+
+    async def seat_quotas(self, workspace_id: UUID, user_id: UUID) -> dict[UsageKind, Decimal]:
+        """The member's own quotas that are set (unset kinds are absent). NotFound when
+        ``user_id`` is no member of ``workspace_id``."""
+        row = await self._pool.fetchrow(
+            f"SELECT {', '.join(_SEAT_QUOTA_COLUMNS.values())} FROM memberships "
+            "WHERE workspace_id = $1 AND user_id = $2",
+            workspace_id,
+            user_id,
+        )
+        if row is None:
+            raise NotFound("no such member", details={"user_id": str(user_id)})
+        return {
+            kind: Decimal(row[column])
+            for kind, column in _SEAT_QUOTA_COLUMNS.items()
+            if row[column] is not None
+        }
+
+    async def set_seat_quotas(
+        self, workspace_id: UUID, user_id: UUID, changes: dict[UsageKind, Decimal | None]
+    ) -> dict[UsageKind, Decimal]:
+        """Set (a number) or clear (None) the member's own quotas named in ``changes``; the
+        others stay. Returns the quotas now set. NotFound when no such member here."""
+        sets = [f"{_SEAT_QUOTA_COLUMNS[kind]} = ${n}" for n, kind in enumerate(changes, start=3)]
+        if sets:
+            done = await self._pool.fetchval(
+                f"UPDATE memberships SET {', '.join(sets)} "
+                "WHERE workspace_id = $1 AND user_id = $2 RETURNING true",
+                workspace_id,
+                user_id,
+                *(None if v is None else _quantity(v) for v in changes.values()),
+            )
+            if done is None:
+                raise NotFound("no such member", details={"user_id": str(user_id)})
+        return await self.seat_quotas(workspace_id, user_id)
+
+    async def headroom(
+        self,
+        subject: Subject,
+        kind: UsageKind,
+        *,
+        limit: Decimal | None,
+        seat_default: Decimal | None,
+        since: datetime,
+    ) -> SeatRefusal | None:
+        """The quota ``subject`` has used up of ``kind`` (its workspace's ``limit``, or its
+        seat's own quota, else ``seat_default``), or None while both have room."""
+        async with self._pool.acquire() as conn:
+            return await self._over(
+                conn, subject, kind, Decimal(0), limit, seat_default, since, inclusive=True
+            )
 
     async def charge_within(
         self,
@@ -137,43 +234,104 @@ class UsageRepository:
         kind: UsageKind,
         quantity: float | Decimal,
         *,
-        limit: Decimal,
+        limit: Decimal | None,
         since: datetime,
-    ) -> tuple[int | None, Decimal]:
-        """Record ``quantity`` only if the total since ``since`` stays within ``limit``.
+        seat_default: Decimal | None = None,
+    ) -> ChargeOutcome:
+        """Record ``quantity`` only if the workspace's total since ``since`` stays within
+        ``limit`` and the seat's within its own quota (else ``seat_default``).
 
-        Returns (the record's id, the total before it), or (None, that total) when it would
-        pass the limit. Concurrent charges of one workspace queue on a transaction-scoped
-        lock, so each sees the others' records: together they never pass the limit.
+        Returns the record's id; or the refusal, with the total before it; or neither when
+        no quota applies (nothing written: record it once the work is done). Concurrent
+        charges of one workspace, of any seat, queue on a transaction-scoped lock, so each
+        sees the others' records: together they never pass a limit.
         """
         amount = _quantity(quantity)
-        workspace_id, api_key_id = _ids(subject)
+        workspace_id, api_key_id, _ = _ids(subject)
         async with self._pool.acquire() as conn, conn.transaction():
+            seat, seat_limit = await self._seat_limit(conn, subject, kind, seat_default)
+            if limit is None and seat_limit is None:
+                return ChargeOutcome(None)
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))",
                 _QUOTA_LOCK_SPACE,
                 str(workspace_id),
             )
-            used = Decimal(
-                await conn.fetchval(
-                    "SELECT coalesce(sum(quantity), 0) FROM usage_records "
-                    "WHERE workspace_id = $1 AND kind = $2 AND created_at >= $3",
-                    workspace_id,
-                    kind,
-                    since,
-                )
+            refused = await self._over(
+                conn, subject, kind, amount, limit, seat_default, since, seat=(seat, seat_limit)
             )
-            if used + amount > limit:
-                return None, used
+            if refused is not None:
+                return ChargeOutcome(None, refused)
             record_id = await conn.fetchval(
-                "INSERT INTO usage_records (workspace_id, api_key_id, kind, quantity) "
-                "VALUES ($1, $2, $3, $4) RETURNING id",
+                "INSERT INTO usage_records (workspace_id, api_key_id, user_id, kind, quantity) "
+                "VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 workspace_id,
                 api_key_id,
+                seat,
                 kind,
                 amount,
             )
-        return int(record_id), used
+        return ChargeOutcome(int(record_id))
+
+    async def _seat_limit(
+        self,
+        conn: db.Connection,
+        subject: Subject,
+        kind: UsageKind,
+        seat_default: Decimal | None,
+    ) -> tuple[UUID | None, Decimal | None]:
+        """The subject's seat and that seat's quota of ``kind`` (None: no seat, or none)."""
+        workspace_id, api_key_id, user_id = _ids(subject)
+        row = await conn.fetchrow(
+            f"""
+            SELECT s.seat, m.{_SEAT_QUOTA_COLUMNS[kind]} AS quota
+            FROM (SELECT {_SEAT_OF} AS seat) s
+            LEFT JOIN memberships m ON m.workspace_id = $1 AND m.user_id = s.seat
+            """,
+            workspace_id,
+            api_key_id,
+            user_id,
+        )
+        seat: UUID | None = row["seat"]
+        if seat is None:
+            return None, None
+        return seat, Decimal(row["quota"]) if row["quota"] is not None else seat_default
+
+    async def _over(
+        self,
+        conn: db.Connection,
+        subject: Subject,
+        kind: UsageKind,
+        amount: Decimal,
+        limit: Decimal | None,
+        seat_default: Decimal | None,
+        since: datetime,
+        *,
+        seat: tuple[UUID | None, Decimal | None] | None = None,
+        inclusive: bool = False,
+    ) -> SeatRefusal | None:
+        # inclusive: refuse at the limit itself (admission of work of unknown size, which
+        # needs some room left); otherwise refuse only past it.
+        workspace_id = _ids(subject)[0]
+        seat_id, seat_limit = seat or await self._seat_limit(conn, subject, kind, seat_default)
+        checks: list[tuple[UUID | None, Decimal]] = [(None, limit)] if limit is not None else []
+        if seat_id is not None and seat_limit is not None:
+            checks.append((seat_id, seat_limit))
+        for who, cap in checks:
+            used = Decimal(
+                await conn.fetchval(
+                    "SELECT coalesce(sum(quantity), 0) FROM usage_records "
+                    "WHERE workspace_id = $1 AND kind = $2 AND created_at >= $3 "
+                    "AND ($4::uuid IS NULL OR user_id = $4)",
+                    workspace_id,
+                    kind,
+                    since,
+                    who,
+                )
+            )
+            if used + amount > cap or (inclusive and used >= cap):
+                return SeatRefusal(who, cap, used)
+        return None
 
     async def refund(self, workspace_id: UUID, record_id: int) -> None:
         """Take back a charge whose work did not happen."""
@@ -192,11 +350,13 @@ class UsageRepository:
         until: datetime | None,
         limit: int,
         after: str | None = None,
+        user_id: UUID | None = None,
     ) -> tuple[list[UsageGroup], str | None]:
-        """A page of ``workspace_id``'s usage over ``[since, until)`` by key or by UTC day, in
-        label order; ``after``: the label the previous page ended with. Returns the page and
-        the cursor of the next one (None on the last page)."""
-        label = _LABELS[group_by]  # one of two constant expressions, never client text
+        """A page of ``workspace_id``'s usage over ``[since, until)`` by key, UTC day or seat,
+        in label order; only seat ``user_id``'s when given. ``after``: the label the previous
+        page ended with. Returns the page and the cursor of the next one (None on the last
+        page)."""
+        label = _LABELS[group_by]  # one of three constant expressions, never client text
         # Each group has at most one row per kind: this many rows hold the first limit + 1
         # groups whole, which tells whether another page follows.
         rows = await self._pool.fetch(
@@ -206,6 +366,7 @@ class UsageRepository:
                 WHERE workspace_id = $1
                   AND created_at >= $2
                   AND ($3::timestamptz IS NULL OR created_at < $3)
+                  AND ($6::uuid IS NULL OR user_id = $6)
             ) AS r
             WHERE $4::text IS NULL OR label COLLATE "C" > $4::text
             GROUP BY label, kind
@@ -217,6 +378,7 @@ class UsageRepository:
             until,
             after,
             (limit + 1) * len(USAGE_KINDS),
+            user_id,
         )
         by_label: dict[str, dict[str, float]] = {}
         for row in rows:
@@ -256,4 +418,6 @@ class UsageRepository:
 def _group(group_by: UsageGrouping, label: str, totals: dict[str, float]) -> UsageGroup:
     if group_by == "key":
         return UsageGroup(UUID(label) if label else None, None, totals)
+    if group_by == "user":
+        return UsageGroup(None, None, totals, UUID(label) if label else None)
     return UsageGroup(None, date.fromisoformat(label), totals)

@@ -1,4 +1,5 @@
-"""Workspaces: the unit that owns API keys and accrues usage."""
+"""Workspaces: the unit that owns API keys and accrues usage, and the web pages (origins) it
+lets use its browser endpoints."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from uuid import UUID
 from voicestream.errors import ValidationFailed
 from voicestream.store import db
 
-__all__ = ["DEFAULT_WORKSPACE", "ensure_workspace", "find_workspace", "validate_workspace_name"]
+__all__ = [
+    "DEFAULT_WORKSPACE",
+    "allowed_origins",
+    "ensure_workspace",
+    "find_workspace",
+    "origin_listed_anywhere",
+    "set_allowed_origins",
+    "validate_workspace_name",
+]
 
 DEFAULT_WORKSPACE = "default"
 # Names appear in URLs, logs and CLI tables: keep them to a plain, unambiguous alphabet.
@@ -46,3 +55,32 @@ async def find_workspace(conn: db.Connection | db.Pool, name: str) -> UUID | Non
     """Id of workspace ``name``, or None if there is no such workspace."""
     found: UUID | None = await conn.fetchval("SELECT id FROM workspaces WHERE name = $1", name)
     return found
+
+
+async def allowed_origins(conn: db.Connection | db.Pool, workspace_id: UUID) -> list[str] | None:
+    """The origins the workspace lets use its browser endpoints; None if no such workspace."""
+    found: list[str] | None = await conn.fetchval(
+        "SELECT allowed_origins FROM workspaces WHERE id = $1", workspace_id
+    )
+    return found
+
+
+async def set_allowed_origins(
+    conn: db.Connection | db.Pool, workspace_id: UUID, origins: list[str]
+) -> list[str] | None:
+    """Replace the workspace's list (normalized already); None if no such workspace."""
+    stored: list[str] | None = await conn.fetchval(
+        "UPDATE workspaces SET allowed_origins = $2 WHERE id = $1 RETURNING allowed_origins",
+        workspace_id,
+        origins,
+    )
+    return stored
+
+
+async def origin_listed_anywhere(conn: db.Connection | db.Pool, origin: str) -> bool:
+    """Whether some workspace lists ``origin`` (for requests that name no workspace)."""
+    listed: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM workspaces WHERE allowed_origins @> ARRAY[$1::text])",
+        origin,
+    )
+    return listed

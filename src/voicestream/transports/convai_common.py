@@ -35,12 +35,13 @@ from ..errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
+from ..identity.page_origins import origin_unsettled, require_origin
 from ..identity.tickets import (
     END_USER_ID,
     END_USER_RULE,
     Family,
     Ticket,
-    check_minting_key,
+    check_minter,
     family_of,
     redeem_ticket,
     release_ticket,
@@ -51,8 +52,10 @@ from ..pipeline import events
 from ..pipeline.session import SAMPLE_RATE, ConversationHooks, ConversationSession, SessionDeps
 from ..protocols import convai
 from ..store.keys import Principal
+from ..store.members import MemberRepository
 from .context import RUNTIME, Runtime, optional_principal
 from .session_lock import LiveLock
+from .socket_registry import bind_ticket_minter
 from .stream_admission import admit_stream
 
 __all__ = [
@@ -60,6 +63,7 @@ __all__ = [
     "apply_turn_message",
     "caller_tag",
     "open_conversation",
+    "require_conversation_origin",
     "session_deps",
 ]
 
@@ -86,7 +90,8 @@ class ConversationLease:
     # The workspace's stream slot, held until the conversation closes; and what its minutes
     # are metered to, from when it opened.
     admission: contextlib.AsyncExitStack | None = None
-    metered: tuple[uuid.UUID, uuid.UUID | None] | None = None
+    # (workspace, key, signed-in user): the seat is the user, else the key's maker.
+    metered: tuple[uuid.UUID, uuid.UUID | None, uuid.UUID | None] | None = None
     opened_at: float = field(default_factory=time.monotonic)
 
     def session_event(self) -> dict[str, Any]:
@@ -243,7 +248,9 @@ async def open_conversation(
         ready()
     workspace_id = uuid.UUID(access.agent.workspace_id)
     admission = contextlib.AsyncExitStack()
-    await admit_stream(request, workspace_id, ("conversation_seconds",), admission)
+    caller = access.principal
+    seat = (workspace_id, caller.key_id, caller.user_id) if caller is not None else None
+    await admit_stream(request, workspace_id, ("conversation_seconds",), admission, subject=seat)
     agent = access.agent
     if customize is not None:
         agent = customize(agent)
@@ -316,7 +323,11 @@ async def open_conversation(
         live=live,
         redeemed=redeemed,
         admission=admission,
-        metered=(workspace_id, access.principal.key_id if access.principal else None),
+        metered=(
+            workspace_id,
+            access.principal.key_id if access.principal else None,
+            access.principal.user_id if access.principal else None,
+        ),
     )
 
 
@@ -362,14 +373,43 @@ async def _authorize(
         claims = verify_ticket(rt.secret_key, token, family=family)
         if claims.agent_id != agent_id:
             raise Forbidden("the ticket was issued for another agent")
-        await check_minting_key(rt.keys, claims)
-        return _Access(await rt.agents.get_config(claims.workspace_id, agent_id), None, claims)
+        await require_origin(request, claims.workspace_id)
+        await check_minter(rt.keys, MemberRepository(rt.pool), claims)
+        agent = await rt.agents.get_config(claims.workspace_id, agent_id)
+        # What it opens closes when the minter's key is revoked or the minter is removed.
+        bind_ticket_minter(request, claims)
+        return _Access(agent, None, claims)
     try:
-        return _Access(await rt.agents.get_public_config(agent_id), None, None)
+        agent = await rt.agents.get_public_config(agent_id)
     except NotFound:
         raise AuthError(
             "this agent is not public: send an API key, or a ticket from POST /v1/convai/tickets"
         ) from None
+    await require_origin(request, agent.workspace_id)
+    return _Access(agent, None, None)
+
+
+async def require_conversation_origin(
+    request: web.Request, agent_id: str, ticket: str | None, family: Family
+) -> None:
+    """For a socket that opens before ``open_conversation`` runs (ElevenLabs' reads its first
+    message first): check a page's origin against the workspace the call would act for, before
+    the upgrade. A ticket or agent that says no workspace leaves the origin unsettled, and the
+    upgrade is refused (``identity.page_origins``)."""
+    if not origin_unsettled(request):
+        return
+    rt = request.app[RUNTIME]
+    if ticket:
+        try:
+            workspace_id = verify_ticket(rt.secret_key, ticket, family=family).workspace_id
+        except AuthError:
+            return
+    else:
+        try:
+            workspace_id = (await rt.agents.get_public_config(agent_id)).workspace_id
+        except NotFound:
+            return
+    await require_origin(request, workspace_id)
 
 
 def _hooks(

@@ -46,7 +46,7 @@ from ..pipeline.session import SAMPLE_RATE, ConversationSession
 from ..protocols import elevenlabs as el
 from ..protocols import elevenlabs_agents as ea
 from .context import RUNTIME, Runtime, optional_principal, principal_of
-from .convai_common import ConversationLease, open_conversation
+from .convai_common import ConversationLease, open_conversation, require_conversation_origin
 from .stt_common import parse_raw_format
 from .ws_common import (
     close_with_error,
@@ -107,6 +107,7 @@ async def get_signed_url(request: web.Request) -> web.Response:
         ttl_s=_SIGNED_URL_TTL_S,
         family="elevenlabs",
         key_id=principal_of(request).key_id,
+        user_id=principal_of(request).user_id,
     )
     query = urlencode({"agent_id": agent.id, "conversation_signature": ticket})
     return web.json_response({"signed_url": f"{_ws_base(request)}{CONVERSATION_PATH}?{query}"})
@@ -129,9 +130,13 @@ class _Closed:
 
 async def ws_conversation(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
+    signature = request.query.get("conversation_signature")
+    # The page's workspace is known from the query already: a refused page gets no upgrade.
+    await require_conversation_origin(
+        request, request.query.get("agent_id", ""), signature, "elevenlabs"
+    )
     ws = await open_websocket(request, rt.settings, (_SUBPROTOCOL,))
     limit = rt.settings.max_ws_message_bytes
-    signature = request.query.get("conversation_signature")
     try:
         first = await _first_message(ws, limit)
         if isinstance(first, _Closed):

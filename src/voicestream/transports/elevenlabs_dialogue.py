@@ -25,11 +25,11 @@ from ..media.formats import AudioFormat, Codec, parse_format
 from ..media.resample import Resampler
 from ..protocols import elevenlabs as el
 from ..protocols import elevenlabs_dialogue as dialogue
+from ..rest.bodies import read_model
 from .context import RUNTIME, Runtime, principal_of
 from .elevenlabs_http import enable_logging, stream_out
 from .elevenlabs_rest import PREFIX
 from .elevenlabs_sockets import Handler, elevenlabs_errors
-from .http_common import read_model
 from .tts_output import as_file
 
 __all__ = ["add_elevenlabs_dialogue_routes"]

@@ -22,11 +22,11 @@ from ..identity.audit_trail import audit
 from ..media.decode import decode_audio, decode_raw
 from ..media.formats import Codec, parse_format
 from ..media.wav import encode_wav
+from ..rest.bodies import read_model
 from ..store.history import MAX_PAGE_SIZE, HistoryItem
 from .context import RUNTIME, principal_of
 from .elevenlabs_rest import PREFIX
 from .elevenlabs_sockets import Handler, elevenlabs_errors
-from .http_common import read_model
 
 __all__ = ["add_elevenlabs_history_routes"]
 

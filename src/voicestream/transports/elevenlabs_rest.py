@@ -26,13 +26,13 @@ from ..errors import (
 from ..media.decode import decode_audio, decode_raw
 from ..media.formats import AudioFormat, Codec, parse_format
 from ..protocols import elevenlabs as el
+from ..rest.bodies import read_model
+from ..rest.multipart import read_form
 from ..store.history import NewHistoryItem, new_history_id
 from .context import RUNTIME, Runtime, principal_of
 from .elevenlabs_http import enable_logging, stream_out
 from .elevenlabs_sockets import Handler, elevenlabs_errors
-from .http_common import read_model
 from .http_stt import transcribe_pcm
-from .multipart_form import read_form
 from .tts_output import EncodedChunk, as_file, encode_stream
 
 __all__ = ["PREFIX", "add_elevenlabs_routes"]

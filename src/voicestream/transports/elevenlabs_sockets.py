@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ..errors import UnknownVoice, VoiceStreamError
 from ..identity import policy
+from ..identity.page_origins import defer_origin, require_origin
 from ..protocols import elevenlabs as el
 from ..protocols.elevenlabs_ws import InvalidApiKey, MissingApiKey, bearer_token
 from ..store.keys import Principal
@@ -53,7 +54,13 @@ class SocketAuth:
         self._keys = request.app[RUNTIME].keys
         self._request = request
         self._path = request.path
+        # The middleware's rule for this socket, applied to the keys it could not see.
+        route = request.match_info.route.resource
+        self._rule = policy.require_rule("GET", route.canonical if route is not None else "")
         self.principal: Principal | None = optional_principal(request)
+        # A key may still come in the first message: its workspace's Origin list is checked
+        # then (``_check``), in the protocol's error shape like any refused key.
+        defer_origin(request)
         self._query_key = bearer_token(request.query.get("authorization", ""))
         # Scribe's browser clients use single-use tokens, which this server does not issue.
         self._token_sent = bool(request.query.get("token"))
@@ -92,14 +99,17 @@ class SocketAuth:
         if principal is None:
             raise InvalidApiKey("invalid or revoked API key")
         # The role rules the middleware applies to header keys (every socket acts).
-        policy.check(principal, "GET", self._path, websocket=True)
+        policy.check(principal, self._rule)
+        await require_origin(self._request, principal.workspace_id)
         if principal.key_id is not None:  # always, for a key; user sessions have none
             bind_socket_key(self._request, principal.key_id)  # revoking the key closes it
         # The quota and stream-cap admission the limits middleware gives header keys.
         kinds: tuple[UsageKind, ...] = (
             ("stt_seconds",) if "/speech-to-text/" in self._path else ("tts_characters",)
         )
-        await admit_stream(self._request, principal.workspace_id, kinds, self._admission)
+        await admit_stream(
+            self._request, principal.workspace_id, kinds, self._admission, subject=principal
+        )
         return principal
 
     async def release(self) -> None:

@@ -10,8 +10,8 @@ from ..engines.base import STTEngine
 from ..errors import InvalidAudio, PayloadTooLarge, ValidationFailed
 from ..media.decode import decode_audio, decode_raw
 from ..media.subtitles import cues_from_words, to_srt, to_vtt
+from ..rest.multipart import read_form
 from .context import RUNTIME, Runtime, principal_of
-from .multipart_form import read_form
 from .stt_common import TranscriptBuilder, open_recording_stream, parse_raw_format
 
 __all__ = ["post_stt", "transcribe_pcm"]

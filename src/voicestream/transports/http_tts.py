@@ -11,8 +11,8 @@ from ..engines.tts_stream import TTSStream
 from ..errors import EmptyText, TextTooLong, VoiceStreamError
 from ..identity import quotas
 from ..media.formats import parse_format
+from ..rest.bodies import read_model
 from .context import RUNTIME, principal_of
-from .http_common import read_model
 from .tts_output import encode_stream
 
 __all__ = ["DEFAULT_HTTP_FORMAT", "TTSRequest", "post_tts"]

@@ -47,9 +47,9 @@ from ..media.formats import AudioFormat, parse_format
 from ..media.pauses import windows_at_pauses
 from ..media.subtitles import cues_from_words, to_srt, to_vtt
 from ..protocols import openai_audio as oa
+from ..rest.bodies import read_json_object
+from ..rest.multipart import read_form
 from .context import RUNTIME, Runtime, principal_of
-from .http_common import read_json_object
-from .multipart_form import read_form
 from .stt_common import open_recording_stream
 from .tts_output import encode_stream
 

@@ -1,11 +1,15 @@
-"""Open sockets and WebRTC calls by the API key that opened them: revoking a key ends them.
+"""Open sockets and WebRTC calls by who opened them: revoking a key, or removing a member (or
+making them a viewer), ends them.
 
-A key is checked when a connection opens; a socket may then stream for an hour. Revocation
-happens anywhere (``voicestream keys revoke`` in another process, another server of the same
-database), so each server polls the database about once a second for revoked keys among those
-holding its open connections, and closes theirs: a socket gets the protocol's error event and
-close code 4401, a WebRTC call is hung up. The check is one indexed query over the keys in
-use, and none at all while nothing is open.
+A connection is opened by an API key, or by a member of a workspace: a signed-in user's access
+token, or a ticket a user session minted. Each is checked when the connection opens; a socket
+may then stream for an hour. Revocation and removal happen anywhere (``voicestream keys
+revoke`` in another process, another server of the same database), so each server polls the
+database about once a second for revoked keys and lapsed members among those holding its open
+connections, and closes theirs: a socket gets the protocol's error event and close code 4401,
+a WebRTC call is hung up. The check is one indexed query for each kind in use, and none at all
+while nothing is open. A removal or a demotion made through this process closes its
+connections here at once, without waiting for the poll (``identity.members``' hook).
 
 Sockets register themselves through ``on_response_prepare`` (every WebSocket handler prepares
 its response), so no handler has to remember to; sockets whose key arrives later, inside the
@@ -30,9 +34,13 @@ from uuid import UUID
 from aiohttp import web
 
 from ..errors import AuthError, VoiceStreamError
+from ..identity.members import MEMBERS
+from ..identity.tickets import Ticket
 from ..protocols import elevenlabs_agents
 from ..protocols.openai_realtime_events import ServerEvents, dump
 from ..store import db
+from ..store.keys import Principal
+from ..store.members import MemberRepository, WorkspaceUser
 from .context import PRINCIPAL, RUNTIME
 from .ws_common import close_with_error
 
@@ -40,8 +48,11 @@ __all__ = [
     "OPEN_SOCKETS",
     "POLL_INTERVAL_S",
     "OpenSockets",
+    "Opener",
     "add_socket_registry",
     "bind_socket_key",
+    "bind_ticket_minter",
+    "lost_member_error",
     "revoked_key_error",
     "track_connection",
     "use_socket_closer",
@@ -58,15 +69,49 @@ def revoked_key_error() -> AuthError:
     return AuthError("the API key of this connection was revoked")
 
 
+def lost_member_error() -> AuthError:
+    return AuthError(
+        "the member who opened this connection was removed from the workspace or may no "
+        "longer use it"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Opener:
+    """Who a connection speaks for: an API key, or a member (workspace, user), or both (a
+    user's ticket minted with a key they made); neither for a public agent's visitor."""
+
+    key_id: UUID | None = None
+    member: WorkspaceUser | None = None
+
+    @classmethod
+    def of(cls, principal: Principal | None) -> Opener:
+        if principal is None:
+            return cls()
+        member = (principal.workspace_id, principal.user_id) if principal.user_id else None
+        return cls(principal.key_id, member)
+
+    @classmethod
+    def minter_of(cls, ticket: Ticket) -> Opener:
+        member = None
+        if ticket.user_id is not None:
+            member = (UUID(ticket.workspace_id), ticket.user_id)
+        return cls(ticket.key_id, member)
+
+
+# Request-scoped: who the connection of this request speaks for, once a ticket said so.
+_OPENER: web.RequestKey[Opener] = web.RequestKey("voicestream_connection_opener", Opener)
+
+
 @dataclass(slots=True)
 class _Connection:
-    key_id: UUID | None  # None until a key inside the socket says who it is
+    opener: Opener  # nobody until a key inside the socket says who it is
     close: Closer
     is_closed: Callable[[], bool]
 
 
 class OpenSockets:
-    """This process's open connections, by the key that opened them."""
+    """This process's open connections, by the key or the member that opened them."""
 
     def __init__(self) -> None:
         # By the object that stands for the connection (a socket, a request, a peer).
@@ -78,46 +123,64 @@ class OpenSockets:
     def add(
         self,
         handle: object,
-        key_id: UUID | None,
+        opener: Opener,
         close: Closer,
         is_closed: Callable[[], bool],
     ) -> None:
-        self._connections[id(handle)] = _Connection(key_id, close, is_closed)
+        self._connections[id(handle)] = _Connection(opener, close, is_closed)
 
-    def bind(self, handle: object, key_id: UUID) -> None:
-        """A key presented inside an already open socket: the socket is that key's now."""
+    def bind(self, handle: object, opener: Opener) -> None:
+        """A credential presented inside an already open socket: the socket is its now."""
         connection = self._connections.get(id(handle))
         if connection is not None:
-            connection.key_id = key_id
+            connection.opener = opener
 
     def use_closer(self, handle: object, close: Closer) -> None:
         connection = self._connections.get(id(handle))
         if connection is not None:
             connection.close = close
 
-    def key_ids(self) -> set[UUID]:
-        """The keys with open connections; connections that have ended are forgotten here."""
+    def _forget_ended(self) -> None:
         ended = [h for h, c in self._connections.items() if c.is_closed()]
         for handle in ended:
             del self._connections[handle]
-        return {c.key_id for c in self._connections.values() if c.key_id is not None}
+
+    def key_ids(self) -> set[UUID]:
+        """The keys with open connections; connections that have ended are forgotten here."""
+        self._forget_ended()
+        return {c.opener.key_id for c in self._connections.values() if c.opener.key_id}
+
+    def members(self) -> set[WorkspaceUser]:
+        """The members (workspace, user) with open connections."""
+        self._forget_ended()
+        return {c.opener.member for c in self._connections.values() if c.opener.member}
 
     async def close_keys(self, key_ids: Iterable[UUID]) -> int:
         """Close every open connection of these keys; returns how many were closed."""
         revoked = set(key_ids)
+        return await self._close(lambda o: o.key_id in revoked, revoked_key_error)
+
+    async def close_members(self, members: Iterable[WorkspaceUser]) -> int:
+        """Close every open connection these members opened; returns how many were closed."""
+        lost = set(members)
+        return await self._close(lambda o: o.member in lost, lost_member_error)
+
+    async def _close(
+        self, doomed_by: Callable[[Opener], bool], error: Callable[[], AuthError]
+    ) -> int:
         doomed = [
             (h, c)
             for h, c in self._connections.items()
-            if c.key_id in revoked and not c.is_closed()
+            if doomed_by(c.opener) and not c.is_closed()
         ]
         for handle, _ in doomed:
             del self._connections[handle]
         results = await asyncio.gather(
-            *(c.close(revoked_key_error()) for _, c in doomed), return_exceptions=True
+            *(c.close(error()) for _, c in doomed), return_exceptions=True
         )
         for result in results:
             if isinstance(result, Exception) and not isinstance(result, ConnectionError):
-                log.warning("closing a revoked key's connection failed: %r", result)
+                log.warning("closing a connection whose access ended failed: %r", result)
         return len(doomed)
 
 
@@ -131,19 +194,34 @@ def add_socket_registry(app: web.Application) -> None:
     app.cleanup_ctx.append(_revocation_watcher)
 
 
+def _opener(request: web.Request) -> Opener:
+    return request.get(_OPENER) or Opener.of(request.get(PRINCIPAL))
+
+
 def track_connection(
     request: web.Request, handle: object, close: Closer, is_closed: Callable[[], bool]
 ) -> None:
-    """Register a connection that is not a WebSocket (a WebRTC call) under the request's key."""
-    principal = request.get(PRINCIPAL)
-    if principal is not None and OPEN_SOCKETS in request.app:
-        request.app[OPEN_SOCKETS].add(handle, principal.key_id, close, is_closed)
+    """Register a connection that is not a WebSocket (a WebRTC call) under its opener."""
+    opener = _opener(request)
+    if (opener.key_id or opener.member) and OPEN_SOCKETS in request.app:
+        request.app[OPEN_SOCKETS].add(handle, opener, close, is_closed)
 
 
 def bind_socket_key(request: web.Request, key_id: UUID) -> None:
     """The socket of ``request`` turned out to be ``key_id``'s (a key sent inside it)."""
+    _bind(request, Opener(key_id=key_id))
+
+
+def bind_ticket_minter(request: web.Request, ticket: Ticket) -> None:
+    """The connection of ``request``, opened with ``ticket``, speaks for who minted it: their
+    key's revocation or their removal closes it. Before or after the socket opened alike."""
+    _bind(request, Opener.minter_of(ticket))
+
+
+def _bind(request: web.Request, opener: Opener) -> None:
+    request[_OPENER] = opener
     if OPEN_SOCKETS in request.app:
-        request.app[OPEN_SOCKETS].bind(request, key_id)
+        request.app[OPEN_SOCKETS].bind(request, opener)
 
 
 def use_socket_closer(request: web.Request, close: Closer) -> None:
@@ -177,17 +255,23 @@ async def _send_then_close(ws: web.WebSocketResponse, event: str, err: VoiceStre
 async def _register_socket(request: web.Request, response: web.StreamResponse) -> None:
     if not isinstance(response, web.WebSocketResponse) or OPEN_SOCKETS not in request.app:
         return
-    principal = request.get(PRINCIPAL)
-    # By the request: a key that arrives inside the socket finds it (bind_socket_key).
+    # By the request: a credential that arrives inside the socket finds it (``_bind``).
     request.app[OPEN_SOCKETS].add(
-        request,
-        principal.key_id if principal is not None else None,
-        _socket_closer(request.path, response),
-        lambda: response.closed,
+        request, _opener(request), _socket_closer(request.path, response), lambda: response.closed
     )
 
 
 async def _revocation_watcher(app: web.Application) -> AsyncIterator[None]:
+    sockets = app[OPEN_SOCKETS]
+
+    async def close_member(workspace_id: UUID, user_id: UUID) -> None:
+        closed = await sockets.close_members([(workspace_id, user_id)])
+        if closed:
+            log.info("closed %d connection(s) of a member who lost access", closed)
+
+    # This process's own removals and demotions close at once; the poll covers the others.
+    if MEMBERS in app:
+        app[MEMBERS].on_access_lost.append(close_member)
     task = asyncio.create_task(_watch(app), name="key-revocation-watcher")
     yield
     task.cancel()
@@ -198,21 +282,26 @@ async def _revocation_watcher(app: web.Application) -> AsyncIterator[None]:
 async def _watch(app: web.Application) -> None:
     sockets = app[OPEN_SOCKETS]
     keys = app[RUNTIME].keys
+    members = MemberRepository(app[RUNTIME].pool)
     failing = False
     while True:
         await asyncio.sleep(POLL_INTERVAL_S)
-        key_ids = sockets.key_ids()
-        if not key_ids:
+        key_ids, members_open = sockets.key_ids(), sockets.members()
+        if not key_ids and not members_open:
             continue
         try:
-            revoked = await keys.revoked_among(key_ids)
+            revoked = await keys.revoked_among(key_ids) if key_ids else set()
+            lost = await members.lapsed_among(members_open) if members_open else set()
         except (VoiceStreamError, db.PostgresError, OSError, TimeoutError) as exc:
             # The database is away; the outage is reported where it is felt. Try again.
             if not failing:
-                log.warning("cannot check for revoked keys: %s", exc)
+                log.warning("cannot check for revoked keys and removed members: %s", exc)
             failing = True
             continue
         failing = False
         if revoked:
             closed = await sockets.close_keys(revoked)
             log.info("closed %d connection(s) of %d revoked key(s)", closed, len(revoked))
+        if lost:
+            closed = await sockets.close_members(lost)
+            log.info("closed %d connection(s) of %d member(s) who lost access", closed, len(lost))

@@ -28,7 +28,7 @@ from ..errors import Busy
 from ..identity.quotas import require_headroom
 from ..store.redis_client import redis_outage
 from ..store.stream_leases import StreamLease, StreamLeases
-from ..store.usage import UsageKind
+from ..store.usage import Subject, UsageKind
 from .context import RUNTIME
 
 __all__ = [
@@ -135,6 +135,8 @@ async def admit_stream(
     workspace_id: UUID,
     kinds: tuple[UsageKind, ...],
     stack: contextlib.AsyncExitStack,
+    *,
+    subject: Subject | None = None,
 ) -> None:
     """Admit a stream of ``workspace_id`` whose key the handler learnt itself: quota headroom
     for each of ``kinds``, then a slot held until ``stack`` closes. Nothing is taken when the
@@ -146,5 +148,6 @@ async def admit_stream(
         return
     rt = request.app[RUNTIME]
     for kind in kinds:
-        await require_headroom(rt.usage, rt.settings, workspace_id, kind)
+        # ``subject`` (the caller) when known: its seat's own quota counts too.
+        await require_headroom(rt.usage, rt.settings, subject or workspace_id, kind)
     await stack.enter_async_context(stream_slot(request.app, workspace_id))

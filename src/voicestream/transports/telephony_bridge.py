@@ -27,7 +27,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from uuid import UUID
 
 from aiohttp import web
 
@@ -51,6 +50,7 @@ from ..protocols.call_media import (
     CallStop,
     CarrierStream,
 )
+from ..store.keys import Principal
 from .context import RUNTIME, Runtime, optional_principal
 from .convai_common import ConversationLease, open_conversation
 from .socket_registry import use_socket_closer
@@ -103,11 +103,11 @@ def http_base(request: web.Request) -> str:
     return f"{'https' if secure else 'http'}://{host}"
 
 
-def call_ticket(rt: Runtime, agent: AgentConfig, key_id: UUID | None) -> str:
+def call_ticket(rt: Runtime, agent: AgentConfig, principal: Principal | None) -> str:
     """A ticket for one call to ``agent``, for the answer document to hand the socket.
 
-    ``key_id``: the key of the webhook call, if it came with one (Twilio's own signed webhook
-    has none); the ticket dies with it."""
+    ``principal``: who made the webhook call, if it came with a key or a session (Twilio's own
+    signed webhook has neither); the ticket dies with that key or that member's access."""
     return mint_ticket(
         rt.secret_key,
         workspace_id=agent.workspace_id,
@@ -115,7 +115,8 @@ def call_ticket(rt: Runtime, agent: AgentConfig, key_id: UUID | None) -> str:
         end_user_id=None,
         ttl_s=TICKET_TTL_S,
         family="telephony",
-        key_id=key_id,
+        key_id=principal.key_id if principal is not None else None,
+        user_id=principal.user_id if principal is not None else None,
     )
 
 

@@ -30,8 +30,8 @@ from aiohttp import web
 from ..engines.agents.base import AgentConfig
 from ..errors import AuthError, Forbidden, NotFound, ValidationFailed
 from ..protocols import twilio_media as twilio
+from ..rest.multipart import read_form_fields
 from .context import RUNTIME, optional_principal
-from .multipart_form import read_form_fields
 from .telephony_bridge import CallFraming, call_ticket, http_base, serve_call, ws_base
 from .twilio_signature import signature_matches
 
@@ -62,7 +62,7 @@ async def post_twilio_voice(request: web.Request) -> web.Response:
         raise ValidationFailed("agent_id is required (query or form field)")
     agent = await _webhook_agent(request, agent_id)
     url = f"{ws_base(request)}{STREAM_PATH}?{urlencode({'agent_id': agent.id})}"
-    ticket = call_ticket(rt, agent, principal.key_id if principal is not None else None)
+    ticket = call_ticket(rt, agent, principal)
     twiml = (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f"<Response><Connect><Stream url={quoteattr(url)}>"

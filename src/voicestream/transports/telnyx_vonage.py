@@ -24,8 +24,8 @@ from ..engines.agents.base import AgentConfig
 from ..errors import ValidationFailed
 from ..protocols import telnyx_media as telnyx
 from ..protocols import vonage_media as vonage
+from ..rest.multipart import read_form_fields
 from .context import RUNTIME, principal_of
-from .multipart_form import read_form_fields
 from .telephony_bridge import CallFraming, call_ticket, serve_call, ws_base
 
 __all__ = [
@@ -62,7 +62,7 @@ async def _agent_and_ticket(request: web.Request, agent_id: object) -> tuple[Age
         raise ValidationFailed("agent_id is required")
     # The agent must be in the key's workspace: a ticket never reaches across tenants.
     agent = await rt.agents.get_config(str(principal_of(request).workspace_id), agent_id)
-    return agent, call_ticket(rt, agent, principal_of(request).key_id)
+    return agent, call_ticket(rt, agent, principal_of(request))
 
 
 def _socket_url(request: web.Request, path: str, agent: AgentConfig, ticket: str) -> str:

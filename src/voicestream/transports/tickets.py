@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ValidationFailed
 from ..identity.tickets import END_USER_ID, END_USER_RULE, MAX_TTL_S, mint_ticket
+from ..rest.bodies import read_model
 from .context import RUNTIME, principal_of
-from .http_common import read_model
 
 __all__ = ["post_ticket"]
 
@@ -38,6 +38,7 @@ async def post_ticket(request: web.Request) -> web.Response:
         ttl_s=body.ttl_seconds,
         family="webchat",
         key_id=principal.key_id,
+        user_id=principal.user_id,  # a signed-in member's ticket dies with their access
     )
     return web.json_response(
         {

@@ -41,9 +41,10 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import BadRequest, NotFound, Overloaded
+from ..identity.page_origins import require_origin
+from ..rest.bodies import read_model
 from .context import RUNTIME
 from .convai_common import caller_tag, open_conversation
-from .http_common import read_model
 from .socket_registry import track_connection
 from .webrtc_ice import keep_remote_candidate, pin_host_addresses, pinned_addresses
 from .webrtc_peer import WebRTCPeer
@@ -222,6 +223,7 @@ async def post_webrtc_offer(request: web.Request) -> web.Response:
     ticket = body.ticket or request.query.get("ticket")
     peer = registry.find(body.pc_id, caller_tag(request, ticket), body.pc_secret)
     if peer is not None:
+        await require_origin(request, peer.session.agent.workspace_id)
         answer = await _negotiate(peer.pc, offer)
         return _answer_response(answer, peer.pc_id, body.pc_secret, peer.session.id)
 
@@ -260,6 +262,7 @@ async def patch_webrtc_offer(request: web.Request) -> web.Response:
     body = await read_model(request, CandidatesRequest)
     caller = caller_tag(request, body.ticket or request.query.get("ticket"))
     peer = registry.get(body.pc_id, caller, body.pc_secret)
+    await require_origin(request, peer.session.agent.workspace_id)
     # All parsed before any is added: a bad batch changes nothing.
     parsed = [_parse_candidate(item) for item in body.candidates]
     for candidate in parsed:

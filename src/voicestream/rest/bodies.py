@@ -1,4 +1,8 @@
-"""Shared pieces of the HTTP handlers: JSON bodies in, JSON errors out."""
+"""Request bodies in, JSON errors out: the HTTP plumbing every handler shares.
+
+Here in ``rest/`` (ARCHITECTURE.md, "The REST layer's shape") so that the REST resources and
+the transports above them read bodies one way, with one set of errors.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pydantic import BaseModel
 
 from ..errors import PayloadTooLarge, ValidationFailed, VoiceStreamError
 from ..protocols.json_messages import load_json, validate_model
-from .context import RUNTIME
+from .resources import SETTINGS
 
 __all__ = ["error_response", "read_json_object", "read_model"]
 
@@ -32,7 +36,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[RUNTIME].settings.max_upload_bytes
+        limit = request.config_dict[SETTINGS].max_upload_bytes
         raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes") from None
     data = load_json(raw, "request body")
     if not isinstance(data, dict):
