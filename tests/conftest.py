@@ -45,6 +45,11 @@ async def server(
         webrtc_host_addresses="127.0.0.1",
         # The one foreign site whose pages may use the widget and sockets (test_origin.py).
         allowed_origins="https://shop.example",
+        # Webhook receivers of the suite listen on loopback; failed deliveries retry at once
+        # (test_webhooks_api.py starts its own server with private addresses refused).
+        webhook_allow_private=True,
+        webhook_retry_schedule="0.2,0.2,0.2",
+        webhook_timeout_seconds=2,
     )
     async with start_test_server(settings, registry, key_workspace="tests") as started:
         yield started

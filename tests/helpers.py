@@ -16,11 +16,11 @@ from aiohttp import web
 
 from voicestream.config import Settings, load_settings
 from voicestream.engines.catalog import EngineRegistry
+from voicestream.rest.resources import POOL
 from voicestream.server.app import create_app
 from voicestream.server.request_deadlines import server_options
 from voicestream.store.embedded import ServiceURLs
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 DATA = Path(__file__).parent / "data"
 
@@ -88,9 +88,7 @@ async def start_test_server(
         host, port = runner.addresses[0][:2]
         key = ""
         if key_workspace is not None:
-            _, key = await ApiKeyRepository(app[RUNTIME].pool).create(
-                workspace=key_workspace, role="owner"
-            )
+            _, key = await ApiKeyRepository(app[POOL]).create(workspace=key_workspace, role="owner")
         secure = "s" if ssl_context is not None else ""
         yield StartedServer(
             f"http{secure}://{host}:{port}",

@@ -1,4 +1,5 @@
-"""The ``voicestream`` command: serve, migrate, manage API keys, list the models.
+"""The ``voicestream`` command: serve, migrate, manage API keys, grant credits, list the
+models.
 
 Database commands use ``DATABASE_URL`` when it is set, otherwise the embedded PostgreSQL
 of ``--data-dir``: they join it if a server (or anything else) already runs it, and start
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from voicestream.billing.ledger import MAX_GRANT, CreditPolicy, grant
 from voicestream.config import ConfigError, Settings, load_settings
 from voicestream.errors import BadRequest, Conflict, NotFound, VoiceStreamError
 from voicestream.store import db
@@ -74,6 +76,42 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     faulthandler.enable()
     run_server(settings)
     return EXIT_OK
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from voicestream.server.worker_main import run_worker
+
+    faulthandler.enable()
+    run_worker(settings, concurrency=args.concurrency)
+    return EXIT_OK
+
+
+def _batch_submit(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    from voicestream.batch.submit import BatchError, dump, run_batch
+
+    api_key = args.api_key or os.environ.get("VOICESTREAM_API_KEY")
+    if not api_key:
+        print("voicestream: no API key: pass --api-key or set VOICESTREAM_API_KEY", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def go() -> int:
+        try:
+            jobs = await run_batch(
+                args.spec,
+                server=args.server or os.environ.get("VOICESTREAM_URL"),
+                api_key=api_key,
+                wait=args.wait,
+                out_dir=args.out,
+            )
+        except BatchError as exc:
+            print(f"voicestream: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(dump(jobs))
+        return EXIT_OK
+
+    return _run(go())
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -365,6 +403,57 @@ def _columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
+def _credits_grant(settings: Settings, args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with open_database(settings) as database:
+            workspace_id = await find_workspace(database.pool, args.workspace)
+            if workspace_id is None:
+                raise NotFound(f"no workspace named {args.workspace!r}")
+            balances = await grant(
+                database.pool,
+                workspace_id,
+                args.amount,
+                note=args.note,
+                policy=CreditPolicy.from_settings(settings),
+            )
+            print(
+                f"granted {args.amount} credits to {args.workspace}; "
+                f"{balances.available} available now",
+                flush=True,
+            )
+            # After the grant, which stands on its own in the ledger; a missing entry is
+            # reported, and the command fails.
+            try:
+                await AuditLog(database.pool).record(
+                    "credits.granted",
+                    actor=CLI_ACTOR,
+                    workspace_id=workspace_id,
+                    target_type="workspace",
+                    target_id=workspace_id,
+                    details={"credits": args.amount, "note": args.note},
+                )
+            except (VoiceStreamError, db.PostgresError) as exc:
+                print(
+                    f"voicestream: the credits are granted, but the audit entry was not "
+                    f"written: {exc}",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
+        return EXIT_OK
+
+    return _run(go())
+
+
+def _credit_amount(value: str) -> int:
+    try:
+        amount = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if not 1 <= amount <= MAX_GRANT:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_GRANT}")
+    return amount
+
+
 def _models_list(settings: Settings, args: argparse.Namespace) -> int:
     # Imported here: loading the engines is the slow part, and only this command needs it.
     from voicestream.engines.catalog import build_default_registry
@@ -429,6 +518,34 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser(
+        "worker", parents=[data_dir], help="run background jobs (scale out beside `serve`)"
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        choices=range(1, 257),
+        metavar="N",
+        help="jobs run at once (default: $VOICESTREAM_JOBS_CONCURRENCY or 1)",
+    )
+    worker.set_defaults(handler=_worker)
+
+    batch = commands.add_parser("batch", help="submit jobs to a server over its HTTP API")
+    batch_commands = batch.add_subparsers(dest="batch_command", metavar="ACTION", required=True)
+    batch_submit = batch_commands.add_parser(
+        "submit", help="submit a spec's jobs (examples in batch/); prints them as JSON"
+    )
+    batch_submit.add_argument("spec", type=Path, help='JSON: {"jobs": [{"type", "input"}, ...]}')
+    batch_submit.add_argument(
+        "--wait", action="store_true", help="follow with a progress bar, then download results"
+    )
+    batch_submit.add_argument("--server", help="default: $VOICESTREAM_URL or the spec's server")
+    batch_submit.add_argument("--api-key", help="default: $VOICESTREAM_API_KEY")
+    batch_submit.add_argument(
+        "--out", type=Path, default=Path("."), help="where --wait downloads (default: .)"
+    )
+    batch_submit.set_defaults(handler=_batch_submit)
 
     mig = commands.add_parser("migrate", parents=[data_dir], help="apply database migrations")
     mig.set_defaults(handler=_migrate)
@@ -511,6 +628,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     model_list.add_argument("--json", action="store_true", help="machine-readable output")
     model_list.set_defaults(handler=_models_list)
+
+    credits = commands.add_parser("credits", help="workspaces' credits")
+    credit_commands = credits.add_subparsers(
+        dest="credits_command", metavar="ACTION", required=True
+    )
+    credit_grant = credit_commands.add_parser(
+        "grant", parents=[data_dir], help="give a workspace credits (GET /v1/credits shows them)"
+    )
+    credit_grant.add_argument("--workspace", required=True, help="the workspace's name")
+    credit_grant.add_argument("amount", type=_credit_amount, metavar="AMOUNT", help="credits")
+    credit_grant.add_argument("--note", help="why (kept in the ledger and the audit log)")
+    credit_grant.set_defaults(handler=_credits_grant)
     return parser
 
 
@@ -532,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"voicestream: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if handler is not _serve:
+    if handler not in (_serve, _worker):
         # The server configures logging itself; commands only surface problems.
         logging.basicConfig(level=logging.WARNING, format="voicestream: %(levelname)s %(message)s")
     try:

@@ -203,6 +203,11 @@ class Settings(BaseModel):
     seat_quota_tts_characters: int | None = Field(None, ge=0)
     seat_quota_stt_seconds: float | None = Field(None, ge=0)
     seat_quota_conversation_minutes: float | None = Field(None, ge=0)
+    # Credits (billing/ledger.py): off, every use is still posted to the ledger and what the
+    # balance cannot cover is granted free on the spot; on, work the available credits cannot
+    # cover is refused with 402 insufficient_credits. Each workspace's one-time opening grant.
+    credits_enforced: bool = False
+    credits_opening_grant: int = Field(0, ge=0, le=10**12)
     # Sign-in routes (/v1/auth/ login, signup, links, refresh, second step, passkey sign-in)
     # per client address: past the burst 429 with Retry-After. Generous: people behind one
     # NAT share an address; the per-account limits below are what stop guessing.
@@ -244,6 +249,82 @@ class Settings(BaseModel):
     oauth_apple_base_url: str | None = None
     # Each call to a provider (token, keys, profile) gives up after this: a 503, never a hang.
     oauth_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    # --- jobs (issue 10) ---
+    # `serve` runs a job worker in the process; off when `voicestream worker`s run the jobs.
+    jobs_worker: bool = True
+    # Jobs one worker process runs at once (`voicestream worker --concurrency` overrides it).
+    jobs_concurrency: int = Field(1, ge=1, le=256)
+    # Attempts before a job is dead (failed with its last error); retries back off
+    # exponentially from the base, with jitter, up to the cap.
+    jobs_max_attempts: int = Field(3, ge=1, le=100)
+    jobs_retry_base_seconds: float = Field(5.0, gt=0, le=3600)
+    jobs_retry_max_seconds: float = Field(600.0, gt=0, le=86_400)
+    # A running job's worker renews its lease three times per period; a worker silent for a
+    # whole period is presumed dead and another worker takes the job over.
+    jobs_lease_seconds: float = Field(30.0, ge=0.3, le=3600)
+    # How often each process looks for due outbox rows (retries) and sweeps.
+    jobs_poll_seconds: float = Field(1.0, gt=0, le=60)
+    # A queued job not picked up this long after it was published is published again (its
+    # message may have been lost with Redis's data).
+    jobs_republish_seconds: float = Field(60.0, gt=0, le=86_400)
+    # The Redis Stream the jobs travel on; processes sharing one run each other's jobs.
+    jobs_stream: str = Field("voicestream:jobs", min_length=1, max_length=200)
+    # Comma-separated Python modules imported at start that register more job types.
+    job_type_modules: tuple[str, ...] = ()
+
+    @field_validator("job_type_modules", mode="before")
+    @classmethod
+    def _module_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            return tuple(name.strip() for name in v.split(",") if name.strip())
+        return v
+
+    # --- outgoing webhooks (/v1/webhooks; issue 10) ---
+    # Let endpoints be private, loopback or link-local addresses (an internal network you
+    # trust). Off: only public addresses, checked at creation and again at every send.
+    webhook_allow_private: bool = False
+    # Seconds between a failed attempt and the next (comma list, ±10% jitter; a longer
+    # Retry-After wins). One attempt more than listed, then the delivery is failed. Default:
+    # Standard Webhooks' example schedule, 5 s up to 24 h, about three days in all.
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,50400,72000,86400"
+    # One attempt waits this long for the endpoint's answer, then counts as failed.
+    webhook_timeout_seconds: float = Field(15.0, gt=0, le=300)
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _retry_schedule(cls, v: str) -> str:
+        try:
+            delays = [float(part) for part in v.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError("must be a comma list of seconds, e.g. 5,300,1800") from None
+        if not delays or len(delays) > 50 or not all(0 < d <= 7 * 86_400 for d in delays):
+            raise ValueError("must list 1 to 50 delays, each over 0 and at most 7 days")
+        return ",".join(f"{d:g}" for d in delays)
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        return tuple(float(part) for part in self.webhook_retry_schedule.split(","))
+
+    # --- files (/v1/files, job inputs and outputs; issue 10) ---
+    # Largest file uploaded through /v1/files or a signed upload URL; past it 413 and nothing
+    # is kept. Streamed to storage, so this bounds disk, not memory.
+    max_file_bytes: int = Field(5 * 1024**3, ge=1024)
+    # How long a signed download or upload URL works.
+    file_url_seconds: int = Field(3600, ge=1, le=7 * 86_400)
+    # Any S3-compatible store; unset bucket: files live in <data_dir>/files. Unset keys and
+    # region: boto's usual sources (AWS_* variables, ~/.aws, an instance role).
+    s3_bucket: str | None = Field(None, min_length=3, max_length=63)
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = Field(None, min_length=1, max_length=64)
+    s3_access_key_id: str | None = Field(None, min_length=1)
+    s3_secret_access_key: str | None = Field(None, min_length=1)
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _s3_endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/") if v is not None else v
 
     @field_validator(
         "oauth_google_client_secret",

@@ -19,8 +19,10 @@ same way::
     ├── AuthError                         unauthorized     401   4401 (after 1008 rules)
     │   └── Forbidden                     forbidden        403   4403
     ├── NotFound                          not_found        404   1008
+    │   └── LinkExpired                   link_expired     410   1008 (a signed URL past its time)
     ├── Conflict                          conflict         409   4409 (e.g. a session in use)
     ├── QuotaExceeded                     quota_exceeded   402   4402 (a monthly quota used up)
+    │   └── InsufficientCredits           insufficient_credits 402 4402 (credits ledger)
     ├── ProtocolError                     protocol_error   400   1002 (sans-I/O codecs)
     ├── Overloaded                        overloaded       503   1013
     │   ├── Busy                          rate_limited     429   1013 (+ Retry-After)
@@ -50,8 +52,10 @@ __all__ = [
     "EngineError",
     "EngineUnavailable",
     "Forbidden",
+    "InsufficientCredits",
     "InvalidAudio",
     "InvalidJSON",
+    "LinkExpired",
     "ModelFileError",
     "ModelNotInstalled",
     "NotFound",
@@ -176,6 +180,13 @@ class NotFound(VoiceStreamError):
     ws_close_code = 1008
 
 
+class LinkExpired(NotFound):
+    """A signed URL (a file download or upload) whose time is up: ask for a new one."""
+
+    code = "link_expired"
+    http_status = 410
+
+
 class Conflict(VoiceStreamError):
     """The request is fine but clashes with what is going on (a conversation already live)."""
 
@@ -192,6 +203,14 @@ class QuotaExceeded(VoiceStreamError):
     code = "quota_exceeded"
     http_status = 402
     ws_close_code = 4402  # application range, mirrors HTTP 402
+
+
+class InsufficientCredits(QuotaExceeded):
+    """The workspace's available credits cannot cover the work (``billing/ledger.py``). A
+    kind of QuotaExceeded, so every socket reports it as it reports a used-up quota; only a
+    grant helps, not waiting."""
+
+    code = "insufficient_credits"
 
 
 class ProtocolError(VoiceStreamError):

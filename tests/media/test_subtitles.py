@@ -1,6 +1,11 @@
 from __future__ import annotations
 
-from voicestream.media.subtitles import Cue, cues_from_words, to_srt, to_vtt
+from collections.abc import Callable
+
+import pytest
+
+from voicestream.errors import ValidationFailed
+from voicestream.media.subtitles import Cue, cues_from_words, parse_srt, parse_vtt, to_srt, to_vtt
 
 CUES = [
     Cue(0.0, 1.5, "Hello there."),
@@ -84,3 +89,72 @@ def test_long_word_gets_its_own_cue_and_defaults_fit_one_line() -> None:
     assert all(len(c.text) <= 42 for c in cues)
     assert " ".join(c.text for c in cues) == " ".join(w for w, _, _ in line)
     assert cues[0].start == 0.0 and cues[-1].end == line[-1][2]
+
+
+CLEANED = [
+    Cue(0.0, 1.5, "Hello there."),
+    Cue(1.75, 3.2, "General <Kenobi> & co"),
+    Cue(3661.25, 3662.0, "an hour\nlater"),
+]
+
+
+def test_our_srt_and_vtt_read_back_as_the_cues_written() -> None:
+    assert parse_srt(to_srt(CUES)) == CLEANED
+    assert parse_vtt(to_vtt(CUES)) == CLEANED
+    assert parse_srt("") == []
+    assert parse_vtt("WEBVTT\n") == []
+
+
+def test_srt_as_other_tools_write_it() -> None:
+    document = (
+        "\ufeff1\r\n00:00:01,5 --> 00:00:02.250\r\n<i>Windows</i> line ends\r\n\r\n"
+        "\r\n\r\n"  # extra blank lines between blocks
+        "00:01:00,000 --> 00:01:01,000\r\nno counter line\r\n"
+    )
+    assert parse_srt(document) == [
+        Cue(1.5, 2.25, "<i>Windows</i> line ends"),
+        Cue(60.0, 61.0, "no counter line"),
+    ]
+
+
+def test_vtt_markup_identifiers_notes_and_short_timestamps() -> None:
+    document = (
+        "WEBVTT - a title\n\n"
+        "NOTE written by hand\nover two lines\n\n"
+        "STYLE\n::cue { color: yellow }\n\n"
+        "intro\n00:01.000 --> 00:02.500 align:start position:10%\n"
+        "<v Roger Bingham>We are in <b>New</b> York&nbsp;City &amp; more\n\n"
+        "01:00:00.000 --> 01:00:01.000\n<c.loud>Two</c>\n<00:00:00.500>lines\n"
+    )
+    assert parse_vtt(document) == [
+        Cue(1.0, 2.5, "We are in New York\u00a0City & more"),
+        Cue(3600.0, 3601.0, "Two\nlines"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("parse", "document", "message"),
+    [
+        (parse_srt, "1\nnot a timing\nhello\n", "no timing line"),
+        (parse_srt, "1\n00:00:02,000 --> 00:00:01,000\nbackwards\n", "ends before it starts"),
+        (parse_vtt, "00:01.000 --> 00:02.000\nno header\n", "WEBVTT"),
+        (parse_vtt, "WEBVTTX\n", "WEBVTT"),
+        (parse_vtt, "WEBVTT\n\n00:03.000 --> 00:02.000\nbackwards\n", "ends before it starts"),
+    ],
+)
+def test_bad_subtitles_are_refused_with_a_clear_error(
+    parse: Callable[[str], list[Cue]], document: str, message: str
+) -> None:
+    with pytest.raises(ValidationFailed, match=message):
+        parse(document)
+
+
+def test_cue_times_follow_the_words_they_hold() -> None:
+    words = [(f"w{i}.", i * 0.5, i * 0.5 + 0.3) for i in range(20)]
+    cues = parse_vtt(to_vtt(cues_from_words(words)))
+    spans = {w: (s, e) for w, s, e in words}
+    for cue in cues:
+        held = cue.text.split()
+        first, last = held[0], held[-1]
+        assert cue.start == pytest.approx(spans[first][0], abs=0.001)
+        assert cue.end == pytest.approx(spans[last][1], abs=0.001)

@@ -14,8 +14,8 @@ import aiohttp
 
 from voicestream.identity.mail import OUTBOX_DIR
 from voicestream.rest.auth import ACCOUNTS
+from voicestream.rest.resources import POOL
 from voicestream.store.users import User, UserRepository
-from voicestream.transports.context import RUNTIME
 
 __all__ = ["audit_trail", "auth_call", "house_error", "mails_to", "new_address", "person"]
 
@@ -43,7 +43,7 @@ async def auth_call(
 
 async def person(server: Any) -> tuple[User, str]:
     """A verified user without a password (no argon2 work) and an access token of theirs."""
-    users = UserRepository(server.app[RUNTIME].pool)
+    users = UserRepository(server.app[POOL])
     user = await users.create(new_address(), None, verified=True)
     await users.set_membership(user.id, f"mfa-{uuid.uuid4().hex[:8]}", "owner")
     return user, server.app[ACCOUNTS].access.issue(user.id)
@@ -56,7 +56,7 @@ def house_error(data: Any, code: str) -> None:
 
 async def audit_trail(server: Any, user: uuid.UUID) -> list[tuple[str, str | None]]:
     """(action, details.method) of every audit entry the user is the actor of, oldest first."""
-    rows = await server.app[RUNTIME].pool.fetch(
+    rows = await server.app[POOL].fetch(
         "SELECT action, details->>'method' AS method FROM audit_log"
         " WHERE actor_user_id = $1 ORDER BY id",
         user,

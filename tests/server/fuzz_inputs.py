@@ -18,8 +18,8 @@ import aiohttp
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from voicestream.rest.resources import POOL
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 # Field names our protocols and routes read, so that some fuzzed objects get past the first
 # checks and into the handlers.
@@ -332,9 +332,7 @@ _IDENTITIES: dict[str, FuzzIdentity] = {}  # by workspace: made once per session
 async def fuzz_identity(server: Any, workspace: str) -> FuzzIdentity:
     """The fuzz identity of ``workspace`` on the session ``server``, made on first use."""
     if workspace not in _IDENTITIES:
-        _, key = await ApiKeyRepository(server.app[RUNTIME].pool).create(
-            workspace=workspace, role="owner"
-        )
+        _, key = await ApiKeyRepository(server.app[POOL]).create(workspace=workspace, role="owner")
         async with (
             aiohttp.ClientSession() as s,
             s.post(

@@ -14,8 +14,8 @@ from fakes.pdf import make_pdf
 from fixtures_services import unique_name
 from voicestream.engines.agents.base import AgentRequest
 from voicestream.engines.agents.knowledge import DONT_KNOW, KnowledgeAgent
+from voicestream.rest.resources import AGENT_RESOLVER, AGENTS, CONVERSATIONS, KNOWLEDGE, POOL
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 # An id no test creates; fixed (not uuid4()) so every test worker collects the same ids.
 NOBODY = "3d8d3f1c-0fbf-45c5-b87d-056a335f8070"
@@ -25,7 +25,7 @@ PARKING = "Parking is free in the garage behind the building for all visitors."
 
 
 async def _key(server, role: str, workspace: str | None = None) -> dict[str, str]:
-    _, key = await ApiKeyRepository(server.app[RUNTIME].pool).create(
+    _, key = await ApiKeyRepository(server.app[POOL]).create(
         workspace=workspace or unique_name("agents-api"), role=role
     )
     return server.headers(key)
@@ -43,8 +43,8 @@ async def _call(
 
 async def _ask(server, agent_id: str, workspace_id: str, question: str) -> str:
     """What the knowledge agent answers now for this agent (the engine the sessions use)."""
-    config = await server.app[RUNTIME].agents.get_config(workspace_id, agent_id)
-    engine = server.app[RUNTIME].agent_resolver.engine_for(config)
+    config = await server.app[AGENTS].get_config(workspace_id, agent_id)
+    engine = server.app[AGENT_RESOLVER].engine_for(config)
     assert isinstance(engine, KnowledgeAgent)
     return "".join([d async for d in engine.respond(AgentRequest(config, question))])
 
@@ -104,14 +104,14 @@ async def test_agent_crud(server) -> None:
             "api_key_hint": None,  # too short a key to show any of it
         }
         assert patched["instructions"] == "Answer visitor questions."  # unchanged
-        public = await server.app[RUNTIME].agents.get_public_config(agent["id"])
+        public = await server.app[AGENTS].get_public_config(agent["id"])
         assert public.llm is not None and public.llm["api_key"] == "sk-x"
 
         assert (await _call(s, "DELETE", url))[0] == 204
         assert (await _call(s, "GET", url))[0] == 404
         assert (await _call(s, "DELETE", url))[0] == 404
         # Its vectors went with it.
-        kb = server.app[RUNTIME].knowledge
+        kb = server.app[KNOWLEDGE]
         assert await kb.search(agent["workspace_id"], agent["id"], "parking") == []
 
 
@@ -240,16 +240,16 @@ async def test_other_workspaces_see_nothing(server) -> None:
 
 async def test_conversations_are_listed_and_read(server) -> None:
     headers = await _key(server, "editor")
-    rt = server.app[RUNTIME]
+    rt = server.app
     async with aiohttp.ClientSession(headers=headers) as s:
         status, agent = await _call(s, "POST", f"{server.url}/v1/agents", json={"name": "c"})
         assert status == 201
-        cid = await rt.conversations.create(
+        cid = await rt[CONVERSATIONS].create(
             agent["workspace_id"], agent["id"], "visitor-1", "websocket"
         )
-        await rt.conversations.add_turn(cid, "agent", "Hello!")
-        await rt.conversations.add_turn(cid, "user", "Is parking free?")
-        await rt.conversations.end(cid, "ended")
+        await rt[CONVERSATIONS].add_turn(cid, "agent", "Hello!")
+        await rt[CONVERSATIONS].add_turn(cid, "user", "Is parking free?")
+        await rt[CONVERSATIONS].end(cid, "ended")
 
         status, listed = await _call(s, "GET", f"{server.url}/v1/convai/sessions")
         assert status == 200 and [c["id"] for c in listed["sessions"]] == [cid]

@@ -16,7 +16,7 @@ import pytest
 
 from server.workspace_people import Person, call, house_error, team
 from voicestream.identity import policy
-from voicestream.transports.context import RUNTIME
+from voicestream.rest.resources import POOL
 
 CLOSED_WITHIN_S = 10.0  # the socket registry polls once a second
 
@@ -225,7 +225,7 @@ async def test_an_expired_key_fails_like_a_revoked_one(server, http) -> None:
     async with aiohttp.ClientSession() as session:
         ws = await _open_stt_socket(session, server, key["key"])
         # Its hour is up (moved in the database: no waiting for the clock).
-        await server.app[RUNTIME].pool.execute(
+        await server.app[POOL].execute(
             "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1",
             uuid.UUID(key["id"]),
         )

@@ -18,10 +18,10 @@ import pytest
 
 from helpers import StartedServer, settings_for_test_server, start_test_server
 from voicestream.engines.catalog import EngineRegistry
+from voicestream.rest.resources import POOL
 from voicestream.store import db
 from voicestream.store.embedded import ServiceURLs
 from voicestream.store.keys import ApiKey, ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 _AGENT: Any = {"name": "front desk", "voice": "slt"}
 _UA = "audit-test/1.0 (pytest)"
@@ -40,7 +40,7 @@ class Workspace:
 
 
 async def _workspace(server: Any) -> Workspace:
-    repo = ApiKeyRepository(server.app[RUNTIME].pool)
+    repo = ApiKeyRepository(server.app[POOL])
     name = f"audit-{uuid.uuid4().hex[:8]}"
     keys = {}
     for role in ("owner", "admin", "editor", "viewer"):
@@ -240,7 +240,7 @@ async def test_bad_parameters_are_422(
 @asynccontextmanager
 async def refusing_audit(server: Any, ws: Workspace) -> AsyncIterator[None]:
     """Appends for ``ws`` fail in the database (as a full disk or a lock timeout would)."""
-    pool: db.Pool = server.app[RUNTIME].pool
+    pool: db.Pool = server.app[POOL]
     name = f"audit_refuse_{uuid.uuid4().hex[:8]}"
     workspace_id = ws.key("owner").workspace_id
     await pool.execute(

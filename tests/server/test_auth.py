@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from voicestream.rest.resources import POOL
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 
 async def _status(s: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> tuple[int, dict]:
@@ -47,7 +47,7 @@ async def test_bearer_and_xi_api_key_both_work(server) -> None:
 
 
 async def test_revoked_key_stops_working_everywhere(server) -> None:
-    repo = ApiKeyRepository(server.app[RUNTIME].pool)
+    repo = ApiKeyRepository(server.app[POOL])
     record, key = await repo.create(workspace="revocation", role="viewer")
     headers = {"Authorization": f"Bearer {key}"}
     async with aiohttp.ClientSession() as s:

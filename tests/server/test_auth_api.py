@@ -23,9 +23,9 @@ from jwt_forgeries import FORGED_KINDS, forged_tokens
 from voicestream.identity.access_tokens import new_email_token
 from voicestream.identity.passwords import Passwords
 from voicestream.rest.auth import ACCOUNTS
+from voicestream.rest.resources import POOL, SECRET_KEY
 from voicestream.store.sign_in_tokens import SignInTokenRepository
 from voicestream.store.users import User, UserRepository
-from voicestream.transports.context import RUNTIME
 
 PASSWORD = "correct horse battery"
 _EMAIL_TOKEN = re.compile(r"vse_[A-Za-z0-9_-]{43}")
@@ -71,7 +71,7 @@ async def _token_from_mail(server: Any, to: str, subject: str) -> str:
 
 async def _member(server: Any, role: str, workspace: str | None = None) -> tuple[User, str]:
     """A user (no password: no argon2 work) who is ``role`` of a fresh workspace."""
-    users = UserRepository(server.app[RUNTIME].pool)
+    users = UserRepository(server.app[POOL])
     user = await users.create(_address(), None, verified=True)
     await users.set_membership(user.id, workspace or f"people-{uuid.uuid4().hex[:8]}", role)
     return user, server.app[ACCOUNTS].access.issue(user.id)
@@ -91,7 +91,7 @@ async def _sign_up_and_in(http: aiohttp.ClientSession, server: Any, address: str
 @pytest.mark.parametrize("kind", FORGED_KINDS)
 async def test_forged_and_foreign_tokens_get_401(server, http, kind: str) -> None:
     user, _ = await _member(server, "owner")
-    token = forged_tokens(server.app[RUNTIME].secret_key, user.id)[kind]
+    token = forged_tokens(server.app[SECRET_KEY], user.id)[kind]
     for path in ("/v1/agents", "/v1/auth/me"):
         status, data = await _call(http, server, "GET", path, token=token)
         assert status == 401, (path, data)
@@ -100,7 +100,7 @@ async def test_forged_and_foreign_tokens_get_401(server, http, kind: str) -> Non
 
 async def test_a_session_acts_with_its_memberships_role(server, http) -> None:
     owner, owner_token = await _member(server, "owner")
-    workspace = (await UserRepository(server.app[RUNTIME].pool).memberships(owner.id))[0]
+    workspace = (await UserRepository(server.app[POOL]).memberships(owner.id))[0]
     viewer, viewer_token = await _member(server, "viewer", workspace.workspace_name)
 
     status, me = await _call(http, server, "GET", "/v1/auth/me", token=viewer_token)
@@ -132,7 +132,7 @@ async def test_a_session_acts_with_its_memberships_role(server, http) -> None:
 
 
 async def test_the_workspace_header_picks_a_membership_checked_per_request(server, http) -> None:
-    users = UserRepository(server.app[RUNTIME].pool)
+    users = UserRepository(server.app[POOL])
     user, token = await _member(server, "owner")
     (first,) = await users.memberships(user.id)
     second = await users.set_membership(user.id, f"people-{uuid.uuid4().hex[:8]}", "viewer")
@@ -225,9 +225,9 @@ async def test_sign_up_verify_sign_in_and_rotate(server, http) -> None:
     status, fourth = await _post(http, server, "refresh", {"refresh_token": third["refresh_token"]})
     assert status == 200, fourth
     # Each sign-in is in the audit log, under the person, with no workspace yet.
-    user = await UserRepository(server.app[RUNTIME].pool).by_email(address)
+    user = await UserRepository(server.app[POOL]).by_email(address)
     assert user is not None
-    rows = await server.app[RUNTIME].pool.fetch(
+    rows = await server.app[POOL].fetch(
         "SELECT action, actor_display, workspace_id, details FROM audit_log"
         " WHERE actor_user_id = $1 ORDER BY id",
         user.id,
@@ -248,7 +248,7 @@ async def test_sign_up_reveals_nothing_about_registered_addresses(server, http) 
     assert subjects == ["Confirm your e-mail address", "Someone tried to sign up with your address"]
     notice = (await mails_to(server, address))[-1].get_content()
     assert _EMAIL_TOKEN.search(notice) is None  # no way in for whoever tried
-    assert await UserRepository(server.app[RUNTIME].pool).by_email(address) is not None
+    assert await UserRepository(server.app[POOL]).by_email(address) is not None
     # The magic-link-only account has no password: signing in with one fails as usual.
     status, data = await _post(http, server, "login", {"email": address, "password": PASSWORD})
     assert status == 401, data
@@ -309,7 +309,7 @@ async def test_a_magic_link_works_once_and_not_after_expiry(server, http) -> Non
     house_error(data, "unauthorized")
 
     expired = new_email_token()
-    tokens = SignInTokenRepository(server.app[RUNTIME].pool)
+    tokens = SignInTokenRepository(server.app[POOL])
     await tokens.create_email_token(
         user.id, "magic", hashlib.sha256(expired.encode()).digest(), ttl_s=-1
     )
@@ -450,7 +450,7 @@ async def test_secrets_are_never_stored_or_logged_in_clear(server, http, every_l
     await _post(http, server, "refresh", {"refresh_token": pair["refresh_token"]})  # reuse: logged
     secrets = [PASSWORD, pair["refresh_token"], pair["access_token"], verify, magic]
 
-    pool = server.app[RUNTIME].pool
+    pool = server.app[POOL]
     user = await UserRepository(pool).by_email(address)
     assert user is not None and user.password_hash is not None
     assert user.password_hash.startswith("$argon2id$")

@@ -9,7 +9,9 @@ rest of the suite signs in from, and each test starts from full buckets.
 - wrong passwords are limited per e-mail from any address, answered alike whether or not an
   account has that e-mail; the right password clears the count;
 - wrong one-time codes are limited per user across TOTP confirmation, turning it off and the
-  second step of signing in, whichever challenge they come through.
+  second step of signing in, whichever challenge they come through;
+- enrolling a second factor (TOTP's start, passkey registration) is limited per user, from
+  any address.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from helpers import StartedServer, settings_for_test_server, start_test_server
 from server.auth_calls import house_error, new_address, person
 from voicestream.engines.catalog import EngineRegistry
 from voicestream.rest.auth import ACCOUNTS
-from voicestream.server.rate_limits import SIGN_IN_PATHS
+from voicestream.rest.resources import POOL
+from voicestream.server.rate_limits import ENROLMENT_PATHS, SIGN_IN_PATHS
 from voicestream.store.embedded import ServiceURLs
 from voicestream.store.users import UserRepository
-from voicestream.transports.context import RUNTIME
 
 BURST = 3  # sign-in requests per address at once; one more a minute after that
 FAILURES = 3  # wrong passwords per e-mail, wrong codes per user
@@ -107,7 +109,7 @@ def _limited(answer: Answer, limit: int) -> None:
 async def _user_with_password(server: StartedServer) -> str:
     email = new_address()
     password_hash = await server.app[ACCOUNTS].passwords.hash(PASSWORD)
-    users = UserRepository(server.app[RUNTIME].pool)
+    users = UserRepository(server.app[POOL])
     user = await users.create(email, password_hash, verified=True)
     await users.set_membership(user.id, f"limits-{uuid.uuid4().hex[:8]}", "owner")
     return email
@@ -243,7 +245,7 @@ async def test_wrong_codes_at_sign_in_count_per_user_across_challenges(
     limited: StartedServer, http: aiohttp.ClientSession
 ) -> None:
     email = await _user_with_password(limited)
-    user = await UserRepository(limited.app[RUNTIME].pool).by_email(email)
+    user = await UserRepository(limited.app[POOL]).by_email(email)
     assert user is not None
     access = limited.app[ACCOUNTS].access.issue(user.id)
     totp = await _start_totp(http, limited, access)
@@ -268,3 +270,24 @@ async def test_wrong_codes_at_sign_in_count_per_user_across_challenges(
     # The second challenge has attempts left of its own; the user has none.
     refused = await _auth(http, limited, "POST", "mfa/verify", {"mfa_token": second, "code": code})
     _limited(refused, FAILURES)
+
+
+async def test_second_factor_enrolment_is_limited_per_user_from_any_address(
+    limited: StartedServer, http: aiohttp.ClientSession
+) -> None:
+    for path in sorted(ENROLMENT_PATHS):
+        route = path.removeprefix("/v1/auth/")
+        body = {"credential": {}} if route.endswith("verify") else None
+        _, access = await person(limited)
+        for _ in range(BURST):
+            answer = await _auth(http, limited, "POST", route, body, token=access)
+            assert answer.status != 429 and answer.status < 500, (route, answer)
+        _limited(await _auth(http, limited, "POST", route, body, token=access), BURST)
+        # Another user is served from the very address; a forged token is not counted (401).
+        _, other = await person(limited)
+        address = _address()
+        answer = await _auth(http, limited, "POST", route, body, token=other, address=address)
+        assert answer.status != 429, (route, answer)
+        for _ in range(BURST + 1):
+            forged = await _auth(http, limited, "POST", route, body, token=access[:-4] + "AAAA")
+            assert forged.status == 401, (route, forged)

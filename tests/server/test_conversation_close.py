@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import uuid
 from typing import Any
 
 import redis.asyncio
+from aiohttp import web
 
 from server.waiting import eventually
-from voicestream.transports.context import RUNTIME
+from voicestream.rest.resources import AGENTS, CONVERSATIONS, REDIS
 
 
 async def _nothing(*_: Any) -> None:
@@ -29,29 +29,35 @@ async def test_closing_a_conversation_ends_it_even_with_redis_down(server, http)
     from voicestream.pipeline.session import ConversationHooks, ConversationSession
     from voicestream.transports.convai_common import ConversationLease, session_deps
 
-    rt = server.app[RUNTIME]
+    app = server.app
     body = {"name": "desk", "voice": "slt"}
     async with http.post(f"{server.url}/v1/agents", json=body, headers=server.headers()) as r:
         assert r.status == 201, await r.text()
         created = await r.json()
-    agent = await rt.agents.get_config(created["workspace_id"], created["id"])
-    conversation_id = await rt.conversations.create(agent.workspace_id, agent.id, None, "websocket")
+    agent = await app[AGENTS].get_config(created["workspace_id"], created["id"])
+    conversation_id = await app[CONVERSATIONS].create(
+        agent.workspace_id, agent.id, None, "websocket"
+    )
     down = redis.asyncio.Redis(port=_closed_port(), socket_connect_timeout=1)
     session = ConversationSession(
-        session_deps(rt, agent, silence_timeout_s=60),
+        session_deps(app, agent, silence_timeout_s=60),
         agent,
         ConversationHooks(add_turn=_nothing, remember=_nothing, save_state=_nothing),
         session_id=uuid.uuid4().hex,
         conversation_id=conversation_id,
     )
-    lease = ConversationLease(dataclasses.replace(rt, redis=down), session, False, "websocket")
+    # The server's resources, but a Redis that is gone.
+    without_redis = web.Application()
+    without_redis.update(app)
+    without_redis[REDIS] = down
+    lease = ConversationLease(without_redis, session, False, "websocket")
     try:
         await lease.close(ended=True)
     finally:
         await down.aclose()
 
     async def ended() -> bool:
-        row = await rt.conversations.get(agent.workspace_id, conversation_id)
+        row = await app[CONVERSATIONS].get(agent.workspace_id, conversation_id)
         return row.status == "ended"
 
     await eventually(ended, what="the conversation to be ended")

@@ -6,13 +6,13 @@ import asyncio
 
 import aiohttp
 
-from voicestream.transports.context import RUNTIME
+from voicestream.rest.resources import METRICS
 
 LONG_TEXT = "The weather is nice today. " * 20
 
 
 async def _active(server, kind: str) -> float:
-    gauge = server.app[RUNTIME].metrics.active_streams.labels(kind)
+    gauge = server.app[METRICS].active_streams.labels(kind)
     return float(gauge._value.get())
 
 

@@ -26,8 +26,8 @@ from websockets.typing import Subprotocol
 from fakes.openai_server import FakeOpenAI
 from helpers import corpus_wer, normalize
 from server.waiting import SocketRecorder, wait_for_change
+from voicestream.rest.resources import POOL
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 with warnings.catch_warnings():
     # The SDK annotates a class attribute with websockets' legacy client class, whose lookup
@@ -407,8 +407,10 @@ async def test_signed_urls(server: RunningServer, el_client: ElevenLabs) -> None
         async with s.get(url, params={"agent_id": agent["id"]}) as r:
             assert r.status == 401
         # Another workspace's agent does not exist for this key.
-        runtime = server.app[RUNTIME]
-        _, other_key = await ApiKeyRepository(runtime.pool).create(workspace="others", role="owner")
+        runtime = server.app
+        _, other_key = await ApiKeyRepository(runtime[POOL]).create(
+            workspace="others", role="owner"
+        )
         async with s.get(
             url, params={"agent_id": agent["id"]}, headers={"xi-api-key": other_key}
         ) as r:

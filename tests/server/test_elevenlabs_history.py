@@ -22,15 +22,15 @@ from elevenlabs.core.api_error import ApiError
 
 from fixtures_services import unique_name
 from helpers import corpus_wer, sentences
+from voicestream.rest.resources import METRICS, POOL
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 from voicestream.transports.elevenlabs_rest import PREFIX
 
 RunningServer = Any  # tests/conftest.py's RunningServer, reached through the fixture
 
 
 async def _new_key(server: RunningServer, prefix: str) -> str:
-    _, key = await ApiKeyRepository(server.app[RUNTIME].pool).create(
+    _, key = await ApiKeyRepository(server.app[POOL]).create(
         workspace=unique_name(prefix), role="owner"
     )
     return key
@@ -348,7 +348,7 @@ async def test_client_gone_mid_stream_leaves_no_record(
     async def billed() -> bool:
         return (await client.user.subscription.get()).character_count == before + len(text)
 
-    gauge = server.app[RUNTIME].metrics.active_streams.labels("tts_elevenlabs")
+    gauge = server.app[METRICS].active_streams.labels("tts_elevenlabs")
 
     async def finished() -> bool:
         return float(gauge._value.get()) == 0

@@ -25,7 +25,7 @@ from elevenlabs.realtime.scribe import AudioFormat, CommitStrategy
 
 from helpers import corpus_wer, normalize, sentences
 from server.waiting import wait_for_change
-from voicestream.transports.context import RUNTIME
+from voicestream.rest.resources import METRICS
 from voicestream.transports.elevenlabs_rest import PREFIX
 
 RunningServer = Any  # tests/conftest.py's RunningServer, reached through the fixture
@@ -734,7 +734,7 @@ async def test_scribe_rejected_before_upgrade(server: RunningServer, query: str)
 
 
 async def _until_no_active(server: RunningServer, kind: str) -> None:
-    gauge = server.app[RUNTIME].metrics.active_streams.labels(kind)
+    gauge = server.app[METRICS].active_streams.labels(kind)
     for _ in range(600):  # the handler's cleanup has no event to wait on: poll the gauge
         if gauge._value.get() == 0:
             return

@@ -24,8 +24,8 @@ from aiortc import RTCSessionDescription
 from server.convai_client import ConvaiClient
 from server.waiting import eventually
 from server.webrtc_client import Client, client_offer
+from voicestream.rest.resources import KNOWLEDGE, POOL, REDIS, SECRET_KEY
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 PARKING = "Parking is free in the garage behind the building for all visitors."
 SECRET = "My favourite colour is green."
@@ -93,7 +93,7 @@ async def _remember(
     await client.wait_event("agent_response")
     await client.ws.send_json({"type": "end"})
     await client.close()
-    knowledge = server.app[RUNTIME].knowledge
+    knowledge = server.app[KNOWLEDGE]
 
     async def stored() -> bool:
         return bool(await knowledge.recall(agent["workspace_id"], user, QUESTION))
@@ -268,7 +268,7 @@ async def test_an_expired_ticket_is_refused(server, http) -> None:
 
     agent = await _agent(http, server, public=False)
     expired = mint_ticket(
-        server.app[RUNTIME].secret_key,
+        server.app[SECRET_KEY],
         workspace_id=agent["workspace_id"],
         agent_id=agent["id"],
         end_user_id=None,
@@ -386,7 +386,7 @@ async def _dropped_session(
     client = await _convai(http, server, headers, **params)
     session_id = str((await client.wait_event("session"))["session_id"])
     await client.close()
-    redis = server.app[RUNTIME].redis
+    redis = server.app[REDIS]
 
     async def released() -> bool:
         return not await redis.exists(f"vs:convai:live:{session_id}")
@@ -412,7 +412,7 @@ async def test_a_session_resumes_only_for_whoever_opened_it(server, http) -> Non
         url, agent_id=agent["id"], session_id=session_id, ticket=other_ticket
     )
     assert status == 404
-    keys = ApiKeyRepository(server.app[RUNTIME].pool)
+    keys = ApiKeyRepository(server.app[POOL])
     _, colleague = await keys.create(workspace="tests", role="owner")
     status, _ = await _refusal(
         url, server.headers(colleague), agent_id=agent["id"], session_id=session_id
@@ -520,7 +520,7 @@ async def _patch(
 
 async def test_a_webrtc_peer_answers_only_to_its_creator(server, http) -> None:
     agent = await _agent(http, server, public=True)
-    keys = ApiKeyRepository(server.app[RUNTIME].pool)
+    keys = ApiKeyRepository(server.app[POOL])
     _, colleague = await keys.create(workspace="tests", role="owner")  # same workspace
     _, stranger = await keys.create(workspace=f"other-{uuid.uuid4().hex[:6]}", role="owner")
     owner = server.headers()
@@ -591,7 +591,7 @@ async def test_a_failed_offer_does_not_use_up_its_ticket(server, http) -> None:
 
 async def test_tickets_die_with_the_key_that_minted_them(server, http) -> None:
     agent = await _agent(http, server, public=False)
-    keys = ApiKeyRepository(server.app[RUNTIME].pool)
+    keys = ApiKeyRepository(server.app[POOL])
     minter, plaintext = await keys.create(workspace="tests", role="owner")
     url = f"{server.ws_url}/v1/convai/stream"
     ticket = await _ticket(http, server, agent["id"], headers=server.headers(plaintext))

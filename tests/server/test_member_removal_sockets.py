@@ -19,8 +19,8 @@ import aiohttp
 
 from server.waiting import SocketRecorder, eventually
 from server.workspace_people import Person, call, house_error, team
+from voicestream.rest.resources import POOL
 from voicestream.store.members import MemberRepository
-from voicestream.transports.context import RUNTIME
 from voicestream.transports.socket_registry import OPEN_SOCKETS
 
 CLOSED_WITHIN_S = 5.0  # at once in this process; the poll elsewhere is about a second
@@ -207,5 +207,5 @@ async def test_a_removal_made_by_another_process_closes_within_the_poll(server, 
         http, server, agent, ticket=await _ticket(http, server, editor, agent)
     )
     assert (uuid.UUID(workspace_id), editor.user.id) in server.app[OPEN_SOCKETS].members()
-    await MemberRepository(server.app[RUNTIME].pool).remove(uuid.UUID(workspace_id), editor.user.id)
+    await MemberRepository(server.app[POOL]).remove(uuid.UUID(workspace_id), editor.user.id)
     assert (await _closed_for_lost_access(socket))["code"] == "unauthorized"

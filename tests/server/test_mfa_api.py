@@ -23,9 +23,9 @@ from auth_calls import audit_trail, auth_call, house_error, mails_to, new_addres
 from voicestream.identity.second_factor import MAX_CHALLENGE_ATTEMPTS
 from voicestream.observability.log_redaction import redact
 from voicestream.rest.auth import ACCOUNTS
+from voicestream.rest.resources import POOL, SECRET_KEY
 from voicestream.store.secrets import SecretBox
 from voicestream.store.users import UserRepository
-from voicestream.transports.context import RUNTIME
 
 PASSWORD = "correct horse battery"
 _EMAIL_TOKEN = re.compile(r"vse_[A-Za-z0-9_-]{43}")
@@ -165,7 +165,7 @@ async def test_password_sign_in_with_a_recovery_code_works_once(server, http) ->
     )
     assert status == 200, pair  # a wrong code costs an attempt, not the challenge
 
-    user = await UserRepository(server.app[RUNTIME].pool).by_email(address)
+    user = await UserRepository(server.app[POOL]).by_email(address)
     assert user is not None
     assert [a for a in await audit_trail(server, user.id) if a[0] != "auth.mfa_enabled"] == [
         ("auth.signed_in", "password"),
@@ -232,7 +232,7 @@ async def test_turning_it_off_needs_a_current_code(server, http) -> None:
 async def test_the_secret_is_sealed_at_rest(server, http) -> None:
     user, access = await person(server)
     totp, recovery = await _enrol(http, server, access)
-    pool = server.app[RUNTIME].pool
+    pool = server.app[POOL]
     rows = []
     for table in ("totp_factors", "recovery_codes", "mfa_challenges"):
         rows += await pool.fetch(
@@ -251,7 +251,7 @@ async def test_the_secret_is_sealed_at_rest(server, http) -> None:
         "SELECT secret_sealed FROM totp_factors WHERE user_id = $1", user.id
     )
     assert sealed.startswith(SecretBox.CURRENT_PREFIX)
-    box = SecretBox(server.app[RUNTIME].secret_key)
+    box = SecretBox(server.app[SECRET_KEY])
     assert box.open(sealed, context=f"user:{user.id}:totp_secret") == totp.secret
 
 

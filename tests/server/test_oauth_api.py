@@ -32,8 +32,8 @@ from fakes.oauth_providers import (
 )
 from helpers import StartedServer, settings_for_test_server, start_test_server
 from voicestream.rest.auth import ACCOUNTS
+from voicestream.rest.resources import POOL
 from voicestream.store.users import UserRepository
-from voicestream.transports.context import RUNTIME
 
 PROVIDERS = ("google", "github", "apple")
 PASSWORD = "correct horse battery staple 42"
@@ -152,7 +152,7 @@ async def _me(http: aiohttp.ClientSession, server: StartedServer, access: str) -
 
 
 async def _identities(server: StartedServer, user_id: str) -> list[tuple[str, str]]:
-    rows = await server.app[RUNTIME].pool.fetch(
+    rows = await server.app[POOL].fetch(
         "SELECT provider, subject FROM oauth_identities WHERE user_id = $1 ORDER BY provider",
         uuid.UUID(user_id),
     )
@@ -161,7 +161,7 @@ async def _identities(server: StartedServer, user_id: str) -> list[tuple[str, st
 
 async def _password_user(server: StartedServer, email: str, *, verified: bool) -> uuid.UUID:
     accounts = server.app[ACCOUNTS]
-    users = UserRepository(server.app[RUNTIME].pool)
+    users = UserRepository(server.app[POOL])
     user = await users.create(email, await accounts.passwords.hash(PASSWORD), verified=verified)
     await users.set_membership(user.id, f"pw-{uuid.uuid4().hex[:8]}", "owner")
     return user.id
@@ -195,7 +195,7 @@ async def test_a_first_sign_in_creates_the_user_and_the_second_finds_them(
     )
     assert status == 200, refreshed
 
-    entries = await oauth_server.app[RUNTIME].pool.fetch(
+    entries = await oauth_server.app[POOL].fetch(
         "SELECT action, details FROM audit_log WHERE actor_user_id = $1 ORDER BY id",
         uuid.UUID(me["user"]["id"]),
     )
@@ -278,7 +278,7 @@ async def test_an_unverified_address_never_links_or_signs_up(
         assert body["error"]["details"]["reason"] == "email_not_verified"
         assert "verify" in body["error"]["message"]
     assert await _identities(oauth_server, str(user_id)) == []
-    assert await UserRepository(oauth_server.app[RUNTIME].pool).by_email(address) is None
+    assert await UserRepository(oauth_server.app[POOL]).by_email(address) is None
 
 
 async def test_github_counts_only_the_primary_verified_address(oauth_server, fake, http) -> None:
@@ -361,9 +361,7 @@ async def test_a_bad_id_token_is_refused(oauth_server, fake, http, provider, tam
     assert status == 401, body
     house_error(body, "unauthorized")
     assert "id_token" in body["error"]["message"]
-    assert (
-        await UserRepository(oauth_server.app[RUNTIME].pool).by_email(account.email or "") is None
-    )
+    assert await UserRepository(oauth_server.app[POOL]).by_email(account.email or "") is None
 
 
 async def test_the_person_declining_is_a_400_with_the_reason(oauth_server, fake, http) -> None:
@@ -452,7 +450,7 @@ async def test_a_user_with_totp_must_still_pass_it(oauth_server, fake, http) -> 
     )
     assert status == 200, done
     me = await _me(http, oauth_server, done["access_token"])
-    row = await oauth_server.app[RUNTIME].pool.fetchrow(
+    row = await oauth_server.app[POOL].fetchrow(
         "SELECT details FROM audit_log WHERE actor_user_id = $1 AND action = 'auth.signed_in' "
         "ORDER BY id DESC LIMIT 1",
         uuid.UUID(me["user"]["id"]),

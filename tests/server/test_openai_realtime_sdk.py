@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from fakes.openai_server import FakeOpenAI
 from helpers import corpus_wer, normalize, sentences
 from server.realtime_client import AUDIO_DELTAS, Recorder, chunks, kind, raw_events
-from voicestream.transports.context import RUNTIME
+from voicestream.rest.resources import API_KEYS, USAGE
 
 RunningServer = Any  # tests/conftest.py's RunningServer, reached through the fixture
 
@@ -85,10 +85,10 @@ async def _stt(server: RunningServer, audio: bytes, fmt: str = "pcm_24000") -> s
 
 
 async def _usage(server: RunningServer, key: str) -> dict[str, float]:
-    rt = server.app[RUNTIME]
-    principal = await rt.keys.authenticate(key)
+    rt = server.app
+    principal = await rt[API_KEYS].authenticate(key)
     assert principal is not None
-    return await rt.usage.totals(principal.workspace_id)
+    return await rt[USAGE].totals(principal.workspace_id)
 
 
 async def _stored_turns(server: RunningServer, agent_id: str, key: str) -> list[tuple[str, str]]:
@@ -141,8 +141,10 @@ async def test_spoken_question_gets_a_spoken_answer(
     server: RunningServer, client: openai.AsyncOpenAI
 ) -> None:
     # A workspace of its own, so that the usage it books is this test's alone.
-    rt = server.app[RUNTIME]
-    _, own_key = await rt.keys.create(workspace=f"realtime-{uuid.uuid4().hex[:12]}", role="owner")
+    rt = server.app
+    _, own_key = await rt[API_KEYS].create(
+        workspace=f"realtime-{uuid.uuid4().hex[:12]}", role="owner"
+    )
     agent = await _agent(server, key=own_key)
     question = await _tts(server, "What time is the office open?")
     sent = SILENCE_24K[:12000] + question + SILENCE_24K + SILENCE_24K

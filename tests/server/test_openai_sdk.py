@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from helpers import corpus_wer, normalize, sentences
-from voicestream.transports.context import RUNTIME
+from voicestream.rest.resources import REGISTRY
 
 MAX_WER = 0.2
 PCM_RATE = 24000
@@ -317,7 +317,7 @@ async def translate(client: openai.AsyncOpenAI, **kwargs: Any) -> Any:
 
 
 def _no_multilingual_model(server: Any) -> bool:
-    registry = server.app[RUNTIME].registry
+    registry = server.app[REGISTRY]
     return not any(getattr(e, "multilingual", False) is True for e in registry.stt_engines())
 
 

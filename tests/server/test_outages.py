@@ -30,10 +30,10 @@ from server.convai_client import ConvaiClient
 from server.waiting import eventually
 from voicestream.config import load_settings
 from voicestream.engines.catalog import EngineRegistry
+from voicestream.rest.resources import POOL
 from voicestream.store import db
 from voicestream.store._leases import DirLock
 from voicestream.store._proc import pid_alive
-from voicestream.transports.context import RUNTIME
 
 HEARTBEAT_S = 0.5
 
@@ -51,7 +51,7 @@ class OutageServer:
 
     @property
     def pool(self) -> db.Pool:
-        return self.app[RUNTIME].pool
+        return self.app[POOL]
 
     def restarts_held(self) -> DirLock:
         """While held, the supervisor cannot restart anything: the outage lasts."""

@@ -17,8 +17,10 @@ workspace, and afresh for each caller a deleting route would destroy them for.
 
 from __future__ import annotations
 
+import os
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -27,12 +29,16 @@ import pytest
 from server.workspace_people import person, team
 from voicestream.identity import policy
 from voicestream.identity.policy import Rule
+from voicestream.rest.files import FILES
+from voicestream.rest.resources import AGENTS, POOL
 from voicestream.server.route_policy import mounted_routes
+from voicestream.store import jobs as job_store
 from voicestream.store.agents import NewDocument
 from voicestream.store.conversations import ConversationRepository
 from voicestream.store.history import HistoryRepository, NewHistoryItem, new_history_id
+from voicestream.store.invitations import InvitationRepository
 from voicestream.store.keys import ROLES, ApiKeyRepository, Role, role_rank
-from voicestream.transports.context import RUNTIME
+from voicestream.store.webhooks import WebhookRepository
 
 RULES = sorted(policy.ROUTES.values(), key=lambda rule: (rule.route, rule.method))
 
@@ -62,7 +68,13 @@ DESTRUCTIVE = {
     ("DELETE", "/elevenlabs/v1/history/{history_item_id}"),
     ("DELETE", "/v1/api-keys/{key_id}"),
     ("DELETE", "/v1/workspaces/{workspace_id}/members/{user_id}"),
+    ("DELETE", "/v1/workspaces/{workspace_id}/invitations/{invitation_id}"),
+    ("DELETE", "/v1/webhooks/{webhook_id}"),
+    ("DELETE", "/v1/files/{file_id}"),
 }
+# Signing out everywhere ends every session of the caller's user: each signed-in caller
+# allowed to is a new person of the same role, so the world's people stay signed in.
+ENDS_SESSIONS = {("POST", "/v1/auth/logout-everywhere")}
 # Path parameters that name the server's things, the same for every workspace.
 # Sockets that answer before the client says anything: which agent answers (or that none does)
 # shows in their first message. The others wait for the client (a carrier's start event).
@@ -108,7 +120,7 @@ async def _json(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -
 async def _workspace(server: Any, http: aiohttp.ClientSession) -> Workspace:
     name, workspace_id, people = await team(server)
     ws = Workspace(name, workspace_id)
-    pool = server.app[RUNTIME].pool
+    pool = server.app[POOL]
     keys = ApiKeyRepository(pool)
     for role in ROLES:
         _, secret = await keys.create(workspace_id=uuid.UUID(workspace_id), role=role)
@@ -131,6 +143,10 @@ async def _workspace(server: Any, http: aiohttp.ClientSession) -> Workspace:
     ws.ids["history_item_id"] = await _history_item(server, workspace_id)
     ws.ids["key_id"] = await _key(server, workspace_id)
     ws.ids["user_id"] = (await person(server, name, "viewer")).id
+    ws.ids["invitation_id"] = await _invitation(server, workspace_id)
+    ws.ids["webhook_id"], ws.ids["delivery_id"] = await _webhook(server, workspace_id)
+    ws.ids["file_id"] = await _file(server, workspace_id)
+    ws.ids["job_id"] = await _job(server, workspace_id)
     return ws
 
 
@@ -144,19 +160,27 @@ async def _agent(server: Any, http: aiohttp.ClientSession, headers: dict[str, st
 async def _document(server: Any, workspace_id: str, agent: str) -> str:
     # Stored without passages (no embedding to wait for): what is asserted is who reaches it.
     new = NewDocument("d", "text/plain", "Parking is free.", 0)
-    return str((await server.app[RUNTIME].agents.add_document(workspace_id, agent, new)).id)
+    return str((await server.app[AGENTS].add_document(workspace_id, agent, new)).id)
 
 
 async def _history_item(server: Any, workspace_id: str) -> str:
     new = NewHistoryItem("slt", "Kept.", "pcm_16000", "audio/pcm")
-    history = HistoryRepository(server.app[RUNTIME].pool)
+    history = HistoryRepository(server.app[POOL])
     return (await history.add((uuid.UUID(workspace_id), None), new, bytes(320))).id
 
 
 async def _key(server: Any, workspace_id: str) -> str:
-    repo = ApiKeyRepository(server.app[RUNTIME].pool)
+    repo = ApiKeyRepository(server.app[POOL])
     key, _ = await repo.create(workspace_id=uuid.UUID(workspace_id), role="viewer")
     return str(key.id)
+
+
+async def _invitation(server: Any, workspace_id: str) -> str:
+    repo = InvitationRepository(server.app[POOL])
+    invitation = await repo.create(
+        uuid.UUID(workspace_id), "invited@example.com", "viewer", os.urandom(32), 3600, None
+    )
+    return str(invitation.id)
 
 
 async def _fresh(
@@ -175,7 +199,63 @@ async def _fresh(
         ids["key_id"] = await _key(server, ws.id)
     elif "user_id" in rule.route:
         ids["user_id"] = (await person(server, ws.name, "viewer")).id
+    elif "invitation_id" in rule.route:
+        ids["invitation_id"] = await _invitation(server, ws.id)
+    elif "webhook_id" in rule.route:
+        ids["webhook_id"], ids["delivery_id"] = await _webhook(server, ws.id)
+    elif "file_id" in rule.route:
+        ids["file_id"] = await _file(server, ws.id)
     return ids
+
+
+async def _file(server: Any, workspace_id: str) -> str:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"matrix"
+
+    record = await server.app[FILES].upload(
+        workspace_id, name="m.txt", content_type="text/plain", chunks=chunks()
+    )
+    return str(record.id)
+
+
+async def _job(server: Any, workspace_id: str) -> str:
+    """A queued job, stored directly without an outbox row: no worker ever runs it (its type
+    is not one), so it waits for the matrix's reads and cancels (a second cancel is 409)."""
+    async with server.app[POOL].acquire() as conn:
+        job = await job_store.insert_job(
+            conn,
+            job_store.NewJob(
+                id=uuid.uuid4(),
+                workspace_id=uuid.UUID(workspace_id),
+                type="test.matrix",
+                input={},
+                max_attempts=1,
+                idempotency_key=None,
+                request_hash=None,
+                created_by_user=None,
+                created_by_key=None,
+            ),
+        )
+    return str(job.id)
+
+
+async def _webhook(server: Any, workspace_id: str) -> tuple[str, str]:
+    """An endpoint and a delivery of it, stored directly: the session's server refuses private
+    URLs, and this one (TEST-NET-3, not public) is refused at send time without a packet."""
+    repo = WebhookRepository(server.app[POOL])
+    endpoint_id = uuid.uuid4()
+    await repo.create(
+        uuid.UUID(workspace_id),
+        endpoint_id,
+        url="https://203.0.113.9/matrix",
+        events=["*"],
+        secret_sealed="whsec_AAAA",
+    )
+    delivery = await repo.add_delivery(
+        uuid.UUID(workspace_id), endpoint_id, "webhook.test", "evt_matrix", "{}"
+    )
+    assert delivery is not None
+    return str(endpoint_id), str(delivery.id)
 
 
 def _missing_ids() -> dict[str, str]:
@@ -187,6 +267,11 @@ def _missing_ids() -> dict[str, str]:
         "history_item_id": new_history_id(),
         "key_id": str(uuid.uuid4()),
         "user_id": str(uuid.uuid4()),
+        "invitation_id": str(uuid.uuid4()),
+        "webhook_id": str(uuid.uuid4()),
+        "delivery_id": str(uuid.uuid4()),
+        "file_id": str(uuid.uuid4()),
+        "job_id": str(uuid.uuid4()),
     }
 
 
@@ -264,6 +349,9 @@ def test_public_routes_are_these(server) -> None:
         "/demo",
         "/openapi.json",
         "/docs",
+        # The signature in the URL is the credential (rest/files.py).
+        "/v1/files/signed/download",
+        "/v1/files/signed/upload",
     }
 
 
@@ -286,6 +374,9 @@ async def _outcomes(
     ids = own.ids
     if allowed and (rule.method, rule.route) in DESTRUCTIVE:
         ids = await _fresh(server, http, own, rule)
+    if allowed and (rule.method, rule.route) in ENDS_SESSIONS and not caller.key:
+        stand_in = await person(server, own.name, caller.role)
+        caller = replace(caller, headers={"Authorization": f"Bearer {stand_in.token}"})
     mine = await _ask(http, server, rule, caller.headers, ids)
     tenant = _takes_tenant_object(rule)
     if not allowed:

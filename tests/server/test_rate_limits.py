@@ -22,9 +22,9 @@ from fixtures_services import unique_name
 from helpers import StartedServer, settings_for_test_server, start_test_server
 from server.waiting import eventually
 from voicestream.engines.catalog import EngineRegistry
+from voicestream.rest.resources import POOL
 from voicestream.store.embedded import ServiceURLs
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 PER_MINUTE = 10  # one request back every 6 s: far longer than a burst of requests takes
 BURST = 4
@@ -74,7 +74,7 @@ class Limited:
 
     async def new_key(self) -> str:
         """A key of its own: a fresh bucket."""
-        repo = ApiKeyRepository(self.server.app[RUNTIME].pool)
+        repo = ApiKeyRepository(self.server.app[POOL])
         _, key = await repo.create(workspace=unique_name("rates"), role="owner")
         return key
 

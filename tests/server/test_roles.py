@@ -16,14 +16,14 @@ import aiohttp
 import pytest
 import websockets
 
+from voicestream.rest.resources import POOL
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 
 @pytest.fixture
 async def keys(server) -> dict[str, str]:
     """An owner's and a viewer's key of one fresh workspace."""
-    repo = ApiKeyRepository(server.app[RUNTIME].pool)
+    repo = ApiKeyRepository(server.app[POOL])
     workspace = f"roles-{uuid.uuid4().hex[:8]}"
     _, owner = await repo.create(workspace=workspace, role="owner")
     _, viewer = await repo.create(workspace=workspace, role="viewer")

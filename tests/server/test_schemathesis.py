@@ -26,8 +26,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from fixtures_services import unique_name
 from helpers import StartedServer
+from voicestream.rest.resources import POOL
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 EXAMPLES_PER_OPERATION = 6
 # Synthesis and transcription (covered by their own tests with real audio) and WebRTC offers
@@ -110,7 +110,7 @@ def _exercise(operation: Any, base_url: str, key: str, findings: Findings) -> No
 async def test_no_operation_answers_5xx_or_breaks_its_schema(server: StartedServer) -> None:
     document = await _document(server)
     # A workspace of its own: what the examples create or delete touches no other test.
-    _, key = await ApiKeyRepository(server.app[RUNTIME].pool).create(
+    _, key = await ApiKeyRepository(server.app[POOL]).create(
         workspace=unique_name("openapi"), role="owner"
     )
     findings = await asyncio.to_thread(_run, document, server.url, key)

@@ -20,8 +20,8 @@ import aiohttp
 
 from helpers import StartedServer
 from server.workspace_people import Person, call, house_error, team
+from voicestream.rest.resources import POOL, USAGE
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 TEXT = "Hello."  # 6 characters: three fit in a quota of 20, a fourth does not
 QUOTA = 20
@@ -89,7 +89,7 @@ async def test_concurrent_requests_of_one_seat_never_overshoot_its_quota(
     assert (await _tts(http, server, owner.token))[0] == 200
 
     # A key the member made is the member's seat too: no stepping around the quota.
-    _, key = await ApiKeyRepository(server.app[RUNTIME].pool).create(
+    _, key = await ApiKeyRepository(server.app[POOL]).create(
         workspace_id=UUID(workspace_id), role="editor", created_by_user_id=editor.user.id
     )
     status, body = await _tts(http, server, key)
@@ -125,7 +125,7 @@ async def test_a_socket_whose_key_comes_inside_refuses_in_its_own_protocol(
     owner, editor = people["owner"], people["editor"]
     status, _ = await _set_quotas(http, server, owner, workspace_id, editor, {"tts_characters": 0})
     assert status == 200
-    _, key = await ApiKeyRepository(server.app[RUNTIME].pool).create(
+    _, key = await ApiKeyRepository(server.app[POOL]).create(
         workspace_id=UUID(workspace_id), role="editor", created_by_user_id=editor.user.id
     )
     url = f"{server.ws_url}/elevenlabs/v1/text-to-speech/slt/stream-input?output_format=pcm_16000"
@@ -200,13 +200,13 @@ async def test_usage_by_seat_and_who_sees_which(
     _, workspace_id, people = await team(server)
     owner, admin, editor, viewer = (people[r] for r in ("owner", "admin", "editor", "viewer"))
     ws = UUID(workspace_id)
-    usage = server.app[RUNTIME].usage
+    usage = server.app[USAGE]
     await usage.record((ws, None, editor.user.id), "tts_characters", 40)
     await usage.record((ws, None, viewer.user.id), "stt_seconds", 3.5)
     await usage.record((ws, None, viewer.user.id), "tts_characters", 2)
     await usage.record(ws, "conversation_seconds", 60)  # of no seat (a widget's ticket)
     # A key's usage is its maker's.
-    made, _ = await ApiKeyRepository(server.app[RUNTIME].pool).create(
+    made, _ = await ApiKeyRepository(server.app[POOL]).create(
         workspace_id=ws, role="editor", created_by_user_id=editor.user.id
     )
     await usage.record((ws, made.id), "tts_characters", 2)
@@ -262,3 +262,29 @@ async def test_usage_by_seat_and_who_sees_which(
     assert status == 404, body
     status, body = await call(http, server, "GET", "/v1/usage?user_id=nobody", token=owner.token)
     assert status == 422, body
+
+
+async def test_the_member_list_shows_each_seats_own_quotas(
+    server: StartedServer, http: aiohttp.ClientSession
+) -> None:
+    _, workspace_id, people = await team(server)
+    owner, editor, viewer = people["owner"], people["editor"], people["viewer"]
+    status, _ = await _set_quotas(
+        http, server, owner, workspace_id, editor, {"tts_characters": 40, "stt_seconds": 2.5}
+    )
+    assert status == 200
+
+    # Any member reads the list; null is "none of their own" (the server's default applies).
+    status, body = await call(
+        http, server, "GET", f"/v1/workspaces/{workspace_id}/members", token=viewer.token
+    )
+    assert status == 200, body
+    seats = {member["user_id"]: member["quotas"] for member in body["members"]}
+    assert seats[editor.id] == {
+        "tts_characters": 40,
+        "stt_seconds": 2.5,
+        "conversation_seconds": None,
+    }
+    none_set = {"tts_characters": None, "stt_seconds": None, "conversation_seconds": None}
+    assert seats[owner.id] == seats[viewer.id] == none_set
+    assert len(seats) == 4

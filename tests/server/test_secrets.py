@@ -17,8 +17,8 @@ from fakes.openai_server import FakeOpenAI
 from server.convai_client import ConvaiClient
 from server.waiting import eventually, wait_for_change
 from server.webrtc_client import WAIT_S, Client, client_offer
+from voicestream.rest.resources import POOL
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 RunningServer = Any  # tests/conftest.py's RunningServer, reached through the fixture
 
@@ -58,7 +58,7 @@ def every_log_record() -> Iterator[_EveryRecord]:
 
 
 async def _new_key(server: RunningServer, workspace: str = "secrets") -> tuple[str, str]:
-    record, key = await ApiKeyRepository(server.app[RUNTIME].pool).create(workspace=workspace)
+    record, key = await ApiKeyRepository(server.app[POOL]).create(workspace=workspace)
     return str(record.id), key
 
 
@@ -126,7 +126,7 @@ LLM_KEY = "sk-proj-SecretLLMKey0123456789abcdefWXYZ"
 async def test_an_agents_llm_key_is_encrypted_at_rest_and_never_shown(
     server: RunningServer,
 ) -> None:
-    pool = server.app[RUNTIME].pool
+    pool = server.app[POOL]
     async with FakeOpenAI() as fake, aiohttp.ClientSession() as s:
         fake.reply_text("The garage is open all night.")
         body = {
@@ -197,7 +197,7 @@ class _Frames:
 
 
 async def _revoke_and_expect_close(server: RunningServer, key_id: str, frames: _Frames) -> Any:
-    await ApiKeyRepository(server.app[RUNTIME].pool).revoke(key_id)
+    await ApiKeyRepository(server.app[POOL]).revoke(key_id)
     await asyncio.wait_for(frames.reader, REVOKED_WITHIN_S)
     assert frames.ws.close_code == 4401
     assert isinstance(frames.items[-1], str), "audio arrived after the error event"
@@ -337,7 +337,7 @@ async def test_a_revoked_keys_phone_call_is_closed_the_carriers_way(server: Runn
             }
         )
         await frames.first_message()  # the greeting's media: the call is up
-        await ApiKeyRepository(server.app[RUNTIME].pool).revoke(key_id)
+        await ApiKeyRepository(server.app[POOL]).revoke(key_id)
         await asyncio.wait_for(frames.reader, REVOKED_WITHIN_S)
         assert ws.close_code == 4401
         sent = [json.loads(m) for m in frames.items if isinstance(m, str)]
@@ -366,7 +366,7 @@ async def test_revoking_a_key_hangs_up_its_webrtc_calls(server: RunningServer) -
             await client.wait_for(lambda e: e["type"] == "session")
             peers = server.app[WEBRTC_PEERS]
             assert answer["pc_id"] in peers
-            await ApiKeyRepository(server.app[RUNTIME].pool).revoke(key_id)
+            await ApiKeyRepository(server.app[POOL]).revoke(key_id)
             await eventually(
                 lambda: answer["pc_id"] not in peers,
                 within=REVOKED_WITHIN_S,

@@ -20,10 +20,10 @@ from fixtures_services import unique_name
 from helpers import StartedServer, settings_for_test_server, start_test_server
 from server.waiting import eventually
 from voicestream.engines.catalog import EngineRegistry
+from voicestream.rest.resources import POOL, REDIS
 from voicestream.store.embedded import ServiceURLs
 from voicestream.store.keys import ApiKeyRepository
 from voicestream.store.stream_leases import StreamLeases
-from voicestream.transports.context import RUNTIME
 
 CAP = 2
 LEASE_S = 1.0
@@ -35,7 +35,7 @@ class Capped:
 
     async def new_workspace_key(self) -> tuple[UUID, str]:
         """(workspace id, owner key) of a fresh workspace: all its slots free."""
-        repo = ApiKeyRepository(self.server.app[RUNTIME].pool)
+        repo = ApiKeyRepository(self.server.app[POOL])
         api_key, key = await repo.create(workspace=unique_name("streams"), role="owner")
         return api_key.workspace_id, key
 
@@ -142,9 +142,9 @@ async def test_the_slots_of_a_dead_holder_lapse(capped: Capped) -> None:
     """A process that dies holding slots stops renewing them; they lapse within a lease time
     and the workspace can stream again, without anyone releasing them."""
     workspace_id, key = await capped.new_workspace_key()
-    rt = capped.server.app[RUNTIME]
+    rt = capped.server.app
     # Another process's leases, as its crash leaves them: held, never renewed or released.
-    dead = StreamLeases(rt.redis, lease_s=LEASE_S)
+    dead = StreamLeases(rt[REDIS], lease_s=LEASE_S)
     for _ in range(CAP):
         assert await dead.acquire(workspace_id, CAP) is not None
     async with aiohttp.ClientSession() as s:
@@ -167,7 +167,7 @@ async def test_the_slots_of_a_dead_holder_lapse(capped: Capped) -> None:
 async def test_a_live_holder_keeps_its_slot_past_the_lease_time(capped: Capped) -> None:
     """Renewal: a socket open for several lease times still holds its slot."""
     workspace_id, key = await capped.new_workspace_key()
-    leases = StreamLeases(capped.server.app[RUNTIME].redis, lease_s=LEASE_S)
+    leases = StreamLeases(capped.server.app[REDIS], lease_s=LEASE_S)
     async with aiohttp.ClientSession() as s:
         ws = await _tts_socket(s, capped.server, key)
         try:

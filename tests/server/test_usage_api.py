@@ -22,9 +22,9 @@ import pytest
 from fixtures_services import unique_name
 from helpers import StartedServer, settings_for_test_server, start_test_server
 from voicestream.engines.catalog import EngineRegistry
+from voicestream.rest.resources import POOL, USAGE
 from voicestream.store.embedded import ServiceURLs
 from voicestream.store.keys import ApiKeyRepository
-from voicestream.transports.context import RUNTIME
 
 QUOTA_CHARS = 20
 TEXT = "Hello."  # 6 characters: three fit in the quota, a fourth does not
@@ -36,7 +36,7 @@ class Metered:
 
     async def key(self, workspace: str | None = None) -> tuple[UUID, UUID, str]:
         """(workspace id, key id, key) of a new owner key, in a fresh workspace by default."""
-        repo = ApiKeyRepository(self.server.app[RUNTIME].pool)
+        repo = ApiKeyRepository(self.server.app[POOL])
         api_key, key = await repo.create(workspace=workspace or unique_name("usage"), role="owner")
         return api_key.workspace_id, api_key.id, key
 
@@ -118,7 +118,7 @@ async def test_usage_pages_by_key_and_by_day(metered: Metered) -> None:
     workspace_id, first_id, key = await metered.key(workspace)
     _, second_id, _ = await metered.key(workspace)
     _, _, stranger = await metered.key()
-    usage = metered.server.app[RUNTIME].usage
+    usage = metered.server.app[USAGE]
     await usage.record((workspace_id, first_id), "tts_characters", 100)
     await usage.record((workspace_id, first_id), "stt_seconds", 2.5)
     await usage.record((workspace_id, second_id), "conversation_seconds", 90)

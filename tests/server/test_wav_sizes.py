@@ -17,7 +17,7 @@ import av
 import pytest
 from waiting import eventually
 
-from voicestream.transports.context import RUNTIME
+from voicestream.rest.resources import METRICS
 
 ONE_CLAUSE = "Good morning."
 SEVERAL_CLAUSES = (
@@ -133,7 +133,7 @@ async def test_whole_file_routes_have_real_sizes_for_long_text(server: Any) -> N
 
 
 def active(server: Any, kind: str) -> float:
-    value = server.app[RUNTIME].metrics.registry.get_sample_value(
+    value = server.app[METRICS].registry.get_sample_value(
         "voicestream_active_streams", {"kind": kind}
     )
     return value or 0.0

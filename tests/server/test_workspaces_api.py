@@ -17,8 +17,8 @@ import pytest
 from server.auth_calls import mails_to
 from server.workspace_people import Person, call, house_error, person, team
 from voicestream.rest.auth import ACCOUNTS
+from voicestream.rest.resources import POOL
 from voicestream.store.users import UserRepository
-from voicestream.transports.context import RUNTIME
 
 _TOKEN = re.compile(r"vse_[A-Za-z0-9_-]{43}")
 
@@ -121,7 +121,7 @@ async def test_an_expired_invitation_is_refused(server, http) -> None:
     )
     assert status == 201, invitation
     token = await _invitation_token(server, invitee.user.email)
-    await server.app[RUNTIME].pool.execute(
+    await server.app[POOL].execute(
         "UPDATE invitations SET expires_at = now() - interval '1 second' WHERE id = $1",
         uuid.UUID(invitation["id"]),
     )
@@ -333,7 +333,7 @@ async def test_a_user_creates_and_lists_workspaces(server, http) -> None:
 
 async def test_a_user_with_no_membership_may_accept_an_invitation(server, http) -> None:
     _, workspace_id, people = await team(server)
-    users = UserRepository(server.app[RUNTIME].pool)
+    users = UserRepository(server.app[POOL])
     user = await users.create(f"new.{uuid.uuid4().hex[:10]}@example.com", None, verified=False)
     newcomer = Person(user, server.app[ACCOUNTS].access.issue(user.id))
     status, data = await call(

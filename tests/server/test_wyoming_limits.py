@@ -32,10 +32,10 @@ from voicestream.config import load_settings
 from voicestream.engines.catalog import EngineRegistry, build_default_registry
 from voicestream.engines.pocketsphinx_stt import PocketsphinxSTT
 from voicestream.engines.whisper_stt import WhisperSTT
+from voicestream.rest.resources import METRICS, POOL, USAGE
 from voicestream.server.app import create_app
 from voicestream.store.embedded import ServiceURLs
 from voicestream.store.workspaces import find_workspace
-from voicestream.transports.context import RUNTIME
 from voicestream.transports.wyoming_tcp import USAGE_WORKSPACE, WYOMING
 
 MAX_CONNECTIONS = 2
@@ -54,13 +54,13 @@ class App:
         return AsyncTcpClient("127.0.0.1", self.port, connect_timeout=30, read_timeout=SOON_S)
 
     def gauge(self, kind: str) -> float:
-        value = self.runner.app[RUNTIME].metrics.registry.get_sample_value(
+        value = self.runner.app[METRICS].registry.get_sample_value(
             "voicestream_active_streams", {"kind": kind}
         )
         return value or 0.0
 
     def errors(self, code: str) -> float:
-        value = self.runner.app[RUNTIME].metrics.registry.get_sample_value(
+        value = self.runner.app[METRICS].registry.get_sample_value(
             "voicestream_client_errors_total", {"code": code}
         )
         return value or 0.0
@@ -271,10 +271,10 @@ def _silence(seconds: float) -> Event:
 
 
 async def _usage(app: App) -> dict[str, float]:
-    rt = app.runner.app[RUNTIME]
-    workspace = await find_workspace(rt.pool, USAGE_WORKSPACE)
+    rt = app.runner.app
+    workspace = await find_workspace(rt[POOL], USAGE_WORKSPACE)
     assert workspace is not None
-    return await rt.usage.totals(workspace)
+    return await rt[USAGE].totals(workspace)
 
 
 async def test_stt_past_the_cap_gets_a_busy_error(

@@ -35,10 +35,10 @@ from wyoming.tts import (
 from helpers import corpus_wer, normalize, sentences
 from voicestream.config import load_settings
 from voicestream.engines.catalog import EngineRegistry
+from voicestream.rest.resources import METRICS, POOL, USAGE
 from voicestream.server.app import create_app
 from voicestream.store.embedded import ServiceURLs
 from voicestream.store.workspaces import find_workspace
-from voicestream.transports.context import RUNTIME
 from voicestream.transports.wyoming_tcp import USAGE_WORKSPACE, WYOMING
 
 MAX_WER = 0.35
@@ -188,10 +188,10 @@ def to_22050_stereo(pcm16k: bytes) -> bytes:
 
 
 async def usage_totals(app: WyomingApp) -> dict[str, float]:
-    rt = app.app[RUNTIME]
-    workspace = await find_workspace(rt.pool, USAGE_WORKSPACE)
+    rt = app.app
+    workspace = await find_workspace(rt[POOL], USAGE_WORKSPACE)
     assert workspace is not None
-    return await rt.usage.totals(workspace)
+    return await rt[USAGE].totals(workspace)
 
 
 # ---- describe, ping -------------------------------------------------------------------------
@@ -366,9 +366,9 @@ async def test_streaming_synthesis(wyoming: WyomingApp) -> None:
 
 
 async def stt_records_after(app: WyomingApp, last_id: int) -> list[tuple[int, float]]:
-    rt = app.app[RUNTIME]
-    workspace = await find_workspace(rt.pool, USAGE_WORKSPACE)
-    rows = await rt.pool.fetch(
+    rt = app.app
+    workspace = await find_workspace(rt[POOL], USAGE_WORKSPACE)
+    rows = await rt[POOL].fetch(
         "SELECT id, quantity FROM usage_records WHERE workspace_id = $1 "
         "AND kind = 'stt_seconds' AND id > $2 ORDER BY id",
         workspace,
@@ -378,7 +378,7 @@ async def stt_records_after(app: WyomingApp, last_id: int) -> list[tuple[int, fl
 
 
 def active_stt(app: WyomingApp) -> float:
-    value = app.app[RUNTIME].metrics.registry.get_sample_value(
+    value = app.app[METRICS].registry.get_sample_value(
         "voicestream_active_streams", {"kind": "wyoming_stt"}
     )
     return value or 0.0

@@ -9,8 +9,8 @@ import aiohttp
 
 from server.auth_calls import house_error
 from voicestream.rest.auth import ACCOUNTS
+from voicestream.rest.resources import POOL
 from voicestream.store.users import User, UserRepository
-from voicestream.transports.context import RUNTIME
 
 __all__ = ["Person", "call", "house_error", "person", "team", "workspace_id_of"]
 
@@ -27,14 +27,14 @@ class Person:
 
 async def person(server: Any, workspace: str | None = None, role: str = "owner") -> Person:
     """A user (no password: no argon2 work), ``role`` of ``workspace`` (fresh if None)."""
-    users = UserRepository(server.app[RUNTIME].pool)
+    users = UserRepository(server.app[POOL])
     user = await users.create(f"m.{uuid.uuid4().hex[:10]}@Example.com", None, verified=True)
     await users.set_membership(user.id, workspace or f"team-{uuid.uuid4().hex[:8]}", role)
     return Person(user, server.app[ACCOUNTS].access.issue(user.id))
 
 
 async def workspace_id_of(server: Any, person: Person) -> str:
-    (membership,) = await UserRepository(server.app[RUNTIME].pool).memberships(person.user.id)
+    (membership,) = await UserRepository(server.app[POOL]).memberships(person.user.id)
     return str(membership.workspace_id)
 
 
@@ -42,7 +42,7 @@ async def team(server: Any) -> tuple[str, str, dict[str, Person]]:
     """A workspace (name, id) with a member of every role."""
     owner = await person(server)
     workspace_id = await workspace_id_of(server, owner)
-    (membership,) = await UserRepository(server.app[RUNTIME].pool).memberships(owner.user.id)
+    (membership,) = await UserRepository(server.app[POOL]).memberships(owner.user.id)
     name = membership.workspace_name
     people = {"owner": owner}
     for role in ("admin", "editor", "viewer"):

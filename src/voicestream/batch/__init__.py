@@ -1,1 +1,1 @@
-"""Batch jobs, workers and webhooks (later issues)."""
+"""Batch submission from the command line: ``voicestream batch submit SPEC.json``."""

@@ -182,6 +182,13 @@ class Accounts:
         if token_shape_ok(refresh_token, REFRESH_TOKEN_PREFIX):
             await self.tokens.revoke_family_of(hash_token(refresh_token))
 
+    async def sign_out_everywhere(self, user_id: UUID) -> list[UUID]:
+        """End every session of the user: all refresh tokens revoked, and access tokens
+        issued before now refused at once (the middleware reads the user on each request).
+        Returns the workspaces they are a member of: what they opened there must close
+        (``Members.sessions_ended``)."""
+        return await self.users.end_sessions(user_id, time.time())
+
     async def request_magic_link(self, email: str) -> None:
         user = await self.users.by_email(email)
         if user is not None and user.active:

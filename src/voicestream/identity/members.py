@@ -4,14 +4,14 @@ The rules live here; ``rest/workspaces.py`` is the HTTP shell, ``store/members.p
 ``store/invitations.py`` hold the SQL, and ``identity/policy.py`` has already refused
 editors and viewers before any of this runs.
 
-What an admin may not do: anything that makes or unmakes an owner (invite one, promote
-someone to owner, change or remove an owner). Owners may do all of it, except leave the
-workspace without an owner (409). A removed member loses the workspace at once: the auth
-middleware reads the membership on every request, and the keys they made there are revoked
-in the same transaction. What they opened with their session or a ticket they minted closes
-too, as it does when they are made a viewer (who may open nothing): at once in this process
-(``on_access_lost``, the socket registry's hook), within the registry's poll in the others;
-their keys' sockets close within that poll.
+What an admin may not do: anything that makes or unmakes an owner (invite one or cancel an
+owner's invitation, promote someone to owner, change or remove an owner). Owners may do all
+of it, except leave the workspace without an owner (409). A removed member loses the
+workspace at once: the auth middleware reads the membership on every request, and the keys
+they made there are revoked in the same transaction. What they opened with their session or
+a ticket they minted closes too, as it does when they are made a viewer (who may open
+nothing): at once in this process (``on_access_lost``, the socket registry's hook), within
+the registry's poll in the others; their keys' sockets close within that poll.
 """
 
 from __future__ import annotations
@@ -121,6 +121,25 @@ class Members:
             case _:
                 raise NotFound(_BAD_INVITATION)
 
+    async def cancel_invitation(self, principal: Principal, invitation_id: UUID) -> Invitation:
+        """Cancel a pending (or expired) invitation: its token then fails like an unknown one.
+
+        Raises NotFound (none here), Forbidden (an admin and an owner's invitation, which only
+        an owner may make) or Conflict (already accepted: remove the member instead).
+        """
+        invitation = await self.invitations.get(principal.workspace_id, invitation_id)
+        if invitation.role == "owner":
+            _refuse_owner_change(principal, "cancel an owner's invitation")
+        cancelled = await self.invitations.cancel(principal.workspace_id, invitation_id)
+        if cancelled is None:
+            # Accepted (perhaps just now), or cancelled by someone else just now: NotFound.
+            await self.invitations.get(principal.workspace_id, invitation_id)
+            raise Conflict(
+                "this invitation was already accepted; remove the member instead",
+                details={"invitation_id": str(invitation_id)},
+            )
+        return cancelled
+
     async def change_role(
         self, principal: Principal, user_id: UUID, role: Role
     ) -> tuple[Role, Member]:
@@ -142,6 +161,12 @@ class Members:
         removal = await self.members.remove(principal.workspace_id, user_id)
         await self._access_lost(principal.workspace_id, user_id)
         return removal
+
+    async def sessions_ended(self, user_id: UUID, workspace_ids: list[UUID]) -> None:
+        """The user signed out everywhere: what they opened in these workspaces with a
+        session, or a ticket a session minted, closes as on a removal (the same hook)."""
+        for workspace_id in workspace_ids:
+            await self._access_lost(workspace_id, user_id)
 
     async def _access_lost(self, workspace_id: UUID, user_id: UUID) -> None:
         # The change is made; a hook that fails leaves the closing to the registry's poll.

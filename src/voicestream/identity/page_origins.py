@@ -252,7 +252,7 @@ async def require_origin(request: web.Request, workspace_id: UUID | str) -> None
     if pending.allowed_for == wanted:
         return
     key = _page_key(pending.origin)
-    listed = await request.app[PAGE_ORIGINS].allowed_for(wanted)
+    listed = await request.config_dict[PAGE_ORIGINS].allowed_for(wanted)
     if key is None or key not in listed:
         raise origin_refused(pending.origin)
     pending.allowed_for = wanted

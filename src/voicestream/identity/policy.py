@@ -66,13 +66,31 @@ ObjectKind = Literal[
     "api_key",
     "workspace",
     "member",
+    "invitation",
+    "webhook",
+    "webhook_delivery",
+    "job",
+    "file",
     "voice",
     "model",
     "provider",
 ]
 # Objects that belong to one workspace; voices, models and sign-in providers are the server's.
 TENANT_OBJECTS: Final[frozenset[ObjectKind]] = frozenset(
-    {"agent", "document", "conversation", "history_item", "api_key", "workspace", "member"}
+    {
+        "agent",
+        "document",
+        "conversation",
+        "history_item",
+        "api_key",
+        "workspace",
+        "member",
+        "invitation",
+        "webhook",
+        "webhook_delivery",
+        "job",
+        "file",
+    }
 )
 _PARAMETER_OBJECTS: Final[Mapping[str, ObjectKind]] = {
     "agent_id": "agent",
@@ -82,6 +100,11 @@ _PARAMETER_OBJECTS: Final[Mapping[str, ObjectKind]] = {
     "key_id": "api_key",
     "workspace_id": "workspace",
     "user_id": "member",
+    "invitation_id": "invitation",
+    "webhook_id": "webhook",
+    "delivery_id": "webhook_delivery",
+    "job_id": "job",
+    "file_id": "file",
     "voice_id": "voice",
     "model": "model",
     "provider": "provider",
@@ -146,6 +169,26 @@ GET     /v1/audit-logs                                                  member  
 GET     /v1/api-keys                                                    member        admin  admin
 POST    /v1/api-keys                                                    member        admin  admin
 DELETE  /v1/api-keys/{key_id}                                           member        admin  admin
+GET     /v1/jobs                                                        member        jobs   viewer
+POST    /v1/jobs                                                        member        jobs   editor
+GET     /v1/jobs/{job_id}                                               member        jobs   viewer
+POST    /v1/jobs/{job_id}/cancel                                        member        jobs   editor
+POST    /v1/files                                                       member        jobs   editor
+POST    /v1/files/uploads                                               member        jobs   editor
+GET     /v1/files/{file_id}                                             member        jobs   viewer
+DELETE  /v1/files/{file_id}                                             member        jobs   editor
+GET     /v1/files/signed/download                                       public
+PUT     /v1/files/signed/upload                                         public
+GET     /v1/webhooks                                                    member        jobs   admin
+POST    /v1/webhooks                                                    member        jobs   admin
+GET     /v1/webhooks/{webhook_id}                                       member        jobs   admin
+PATCH   /v1/webhooks/{webhook_id}                                       member        jobs   admin
+DELETE  /v1/webhooks/{webhook_id}                                       member        jobs   admin
+GET     /v1/webhooks/{webhook_id}/deliveries                            member        jobs   admin
+GET     /v1/webhooks/{webhook_id}/deliveries/{delivery_id}              member        jobs   admin
+POST    /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver    member        jobs   admin
+POST    /v1/webhooks/{webhook_id}/test                                  member        jobs   admin
+GET     /v1/credits                                                     member        jobs   viewer
 GET     /v1/workspaces                                                  user_session
 POST    /v1/workspaces                                                  user_session
 POST    /v1/invitations/accept                                          user_session
@@ -153,6 +196,8 @@ GET     /v1/workspaces/{workspace_id}                                   member  
 PATCH   /v1/workspaces/{workspace_id}                                   member        admin  admin
 GET     /v1/workspaces/{workspace_id}/members                           member        admin  viewer
 POST    /v1/workspaces/{workspace_id}/invitations                       member        admin  admin
+GET     /v1/workspaces/{workspace_id}/invitations                       member        admin  admin
+DELETE  /v1/workspaces/{workspace_id}/invitations/{invitation_id}       member        admin  admin
 PATCH   /v1/workspaces/{workspace_id}/members/{user_id}                 member        admin  admin
 DELETE  /v1/workspaces/{workspace_id}/members/{user_id}                 member        admin  admin
 
@@ -161,6 +206,7 @@ POST    /v1/auth/verify-email                                           sign_in
 POST    /v1/auth/login                                                  sign_in
 POST    /v1/auth/refresh                                                sign_in
 POST    /v1/auth/logout                                                 sign_in
+POST    /v1/auth/logout-everywhere                                      user_session
 POST    /v1/auth/magic-link                                             sign_in
 POST    /v1/auth/magic-link/redeem                                      sign_in
 POST    /v1/auth/password-reset                                         sign_in
@@ -225,11 +271,15 @@ GET     /v1/telephony/vonage/answer                                     member  
 POST    /v1/telephony/vonage/answer                                     member        convai editor
 """
 # Notes on the table, where the reason is not the general rule:
+# - the signed file URLs (/v1/files/signed/…) are public: their HMAC signature, minted by a
+#   member's GET or POST, is the credential, checked by the handler (rest/files.py);
 # - the signed-URL GETs and the Vonage answer GET act: they mint credentials a conversation
 #   can be opened with; the history download is a POST that only reads;
 # - Twilio's voice webhook may prove itself with X-Twilio-Signature instead of a key, and the
 #   sockets a browser or a carrier opens take a ticket, a public agent or the key in the
 #   query or the first message (ElevenLabs' TTS and Scribe sockets);
+# - webhooks are the workspace's administration, reads included (where its events go, and
+#   their log), under the ``jobs`` scope whose events they carry;
 # - /v1/usage and the member list are the workspace's administration (the ``admin`` scope)
 #   but readable by any member (rest/usage.py narrows what a member sees).
 

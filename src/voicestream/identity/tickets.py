@@ -13,9 +13,10 @@ use. The end user a ticket names is the only one its conversation may speak for.
 
 A ticket speaks for whoever minted it: the API key (claim ``key``), or the signed-in member
 (claim ``usr``). It opens nothing once that key is revoked, or once that member has left the
-workspace, been made a viewer or been disabled (``check_minter``), although its signature still
-verifies; a lapsed member's ticket is refused exactly like a forged one. What it opened closes
-then too (``transports/socket_registry.py``).
+workspace, been made a viewer or been disabled, or signed out everywhere since it was minted
+(``check_minter``), although its signature still verifies; a lapsed member's ticket is
+refused exactly like a forged one. What it opened closes then too
+(``transports/socket_registry.py``).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class Ticket:
     expires_at: int  # unix seconds
     key_id: UUID | None = None  # the API key that minted it; None in tickets from before
     user_id: UUID | None = None  # the signed-in member who minted it
+    issued_at: float = 0.0  # unix seconds: refused once its minter signed out everywhere
 
 
 def family_of(transport: str) -> Family:
@@ -113,7 +115,9 @@ def mint_ticket(
 ) -> str:
     """``key_id``: the API key of the call that mints it, ``user_id`` the signed-in member (a
     user session); the ticket dies with that key, or with that member's access."""
-    now = int(time.time())
+    # Milliseconds, as access tokens: a ticket minted just after signing out everywhere
+    # (with a new session) must not count as minted before it.
+    now = round(time.time(), 3)
     claims: dict[str, object] = {
         "iss": _ISSUER,
         "aud": _AUDIENCE,
@@ -121,7 +125,7 @@ def mint_ticket(
         "wsp": workspace_id,
         "fam": family,
         "iat": now,
-        "exp": now + ttl_s,
+        "exp": int(now) + ttl_s,
         "jti": uuid.uuid4().hex,
     }
     if end_user_id:
@@ -179,6 +183,7 @@ def verify_ticket(secret: str, token: str, *, family: Family) -> Ticket:
         int(exp) if isinstance(exp, int | float) else 0,
         _uuid_claim(claims.get("key")),
         _uuid_claim(claims.get("usr")),
+        float(iat) if isinstance(iat := claims["iat"], int | float) else 0.0,
     )
 
 
@@ -201,7 +206,8 @@ async def check_minter(keys: ApiKeyRepository, members: MemberRepository, ticket
             workspace_id = UUID(ticket.workspace_id)
         except ValueError:
             raise AuthError("invalid conversation ticket") from None
-        if await members.lapsed_among([(workspace_id, ticket.user_id)]):
+        minter = (workspace_id, ticket.user_id)
+        if await members.lapsed_among([minter], issued_at=ticket.issued_at):
             # As a forged ticket: it says nothing of who was removed.
             raise AuthError("invalid conversation ticket")
 

@@ -8,12 +8,14 @@ the container.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 import av
 import numpy as np
 
+from voicestream.media.chapter_marks import ChapterMark, av_chapters, vorbis_chapter_tags
 from voicestream.media.formats import AudioFormat, Codec
 from voicestream.media.g711 import pcm16_to_alaw, pcm16_to_ulaw
 from voicestream.media.resample import Resampler
@@ -136,14 +138,24 @@ class _MuxEncoder(StreamEncoder):
 
     __slots__ = ("_container", "_pts", "_resampler", "_sink", "_stream", "_time_base")
 
-    def __init__(self, fmt: AudioFormat, input_rate: int) -> None:
+    def __init__(
+        self, fmt: AudioFormat, input_rate: int, chapters: Sequence[ChapterMark] = ()
+    ) -> None:
         super().__init__(fmt, input_rate)
         spec = _MUX_SPECS[fmt.codec]
         self._resampler = Resampler(input_rate, fmt.sample_rate)
         self._sink = _ByteSink()
+        options = spec.container_options
+        if chapters and fmt.codec is Codec.MP3:
+            # A whole file, not a live stream: an ID3v2.3 tag up front carries the CHAP frames.
+            options = {**options, "id3v2_version": "3"}
         self._container = av.open(
-            self._sink, mode="w", format=spec.muxer, container_options=spec.container_options
+            self._sink, mode="w", format=spec.muxer, container_options=options
         )
+        if chapters and fmt.codec is Codec.FLAC:
+            self._container.metadata.update(vorbis_chapter_tags(chapters))
+        elif chapters:
+            self._container.set_chapters(av_chapters(chapters))
         stream = self._container.add_stream(spec.codec, rate=fmt.sample_rate)
         if not isinstance(stream, av.AudioStream):
             raise TypeError(f"{spec.codec} is not an audio codec")
@@ -206,11 +218,19 @@ class _TempoEncoder(StreamEncoder):
         return self._inner.encode(tempo) + self._inner.finish()
 
 
-def make_encoder(fmt: AudioFormat, input_rate: int, *, speed: float = 1.0) -> StreamEncoder:
+def make_encoder(
+    fmt: AudioFormat,
+    input_rate: int,
+    *,
+    speed: float = 1.0,
+    chapters: Sequence[ChapterMark] = (),
+) -> StreamEncoder:
     """An encoder from mono s16le at ``input_rate`` to ``fmt`` (resampling as needed), played
-    ``speed`` times as fast with the pitch kept when that is not 1."""
+    ``speed`` times as fast with the pitch kept when that is not 1, with ``chapters`` marked
+    where the container has chapter markers (MP3, Ogg Opus, FLAC; see media/chapter_marks.py,
+    which also writes WAV's)."""
     if speed != 1.0:
         return _TempoEncoder(fmt, input_rate, speed)
     if fmt.codec in _MUX_SPECS:
-        return _MuxEncoder(fmt, input_rate)
+        return _MuxEncoder(fmt, input_rate, chapters)
     return _RawEncoder(fmt, input_rate)

@@ -36,9 +36,9 @@ from .resources import AGENTS, KNOWLEDGE, MEDIA_EXECUTOR, REGISTRY, SETTINGS
 from .secret_fields import optional_secret
 
 __all__ = [
+    "AGENTS_PREFIX",
     "MAX_DOCUMENT_CHARS",
     "MAX_KNOWLEDGE_CHARS",
-    "ROUTES",
     "AgentCreateBody",
     "AgentDetail",
     "AgentList",
@@ -47,6 +47,7 @@ __all__ = [
     "DocumentBody",
     "DocumentList",
     "DocumentModel",
+    "agents_app",
 ]
 
 log = logging.getLogger(__name__)
@@ -565,13 +566,22 @@ def _document_name(name: str) -> str:
     return name or "document"
 
 
-ROUTES: Final = [
-    web.post("/v1/agents", create_agent),
-    web.get("/v1/agents", list_agents, allow_head=False),
-    web.get("/v1/agents/{agent_id}", get_agent, allow_head=False),
-    web.patch("/v1/agents/{agent_id}", patch_agent),
-    web.delete("/v1/agents/{agent_id}", delete_agent),
-    web.post("/v1/agents/{agent_id}/documents", add_document),
-    web.get("/v1/agents/{agent_id}/documents", list_documents, allow_head=False),
-    web.delete("/v1/agents/{agent_id}/documents/{document_id}", delete_document),
-]
+AGENTS_PREFIX: Final = "/v1/agents"
+
+
+def agents_app() -> web.Application:
+    """The sub-app to mount at ``AGENTS_PREFIX`` (paths relative to it; "" is the prefix)."""
+    app = web.Application()
+    app.add_routes(
+        [
+            web.post("", create_agent),
+            web.get("", list_agents, allow_head=False),
+            web.get("/{agent_id}", get_agent, allow_head=False),
+            web.patch("/{agent_id}", patch_agent),
+            web.delete("/{agent_id}", delete_agent),
+            web.post("/{agent_id}/documents", add_document),
+            web.get("/{agent_id}/documents", list_documents, allow_head=False),
+            web.delete("/{agent_id}/documents/{document_id}", delete_document),
+        ]
+    )
+    return app

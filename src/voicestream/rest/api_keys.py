@@ -19,20 +19,21 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from ..errors import Forbidden, NotFound, ValidationFailed
 from ..identity.audit_trail import audit
 from ..identity.request_principal import principal_of
-from ..store.keys import SCOPES, ApiKey, ApiKeyRepository, Role, Scope
+from ..store.keys import SCOPES, ApiKey, Role, Scope
 from .bodies import read_model
+from .resources import API_KEYS
 from .secret_fields import shown_once
 
 __all__ = [
     "API_KEYS",
-    "ROUTES",
+    "API_KEYS_PREFIX",
     "ApiKeyList",
     "ApiKeyModel",
     "CreateApiKeyBody",
     "CreatedApiKey",
+    "api_keys_app",
 ]
 
-API_KEYS: web.AppKey[ApiKeyRepository] = web.AppKey("voicestream_api_keys", ApiKeyRepository)
 
 _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -157,8 +158,17 @@ async def revoke_key(request: web.Request) -> web.Response:
     return web.json_response(text=ApiKeyModel.of(key).model_dump_json())
 
 
-ROUTES: Final = [
-    web.post("/v1/api-keys", create_key),
-    web.get("/v1/api-keys", list_keys, allow_head=False),
-    web.delete("/v1/api-keys/{key_id}", revoke_key),
-]
+API_KEYS_PREFIX: Final = "/v1/api-keys"
+
+
+def api_keys_app() -> web.Application:
+    """The sub-app to mount at ``API_KEYS_PREFIX`` (paths relative to it; "" is the prefix)."""
+    app = web.Application()
+    app.add_routes(
+        [
+            web.post("", create_key),
+            web.get("", list_keys, allow_head=False),
+            web.delete("/{key_id}", revoke_key),
+        ]
+    )
+    return app

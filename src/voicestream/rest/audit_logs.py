@@ -23,7 +23,13 @@ from ..identity.request_principal import principal_of
 from ..protocols.json_messages import validate_model
 from ..store.audit import MAX_PAGE_SIZE, AuditEntry, AuditFilters
 
-__all__ = ["ROUTES", "AuditEntryModel", "AuditLogPage", "AuditLogQuery"]
+__all__ = [
+    "AUDIT_LOGS_PREFIX",
+    "AuditEntryModel",
+    "AuditLogPage",
+    "AuditLogQuery",
+    "audit_logs_app",
+]
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=320)]
 
@@ -125,4 +131,11 @@ async def list_audit_logs(request: web.Request) -> web.Response:
     return web.json_response(text=body.model_dump_json())
 
 
-ROUTES: Final = [web.get("/v1/audit-logs", list_audit_logs, allow_head=False)]
+AUDIT_LOGS_PREFIX: Final = "/v1/audit-logs"
+
+
+def audit_logs_app() -> web.Application:
+    """The sub-app to mount at ``AUDIT_LOGS_PREFIX`` ("" is the prefix itself)."""
+    app = web.Application()
+    app.add_routes([web.get("", list_audit_logs, allow_head=False)])
+    return app

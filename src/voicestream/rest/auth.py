@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from ..errors import AuthError
 from ..identity.accounts import MAX_EMAIL_CHARS, Accounts, TokenPair, check_email
 from ..identity.audit_trail import audit
+from ..identity.members import MEMBERS
 from ..identity.passwords import MAX_PASSWORD_CHARS
 from ..identity.second_factor import MfaChallenge
 from ..identity.sign_in_limits import SIGN_IN_LIMITS
@@ -192,6 +193,23 @@ async def logout(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def logout_everywhere(request: web.Request) -> web.Response:
+    user = await signed_in_user(request)
+    workspace_ids = await request.config_dict[ACCOUNTS].sign_out_everywhere(user.id)
+    # The hook a removal uses: their session's and tickets' sockets close here at once.
+    await request.config_dict[MEMBERS].sessions_ended(user.id, workspace_ids)
+    # After the fact: signing out stands whether or not the entry could be written (503).
+    await audit(
+        request,
+        "auth.signed_out_everywhere",
+        "user",
+        user.id,
+        actor=Actor(display=user.email, user_id=user.id),
+        workspace_id=None,
+    )
+    return web.Response(status=204)
+
+
 async def request_magic_link(request: web.Request) -> web.Response:
     body = await read_model(request, EmailBody)
     await request.config_dict[ACCOUNTS].request_magic_link(body.email)
@@ -261,13 +279,15 @@ async def me(request: web.Request) -> web.Response:
 
 
 def add_auth_routes(app: web.Application) -> None:
-    """Mount ``/v1/auth/…``; the app must hold ``ACCOUNTS`` by the time requests arrive."""
-    p = AUTH_PREFIX
+    """Add ``/v1/auth/…`` to the auth sub-app (``rest/auth_domain.py``, paths relative to
+    ``AUTH_PREFIX``); the root app must hold ``ACCOUNTS`` by the time requests arrive."""
+    p = "/"
     app.router.add_post(p + "signup", sign_up)
     app.router.add_post(p + "verify-email", verify_email)
     app.router.add_post(p + "login", login)
     app.router.add_post(p + "refresh", refresh)
     app.router.add_post(p + "logout", logout)
+    app.router.add_post(p + "logout-everywhere", logout_everywhere)
     app.router.add_post(p + "magic-link", request_magic_link)
     app.router.add_post(p + "magic-link/redeem", redeem_magic_link)
     app.router.add_post(p + "password-reset", request_password_reset)

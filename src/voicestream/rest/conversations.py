@@ -18,7 +18,14 @@ from ..identity.request_principal import principal_of
 from ..store.conversations import Conversation, Turn, TurnRole
 from .resources import CONVERSATIONS
 
-__all__ = ["ROUTES", "ConversationModel", "ConversationSummary", "SessionList", "TurnModel"]
+__all__ = [
+    "CONVERSATIONS_PREFIX",
+    "ConversationModel",
+    "ConversationSummary",
+    "SessionList",
+    "TurnModel",
+    "conversations_app",
+]
 
 
 class TurnModel(BaseModel):
@@ -121,7 +128,17 @@ async def get_session(request: web.Request) -> web.Response:
     return web.json_response(text=body.model_dump_json())
 
 
-ROUTES: Final = [
-    web.get("/v1/convai/sessions", list_sessions, allow_head=False),
-    web.get("/v1/convai/sessions/{conversation_id}", get_session, allow_head=False),
-]
+CONVERSATIONS_PREFIX: Final = "/v1/convai/sessions"
+
+
+def conversations_app() -> web.Application:
+    """The sub-app to mount at ``CONVERSATIONS_PREFIX`` (paths relative to it; "" is the
+    prefix). The rest of ``/v1/convai/`` (sockets, tickets, WebRTC) stays in the transports."""
+    app = web.Application()
+    app.add_routes(
+        [
+            web.get("", list_sessions, allow_head=False),
+            web.get("/{conversation_id}", get_session, allow_head=False),
+        ]
+    )
+    return app

@@ -23,7 +23,7 @@ from ..identity.second_factor import SecondFactors
 from ..identity.sign_in_limits import SIGN_IN_LIMITS
 from ..store.audit import Actor
 from ..store.users import User
-from .auth import ACCOUNTS, AUTH_PREFIX, signed_in_user, tokens_response
+from .auth import ACCOUNTS, signed_in_user, tokens_response
 from .bodies import read_model
 from .secret_fields import SECRET_INPUT, optional_secret, shown_once
 
@@ -183,8 +183,9 @@ async def verify(request: web.Request) -> web.Response:
 
 
 def add_mfa_routes(app: web.Application) -> None:
-    """Mount ``/v1/auth/mfa/…``; uses ``ACCOUNTS`` like the rest of ``/v1/auth/``."""
-    p = AUTH_PREFIX + "mfa"
+    """Add ``/v1/auth/mfa/…`` to the auth sub-app (``rest/auth_domain.py``, paths relative to
+    ``AUTH_PREFIX``); uses ``ACCOUNTS`` like the rest of ``/v1/auth/``."""
+    p = "/mfa"
     app.router.add_get(p, get_status)
     app.router.add_post(p + "/totp", start_totp)
     app.router.add_post(p + "/totp/confirm", confirm_totp)

@@ -18,7 +18,14 @@ from multidict import MultiDict
 from ..errors import BadRequest, PayloadTooLarge, VoiceStreamError
 from ..protocols.json_messages import invalid_text_reason
 
-__all__ = ["MAX_FIELD_BYTES", "Form", "UploadedFile", "read_form", "read_form_fields"]
+__all__ = [
+    "MALFORMED_MULTIPART",
+    "MAX_FIELD_BYTES",
+    "Form",
+    "UploadedFile",
+    "read_form",
+    "read_form_fields",
+]
 
 MAX_FIELD_BYTES = 64 * 1024  # any field but the file: names, options, prompts
 
@@ -33,6 +40,8 @@ _MALFORMED: tuple[type[Exception], ...] = (
     BadContentDispositionHeader,
     BadContentDispositionParam,
 )
+# For routes that stream a part rather than read it whole (rest/files.py).
+MALFORMED_MULTIPART = _MALFORMED
 
 
 @dataclass(frozen=True, slots=True)

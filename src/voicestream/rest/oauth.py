@@ -122,9 +122,11 @@ async def callback(request: web.Request) -> web.Response:
 
 
 def add_oauth_routes(app: web.Application) -> None:
-    """Mount ``/v1/auth/oauth/…``; the app must hold ``OAUTH_SIGN_IN`` by the time requests
+    """Add ``/v1/auth/oauth/…`` to the auth sub-app (``rest/auth_domain.py``, paths relative
+    to ``AUTH_PREFIX``); the root app must hold ``OAUTH_SIGN_IN`` by the time requests
     arrive."""
-    app.router.add_get(_PREFIX + "providers", list_providers)
-    app.router.add_get(_PREFIX + "{provider}/start", start)
-    app.router.add_get(_PREFIX + "{provider}/callback", callback)
-    app.router.add_post(_PREFIX + "{provider}/callback", callback)
+    p = "/oauth/"
+    app.router.add_get(p + "providers", list_providers)
+    app.router.add_get(p + "{provider}/start", start)
+    app.router.add_get(p + "{provider}/callback", callback)
+    app.router.add_post(p + "{provider}/callback", callback)

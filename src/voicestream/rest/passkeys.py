@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from ..identity.audit_trail import audit
 from ..identity.passkeys import Passkeys, RelyingParty
 from ..store.audit import Actor
-from .auth import ACCOUNTS, AUTH_PREFIX, signed_in_user, tokens_response
+from .auth import ACCOUNTS, signed_in_user, tokens_response
 from .bodies import read_model
 
 __all__ = ["add_passkey_routes"]
@@ -102,8 +102,9 @@ async def sign_in(request: web.Request) -> web.Response:
 
 
 def add_passkey_routes(app: web.Application) -> None:
-    """Mount ``/v1/auth/passkeys/…``; uses ``ACCOUNTS`` like the rest of ``/v1/auth/``."""
-    p = AUTH_PREFIX + "passkeys/"
+    """Add ``/v1/auth/passkeys/…`` to the auth sub-app (``rest/auth_domain.py``, paths
+    relative to ``AUTH_PREFIX``); uses ``ACCOUNTS`` like the rest of ``/v1/auth/``."""
+    p = "/passkeys/"
     app.router.add_post(p + "register/options", registration_options)
     app.router.add_post(p + "register/verify", register)
     app.router.add_post(p + "login/options", authentication_options)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 from uuid import UUID
 
 from aiohttp import web
@@ -30,7 +30,9 @@ from ..store.keys import Principal
 from ..store.usage import USAGE_KINDS, UsageRepository, decode_cursor
 from .resources import SETTINGS, USAGE
 
-__all__ = ["UsagePage", "get_usage"]
+__all__ = ["USAGE_PREFIX", "UsagePage", "get_usage", "usage_app"]
+
+USAGE_PREFIX: Final = "/v1/usage"
 
 
 class UsageQuery(BaseModel):
@@ -114,6 +116,13 @@ async def _seat_quotas(
         QuotaModel(kind=kind, limit=_float(own.get(kind, seat_quota_default(settings, kind))))
         for kind in USAGE_KINDS
     ]
+
+
+def usage_app() -> web.Application:
+    """The sub-app to mount at ``USAGE_PREFIX`` ("" is the prefix itself)."""
+    app = web.Application()
+    app.add_routes([web.get("", get_usage)])
+    return app
 
 
 async def get_usage(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ through (``SESSION_PATHS``) and they check the access token themselves, as ``GET
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Final
@@ -35,7 +36,10 @@ from ..identity.members import MEMBERS, Members
 from ..identity.page_origins import MAX_ORIGINS, PAGE_ORIGINS
 from ..identity.quotas import set_seat_quotas
 from ..identity.request_principal import principal_of
+from ..protocols.json_messages import validate_model
 from ..store.audit import Actor
+from ..store.invitations import MAX_PAGE_SIZE as MAX_INVITATION_PAGE
+from ..store.invitations import Invitation, InvitationStatus
 from ..store.keys import KEY_PREFIX, Principal, Role
 from ..store.members import Member
 from ..store.usage import USAGE_KINDS, UsageKind
@@ -46,11 +50,14 @@ from .resources import USAGE
 from .secret_fields import SECRET_INPUT
 
 __all__ = [
+    "INVITATIONS_PREFIX",
     "MEMBERS",
-    "ROUTES",
     "SESSION_PATHS",
+    "WORKSPACES_PREFIX",
     "AcceptedInvitation",
     "InvitationModel",
+    "InvitationPage",
+    "InvitationQuery",
     "MemberChangeBody",
     "MemberList",
     "MemberModel",
@@ -59,6 +66,8 @@ __all__ = [
     "WorkspaceModel",
     "WorkspaceSettingsBody",
     "WorkspaceSettingsModel",
+    "invitations_app",
+    "workspaces_app",
 ]
 
 SESSION_PATHS: Final = frozenset({"/v1/workspaces", "/v1/invitations/accept"})
@@ -148,10 +157,6 @@ class MemberModel(BaseModel):
         )
 
 
-class MemberList(BaseModel):
-    members: list[MemberModel]
-
-
 class SeatQuotasModel(BaseModel):
     """The member's own quotas (null: none of their own, the server's default applies)."""
 
@@ -164,13 +169,46 @@ class SeatModel(MemberModel):
     quotas: SeatQuotasModel
 
 
+class MemberList(BaseModel):
+    members: list[SeatModel]
+
+
 class InvitationModel(BaseModel):
+    """An invitation, never its token (the mail has it; the server keeps only a hash)."""
+
     id: UUID
     workspace_id: UUID
     email: str
     role: Role
+    status: InvitationStatus
     created_at: datetime
     expires_at: datetime
+    accepted_at: datetime | None = None
+
+    @classmethod
+    def of(cls, invitation: Invitation) -> InvitationModel:
+        return cls(
+            id=invitation.id,
+            workspace_id=invitation.workspace_id,
+            email=invitation.email,
+            role=invitation.role,
+            status=invitation.status,
+            created_at=invitation.created_at,
+            expires_at=invitation.expires_at,
+            accepted_at=invitation.accepted_at,
+        )
+
+
+class InvitationQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: InvitationStatus = "pending"
+    limit: int = Field(50, ge=1, le=MAX_INVITATION_PAGE)
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+class InvitationPage(BaseModel):
+    invitations: list[InvitationModel]
+    next_cursor: str | None  # None on the last page
 
 
 class AcceptedInvitation(BaseModel):
@@ -271,7 +309,15 @@ async def accept_invitation(request: web.Request) -> web.Response:
 async def list_members(request: web.Request) -> web.Response:
     principal = _in_workspace(request)
     members = await _members(request).members.list(principal.workspace_id)
-    return _json(MemberList(members=[MemberModel.of(m) for m in members]))
+    quotas = await request.config_dict[USAGE].seat_quotas_of_members(principal.workspace_id)
+    return _json(
+        MemberList(members=[_seat(member, quotas.get(member.user_id, {})) for member in members])
+    )
+
+
+def _seat(member: Member, quotas: Mapping[UsageKind, Decimal]) -> SeatModel:
+    own = SeatQuotasModel(**{kind: float(value) for kind, value in quotas.items()})
+    return SeatModel(**MemberModel.of(member).model_dump(), quotas=own)
 
 
 async def invite(request: web.Request) -> web.Response:
@@ -285,17 +331,39 @@ async def invite(request: web.Request) -> web.Response:
         invitation.id,
         details={"email": invitation.email, "role": invitation.role},
     )
-    return _json(
-        InvitationModel(
-            id=invitation.id,
-            workspace_id=invitation.workspace_id,
-            email=invitation.email,
-            role=invitation.role,
-            created_at=invitation.created_at,
-            expires_at=invitation.expires_at,
-        ),
-        201,
+    return _json(InvitationModel.of(invitation), 201)
+
+
+async def list_invitations(request: web.Request) -> web.Response:
+    principal = _in_workspace(request)
+    query = validate_model(InvitationQuery, dict(request.query), "the query")
+    page = await _members(request).invitations.list(
+        principal.workspace_id, query.status, limit=query.limit, cursor=query.cursor
     )
+    body = InvitationPage(
+        invitations=[InvitationModel.of(invitation) for invitation in page.invitations],
+        next_cursor=page.next_cursor,
+    )
+    return _json(body)
+
+
+async def cancel_invitation(request: web.Request) -> web.Response:
+    principal = _in_workspace(request)
+    raw = request.match_info["invitation_id"]
+    try:
+        invitation_id = UUID(raw)
+    except ValueError:
+        raise NotFound("no such invitation", details={"invitation_id": raw}) from None
+    invitation = await _members(request).cancel_invitation(principal, invitation_id)
+    # After the fact: the invitation is gone; a failed entry is reported as a 503.
+    await audit(
+        request,
+        "member.invitation_cancelled",
+        "invitation",
+        invitation.id,
+        details={"email": invitation.email, "role": invitation.role},
+    )
+    return web.Response(status=204)
 
 
 async def change_member(request: web.Request) -> web.Response:
@@ -333,8 +401,7 @@ async def change_member(request: web.Request) -> web.Response:
     else:
         member = await members.members.get(principal.workspace_id, user_id)
         quotas = await usage.seat_quotas(principal.workspace_id, user_id)
-    own = SeatQuotasModel(**{kind: float(value) for kind, value in quotas.items()})
-    return _json(SeatModel(**MemberModel.of(member).model_dump(), quotas=own))
+    return _json(_seat(member, quotas))
 
 
 async def remove_member(request: web.Request) -> web.Response:
@@ -385,15 +452,34 @@ def _settings(principal: Principal, origins: list[str]) -> WorkspaceSettingsMode
     )
 
 
-_IN_WORKSPACE: Final = "/v1/workspaces/{workspace_id}"
-ROUTES: Final = [
-    web.get(_IN_WORKSPACE, get_workspace, allow_head=False),
-    web.patch(_IN_WORKSPACE, change_workspace),
-    web.get("/v1/workspaces", list_workspaces, allow_head=False),
-    web.post("/v1/workspaces", create_workspace),
-    web.post("/v1/invitations/accept", accept_invitation),
-    web.get(_IN_WORKSPACE + "/members", list_members, allow_head=False),
-    web.post(_IN_WORKSPACE + "/invitations", invite),
-    web.patch(_IN_WORKSPACE + "/members/{user_id}", change_member),
-    web.delete(_IN_WORKSPACE + "/members/{user_id}", remove_member),
-]
+WORKSPACES_PREFIX: Final = "/v1/workspaces"
+INVITATIONS_PREFIX: Final = "/v1/invitations"
+
+
+def workspaces_app() -> web.Application:
+    """The sub-app to mount at ``WORKSPACES_PREFIX`` (paths relative to it; "" is the prefix):
+    workspaces, their settings, members and invitations."""
+    app = web.Application()
+    app.add_routes(
+        [
+            web.get("/{workspace_id}", get_workspace, allow_head=False),
+            web.patch("/{workspace_id}", change_workspace),
+            web.get("", list_workspaces, allow_head=False),
+            web.post("", create_workspace),
+            web.get("/{workspace_id}/members", list_members, allow_head=False),
+            web.post("/{workspace_id}/invitations", invite),
+            web.get("/{workspace_id}/invitations", list_invitations, allow_head=False),
+            web.delete("/{workspace_id}/invitations/{invitation_id}", cancel_invitation),
+            web.patch("/{workspace_id}/members/{user_id}", change_member),
+            web.delete("/{workspace_id}/members/{user_id}", remove_member),
+        ]
+    )
+    return app
+
+
+def invitations_app() -> web.Application:
+    """The sub-app to mount at ``INVITATIONS_PREFIX``: accepting an invitation, which the
+    invited person does before they are a member of anything."""
+    app = web.Application()
+    app.add_routes([web.post("/accept", accept_invitation)])
+    return app

@@ -1,8 +1,9 @@
 """The application factory: every resource opened in a cleanup context, every route mounted.
 
-``create_app`` composes an ``aiohttp.web.Application`` (never subclassed). Resources live
-behind the typed ``RUNTIME`` key; their lifetimes are cleanup contexts, so a failed start undoes
-what had started, and shutdown runs in reverse order.
+``create_app`` composes an ``aiohttp.web.Application`` (never subclassed). Each shared resource
+lives behind its own typed app key (``rest/resources.py``); their lifetimes are cleanup
+contexts, so a failed start undoes what had started, and shutdown runs in reverse order. The
+REST domains are sub-apps, each owning its prefix.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from ..billing.ledger import CreditPolicy
+from ..billing.metering import CreditMeter
 from ..config import Settings
 from ..engines.agents.services import open_agent_services
 from ..engines.catalog import EngineRegistry, build_default_registry, finish_loading
@@ -22,41 +25,60 @@ from ..identity.accounts import open_accounts
 from ..identity.audit_trail import AUDIT_TRAIL, AuditTrail
 from ..identity.members import Members
 from ..identity.oauth_sign_in import open_oauth_sign_in
+from ..jobs.webhook_sender import run_webhook_sender
+from ..jobs.webhooks import Webhooks
 from ..observability.log_redaction import install_log_redaction
 from ..observability.loop_lag import monitor_loop_lag
 from ..observability.metrics import Metrics
 from ..observability.stt_pool_metrics import DecoderPoolCollector
-from ..rest.agents import ROUTES as AGENT_ROUTES
-from ..rest.api_keys import API_KEYS
-from ..rest.api_keys import ROUTES as API_KEY_ROUTES
-from ..rest.audit_logs import ROUTES as AUDIT_LOG_ROUTES
-from ..rest.auth import ACCOUNTS, add_auth_routes
-from ..rest.conversations import ROUTES as CONVERSATION_ROUTES
-from ..rest.mfa import add_mfa_routes
+from ..rest.agents import AGENTS_PREFIX, agents_app
+from ..rest.api_keys import API_KEYS_PREFIX, api_keys_app
+from ..rest.audit_logs import AUDIT_LOGS_PREFIX, audit_logs_app
+from ..rest.auth import ACCOUNTS
+from ..rest.auth_domain import AUTH_MOUNT, auth_app
+from ..rest.conversations import CONVERSATIONS_PREFIX, conversations_app
+from ..rest.credits import CREDITS_PREFIX, credits_app
+from ..rest.files import FILES, FILES_PREFIX, files_app
+from ..rest.jobs import JOBS_PREFIX, jobs_app
 from ..rest.model_catalog import list_models
-from ..rest.oauth import OAUTH_SIGN_IN, add_oauth_routes
-from ..rest.passkeys import add_passkey_routes
+from ..rest.oauth import OAUTH_SIGN_IN
 from ..rest.resources import (
+    AGENT_RESOLVER,
     AGENTS,
+    API_KEYS,
     CONVERSATIONS,
+    HISTORY,
     KNOWLEDGE,
     MEDIA_EXECUTOR,
+    METRICS,
+    POOL,
+    REDIS,
     REGISTRY,
+    SECRET_KEY,
     SETTINGS,
+    STT_EXECUTOR,
+    TTS_EXECUTORS,
     USAGE,
 )
-from ..rest.usage import get_usage
+from ..rest.usage import USAGE_PREFIX, usage_app
 from ..rest.voices import list_voices
-from ..rest.workspaces import MEMBERS
-from ..rest.workspaces import ROUTES as WORKSPACE_ROUTES
+from ..rest.webhooks import WEBHOOKS, WEBHOOKS_PREFIX, webhooks_app
+from ..rest.workspaces import (
+    INVITATIONS_PREFIX,
+    MEMBERS,
+    WORKSPACES_PREFIX,
+    invitations_app,
+    workspaces_app,
+)
 from ..store.audit import AuditLog
 from ..store.conversation_upkeep import open_conversations
+from ..store.files import open_file_store
 from ..store.history import HistoryRepository
 from ..store.keys import ApiKeyRepository
-from ..store.secrets import load_or_create_secret
+from ..store.secrets import SecretBox, load_or_create_secret
 from ..store.services import open_services
 from ..store.usage import UsageRepository
-from ..transports.context import RUNTIME, Runtime
+from ..store.webhooks import WebhookRepository
 from ..transports.convai_ws import ws_convai
 from ..transports.elevenlabs_agents import add_elevenlabs_agents_routes
 from ..transports.elevenlabs_dialogue import add_elevenlabs_dialogue_routes
@@ -82,6 +104,7 @@ from ..transports.ws_tts import ws_tts
 from ..transports.wyoming_tcp import wyoming_server
 from .api_docs import add_api_docs
 from .health import healthz, metrics, readyz
+from .jobs_runtime import SERVICE_URLS, jobs_runtime
 from .middleware import auth_middleware, error_middleware
 from .origin import add_page_origins, origin_middleware
 from .parser_refusals import install_json_parser_refusals
@@ -122,6 +145,9 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     )
     app.cleanup_ctx.append(_runtime(settings, registry))
     app.cleanup_ctx.append(_loop_lag_monitor)
+    app.cleanup_ctx.append(_webhooks)  # endpoints, and the sender of their deliveries
+    app.cleanup_ctx.append(_files)  # object storage and file rows (app[FILES])
+    app.cleanup_ctx.append(jobs_runtime)  # job submission, the outbox relay, a worker
     add_page_origins(app)  # workspaces' own Origin lists (before the socket registry)
     add_socket_registry(app)  # revoking a key closes its open sockets and calls
     add_limits(app)  # request rates and stream slots in Redis (after the runtime)
@@ -131,20 +157,25 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/voices", list_voices)
     app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/v1/usage", get_usage)  # the workspace's usage, paged
+    app.add_subapp(USAGE_PREFIX, usage_app())  # the workspace's usage, paged
     app.router.add_post("/v1/tts", post_tts)
     app.router.add_get("/v1/tts/stream", ws_tts)
     app.router.add_post("/v1/stt", post_stt)
     app.router.add_get("/v1/stt/stream", ws_stt)
-    app.router.add_routes(AGENT_ROUTES)  # /v1/agents…: agents and their documents
-    app.router.add_routes(CONVERSATION_ROUTES)  # /v1/convai/sessions…: stored conversations
-    app.router.add_routes(AUDIT_LOG_ROUTES)  # /v1/audit-logs (app[AUDIT_TRAIL], below)
-    add_auth_routes(app)  # /v1/auth/…: sign-up, sign-in, sessions (app[ACCOUNTS], below)
-    app.router.add_routes(WORKSPACE_ROUTES)  # /v1/workspaces…, members, invitations
-    app.router.add_routes(API_KEY_ROUTES)  # /v1/api-keys
-    add_mfa_routes(app)  # /v1/auth/mfa/…: TOTP, recovery codes, sign-in's second step
-    add_passkey_routes(app)  # /v1/auth/passkeys/…: WebAuthn registration and sign-in
-    add_oauth_routes(app)  # /v1/auth/oauth/…: sign-in with Google, GitHub, Apple
+    # The REST domains, each a sub-app owning its prefix: this app's middlewares run for their
+    # routes, and their handlers read this app's resources through request.config_dict.
+    app.add_subapp(AGENTS_PREFIX, agents_app())  # agents and their documents
+    app.add_subapp(CONVERSATIONS_PREFIX, conversations_app())  # stored conversations
+    app.add_subapp(AUDIT_LOGS_PREFIX, audit_logs_app())  # app[AUDIT_TRAIL], below
+    # Sign-up, sessions, MFA, passkeys, OAuth (app[ACCOUNTS], app[OAUTH_SIGN_IN], below).
+    app.add_subapp(AUTH_MOUNT, auth_app())
+    app.add_subapp(WORKSPACES_PREFIX, workspaces_app())  # members, invitations, settings
+    app.add_subapp(INVITATIONS_PREFIX, invitations_app())
+    app.add_subapp(API_KEYS_PREFIX, api_keys_app())
+    app.add_subapp(WEBHOOKS_PREFIX, webhooks_app())  # endpoints, delivery log (app[WEBHOOKS])
+    app.add_subapp(JOBS_PREFIX, jobs_app())  # background jobs (app[JOBS])
+    app.add_subapp(FILES_PREFIX, files_app())  # uploads, job outputs, signed URLs
+    app.add_subapp(CREDITS_PREFIX, credits_app())  # balance, reservations, the ledger
     app.router.add_get("/v1/convai/stream", ws_convai)
     app.router.add_post("/v1/convai/tickets", post_ticket)
     add_openai_audio_routes(app)  # /openai/v1/audio/speech, /audio/transcriptions, /models
@@ -209,35 +240,28 @@ def _runtime(
                     AuditLog(services.pool), settings.trust_forwarded_headers
                 )
                 app[MEMBERS] = Members.open(services.pool, app[ACCOUNTS].mailer)
-                app[API_KEYS] = ApiKeyRepository(services.pool)
-                usage = UsageRepository(services.pool)
-                # One key per resource for rest/ (sub-apps read them via config_dict); the
-                # transports still read the same objects through RUNTIME.
+                # One typed key per shared resource (rest/resources.py).
                 app[SETTINGS] = settings
                 app[REGISTRY] = reg
+                app[TTS_EXECUTORS] = executors
+                app[STT_EXECUTOR] = stt_executor
                 app[MEDIA_EXECUTOR] = media_executor
-                app[USAGE] = usage
-                app[AGENTS] = agent_services.agents
-                app[CONVERSATIONS] = conversations
-                app[KNOWLEDGE] = agent_services.knowledge
-                app[RUNTIME] = Runtime(
-                    settings=settings,
-                    registry=reg,
-                    tts_executors=executors,
-                    stt_executor=stt_executor,
-                    media_executor=media_executor,
-                    metrics=_metrics(reg),
-                    pool=services.pool,
-                    redis=services.redis,
-                    keys=ApiKeyRepository(services.pool),
-                    usage=usage,
-                    history=HistoryRepository(services.pool),
-                    agents=agent_services.agents,
-                    conversations=conversations,  # durable: outbox, heartbeat, sweep
-                    knowledge=agent_services.knowledge,
-                    agent_resolver=agent_services.resolver,
-                    secret_key=secret_key,
+                app[METRICS] = _metrics(reg)
+                app[POOL] = services.pool
+                app[REDIS] = services.redis
+                app[SERVICE_URLS] = services.urls
+                app[API_KEYS] = ApiKeyRepository(services.pool)
+                # Every usage record also posts its credits (billing/metering.py).
+                app[USAGE] = UsageRepository(
+                    services.pool,
+                    CreditMeter(services.pool, CreditPolicy.from_settings(settings)),
                 )
+                app[HISTORY] = HistoryRepository(services.pool)
+                app[AGENTS] = agent_services.agents
+                app[CONVERSATIONS] = conversations  # durable: outbox, heartbeat, sweep
+                app[KNOWLEDGE] = agent_services.knowledge
+                app[AGENT_RESOLVER] = agent_services.resolver
+                app[SECRET_KEY] = secret_key
                 yield
             finally:
                 if loading is not None and not loading.done():
@@ -262,8 +286,26 @@ def _metrics(registry: EngineRegistry) -> Metrics:
     return metrics
 
 
+async def _webhooks(app: web.Application) -> AsyncIterator[None]:
+    """The workspaces' webhook endpoints, and this process's sender of their deliveries (each
+    server and worker runs one; they share the work through the database)."""
+    settings, secret_key = app[SETTINGS], app[SECRET_KEY]
+    repo = WebhookRepository(app[POOL])
+    box = SecretBox(secret_key)
+    app[WEBHOOKS] = Webhooks(repo, box, allow_private=settings.webhook_allow_private)
+    async with run_webhook_sender(app[POOL], settings, secret_key):
+        yield
+
+
+async def _files(app: web.Application) -> AsyncIterator[None]:
+    """Files: bytes in the configured object storage (local or S3), rows in PostgreSQL."""
+    async with open_file_store(app[SETTINGS], app[POOL], app[SECRET_KEY]) as files:
+        app[FILES] = files
+        yield
+
+
 async def _loop_lag_monitor(app: web.Application) -> AsyncIterator[None]:
-    observe = app[RUNTIME].metrics.loop_lag.observe
+    observe = app[METRICS].loop_lag.observe
     task = asyncio.create_task(monitor_loop_lag(observe), name="loop-lag")
     yield
     task.cancel()

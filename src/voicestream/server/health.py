@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import ServiceUnavailable
-from ..transports.context import RUNTIME
+from ..rest.resources import METRICS, POOL, REDIS, REGISTRY
 
 __all__ = ["healthz", "metrics", "readyz"]
 
@@ -22,28 +22,28 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
+    rt = request.app
     checks: dict[str, bool] = {}
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
-            checks["database"] = await rt.pool.fetchval("SELECT 1") == 1
+            checks["database"] = await rt[POOL].fetchval("SELECT 1") == 1
     except Exception as exc:
         log.warning("readiness: database check failed: %s", exc)
         checks["database"] = False
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
-            checks["redis"] = bool(await rt.redis.ping())
+            checks["redis"] = bool(await rt[REDIS].ping())
     except Exception as exc:
         log.warning("readiness: redis check failed: %s", exc)
         checks["redis"] = False
-    for name, ok in rt.registry.ready().items():
+    for name, ok in rt[REGISTRY].ready().items():
         checks[f"engine:{name}"] = ok
     ready = all(checks.values())
     body: dict[str, object] = {"status": "ready" if ready else "not_ready", "checks": checks}
     if not ready:
         # Engines are false while their models still load at start-up, or after one failed.
         body["not_ready"] = sorted(name for name, ok in checks.items() if not ok)
-        body["loading"] = not rt.registry.warmed
+        body["loading"] = not rt[REGISTRY].warmed
     return web.json_response(
         body,
         status=200 if ready else 503,
@@ -53,6 +53,6 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    body = generate_latest(rt.metrics.registry)
+    rt = request.app
+    body = generate_latest(rt[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

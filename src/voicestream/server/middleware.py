@@ -16,9 +16,10 @@ from ..identity import policy
 from ..identity.page_origins import require_origin
 from ..rest.auth import ACCOUNTS
 from ..rest.openapi import WORKSPACE_HEADER
+from ..rest.resources import API_KEYS, METRICS
 from ..store.keys import KEY_PREFIX, Principal
 from ..store.services import outage_error
-from ..transports.context import PRINCIPAL, RUNTIME
+from ..transports.context import PRINCIPAL
 from .request_validation import CLIENT_FAULTS, check_request_text
 from .route_policy import rule_of
 
@@ -51,7 +52,7 @@ def _route_name(request: web.Request) -> str:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    metrics = request.app[RUNTIME].metrics if RUNTIME in request.app else None
+    metrics = request.app[METRICS] if METRICS in request.app else None
     status = 500
     try:
         check_request_text(request)
@@ -203,7 +204,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             raise AuthError(
                 "missing API key: send 'Authorization: Bearer <key>' or 'xi-api-key: <key>'"
             )
-        principal = await request.app[RUNTIME].keys.authenticate(key)
+        principal = await request.app[API_KEYS].authenticate(key)
         if principal is None:
             raise AuthError("invalid or revoked API key")
     # Role and scope rules, before any handler (and so before any WebSocket upgrade).

@@ -36,6 +36,9 @@ from ..rest.auth import (
     TokenResponse,
 )
 from ..rest.conversations import ConversationModel, SessionList
+from ..rest.credits import CreditsQuery, CreditsResponse
+from ..rest.files import FileModel, UploadBody, UploadModel
+from ..rest.jobs import JobListQuery, JobModel, JobPageModel, JobSubmitBody
 from ..rest.mfa import (
     ConfirmBody,
     DisableBody,
@@ -48,6 +51,7 @@ from ..rest.model_catalog import ModelList
 from ..rest.oauth import OAuthProvidersResponse, OAuthStartQuery, OAuthStartResponse
 from ..rest.openapi import (
     AUDIO_BODY,
+    BINARY,
     MULTIPART,
     NO_CONTENT,
     OK,
@@ -61,11 +65,24 @@ from ..rest.openapi import (
 from ..rest.passkeys import CredentialBody, OptionsResponse, PasskeyModel
 from ..rest.usage import UsagePage, UsageQuery
 from ..rest.voices import VoiceList
+from ..rest.webhooks import (
+    CreatedWebhook,
+    CreateWebhookBody,
+    DeliveryDetailModel,
+    DeliveryModel,
+    DeliveryPage,
+    DeliveryQuery,
+    WebhookList,
+    WebhookModel,
+    WebhookPatchBody,
+)
 from ..rest.workspaces import (
     AcceptBody,
     AcceptedInvitation,
     CreateWorkspaceBody,
     InvitationModel,
+    InvitationPage,
+    InvitationQuery,
     InviteBody,
     MemberChangeBody,
     MemberList,
@@ -105,6 +122,14 @@ _CONVAI_WS: Final = (
     "agent's id."
 )
 _CARRIER_WS: Final = "The carrier's media-stream protocol (its own JSON events, base64 audio)."
+# What the server signs into a file URL; used exactly as given.
+_SIGNED_QUERY: Final = {
+    "key": STRING,
+    "expires": STRING,
+    "signature": STRING,
+    "filename": STRING,
+    "type": STRING,
+}
 OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
     # --- service -------------------------------------------------------------------------
     ("GET", "/healthz"): Op("Liveness: the process answers", "service", auth="public"),
@@ -218,6 +243,13 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         "auth",
         auth="public",
         body=RefreshBody,
+        responses={204: NO_CONTENT},
+    ),
+    ("POST", "/v1/auth/logout-everywhere"): Op(
+        "Sign out everywhere: every refresh token of the user revoked, access tokens issued "
+        "before now refused, and the sockets their sessions opened closed",
+        "auth",
+        auth="user",
         responses={204: NO_CONTENT},
     ),
     ("POST", "/v1/auth/magic-link"): Op(
@@ -387,6 +419,19 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         body=InviteBody,
         responses=ok(InvitationModel, 201, "Invited; the mail is on its way."),
     ),
+    ("GET", "/v1/workspaces/{workspace_id}/invitations"): Op(
+        "The workspace's invitations, newest first, paged: pending ones unless `status` says "
+        "otherwise (owners and admins)",
+        "workspaces",
+        query=InvitationQuery,
+        responses=ok(InvitationPage),
+    ),
+    ("DELETE", "/v1/workspaces/{workspace_id}/invitations/{invitation_id}"): Op(
+        "Cancel an invitation: its token no longer works (owners and admins; only an owner "
+        "cancels an owner's); an accepted one is 409",
+        "workspaces",
+        responses={204: NO_CONTENT},
+    ),
     ("PATCH", "/v1/workspaces/{workspace_id}/members/{user_id}"): Op(
         "Change a member's role or own quotas (owners and admins)",
         "workspaces",
@@ -411,6 +456,155 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         "Revoke an API key: sockets opened with it close",
         "api-keys",
         responses=ok(ApiKeyModel, description="The revoked key."),
+    ),
+    # --- jobs ---------------------------------------------------------------------------
+    ("POST", "/v1/jobs"): Op(
+        "Submit a background job (editor or above)",
+        "jobs",
+        description=(
+            "With an `Idempotency-Key` header, the same key and body give back the same job "
+            "(`Idempotent-Replayed: true`); the same key with another body is a 422, and while "
+            "the first request with that key is still in flight a 409."
+        ),
+        body=JobSubmitBody,
+        responses={
+            202: Resp(
+                "Accepted: the job, queued.",
+                model=JobModel,
+                headers={
+                    "Location": "The job's URL.",
+                    "Idempotent-Replayed": "`true` when an earlier request made the job.",
+                },
+            ),
+            409: Resp("A request with this Idempotency-Key is still in flight."),
+        },
+    ),
+    ("GET", "/v1/jobs"): Op(
+        "The workspace's jobs, newest first, paged and filtered by status and type",
+        "jobs",
+        query=JobListQuery,
+        responses=ok(JobPageModel),
+    ),
+    ("GET", "/v1/jobs/{job_id}"): Op(
+        "A job: status, progress, result or error", "jobs", responses=ok(JobModel)
+    ),
+    ("POST", "/v1/jobs/{job_id}/cancel"): Op(
+        "Cancel a job: at once when queued, at its next checkpoint when running",
+        "jobs",
+        responses={
+            202: Resp("The job, cancelled or being cancelled.", model=JobModel),
+            409: Resp("The job has already finished."),
+        },
+    ),
+    # --- files -----------------------------------------------------------------------------
+    ("POST", "/v1/files"): Op(
+        "Upload a file for jobs (editor or above): one multipart part named `file`, streamed",
+        "files",
+        body_media={
+            "multipart/form-data": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {"type": "string", "contentMediaType": "*/*"}},
+            }
+        },
+        responses={
+            201: Resp("Stored.", model=FileModel),
+            413: Resp("Past `VOICESTREAM_MAX_FILE_BYTES`: nothing was kept."),
+        },
+    ),
+    ("POST", "/v1/files/uploads"): Op(
+        "A signed, expiring URL to PUT a file's bytes to (editor or above)",
+        "files",
+        body=UploadBody,
+        responses=ok(UploadModel, 201, "The file id, and where and how to PUT its bytes."),
+    ),
+    ("GET", "/v1/files/{file_id}"): Op(
+        "A file's metadata and a signed download URL", "files", responses=ok(FileModel)
+    ),
+    ("DELETE", "/v1/files/{file_id}"): Op(
+        "Delete a file and its bytes (editor or above)", "files", responses={204: NO_CONTENT}
+    ),
+    ("GET", "/v1/files/signed/download"): Op(
+        "Download through a signed URL (from `GET /v1/files/{file_id}` or a job's result)",
+        "files",
+        auth="public",
+        params=_SIGNED_QUERY,
+        responses={
+            200: Resp("The file's bytes.", media="*/*", schema=BINARY),
+            403: Resp("The signature does not match."),
+            410: Resp("The URL has expired."),
+        },
+    ),
+    ("PUT", "/v1/files/signed/upload"): Op(
+        "Upload through a signed URL (from `POST /v1/files/uploads`)",
+        "files",
+        auth="public",
+        params=_SIGNED_QUERY,
+        body_media={"*/*": BINARY},
+        responses={
+            200: Resp("Stored.", model=FileModel),
+            403: Resp("The signature does not match."),
+            409: Resp("The bytes were already uploaded."),
+            410: Resp("The URL has expired."),
+            413: Resp("Past `VOICESTREAM_MAX_FILE_BYTES`: nothing was kept."),
+        },
+    ),
+    # --- webhooks (owners and admins) ----------------------------------------------------
+    ("POST", "/v1/webhooks"): Op(
+        "Add a webhook endpoint; its signing secret is shown this once",
+        "webhooks",
+        description="Events are sent as Standard Webhooks: `webhook-id`, `webhook-timestamp` "
+        "and `webhook-signature` headers. The URL must be a public address unless the "
+        "operator allows private ones.",
+        body=CreateWebhookBody,
+        responses=ok(CreatedWebhook, 201, "Created."),
+    ),
+    ("GET", "/v1/webhooks"): Op(
+        "The workspace's webhook endpoints, without their secrets",
+        "webhooks",
+        responses=ok(WebhookList),
+    ),
+    ("GET", "/v1/webhooks/{webhook_id}"): Op(
+        "A webhook endpoint", "webhooks", responses=ok(WebhookModel)
+    ),
+    ("PATCH", "/v1/webhooks/{webhook_id}"): Op(
+        "Change a webhook endpoint; enabled=true resumes one that was disabled",
+        "webhooks",
+        body=WebhookPatchBody,
+        responses=ok(WebhookModel),
+    ),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): Op(
+        "Delete a webhook endpoint and its delivery log",
+        "webhooks",
+        responses={204: NO_CONTENT},
+    ),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Op(
+        "An endpoint's deliveries, newest first, paged",
+        "webhooks",
+        query=DeliveryQuery,
+        responses=ok(DeliveryPage),
+    ),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}"): Op(
+        "A delivery with its payload and attempt log",
+        "webhooks",
+        responses=ok(DeliveryDetailModel),
+    ),
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): Op(
+        "Send a delivery again now, with a fresh round of retries",
+        "webhooks",
+        responses=ok(DeliveryModel, 202, "Queued."),
+    ),
+    ("POST", "/v1/webhooks/{webhook_id}/test"): Op(
+        "Send a webhook.test event to this endpoint",
+        "webhooks",
+        responses=ok(DeliveryModel, 202, "Queued."),
+    ),
+    # --- credits --------------------------------------------------------------------------
+    ("GET", "/v1/credits"): Op(
+        "The workspace's credits: balance, open reservations and the ledger, newest first",
+        "credits",
+        query=CreditsQuery,
+        responses=ok(CreditsResponse),
     ),
     # --- agents and conversations --------------------------------------------------------
     ("POST", "/v1/agents"): Op(

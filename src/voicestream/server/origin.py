@@ -40,7 +40,7 @@ from ..identity.page_origins import (
     PageOrigins,
     origin_refused,
 )
-from ..transports.context import RUNTIME
+from ..rest.resources import POOL, SETTINGS
 
 __all__ = ["BROWSER_PATHS", "add_page_origins", "origin_allowed", "origin_middleware"]
 
@@ -118,7 +118,7 @@ async def origin_middleware(request: web.Request, handler: Handler) -> web.Strea
     origin = request.headers.get(hdrs.ORIGIN)
     if origin is None or not _browser_facing(request):
         return await handler(request)
-    settings = request.app[RUNTIME].settings
+    settings = request.app[SETTINGS]
     listed = settings.allowed_origins
     allowed = frozenset(listed.split(",")) if listed else frozenset()
     if settings.public_origin is not None:
@@ -126,7 +126,7 @@ async def origin_middleware(request: web.Request, handler: Handler) -> web.Strea
     if origin_allowed(origin, _own_hosts(request, settings, origin), allowed):
         return await handler(request)
     if _acts_for_no_workspace(request):
-        if await request.app[PAGE_ORIGINS].listed_anywhere(origin):
+        if await request.config_dict[PAGE_ORIGINS].listed_anywhere(origin):
             return await handler(request)
         raise origin_refused(origin)
     pending = request[PAGE_ORIGIN] = PageOrigin(origin)
@@ -158,13 +158,15 @@ async def _refuse_unsettled_upgrade(request: web.Request, response: web.StreamRe
         return
     # A socket that learns its workspace from a message inside it opens for a page that some
     # workspace lists; that message's check decides. A page nobody lists is refused here.
-    if pending.checked_inside and await request.app[PAGE_ORIGINS].listed_anywhere(pending.origin):
+    if pending.checked_inside and await request.config_dict[PAGE_ORIGINS].listed_anywhere(
+        pending.origin
+    ):
         return
     raise origin_refused(pending.origin)
 
 
 async def _page_origins(app: web.Application) -> AsyncIterator[None]:
-    app[PAGE_ORIGINS] = PageOrigins(app[RUNTIME].pool)
+    app[PAGE_ORIGINS] = PageOrigins(app[POOL])
     yield
 
 

@@ -3,9 +3,14 @@
 It runs right after authentication. The sign-in routes (``SIGN_IN_PATHS``: login, sign-up,
 e-mail links, refresh, the second step, passkey and provider sign-in) carry no principal;
 each client address gets one GCRA bucket for all of them (``auth_rate_limit_*``), answered
-like the per-caller limit below. The per-account limits on guessing (wrong passwords per
-e-mail, wrong codes per user) are the handlers' (``identity/sign_in_limits.py``). Then, for
-every request that carries a principal:
+like the per-caller limit below. Enrolling a second factor (``ENROLMENT_PATHS``: TOTP's
+start, passkey registration) carries no principal either, and each request stores something
+(a sealed secret, a challenge): the same limits, in a bucket per user (the access token's
+subject, checked here by signature alone); without a valid token the handler refuses before
+any work, so those are not counted.
+The per-account limits on guessing (wrong passwords per e-mail, wrong codes per user) are
+the handlers' (``identity/sign_in_limits.py``). Then, for every request that carries a
+principal:
 
 1. **Rate.** One GCRA bucket per caller in Redis (``store/request_rates.py``): the signed-in
    user when there is one, else the API key. Past the burst: 429 ``rate_limited`` with
@@ -36,20 +41,29 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..errors import Busy
+from ..errors import AuthError, Busy
 from ..identity.audit_trail import client_ip
 from ..identity.quotas import require_headroom
 from ..identity.sign_in_limits import RATE_DECISION, SIGN_IN_LIMITS, SignInLimits
+from ..rest.auth import ACCOUNTS
+from ..rest.resources import REDIS, SETTINGS, USAGE
 from ..store.keys import Principal
 from ..store.request_rates import RequestRates
 from ..store.usage import UsageKind
-from ..transports.context import PRINCIPAL, RUNTIME
+from ..transports.context import PRINCIPAL
 from ..transports.stream_admission import STREAM_SLOT, FailOpen, stream_leases, stream_slot
 
-__all__ = ["SIGN_IN_PATHS", "STREAM_ROUTES", "add_limits", "rate_limit_middleware"]
+__all__ = [
+    "ENROLMENT_PATHS",
+    "SIGN_IN_PATHS",
+    "STREAM_ROUTES",
+    "add_limits",
+    "rate_limit_middleware",
+]
 
 # POSTs that anyone may send to get a session: what guessing and sign-up floods go through.
-# Logout and the routes that check an access token themselves are counted per user instead.
+# Second-factor enrolment is counted per user (``ENROLMENT_PATHS``); logout (a refresh
+# token in the body, nothing to guess) and the other routes of a signed-in person are not.
 SIGN_IN_PATHS: Final = frozenset(
     "/v1/auth/" + path
     for path in (
@@ -65,6 +79,11 @@ SIGN_IN_PATHS: Final = frozenset(
         "passkeys/login/options",
         "passkeys/login/verify",
     )
+)
+# POSTs of a signed-in person that store a new secret or challenge each time.
+ENROLMENT_PATHS: Final = frozenset(
+    "/v1/auth/" + path
+    for path in ("mfa/totp", "passkeys/register/options", "passkeys/register/verify")
 )
 # Sign-in with Google, GitHub, Apple: the start and the provider's callback.
 _SIGN_IN_PREFIXES: Final = ("/v1/auth/oauth/",)
@@ -114,10 +133,10 @@ def add_limits(app: web.Application) -> None:
 
 
 async def _open_rates(app: web.Application) -> AsyncIterator[None]:
-    rt = app[RUNTIME]
-    rates = RequestRates(rt.redis)
+    rt = app
+    rates = RequestRates(rt[REDIS])
     app[_RATES] = _Rates(rates, FailOpen("request rate limits"))
-    app[SIGN_IN_LIMITS] = SignInLimits(rates, rt.settings, FailOpen("sign-in failure limits"))
+    app[SIGN_IN_LIMITS] = SignInLimits(rates, rt[SETTINGS], FailOpen("sign-in failure limits"))
     yield
 
 
@@ -149,9 +168,12 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
         return await handler(request)
     if principal is None:
         if _is_sign_in(request):
-            await _limit_address(request, rates)
+            await _limit_sign_in(request, rates, None)
+        elif request.method == "POST" and request.path in ENROLMENT_PATHS:
+            if (user_id := _session_user(request)) is not None:
+                await _limit_sign_in(request, rates, user_id)
         return await handler(request)
-    settings = request.app[RUNTIME].settings
+    settings = request.app[SETTINGS]
     decision = await rates.fail_open.run(
         lambda: rates.rates.hit(
             _caller(principal),
@@ -171,10 +193,10 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
     kinds = _stream_kinds(request)
     if kinds is None:
         return await handler(request)
-    rt = request.app[RUNTIME]
+    rt = request.app
     for kind in kinds:
         # The principal, not just its workspace: its seat's own quota counts too.
-        await require_headroom(rt.usage, rt.settings, principal, kind)
+        await require_headroom(rt[USAGE], rt[SETTINGS], principal, kind)
     async with stream_slot(request.app, principal.workspace_id):
         request[STREAM_SLOT] = True
         return await handler(request)
@@ -187,19 +209,37 @@ def _is_sign_in(request: web.Request) -> bool:
     return request.method == "POST" and path in SIGN_IN_PATHS
 
 
-async def _limit_address(request: web.Request, rates: _Rates) -> None:
-    settings = request.config_dict[RUNTIME].settings
-    address = client_ip(request, trust_forwarded_headers=settings.trust_forwarded_headers)
+def _session_user(request: web.Request) -> str | None:
+    """The user id an access token in the request speaks for, by its signature alone (the
+    handler then checks the account); None without a valid one."""
+    header = request.headers.get("Authorization", "")
+    accounts = request.config_dict.get(ACCOUNTS)
+    if accounts is None or not header.lower().startswith("bearer "):
+        return None
+    try:
+        return str(accounts.access.verify(header[7:].strip()).user_id)
+    except AuthError:
+        return None
+
+
+async def _limit_sign_in(request: web.Request, rates: _Rates, user_id: str | None) -> None:
+    """The sign-in limits: per ``user_id`` when given, else per client address."""
+    settings = request.config_dict[SETTINGS]
+    if user_id is not None:
+        bucket, what = f"sign-in-user:{user_id}", "second-factor enrolments for this user"
+    else:
+        address = client_ip(request, trust_forwarded_headers=settings.trust_forwarded_headers)
+        bucket, what = f"sign-in-ip:{address}", "sign-in requests from this address"
     per_minute, burst = settings.auth_rate_limit_per_minute, settings.auth_rate_limit_burst
     decision = await rates.fail_open.run(
-        lambda: rates.rates.hit(f"sign-in-ip:{address}", per_minute=per_minute, burst=burst)
+        lambda: rates.rates.hit(bucket, per_minute=per_minute, burst=burst)
     )
     if decision is None:
         return
     request[RATE_DECISION] = decision
     if not decision.allowed:
         raise Busy(
-            f"too many sign-in requests from this address: at most {per_minute} a minute, "
+            f"too many {what}: at most {per_minute} a minute, "
             f"{burst} at once; retry in {decision.retry_after_s} s",
             details={"retry_after_s": decision.retry_after_s},
         )

@@ -2,20 +2,44 @@
 
 The token is stored as its SHA-256 only. Accepting takes a row lock on the invitation, so
 two uses of one token cannot both succeed; an invitation is used up only when it makes a
-membership (a wrong address or an existing membership leaves it usable).
+membership (a wrong address or an existing membership leaves it usable). Cancelling deletes
+a pending invitation under the same lock, so a token is either accepted or cancelled, never
+both; the audit log keeps the record of it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import builtins
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 from uuid import UUID
 
+from voicestream.errors import NotFound, ValidationFailed
 from voicestream.store import db
 from voicestream.store.keys import Role
 
-__all__ = ["Acceptance", "Invitation", "InvitationRepository"]
+__all__ = [
+    "INVITATION_STATUSES",
+    "MAX_PAGE_SIZE",
+    "Acceptance",
+    "Invitation",
+    "InvitationPage",
+    "InvitationRepository",
+    "InvitationStatus",
+]
+
+InvitationStatus = Literal["pending", "accepted", "expired"]
+INVITATION_STATUSES: Final[tuple[InvitationStatus, ...]] = ("pending", "accepted", "expired")
+MAX_PAGE_SIZE: Final = 200
+_STATUS_CONDITION: Final[dict[InvitationStatus, str]] = {
+    "pending": "accepted_at IS NULL AND expires_at > now()",
+    "accepted": "accepted_at IS NOT NULL",
+    "expired": "accepted_at IS NULL AND expires_at <= now()",
+}
+_CURSOR_PREFIX: Final = "inv:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +50,19 @@ class Invitation:
     role: Role
     created_at: datetime
     expires_at: datetime
+    accepted_at: datetime | None = None
+
+    @property
+    def status(self) -> InvitationStatus:
+        if self.accepted_at is not None:
+            return "accepted"
+        return "pending" if self.expires_at > datetime.now(self.expires_at.tzinfo) else "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationPage:
+    invitations: builtins.list[Invitation]
+    next_cursor: str | None  # None on the last page
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +74,37 @@ class Acceptance:
     invitation: Invitation | None = None
 
 
-_COLUMNS = "id, workspace_id, email, role, created_at, expires_at"
+_COLUMNS = "id, workspace_id, email, role, created_at, expires_at, accepted_at"
 
 
 def _invitation(row: db.Record) -> Invitation:
     return Invitation(**{name: row[name] for name in _COLUMNS.split(", ")})
+
+
+def _cursor(invitation: Invitation) -> str:
+    raw = f"{_CURSOR_PREFIX}{invitation.created_at.isoformat()}|{invitation.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str) -> tuple[datetime, UUID]:
+    """The (created_at, id) a cursor continues after; ValidationFailed for one we did not
+    hand out."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raw = ""
+    stamp, _, ident = raw.removeprefix(_CURSOR_PREFIX).partition("|")
+    after: tuple[datetime, UUID] | None
+    try:
+        after = datetime.fromisoformat(stamp), UUID(ident)
+    except ValueError:
+        after = None
+    if not raw.startswith(_CURSOR_PREFIX) or after is None or after[0].tzinfo is None:
+        raise ValidationFailed(
+            "cursor is not one this server handed out",
+            details={"fields": [{"field": "cursor", "message": "not a cursor of this list"}]},
+        )
+    return after
 
 
 class InvitationRepository:
@@ -113,3 +176,52 @@ class InvitationRepository:
                 user_id,
             )
             return Acceptance("joined", invitation)
+
+    async def list(
+        self,
+        workspace_id: UUID,
+        status: InvitationStatus,
+        *,
+        limit: int,
+        cursor: str | None = None,
+    ) -> InvitationPage:
+        """One page of the workspace's invitations in ``status``, newest first; ``cursor`` is
+        the previous page's ``next_cursor`` (ValidationFailed for one not handed out)."""
+        conditions = ["workspace_id = $1", _STATUS_CONDITION[status]]
+        args: builtins.list[object] = [workspace_id, limit + 1]
+        if cursor is not None:
+            # Keyset paging: stable however many invitations are made or cancelled meanwhile.
+            created_at, invitation_id = _after(cursor)
+            conditions.append("(created_at, id) < ($3, $4)")
+            args += [created_at, invitation_id]
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM invitations WHERE {' AND '.join(conditions)} "
+            "ORDER BY created_at DESC, id DESC LIMIT $2",
+            *args,
+        )
+        invitations = [_invitation(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return InvitationPage(invitations, _cursor(invitations[-1]) if more else None)
+
+    async def get(self, workspace_id: UUID, invitation_id: UUID) -> Invitation:
+        """Raises NotFound for no such invitation in this workspace."""
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM invitations WHERE workspace_id = $1 AND id = $2",
+            workspace_id,
+            invitation_id,
+        )
+        if row is None:
+            raise NotFound("no such invitation", details={"invitation_id": str(invitation_id)})
+        return _invitation(row)
+
+    async def cancel(self, workspace_id: UUID, invitation_id: UUID) -> Invitation | None:
+        """Delete the invitation if it was not accepted (expired ones too); returns it, or
+        None when it is gone or was accepted meanwhile. The delete waits for an acceptance
+        holding the row and then finds it accepted, so the token cannot also join."""
+        row = await self._pool.fetchrow(
+            f"DELETE FROM invitations WHERE workspace_id = $1 AND id = $2 "
+            f"AND accepted_at IS NULL RETURNING {_COLUMNS}",
+            workspace_id,
+            invitation_id,
+        )
+        return None if row is None else _invitation(row)

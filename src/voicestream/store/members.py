@@ -64,9 +64,13 @@ class MemberRepository:
         )
         return [_member(row) for row in rows]
 
-    async def lapsed_among(self, members: Iterable[WorkspaceUser]) -> set[WorkspaceUser]:
+    async def lapsed_among(
+        self, members: Iterable[WorkspaceUser], *, issued_at: float | None = None
+    ) -> set[WorkspaceUser]:
         """Which of these members may no longer act in their workspace: removed, made a
-        viewer, or their account disabled (what they opened must close)."""
+        viewer, or their account disabled (what they opened must close); with
+        ``issued_at`` (unix seconds: a credential's), also those who signed out everywhere
+        after it, which that credential then no longer speaks for."""
         pairs = builtins.list(members)
         rows = await self._pool.fetch(
             """
@@ -76,10 +80,13 @@ class MemberRepository:
                 SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
                 WHERE m.workspace_id = s.workspace_id AND m.user_id = s.user_id
                   AND m.role <> 'viewer' AND u.disabled_at IS NULL
+                  AND ($3::float8 IS NULL OR u.sessions_revoked_at IS NULL
+                       OR $3::float8 >= extract(epoch FROM u.sessions_revoked_at))
             )
             """,
             [workspace_id for workspace_id, _ in pairs],
             [user_id for _, user_id in pairs],
+            issued_at,
         )
         return {(row["workspace_id"], row["user_id"]) for row in rows}
 

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Final, Literal, get_args
+from typing import Final, Literal, Protocol, get_args
 from uuid import UUID
 
 from voicestream.errors import NotFound, ValidationFailed
@@ -35,6 +35,7 @@ __all__ = [
     "UsageGroup",
     "UsageGrouping",
     "UsageKind",
+    "UsageMeter",
     "UsageRepository",
 ]
 
@@ -135,9 +136,32 @@ def decode_cursor(cursor: str) -> str:
     return text[2:]
 
 
+class UsageMeter(Protocol):
+    """What else happens with usage: its credits (``billing/metering.py``). ``recorded`` and
+    ``refunded`` run inside the transaction that writes or deletes the record, so both
+    happen or neither; raising from ``recorded`` (``up_front``: before the work) or
+    ``admit`` refuses the work."""
+
+    async def recorded(
+        self,
+        conn: db.Connection,
+        workspace_id: UUID,
+        kind: UsageKind,
+        quantity: Decimal,
+        record_id: int,
+        *,
+        up_front: bool,
+    ) -> None: ...
+
+    async def refunded(self, conn: db.Connection, workspace_id: UUID, record_id: int) -> None: ...
+
+    async def admit(self, workspace_id: UUID, kind: UsageKind) -> None: ...
+
+
 class UsageRepository:
-    def __init__(self, pool: db.Pool) -> None:
+    def __init__(self, pool: db.Pool, meter: UsageMeter | None = None) -> None:
         self._pool = pool
+        self._meter = meter
 
     async def record(self, subject: Subject, kind: str, quantity: float | Decimal) -> None:
         """Add one usage record. Raises ValidationFailed for an unknown kind or bad quantity."""
@@ -146,15 +170,21 @@ class UsageRepository:
                 f"unknown usage kind {kind!r}; use one of {', '.join(USAGE_KINDS)}"
             )
         workspace_id, api_key_id, user_id = _ids(subject)
-        await self._pool.execute(
-            "INSERT INTO usage_records (workspace_id, api_key_id, user_id, kind, quantity) "
-            f"VALUES ($1, $2, {_SEAT_OF}, $4, $5)",
-            workspace_id,
-            api_key_id,
-            user_id,
-            kind,
-            _quantity(quantity),
-        )
+        amount = _quantity(quantity)
+        async with self._pool.acquire() as conn, conn.transaction():
+            record_id = await conn.fetchval(
+                "INSERT INTO usage_records (workspace_id, api_key_id, user_id, kind, quantity) "
+                f"VALUES ($1, $2, {_SEAT_OF}, $4, $5) RETURNING id",
+                workspace_id,
+                api_key_id,
+                user_id,
+                kind,
+                amount,
+            )
+            if self._meter is not None:
+                await self._meter.recorded(
+                    conn, workspace_id, kind, amount, int(record_id), up_front=False
+                )
 
     async def total(
         self,
@@ -194,6 +224,25 @@ class UsageRepository:
             if row[column] is not None
         }
 
+    async def seat_quotas_of_members(
+        self, workspace_id: UUID
+    ) -> dict[UUID, dict[UsageKind, Decimal]]:
+        """Every member's own quotas that are set, by user id (the member list's, in one
+        query); a member with none set has an empty mapping."""
+        rows = await self._pool.fetch(
+            f"SELECT user_id, {', '.join(_SEAT_QUOTA_COLUMNS.values())} FROM memberships "
+            "WHERE workspace_id = $1",
+            workspace_id,
+        )
+        return {
+            row["user_id"]: {
+                kind: Decimal(row[column])
+                for kind, column in _SEAT_QUOTA_COLUMNS.items()
+                if row[column] is not None
+            }
+            for row in rows
+        }
+
     async def set_seat_quotas(
         self, workspace_id: UUID, user_id: UUID, changes: dict[UsageKind, Decimal | None]
     ) -> dict[UsageKind, Decimal]:
@@ -224,9 +273,12 @@ class UsageRepository:
         """The quota ``subject`` has used up of ``kind`` (its workspace's ``limit``, or its
         seat's own quota, else ``seat_default``), or None while both have room."""
         async with self._pool.acquire() as conn:
-            return await self._over(
+            refused = await self._over(
                 conn, subject, kind, Decimal(0), limit, seat_default, since, inclusive=True
             )
+        if refused is None and self._meter is not None:
+            await self._meter.admit(_ids(subject)[0], kind)
+        return refused
 
     async def charge_within(
         self,
@@ -242,7 +294,8 @@ class UsageRepository:
         ``limit`` and the seat's within its own quota (else ``seat_default``).
 
         Returns the record's id; or the refusal, with the total before it; or neither when
-        no quota applies (nothing written: record it once the work is done). Concurrent
+        no quota applies and no meter prices it (nothing written: record it once the work is
+        done). The meter's refusal (``recorded`` raising) writes nothing. Concurrent
         charges of one workspace, of any seat, queue on a transaction-scoped lock, so each
         sees the others' records: together they never pass a limit.
         """
@@ -250,7 +303,7 @@ class UsageRepository:
         workspace_id, api_key_id, _ = _ids(subject)
         async with self._pool.acquire() as conn, conn.transaction():
             seat, seat_limit = await self._seat_limit(conn, subject, kind, seat_default)
-            if limit is None and seat_limit is None:
+            if limit is None and seat_limit is None and self._meter is None:
                 return ChargeOutcome(None)
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))",
@@ -271,6 +324,10 @@ class UsageRepository:
                 kind,
                 amount,
             )
+            if self._meter is not None:
+                await self._meter.recorded(
+                    conn, workspace_id, kind, amount, int(record_id), up_front=True
+                )
         return ChargeOutcome(int(record_id))
 
     async def _seat_limit(
@@ -335,11 +392,14 @@ class UsageRepository:
 
     async def refund(self, workspace_id: UUID, record_id: int) -> None:
         """Take back a charge whose work did not happen."""
-        await self._pool.execute(
-            "DELETE FROM usage_records WHERE workspace_id = $1 AND id = $2",
-            workspace_id,
-            record_id,
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            deleted = await conn.fetchval(
+                "DELETE FROM usage_records WHERE workspace_id = $1 AND id = $2 RETURNING id",
+                workspace_id,
+                record_id,
+            )
+            if deleted is not None and self._meter is not None:
+                await self._meter.refunded(conn, workspace_id, record_id)
 
     async def groups(
         self,

@@ -224,6 +224,28 @@ class UserRepository:
                 user_id,
             )
 
+    async def end_sessions(self, user_id: UUID, at: float) -> builtins.list[UUID]:
+        """Sign the user out everywhere: every refresh token revoked, every access token
+        issued before ``at`` (unix seconds, as ``reset_password``) refused. Returns the
+        workspaces they are a member of, where what they opened must close."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            # greatest() skips NULL; an earlier reset's later stamp (a clock step) stays.
+            await conn.execute(
+                "UPDATE users SET sessions_revoked_at = "
+                "greatest(sessions_revoked_at, to_timestamp($2)) WHERE id = $1",
+                user_id,
+                at,
+            )
+            await conn.execute(
+                "UPDATE refresh_tokens SET revoked_at = now() "
+                "WHERE user_id = $1 AND revoked_at IS NULL",
+                user_id,
+            )
+            rows = await conn.fetch(
+                "SELECT workspace_id FROM memberships WHERE user_id = $1", user_id
+            )
+        return [row["workspace_id"] for row in rows]
+
     async def set_disabled(self, user_id: UUID, disabled: bool) -> None:
         await self._pool.execute(
             "UPDATE users SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END "

@@ -51,9 +51,25 @@ from ..identity.tickets import (
 from ..pipeline import events
 from ..pipeline.session import SAMPLE_RATE, ConversationHooks, ConversationSession, SessionDeps
 from ..protocols import convai
+from ..rest.resources import (
+    AGENT_RESOLVER,
+    AGENTS,
+    API_KEYS,
+    CONVERSATIONS,
+    KNOWLEDGE,
+    METRICS,
+    POOL,
+    REDIS,
+    REGISTRY,
+    SECRET_KEY,
+    SETTINGS,
+    STT_EXECUTOR,
+    TTS_EXECUTORS,
+    USAGE,
+)
 from ..store.keys import Principal
 from ..store.members import MemberRepository
-from .context import RUNTIME, Runtime, optional_principal
+from .context import optional_principal
 from .session_lock import LiveLock
 from .socket_registry import bind_ticket_minter
 from .stream_admission import admit_stream
@@ -78,7 +94,7 @@ def _state_key(session_id: str) -> str:
 
 @dataclass
 class ConversationLease:
-    rt: Runtime
+    rt: web.Application
     session: ConversationSession
     resumed: bool
     transport: str
@@ -136,14 +152,14 @@ class ConversationLease:
             steps.push_async_callback(self._settle_state, ended)
             steps.push_async_callback(self.session.close)
             status = "ended" if ended else "disconnected"
-            await self.rt.conversations.end(self.session.conversation_id, status)
+            await self.rt[CONVERSATIONS].end(self.session.conversation_id, status)
 
     async def _meter(self) -> None:
         if self.metered is None:
             return
         seconds = time.monotonic() - self.opened_at
         try:
-            await self.rt.usage.record(self.metered, "conversation_seconds", seconds)
+            await self.rt[USAGE].record(self.metered, "conversation_seconds", seconds)
         except ServiceUnavailable as exc:  # the database is away: these minutes go unbilled
             log.warning(
                 "session %s: %.1f s of conversation not metered: %s", self.session.id, seconds, exc
@@ -152,16 +168,16 @@ class ConversationLease:
     async def give_back_ticket(self) -> None:
         """The call never started (a bad WebRTC offer): the ticket it used may open another."""
         if self.redeemed is not None:
-            await release_ticket(self.rt.redis, self.redeemed)
+            await release_ticket(self.rt[REDIS], self.redeemed)
             self.redeemed = None
 
     async def _settle_state(self, ended: bool) -> None:
         key = _state_key(self.session.id)
         try:
             if ended:
-                await self.rt.redis.delete(key)
+                await self.rt[REDIS].delete(key)
             else:
-                await self.rt.redis.expire(key, int(self.rt.settings.convai_resume_grace_seconds))
+                await self.rt[REDIS].expire(key, int(self.rt[SETTINGS].convai_resume_grace_seconds))
         except (redis.exceptions.RedisError, OSError) as exc:
             # Redis down: the state lapses with its own TTL; the conversation has ended anyway.
             log.warning("session %s: live state not settled: %s", self.session.id, exc)
@@ -238,7 +254,7 @@ async def open_conversation(
     ``ready``: the transport's last check once the caller is authorized, before a ticket is
     used up or anything is created.
     """
-    rt = request.app[RUNTIME]
+    rt = request.app
     if not agent_id:
         raise ValidationFailed("agent_id is required")
     if end_user_id is not None and not END_USER_ID.fullmatch(end_user_id):
@@ -268,33 +284,33 @@ async def open_conversation(
                 or state.get("opener") != access.opener
             ):
                 raise NotFound("unknown or expired session")
-            live = await LiveLock.acquire(rt.redis, session_id, wait=True)
+            live = await LiveLock.acquire(rt[REDIS], session_id, wait=True)
             # Reconnecting with the ticket that opened the conversation is not a second use.
             if access.ticket is not None and access.ticket.jti != state.get("ticket_jti"):
-                await redeem_ticket(rt.redis, access.ticket)
+                await redeem_ticket(rt[REDIS], access.ticket)
                 redeemed = access.ticket
             conversation_id = str(state["conversation_id"])
             end_user_id = state.get("end_user_id") or access.believe(end_user_id)
             ticket_jti = state.get("ticket_jti")
             history = [ChatMessage(m["role"], m["content"]) for m in state.get("history", [])]
             resumed = True
-            await rt.conversations.reopen(conversation_id)
+            await rt[CONVERSATIONS].reopen(conversation_id)
         else:
             session_id = uuid.uuid4().hex
-            live = await LiveLock.acquire(rt.redis, session_id)
+            live = await LiveLock.acquire(rt[REDIS], session_id)
             if access.ticket is not None:
                 # Used up first, atomically, so two racing callers never both get in; given
                 # back below when nothing was opened after all.
-                await redeem_ticket(rt.redis, access.ticket)
+                await redeem_ticket(rt[REDIS], access.ticket)
                 redeemed = access.ticket
             ticket_jti = access.ticket.jti if access.ticket is not None else None
             end_user_id = access.believe(end_user_id)
-            conversation_id = await rt.conversations.create(
+            conversation_id = await rt[CONVERSATIONS].create(
                 agent.workspace_id, agent.id, end_user_id, transport
             )
 
         session = ConversationSession(
-            session_deps(rt, agent, silence_timeout_s=rt.settings.convai_silence_timeout_seconds),
+            session_deps(rt, agent, silence_timeout_s=rt[SETTINGS].convai_silence_timeout_seconds),
             agent,
             _hooks(rt, agent, session_id, conversation_id, ticket_jti, access.opener),
             session_id=session_id,
@@ -309,7 +325,7 @@ async def open_conversation(
             if live is not None:
                 undo.push_async_callback(live.release)
             if redeemed is not None:
-                undo.push_async_callback(release_ticket, rt.redis, redeemed)
+                undo.push_async_callback(release_ticket, rt[REDIS], redeemed)
         raise
     assert live is not None  # taken on both paths above
     live.keep_alive()
@@ -331,20 +347,22 @@ async def open_conversation(
     )
 
 
-def session_deps(rt: Runtime, agent: AgentConfig, *, silence_timeout_s: float) -> SessionDeps:
+def session_deps(
+    rt: web.Application, agent: AgentConfig, *, silence_timeout_s: float
+) -> SessionDeps:
     """What a conversation session needs from the runtime: engines, executors, VAD settings."""
     return SessionDeps(
-        registry=rt.registry,
-        tts_executors=rt.tts_executors,
-        stt_executor=rt.stt_executor,
-        agent_engine=rt.agent_resolver.engine_for(agent),
-        vad_threshold=rt.settings.vad_threshold,
-        vad_min_silence_ms=rt.settings.vad_min_silence_ms,
-        vad_min_speech_ms=rt.settings.vad_min_speech_ms,
+        registry=rt[REGISTRY],
+        tts_executors=rt[TTS_EXECUTORS],
+        stt_executor=rt[STT_EXECUTOR],
+        agent_engine=rt[AGENT_RESOLVER].engine_for(agent),
+        vad_threshold=rt[SETTINGS].vad_threshold,
+        vad_min_silence_ms=rt[SETTINGS].vad_min_silence_ms,
+        vad_min_speech_ms=rt[SETTINGS].vad_min_speech_ms,
         silence_timeout_s=silence_timeout_s,
-        history_max_messages=rt.settings.convai_history_max_messages,
-        history_max_chars=rt.settings.convai_history_max_chars,
-        observe_stage=lambda stage, s: rt.metrics.conversation_stage.labels(stage).observe(s),
+        history_max_messages=rt[SETTINGS].convai_history_max_messages,
+        history_max_chars=rt[SETTINGS].convai_history_max_chars,
+        observe_stage=lambda stage, s: rt[METRICS].conversation_stage.labels(stage).observe(s),
     )
 
 
@@ -355,32 +373,32 @@ def caller_tag(request: web.Request, ticket: str | None) -> str:
     if principal is not None:
         return principal.tag
     if ticket:
-        jti = ticket_holder(request.app[RUNTIME].secret_key, ticket)
+        jti = ticket_holder(request.app[SECRET_KEY], ticket)
         if jti is not None:
             return f"ticket:{jti}"
     return "public"
 
 
 async def _authorize(
-    request: web.Request, rt: Runtime, agent_id: str, ticket: str | None, family: Family
+    request: web.Request, rt: web.Application, agent_id: str, ticket: str | None, family: Family
 ) -> _Access:
     principal = optional_principal(request)
     if principal is not None:
-        agent = await rt.agents.get_config(str(principal.workspace_id), agent_id)
+        agent = await rt[AGENTS].get_config(str(principal.workspace_id), agent_id)
         return _Access(agent, principal, None)
     token = ticket or request.query.get("ticket")
     if token:
-        claims = verify_ticket(rt.secret_key, token, family=family)
+        claims = verify_ticket(rt[SECRET_KEY], token, family=family)
         if claims.agent_id != agent_id:
             raise Forbidden("the ticket was issued for another agent")
         await require_origin(request, claims.workspace_id)
-        await check_minter(rt.keys, MemberRepository(rt.pool), claims)
-        agent = await rt.agents.get_config(claims.workspace_id, agent_id)
+        await check_minter(rt[API_KEYS], MemberRepository(rt[POOL]), claims)
+        agent = await rt[AGENTS].get_config(claims.workspace_id, agent_id)
         # What it opens closes when the minter's key is revoked or the minter is removed.
         bind_ticket_minter(request, claims)
         return _Access(agent, None, claims)
     try:
-        agent = await rt.agents.get_public_config(agent_id)
+        agent = await rt[AGENTS].get_public_config(agent_id)
     except NotFound:
         raise AuthError(
             "this agent is not public: send an API key, or a ticket from POST /v1/convai/tickets"
@@ -398,22 +416,22 @@ async def require_conversation_origin(
     upgrade is refused (``identity.page_origins``)."""
     if not origin_unsettled(request):
         return
-    rt = request.app[RUNTIME]
+    rt = request.app
     if ticket:
         try:
-            workspace_id = verify_ticket(rt.secret_key, ticket, family=family).workspace_id
+            workspace_id = verify_ticket(rt[SECRET_KEY], ticket, family=family).workspace_id
         except AuthError:
             return
     else:
         try:
-            workspace_id = (await rt.agents.get_public_config(agent_id)).workspace_id
+            workspace_id = (await rt[AGENTS].get_public_config(agent_id)).workspace_id
         except NotFound:
             return
     await require_origin(request, workspace_id)
 
 
 def _hooks(
-    rt: Runtime,
+    rt: web.Application,
     agent: AgentConfig,
     session_id: str,
     conversation_id: str,
@@ -421,14 +439,14 @@ def _hooks(
     opener: str,
 ) -> ConversationHooks:
     async def add_turn(role: str, text: str, interrupted: bool) -> None:
-        await rt.conversations.add_turn(conversation_id, role, text, interrupted=interrupted)
+        await rt[CONVERSATIONS].add_turn(conversation_id, role, text, interrupted=interrupted)
 
     async def remember(text: str, end_user_id: str | None) -> None:
         if end_user_id is not None:  # anonymous users have no long-term memory
-            await rt.knowledge.remember(agent, end_user_id, text, conversation_id=conversation_id)
+            await rt[KNOWLEDGE].remember(agent, end_user_id, text, conversation_id=conversation_id)
 
     async def save_state(history: list[ChatMessage], end_user_id: str | None) -> None:
-        await rt.redis.set(
+        await rt[REDIS].set(
             _state_key(session_id),
             _state_json(agent, conversation_id, end_user_id, history, ticket_jti, opener),
             ex=_LIVE_TTL_S,
@@ -459,13 +477,13 @@ def _state_json(
 
 
 async def _save_state(
-    rt: Runtime,
+    rt: web.Application,
     session: ConversationSession,
     history: list[ChatMessage],
     ticket_jti: str | None,
     opener: str,
 ) -> None:
-    await rt.redis.set(
+    await rt[REDIS].set(
         _state_key(session.id),
         _state_json(
             session.agent, session.conversation_id, session.end_user_id, history, ticket_jti, opener
@@ -474,10 +492,10 @@ async def _save_state(
     )
 
 
-async def _load_state(rt: Runtime, session_id: str) -> dict[str, Any]:
+async def _load_state(rt: web.Application, session_id: str) -> dict[str, Any]:
     if not re.fullmatch(r"[0-9a-f]{32}", session_id):
         raise NotFound("unknown or expired session")
-    raw = await rt.redis.get(_state_key(session_id))
+    raw = await rt[REDIS].get(_state_key(session_id))
     if raw is None:
         raise NotFound("unknown or expired session")
     state: dict[str, Any] = json.loads(raw)

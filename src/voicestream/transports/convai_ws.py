@@ -19,7 +19,7 @@ from ..media.encode import make_encoder
 from ..media.formats import AudioFormat
 from ..pipeline.session import SAMPLE_RATE, ConversationSession
 from ..protocols import convai
-from .context import RUNTIME, Runtime
+from ..rest.resources import METRICS, SETTINGS
 from .convai_common import ConversationLease, apply_turn_message, open_conversation
 from .stt_common import parse_raw_format
 from .ws_common import close_with_error, open_websocket, read_messages, run_socket_tasks
@@ -35,7 +35,7 @@ _PING_EVERY_S = 10.0
 
 
 async def ws_convai(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
+    rt = request.app
     q = request.query
     in_fmt = parse_raw_format(q.get("input_format", "pcm_16000"))
     out_fmt = parse_raw_format(q.get("output_format", "pcm_16000"))
@@ -49,16 +49,16 @@ async def ws_convai(request: web.Request) -> web.StreamResponse:
         ready=lambda: _require_upgrade(request),
     )
     try:
-        ws = await open_websocket(request, rt.settings)
+        ws = await open_websocket(request, rt[SETTINGS])
     except BaseException:
         await lease.close(ended=False)
         raise
     socket = _ConvaiSocket(rt, ws, lease, in_fmt, out_fmt)
-    rt.metrics.active_streams.labels("convai_ws").inc()
+    rt[METRICS].active_streams.labels("convai_ws").inc()
     try:
         await socket.run()
     finally:
-        rt.metrics.active_streams.labels("convai_ws").dec()
+        rt[METRICS].active_streams.labels("convai_ws").dec()
         await lease.close(ended=socket.ended)
     return ws
 
@@ -72,7 +72,7 @@ def _require_upgrade(request: web.Request) -> None:
 class _ConvaiSocket:
     def __init__(
         self,
-        rt: Runtime,
+        rt: web.Application,
         ws: web.WebSocketResponse,
         lease: ConversationLease,
         in_fmt: AudioFormat,
@@ -105,12 +105,12 @@ class _ConvaiSocket:
         )
 
     async def _fail(self, err: VoiceStreamError) -> None:
-        self.rt.metrics.errors.labels(err.code).inc()
+        self.rt[METRICS].errors.labels(err.code).inc()
         await close_with_error(self.ws, err)
 
     async def _read(self) -> None:
         # A peer that closes without "end" leaves the session resumable: nothing to do here.
-        await read_messages(self.ws, self.rt.settings.max_ws_message_bytes, self._on_message)
+        await read_messages(self.ws, self.rt[SETTINGS].max_ws_message_bytes, self._on_message)
 
     async def _on_message(self, data: str | bytes) -> bool:
         """Audio into the session, or a control message; True when the client hung up."""

@@ -45,7 +45,8 @@ from ..media.decode import RawStreamDecoder
 from ..pipeline.session import SAMPLE_RATE, ConversationSession
 from ..protocols import elevenlabs as el
 from ..protocols import elevenlabs_agents as ea
-from .context import RUNTIME, Runtime, optional_principal, principal_of
+from ..rest.resources import AGENTS, METRICS, REGISTRY, SECRET_KEY, SETTINGS
+from .context import optional_principal, principal_of
 from .convai_common import ConversationLease, open_conversation, require_conversation_origin
 from .stt_common import parse_raw_format
 from .ws_common import (
@@ -86,7 +87,7 @@ def add_elevenlabs_agents_routes(app: web.Application) -> None:
 
 async def get_signed_url(request: web.Request) -> web.Response:
     """``{"signed_url": "ws(s)://…/conversation?agent_id=…&conversation_signature=…"}``."""
-    rt = request.app[RUNTIME]
+    rt = request.app
     try:
         agent_id = request.query.get("agent_id", "")
         if not agent_id:
@@ -95,12 +96,12 @@ async def get_signed_url(request: web.Request) -> web.Response:
                 details={"fields": [{"field": "agent_id", "message": "Field required"}]},
             )
         # The agent must be in the caller's workspace: a signature never reaches across tenants.
-        agent = await rt.agents.get_config(str(principal_of(request).workspace_id), agent_id)
+        agent = await rt[AGENTS].get_config(str(principal_of(request).workspace_id), agent_id)
     except VoiceStreamError as err:
-        rt.metrics.errors.labels(err.code).inc()
+        rt[METRICS].errors.labels(err.code).inc()
         return web.json_response(el.error_body(err, status=err.http_status), status=err.http_status)
     ticket = mint_ticket(
-        rt.secret_key,
+        rt[SECRET_KEY],
         workspace_id=agent.workspace_id,
         agent_id=agent.id,
         end_user_id=None,
@@ -129,14 +130,14 @@ class _Closed:
 
 
 async def ws_conversation(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
+    rt = request.app
     signature = request.query.get("conversation_signature")
     # The page's workspace is known from the query already: a refused page gets no upgrade.
     await require_conversation_origin(
         request, request.query.get("agent_id", ""), signature, "elevenlabs"
     )
-    ws = await open_websocket(request, rt.settings, (_SUBPROTOCOL,))
-    limit = rt.settings.max_ws_message_bytes
+    ws = await open_websocket(request, rt[SETTINGS], (_SUBPROTOCOL,))
+    limit = rt[SETTINGS].max_ws_message_bytes
     try:
         first = await _first_message(ws, limit)
         if isinstance(first, _Closed):
@@ -168,11 +169,11 @@ async def ws_conversation(request: web.Request) -> web.StreamResponse:
         return ws
     socket = _AgentSocket(rt, ws, lease, text_only=init.overrides.text_only)
     pending = None if isinstance(first, ea.Initiation) else first
-    rt.metrics.active_streams.labels("elevenlabs_agents").inc()
+    rt[METRICS].active_streams.labels("elevenlabs_agents").inc()
     try:
         await socket.run(pending)
     finally:
-        rt.metrics.active_streams.labels("elevenlabs_agents").dec()
+        rt[METRICS].active_streams.labels("elevenlabs_agents").dec()
         await lease.close(ended=socket.ended)
     return ws
 
@@ -196,14 +197,14 @@ def _parse(data: str | bytes) -> ea.ClientMessage:
     return ea.parse_client_message(data)
 
 
-def _check_overrides(rt: Runtime, overrides: ea.Overrides, *, vouched: bool) -> None:
+def _check_overrides(rt: web.Application, overrides: ea.Overrides, *, vouched: bool) -> None:
     if overrides.changes_agent and not vouched:
         raise Forbidden(
             "overrides of a public agent's prompt, first message, language or voice need an "
             "API key or a signed URL"
         )
     if overrides.voice_id is not None:
-        rt.registry.voice(overrides.voice_id)  # raises UnknownVoice
+        rt[REGISTRY].voice(overrides.voice_id)  # raises UnknownVoice
 
 
 def _customizer(init: ea.Initiation) -> Callable[[AgentConfig], AgentConfig]:
@@ -240,10 +241,14 @@ def _close_code(err: VoiceStreamError) -> int:
 
 
 async def _refuse(
-    rt: Runtime, ws: web.WebSocketResponse, err: VoiceStreamError, *, error_type: str | None = None
+    rt: web.Application,
+    ws: web.WebSocketResponse,
+    err: VoiceStreamError,
+    *,
+    error_type: str | None = None,
 ) -> None:
     """Tell the client why in ElevenLabs' shape, then close with a code that says so."""
-    rt.metrics.errors.labels(err.code).inc()
+    rt[METRICS].errors.labels(err.code).inc()
     code = _close_code(err)
     await close_with_error(
         ws,
@@ -257,7 +262,7 @@ async def _refuse(
 class _AgentSocket:
     def __init__(
         self,
-        rt: Runtime,
+        rt: web.Application,
         ws: web.WebSocketResponse,
         lease: ConversationLease,
         *,
@@ -308,7 +313,7 @@ class _AgentSocket:
     async def _read(self, pending: ea.ClientMessage | None) -> None:
         if pending is not None:
             await self._handle(pending)
-        await read_messages(self.ws, self.rt.settings.max_ws_message_bytes, self._on_message)
+        await read_messages(self.ws, self.rt[SETTINGS].max_ws_message_bytes, self._on_message)
         # The SDKs hang up with a close frame when the user ends the conversation; a socket
         # that just drops is recorded as disconnected.
         self.ended = self.ended or self.ws.close_code in (1000, 1001)

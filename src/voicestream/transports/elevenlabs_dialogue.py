@@ -26,7 +26,8 @@ from ..media.resample import Resampler
 from ..protocols import elevenlabs as el
 from ..protocols import elevenlabs_dialogue as dialogue
 from ..rest.bodies import read_model
-from .context import RUNTIME, Runtime, principal_of
+from ..rest.resources import MEDIA_EXECUTOR, METRICS, REGISTRY, SETTINGS, TTS_EXECUTORS, USAGE
+from .context import principal_of
 from .elevenlabs_http import enable_logging, stream_out
 from .elevenlabs_rest import PREFIX
 from .elevenlabs_sockets import Handler, elevenlabs_errors
@@ -83,18 +84,18 @@ class _Dialogue:
         return sum(len(t.text) for t in self.turns)
 
 
-async def _start(request: web.Request) -> tuple[Runtime, _Dialogue]:
+async def _start(request: web.Request) -> tuple[web.Application, _Dialogue]:
     """Validate everything (every voice included) before any audio is made."""
-    rt = request.app[RUNTIME]
+    rt = request.app
     fmt = parse_format(request.query.get("output_format", el.DEFAULT_OUTPUT_FORMAT))
     enable_logging(request)  # checked like the other routes'; dialogue keeps no history
     body = dialogue.check_dialogue_body(
-        await read_model(request, dialogue.DialogueBody), max_text_chars=rt.settings.max_text_chars
+        await read_model(request, dialogue.DialogueBody), max_text_chars=rt[SETTINGS].max_text_chars
     )
-    voices = [rt.registry.voice(item.voice_id) for item in body.inputs]
+    voices = [rt[REGISTRY].voice(item.voice_id) for item in body.inputs]
     turns = []
     for i, (item, (engine, voice)) in enumerate(zip(body.inputs, voices, strict=True)):
-        stream = TTSStream(engine, voice, rt.tts_executors[engine.name])
+        stream = TTSStream(engine, voice, rt[TTS_EXECUTORS][engine.name])
         stream.push_text(item.text)
         stream.end_input()
         turns.append(_Turn(i, voice, item.text, stream))
@@ -111,7 +112,7 @@ def _convert(
     return encoder.encode(pause + out)
 
 
-async def _pieces(rt: Runtime, dlg: _Dialogue) -> AsyncIterator[_Piece]:
+async def _pieces(rt: web.Application, dlg: _Dialogue) -> AsyncIterator[_Piece]:
     """The dialogue's audio clause by clause, turn after turn, as soon as each is made."""
     fmt = dlg.fmt
     encoder = make_encoder(fmt, fmt.sample_rate)
@@ -119,7 +120,7 @@ async def _pieces(rt: Runtime, dlg: _Dialogue) -> AsyncIterator[_Piece]:
     clock = 0.0  # seconds of dialogue made so far
     chars = 0
     asked = time.monotonic()
-    rt.metrics.active_streams.labels("tts_elevenlabs").inc()
+    rt[METRICS].active_streams.labels("tts_elevenlabs").inc()
     try:
         for turn in dlg.turns:
             builder = el.AlignmentBuilder(turn.text)
@@ -131,10 +132,10 @@ async def _pieces(rt: Runtime, dlg: _Dialogue) -> AsyncIterator[_Piece]:
                     resampler = Resampler(chunk.sample_rate, fmt.sample_rate)
                     gap = pause if start > 0 else b""
                 convert = partial(_convert, encoder, resampler, gap, chunk.pcm, False)
-                data = await rt.media_executor.run(convert)
+                data = await rt[MEDIA_EXECUTOR].run(convert)
                 if clock == 0.0:
-                    rt.metrics.time_to_first_audio.labels("http").observe(time.monotonic() - asked)
-                rt.metrics.audio_seconds.labels("synthesized").inc(chunk.duration)
+                    rt[METRICS].time_to_first_audio.labels("http").observe(time.monotonic() - asked)
+                rt[METRICS].audio_seconds.labels("synthesized").inc(chunk.duration)
                 timing = builder.clause(
                     chunk.text,
                     chunk.text_offset,
@@ -149,7 +150,7 @@ async def _pieces(rt: Runtime, dlg: _Dialogue) -> AsyncIterator[_Piece]:
             rest = builder.rest()  # text no clause covered (e.g. nothing speakable)
             tail = b""
             if resampler is not None:
-                tail = await rt.media_executor.run(
+                tail = await rt[MEDIA_EXECUTOR].run(
                     partial(_convert, encoder, resampler, b"", b"", True)
                 )
             if tail or rest is not None:
@@ -157,11 +158,11 @@ async def _pieces(rt: Runtime, dlg: _Dialogue) -> AsyncIterator[_Piece]:
                 moved = dialogue.shifted(rest, end) if rest is not None else None
                 yield _Piece(tail, moved, turn, end, end, chars)
                 chars += len(rest.characters) if rest is not None else 0
-        final = await rt.media_executor.run(encoder.finish)
+        final = await rt[MEDIA_EXECUTOR].run(encoder.finish)
         if final:
             yield _Piece(final, None, None, clock, clock, chars)
     finally:
-        rt.metrics.active_streams.labels("tts_elevenlabs").dec()
+        rt[METRICS].active_streams.labels("tts_elevenlabs").dec()
 
 
 def _segment(pieces: list[_Piece]) -> dialogue.VoiceSegment:
@@ -180,7 +181,7 @@ def _segment(pieces: list[_Piece]) -> dialogue.VoiceSegment:
 
 
 async def _record_usage(request: web.Request, dlg: _Dialogue) -> None:
-    await request.app[RUNTIME].usage.record(principal_of(request), "tts_characters", dlg.characters)
+    await request.app[USAGE].record(principal_of(request), "tts_characters", dlg.characters)
 
 
 def _headers(dlg: _Dialogue) -> dict[str, str]:

@@ -23,8 +23,9 @@ from ..media.decode import decode_audio, decode_raw
 from ..media.formats import Codec, parse_format
 from ..media.wav import encode_wav
 from ..rest.bodies import read_model
+from ..rest.resources import HISTORY, MEDIA_EXECUTOR
 from ..store.history import MAX_PAGE_SIZE, HistoryItem
-from .context import RUNTIME, principal_of
+from .context import principal_of
 from .elevenlabs_rest import PREFIX
 from .elevenlabs_sockets import Handler, elevenlabs_errors
 
@@ -120,7 +121,7 @@ async def list_history(request: web.Request) -> web.StreamResponse:
     direction = request.query.get("sort_direction") or "desc"
     if direction not in ("asc", "desc"):
         raise _field_error("sort_direction", "must be 'asc' or 'desc'")
-    page = await request.app[RUNTIME].history.list(
+    page = await request.app[HISTORY].list(
         principal_of(request).workspace_id,
         page_size=page_size or 100,
         start_after=_text_param(request, "start_after_history_item_id"),
@@ -145,7 +146,7 @@ async def list_history(request: web.Request) -> web.StreamResponse:
 
 async def get_history_item(request: web.Request) -> web.StreamResponse:
     """``GET /v1/history/{id}``: one item's metadata."""
-    item = await request.app[RUNTIME].history.get(
+    item = await request.app[HISTORY].get(
         principal_of(request).workspace_id, request.match_info["history_item_id"]
     )
     return web.json_response(_item_json(item))
@@ -157,7 +158,7 @@ def _file_name(item: HistoryItem, output_format: str) -> str:
 
 async def get_history_audio(request: web.Request) -> web.StreamResponse:
     """``GET /v1/history/{id}/audio``: the audio exactly as it was generated."""
-    item, audio = await request.app[RUNTIME].history.get_audio(
+    item, audio = await request.app[HISTORY].get_audio(
         principal_of(request).workspace_id, request.match_info["history_item_id"]
     )
     return web.Response(
@@ -169,7 +170,7 @@ async def get_history_audio(request: web.Request) -> web.StreamResponse:
 
 async def delete_history_item(request: web.Request) -> web.StreamResponse:
     """``DELETE /v1/history/{id}``: the item and its audio."""
-    history = request.app[RUNTIME].history
+    history = request.app[HISTORY]
     item = await history.get(
         principal_of(request).workspace_id, request.match_info["history_item_id"]
     )
@@ -212,12 +213,12 @@ def _zip(files: list[tuple[str, bytes]]) -> bytes:
 
 async def download_history(request: web.Request) -> web.StreamResponse:
     """``POST /v1/history/download``: one item's audio file, or a zip of several."""
-    rt = request.app[RUNTIME]
+    rt = request.app
     body = await read_model(request, DownloadBody)
     to_wav = body.output_format == "wav"
     if body.output_format not in (None, "", "default", "wav"):
         raise _field_error("output_format", "must be 'wav' or 'default'")
-    found = await rt.history.get_audios(principal_of(request).workspace_id, body.history_item_ids)
+    found = await rt[HISTORY].get_audios(principal_of(request).workspace_id, body.history_item_ids)
     # Before any audio leaves: an export that cannot be recorded is not made (503).
     ids = [item.id for item, _ in found]
     await audit(
@@ -230,7 +231,9 @@ async def download_history(request: web.Request) -> web.StreamResponse:
     files: list[tuple[str, str, bytes]] = []  # name, content type, data
     for item, audio in found:
         if to_wav:
-            wav = await rt.media_executor.run(functools.partial(_as_wav, audio, item.output_format))
+            wav = await rt[MEDIA_EXECUTOR].run(
+                functools.partial(_as_wav, audio, item.output_format)
+            )
             files.append((f"{item.id}.wav", "audio/wav", wav))
         else:
             files.append((_file_name(item, item.output_format), item.content_type, audio))
@@ -240,7 +243,7 @@ async def download_history(request: web.Request) -> web.StreamResponse:
         return web.Response(
             body=data, content_type=content_type, headers={"Content-Disposition": disposition}
         )
-    archive = await rt.media_executor.run(lambda: _zip([(n, d) for n, _, d in files]))
+    archive = await rt[MEDIA_EXECUTOR].run(lambda: _zip([(n, d) for n, _, d in files]))
     return web.Response(
         body=archive,
         content_type="application/zip",

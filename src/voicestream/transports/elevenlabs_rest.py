@@ -28,8 +28,17 @@ from ..media.formats import AudioFormat, Codec, parse_format
 from ..protocols import elevenlabs as el
 from ..rest.bodies import read_model
 from ..rest.multipart import read_form
+from ..rest.resources import (
+    HISTORY,
+    MEDIA_EXECUTOR,
+    METRICS,
+    REGISTRY,
+    SETTINGS,
+    TTS_EXECUTORS,
+    USAGE,
+)
 from ..store.history import NewHistoryItem, new_history_id
-from .context import RUNTIME, Runtime, principal_of
+from .context import principal_of
 from .elevenlabs_http import enable_logging, stream_out
 from .elevenlabs_sockets import Handler, elevenlabs_errors
 from .http_stt import transcribe_pcm
@@ -64,33 +73,37 @@ def add_elevenlabs_routes(app: web.Application) -> None:
 # --- text to speech ------------------------------------------------------------------------
 
 
-async def _start_tts(request: web.Request) -> tuple[Runtime, el.TTSBody, AudioFormat, TTSStream]:
+async def _start_tts(
+    request: web.Request,
+) -> tuple[web.Application, el.TTSBody, AudioFormat, TTSStream]:
     """Validate everything before any audio is made, so bad input is a clean 4xx."""
-    rt = request.app[RUNTIME]
+    rt = request.app
     fmt = parse_format(request.query.get("output_format", el.DEFAULT_OUTPUT_FORMAT))
     enable_logging(request)
-    engine, voice = rt.registry.voice(request.match_info["voice_id"])
+    engine, voice = rt[REGISTRY].voice(request.match_info["voice_id"])
     body = el.check_tts_body(
-        await read_model(request, el.TTSBody), max_text_chars=rt.settings.max_text_chars
+        await read_model(request, el.TTSBody), max_text_chars=rt[SETTINGS].max_text_chars
     )
     speed = body.voice_settings.speed if body.voice_settings is not None else None
     # voice_settings.speed is spoken by engines that pace themselves (Piper) and ignored by the
     # others: a tempo filter would put the character timestamps out of step with the audio.
-    stream = TTSStream(engine, voice, rt.tts_executors[engine.name], speed=speed or 1.0)
+    stream = TTSStream(engine, voice, rt[TTS_EXECUTORS][engine.name], speed=speed or 1.0)
     stream.push_text(body.text)
     stream.end_input()
     return rt, body, fmt, stream
 
 
-async def _encoded(rt: Runtime, stream: TTSStream, fmt: AudioFormat) -> AsyncIterator[EncodedChunk]:
-    rt.metrics.active_streams.labels("tts_elevenlabs").inc()
+async def _encoded(
+    rt: web.Application, stream: TTSStream, fmt: AudioFormat
+) -> AsyncIterator[EncodedChunk]:
+    rt[METRICS].active_streams.labels("tts_elevenlabs").inc()
     try:
         async for out in encode_stream(
-            stream, fmt, rt.metrics, transport="http", executor=rt.media_executor
+            stream, fmt, rt[METRICS], transport="http", executor=rt[MEDIA_EXECUTOR]
         ):
             yield out
     finally:
-        rt.metrics.active_streams.labels("tts_elevenlabs").dec()
+        rt[METRICS].active_streams.labels("tts_elevenlabs").dec()
 
 
 async def tts_convert(request: web.Request) -> web.StreamResponse:
@@ -146,7 +159,7 @@ class _History:
         if not self.enabled:
             return
         settings = self._body.voice_settings
-        await self._request.app[RUNTIME].history.add(
+        await self._request.app[HISTORY].add(
             principal_of(self._request),
             NewHistoryItem(
                 id=self.item_id,
@@ -165,9 +178,7 @@ class _History:
 
 def _biller(request: web.Request, body: el.TTSBody) -> Callable[[], Awaitable[None]]:
     async def billed() -> None:
-        await request.app[RUNTIME].usage.record(
-            principal_of(request), "tts_characters", len(body.text)
-        )
+        await request.app[USAGE].record(principal_of(request), "tts_characters", len(body.text))
 
     return billed
 
@@ -177,7 +188,7 @@ def _tts_headers(stream: TTSStream, fmt: AudioFormat) -> dict[str, str]:
 
 
 async def _timed_chunks(
-    rt: Runtime, stream: TTSStream, fmt: AudioFormat, text: str
+    rt: web.Application, stream: TTSStream, fmt: AudioFormat, text: str
 ) -> AsyncIterator[tuple[bytes, el.CharTiming | None]]:
     """Encoded audio per clause with its alignment; the last carries the uncovered rest."""
     builder = el.AlignmentBuilder(text)
@@ -214,7 +225,7 @@ async def tts_with_timestamps(request: web.Request) -> web.StreamResponse:
         audio += data
         if timing is not None:
             timings.append(timing)
-    await rt.usage.record(principal_of(request), "tts_characters", len(body.text))
+    await rt[USAGE].record(principal_of(request), "tts_characters", len(body.text))
     history.add(audio)
     await history.record()
     result = _timestamps_json(as_file(fmt, bytes(audio)), el.merge_timings(timings))
@@ -254,13 +265,13 @@ async def _read_form(request: web.Request, limit: int) -> tuple[dict[str, str], 
 
 async def speech_to_text(request: web.Request) -> web.StreamResponse:
     """``POST /v1/speech-to-text``: a file in, ElevenLabs' transcript (words and spacing) out."""
-    rt = request.app[RUNTIME]
-    fields, data = await _read_form(request, rt.settings.max_upload_bytes)
-    form = el.parse_stt_form(fields, rt.registry.stt_names())
+    rt = request.app
+    fields, data = await _read_form(request, rt[SETTINGS].max_upload_bytes)
+    form = el.parse_stt_form(fields, rt[REGISTRY].stt_names())
     # scribe_* → the default engine (a multilingual Whisper for a language it cannot hear);
     # an installed model's own name → that model.
     language = el.language_tag(form.language_code) if form.language_code else None
-    engine = rt.registry.stt_for(form.model_id, language=language)
+    engine = rt[REGISTRY].stt_for(form.model_id, language=language)
     if not engine.hears(language):
         raise ValidationFailed(
             f"language_code {form.language_code!r} is not supported; this server transcribes "
@@ -278,16 +289,18 @@ async def speech_to_text(request: web.Request) -> web.StreamResponse:
     rate = engine.sample_rate
     if fields.get("file_format") == "pcm_s16le_16":
         raw = parse_format("pcm_16000")
-        pcm = await rt.media_executor.run(lambda: decode_raw(data, raw, rate))
+        pcm = await rt[MEDIA_EXECUTOR].run(lambda: decode_raw(data, raw, rate))
     else:
-        limit = rt.settings.max_stream_seconds
-        pcm = await rt.media_executor.run(lambda: decode_audio(data, rate, limit))
+        limit = rt[SETTINGS].max_stream_seconds
+        pcm = await rt[MEDIA_EXECUTOR].run(lambda: decode_audio(data, rate, limit))
     duration = len(pcm) / 2 / rate
     t0 = time.monotonic()
     transcript = await transcribe_pcm(rt, pcm, engine=engine, language=language)
-    rt.metrics.engine_rtf.labels(engine.name).observe((time.monotonic() - t0) / max(duration, 1e-3))
-    rt.metrics.audio_seconds.labels("transcribed").inc(duration)
-    await rt.usage.record(principal_of(request), "stt_seconds", duration)
+    rt[METRICS].engine_rtf.labels(engine.name).observe(
+        (time.monotonic() - t0) / max(duration, 1e-3)
+    )
+    rt[METRICS].audio_seconds.labels("transcribed").inc(duration)
+    await rt[USAGE].record(principal_of(request), "stt_seconds", duration)
     return web.json_response(
         el.transcript_response(
             transcript.text,
@@ -303,18 +316,18 @@ async def speech_to_text(request: web.Request) -> web.StreamResponse:
 
 
 async def list_voices(request: web.Request) -> web.StreamResponse:
-    voices = request.app[RUNTIME].registry.voices()
+    voices = request.app[REGISTRY].voices()
     return web.json_response({"voices": [el.voice_object(v) for v in voices]})
 
 
 async def get_voice(request: web.Request) -> web.StreamResponse:
-    _, voice = request.app[RUNTIME].registry.voice(request.match_info["voice_id"])
+    _, voice = request.app[REGISTRY].voice(request.match_info["voice_id"])
     return web.json_response(el.voice_object(voice))
 
 
 async def voice_settings(request: web.Request) -> web.StreamResponse:
     voice_id = request.match_info["voice_id"]
-    request.app[RUNTIME].registry.voice(voice_id)  # 404 for an unknown voice
+    request.app[REGISTRY].voice(voice_id)  # 404 for an unknown voice
     return web.json_response(el.default_settings())
 
 
@@ -338,7 +351,7 @@ def _int_query(request: web.Request, name: str, default: int) -> int:
 async def search_voices(request: web.Request) -> web.StreamResponse:
     q = request.query
     page = el.voices_page(
-        request.app[RUNTIME].registry.voices(),
+        request.app[REGISTRY].voices(),
         search=q.get("search") or None,
         voice_ids=q.getall("voice_ids", []),
         category=q.get("category") or None,
@@ -353,12 +366,12 @@ async def search_voices(request: web.Request) -> web.StreamResponse:
 
 
 async def list_models(request: web.Request) -> web.StreamResponse:
-    return web.json_response(el.model_list(request.app[RUNTIME].settings.max_text_chars))
+    return web.json_response(el.model_list(request.app[SETTINGS].max_text_chars))
 
 
 async def _characters_used(request: web.Request) -> int:
-    rt = request.app[RUNTIME]
-    totals = await rt.usage.totals(principal_of(request).workspace_id)
+    rt = request.app
+    totals = await rt[USAGE].totals(principal_of(request).workspace_id)
     return int(totals.get("tts_characters", 0))
 
 
@@ -369,7 +382,7 @@ async def get_user(request: web.Request) -> web.StreamResponse:
             user_id=str(principal.workspace_id),
             name=principal.workspace_name,
             characters=await _characters_used(request),
-            voices=len(request.app[RUNTIME].registry.voices()),
+            voices=len(request.app[REGISTRY].voices()),
         )
     )
 
@@ -378,6 +391,6 @@ async def get_subscription(request: web.Request) -> web.StreamResponse:
     return web.json_response(
         el.subscription(
             characters=await _characters_used(request),
-            voices=len(request.app[RUNTIME].registry.voices()),
+            voices=len(request.app[REGISTRY].voices()),
         )
     )

@@ -20,9 +20,10 @@ from ..identity import policy
 from ..identity.page_origins import defer_origin, require_origin
 from ..protocols import elevenlabs as el
 from ..protocols.elevenlabs_ws import InvalidApiKey, MissingApiKey, bearer_token
+from ..rest.resources import API_KEYS, METRICS
 from ..store.keys import Principal
 from ..store.usage import UsageKind
-from .context import RUNTIME, optional_principal
+from .context import optional_principal
 from .socket_registry import bind_socket_key
 from .stream_admission import admit_stream
 
@@ -40,7 +41,7 @@ def elevenlabs_errors(handler: Handler) -> Handler:
             return await handler(request)
         except VoiceStreamError as err:
             status = 404 if isinstance(err, UnknownVoice) else err.http_status
-            request.app[RUNTIME].metrics.errors.labels(err.code).inc()
+            request.app[METRICS].errors.labels(err.code).inc()
             return web.json_response(el.error_body(err, status=status), status=status)
 
     return wrapped
@@ -51,7 +52,7 @@ class SocketAuth:
     ``authorization`` query parameter's, else the key of the first message."""
 
     def __init__(self, request: web.Request) -> None:
-        self._keys = request.app[RUNTIME].keys
+        self._keys = request.app[API_KEYS]
         self._request = request
         self._path = request.path
         # The middleware's rule for this socket, applied to the keys it could not see.

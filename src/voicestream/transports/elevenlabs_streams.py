@@ -21,7 +21,7 @@ from ..errors import ProtocolError, TextTooLong, VoiceStreamError
 from ..media.formats import AudioFormat, parse_format
 from ..protocols import elevenlabs as el
 from ..protocols import elevenlabs_ws as ews
-from .context import RUNTIME, Runtime
+from ..rest.resources import MEDIA_EXECUTOR, METRICS, REGISTRY, SETTINGS, TTS_EXECUTORS, USAGE
 from .elevenlabs_rest import PREFIX
 from .elevenlabs_sockets import Handler, SocketAuth, elevenlabs_errors
 from .elevenlabs_stt_realtime import stt_realtime
@@ -62,11 +62,11 @@ class _Socket:
     sync_alignment: bool  # alignment times from the stream's (context's) start, not the message's
 
 
-def _open(request: web.Request) -> tuple[Runtime, _Socket]:
+def _open(request: web.Request) -> tuple[web.Application, _Socket]:
     """Validate before upgrading, so a bad voice, format or query is a plain 4xx response."""
-    rt = request.app[RUNTIME]
+    rt = request.app
     fmt = parse_format(request.query.get("output_format", el.DEFAULT_OUTPUT_FORMAT))
-    engine, voice = rt.registry.voice(request.match_info["voice_id"])
+    engine, voice = rt[REGISTRY].voice(request.match_info["voice_id"])
     inactivity = ews.parse_stream_query(request.query)
     sync = ews.parse_sync_alignment(request.query)
     return rt, _Socket(engine, voice, fmt, inactivity, sync)
@@ -86,7 +86,7 @@ async def _receive_text(ws: web.WebSocketResponse, limit: int, within: float) ->
 
 
 async def _speak(
-    rt: Runtime,
+    rt: web.Application,
     ws: web.WebSocketResponse,
     stream: TTSStream,
     sock: _Socket,
@@ -99,7 +99,7 @@ async def _speak(
         return 0.0 if sock.sync_alignment else message_start
 
     async for out in encode_stream(
-        stream, sock.fmt, rt.metrics, transport="ws", executor=rt.media_executor
+        stream, sock.fmt, rt[METRICS], transport="ws", executor=rt[MEDIA_EXECUTOR]
     ):
         c = out.chunk
         if c is None:
@@ -133,15 +133,18 @@ def _seal(alignment: el.AlignmentBuilder, stream: TTSStream) -> None:
 
 
 async def _close_with_error(
-    rt: Runtime, ws: web.WebSocketResponse, err: VoiceStreamError, context_id: str | None = None
+    rt: web.Application,
+    ws: web.WebSocketResponse,
+    err: VoiceStreamError,
+    context_id: str | None = None,
 ) -> None:
-    rt.metrics.errors.labels(err.code).inc()
+    rt[METRICS].errors.labels(err.code).inc()
     await close_with_error(ws, err, lambda e: ews.stream_error(e, context_id))
 
 
-async def _record_usage(rt: Runtime, auth: SocketAuth, characters: int) -> None:
+async def _record_usage(rt: web.Application, auth: SocketAuth, characters: int) -> None:
     if characters and auth.principal is not None:
-        await rt.usage.record(auth.principal, "tts_characters", characters)
+        await rt[USAGE].record(auth.principal, "tts_characters", characters)
 
 
 # --- stream-input ---------------------------------------------------------------------------
@@ -151,15 +154,15 @@ async def tts_stream_input(request: web.Request) -> web.StreamResponse:
     """ElevenLabs' input-streaming TTS socket: text in as it comes, audio out per clause."""
     rt, sock = _open(request)
     auth = SocketAuth(request)
-    stream = TTSStream(sock.engine, sock.voice, rt.tts_executors[sock.engine.name])
-    ws = await open_websocket(request, rt.settings)
+    stream = TTSStream(sock.engine, sock.voice, rt[TTS_EXECUTORS][sock.engine.name])
+    ws = await open_websocket(request, rt[SETTINGS])
     use_socket_closer(request, lambda err: _close_with_error(rt, ws, err))  # key revoked
     session = _StreamInputSession(rt, ws, stream, sock, auth)
-    rt.metrics.active_streams.labels("tts_elevenlabs_ws").inc()
+    rt[METRICS].active_streams.labels("tts_elevenlabs_ws").inc()
     try:
         await session.run()
     finally:
-        rt.metrics.active_streams.labels("tts_elevenlabs_ws").dec()
+        rt[METRICS].active_streams.labels("tts_elevenlabs_ws").dec()
         await auth.release()
         await _record_usage(rt, auth, session.characters)
     return ws
@@ -168,7 +171,7 @@ async def tts_stream_input(request: web.Request) -> web.StreamResponse:
 class _StreamInputSession:
     def __init__(
         self,
-        rt: Runtime,
+        rt: web.Application,
         ws: web.WebSocketResponse,
         stream: TTSStream,
         sock: _Socket,
@@ -205,16 +208,16 @@ class _StreamInputSession:
         if not text:
             return
         self.characters += len(text)
-        if self.characters > self.rt.settings.max_text_chars:
+        if self.characters > self.rt[SETTINGS].max_text_chars:
             raise TextTooLong(
                 f"the stream's text reached {self.characters} characters; "
-                f"limit {self.rt.settings.max_text_chars}"
+                f"limit {self.rt[SETTINGS].max_text_chars}"
             )
         self.alignment.extend(text)
         self.stream.push_text(text)
 
     async def _read(self) -> None:
-        settings = self.rt.settings
+        settings = self.rt[SETTINGS]
         # A bad key in the query is refused at once; a missing one may still come in the first
         # message.
         await self.auth.connection()
@@ -253,14 +256,14 @@ async def tts_multi_stream_input(request: web.Request) -> web.StreamResponse:
     """ElevenLabs' multi-context TTS socket: several independent streams over one socket."""
     rt, sock = _open(request)
     auth = SocketAuth(request)
-    ws = await open_websocket(request, rt.settings)
+    ws = await open_websocket(request, rt[SETTINGS])
     use_socket_closer(request, lambda err: _close_with_error(rt, ws, err))  # key revoked
     session = _MultiStreamSession(rt, ws, sock, auth)
-    rt.metrics.active_streams.labels("tts_elevenlabs_multi_ws").inc()
+    rt[METRICS].active_streams.labels("tts_elevenlabs_multi_ws").inc()
     try:
         await session.run()
     finally:
-        rt.metrics.active_streams.labels("tts_elevenlabs_multi_ws").dec()
+        rt[METRICS].active_streams.labels("tts_elevenlabs_multi_ws").dec()
         await auth.release()
         await _record_usage(rt, auth, session.characters)
     return ws
@@ -297,7 +300,7 @@ class _MultiStreamSession:
 
     def __init__(
         self,
-        rt: Runtime,
+        rt: web.Application,
         ws: web.WebSocketResponse,
         sock: _Socket,
         auth: SocketAuth,
@@ -354,7 +357,7 @@ class _MultiStreamSession:
             raise failed.err from None
 
     async def _read(self) -> None:
-        limit = self.rt.settings.max_text_chars
+        limit = self.rt[SETTINGS].max_text_chars
         while True:
             raw = await self._receive()
             self.last_activity = time.monotonic()
@@ -394,7 +397,7 @@ class _MultiStreamSession:
             try:
                 return await _receive_text(
                     self.ws,
-                    self.rt.settings.max_ws_message_bytes,
+                    self.rt[SETTINGS].max_ws_message_bytes,
                     max(0.05, deadline - time.monotonic()),
                 )
             except TimeoutError:
@@ -418,7 +421,7 @@ class _MultiStreamSession:
                 "close one (close_context) before opening another"
             )
         engine = self.sock.engine
-        stream = TTSStream(engine, self.sock.voice, self.rt.tts_executors[engine.name])
+        stream = TTSStream(engine, self.sock.voice, self.rt[TTS_EXECUTORS][engine.name])
         ctx = _Context(context_id, stream)
         previous = self.speakers.get(context_id)
         task = asyncio.create_task(
@@ -446,10 +449,10 @@ class _MultiStreamSession:
             return
         ctx.characters += len(text)
         self.characters += len(text)
-        if ctx.characters > self.rt.settings.max_text_chars:
+        if ctx.characters > self.rt[SETTINGS].max_text_chars:
             raise TextTooLong(
                 f"context {ctx.id!r} reached {ctx.characters} characters; "
-                f"limit {self.rt.settings.max_text_chars}"
+                f"limit {self.rt[SETTINGS].max_text_chars}"
             )
         ctx.alignment.extend(text)
         ctx.stream.push_text(text)

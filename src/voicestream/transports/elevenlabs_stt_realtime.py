@@ -27,7 +27,7 @@ from ..engines.stt_stream import STTEvent, STTStream
 from ..errors import BadRequest, ProtocolError, ValidationFailed, VoiceStreamError
 from ..media.decode import RawStreamDecoder
 from ..protocols import elevenlabs_stt_realtime as srt
-from .context import RUNTIME, Runtime
+from ..rest.resources import METRICS, REGISTRY, SETTINGS, USAGE
 from .elevenlabs_sockets import SocketAuth
 from .socket_registry import use_socket_closer
 from .stt_common import open_stt_stream, parse_raw_format
@@ -42,10 +42,10 @@ _AUTO_COMMIT_S = 90.0
 
 
 async def stt_realtime(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
+    rt = request.app
     # Validate before upgrading: a bad query is a plain 4xx the SDK's connect() raises.
     config = srt.parse_realtime_query(request.query.items())
-    stt_language = rt.registry.stt.language
+    stt_language = rt[REGISTRY].stt.language
     if config.language_code is not None and not srt.language_matches(
         config.language_code, stt_language
     ):
@@ -55,40 +55,42 @@ async def stt_realtime(request: web.Request) -> web.StreamResponse:
             details={"fields": [{"field": "language_code", "message": "unsupported language"}]},
         )
     auth = SocketAuth(request)
-    ws = await open_websocket(request, rt.settings)
+    ws = await open_websocket(request, rt[SETTINGS])
     session = _ScribeSession(rt, ws, config)
     use_socket_closer(request, session.close_with_error)  # key revoked: Scribe's error shape
-    rt.metrics.active_streams.labels("stt_elevenlabs_ws").inc()
+    rt[METRICS].active_streams.labels("stt_elevenlabs_ws").inc()
     try:
         await session.run(auth)
     finally:
-        rt.metrics.active_streams.labels("stt_elevenlabs_ws").dec()
+        rt[METRICS].active_streams.labels("stt_elevenlabs_ws").dec()
         await auth.release()
         await session.stream.aclose()
         seconds = session.audio_seconds
         if seconds:
-            rt.metrics.audio_seconds.labels("transcribed").inc(seconds)
+            rt[METRICS].audio_seconds.labels("transcribed").inc(seconds)
             if auth.principal is not None:
-                await rt.usage.record(auth.principal, "stt_seconds", seconds)
+                await rt[USAGE].record(auth.principal, "stt_seconds", seconds)
     return ws
 
 
 class _ScribeSession:
-    def __init__(self, rt: Runtime, ws: web.WebSocketResponse, config: srt.RealtimeConfig) -> None:
+    def __init__(
+        self, rt: web.Application, ws: web.WebSocketResponse, config: srt.RealtimeConfig
+    ) -> None:
         self.rt = rt
         self.ws = ws
         self.config = config
         self.fmt = parse_raw_format(config.audio_format)
-        self.decoder = RawStreamDecoder(self.fmt, rt.registry.stt.sample_rate)
+        self.decoder = RawStreamDecoder(self.fmt, rt[REGISTRY].stt.sample_rate)
         self.vad = srt.vad_settings(
             config,
-            threshold=rt.settings.vad_threshold,
-            min_silence_ms=rt.settings.vad_min_silence_ms,
-            min_speech_ms=rt.settings.vad_min_speech_ms,
+            threshold=rt[SETTINGS].vad_threshold,
+            min_silence_ms=rt[SETTINGS].vad_min_silence_ms,
+            min_speech_ms=rt[SETTINGS].vad_min_speech_ms,
         )
-        self.language = rt.registry.stt.language.split("-")[0].lower()
+        self.language = rt[REGISTRY].stt.language.split("-")[0].lower()
         self.reader = srt.ChunkReader(
-            sample_rate=config.sample_rate, max_previous_text_chars=rt.settings.max_text_chars
+            sample_rate=config.sample_rate, max_previous_text_chars=rt[SETTINGS].max_text_chars
         )
         self.manual = config.commit_strategy == "manual"
         self.stream = self._new_stream()
@@ -114,12 +116,12 @@ class _ScribeSession:
         )
 
     async def close_with_error(self, err: VoiceStreamError) -> None:
-        self.rt.metrics.errors.labels(err.code).inc()
+        self.rt[METRICS].errors.labels(err.code).inc()
         await close_with_error(self.ws, err, srt.error_message)
 
     async def _report(self, err: VoiceStreamError) -> None:
         """An error the session survives: the client hears why; nothing else changes."""
-        self.rt.metrics.errors.labels(err.code).inc()
+        self.rt[METRICS].errors.labels(err.code).inc()
         await self.ws.send_str(srt.error_message(err))
 
     async def _serve(self, auth: SocketAuth) -> None:
@@ -132,7 +134,7 @@ class _ScribeSession:
         # The client ends a session by closing the socket; until then it reads on, past errors
         # the client can put right with its next message.
         await read_messages(
-            self.ws, self.rt.settings.max_ws_message_bytes, self._on_message, too_large=self._big
+            self.ws, self.rt[SETTINGS].max_ws_message_bytes, self._on_message, too_large=self._big
         )
 
     async def _on_message(self, data: str | bytes) -> bool:
@@ -156,7 +158,7 @@ class _ScribeSession:
         if isinstance(data, bytes):
             await self._on_message(data)  # binary is refused as such, whatever its size
             return
-        limit = self.rt.settings.max_ws_message_bytes
+        limit = self.rt[SETTINGS].max_ws_message_bytes
         await self._report(
             srt.ChunkSizeExceeded(
                 f"message of {len(data)} bytes exceeds the limit of {limit}; send smaller chunks"
@@ -166,8 +168,8 @@ class _ScribeSession:
     async def _feed(self, pcm: bytes) -> None:
         if not pcm:
             return
-        limit = self.rt.settings.max_stream_seconds
-        if self.audio_seconds + len(pcm) / 2 / self.rt.registry.stt.sample_rate > limit:
+        limit = self.rt[SETTINGS].max_stream_seconds
+        if self.audio_seconds + len(pcm) / 2 / self.rt[REGISTRY].stt.sample_rate > limit:
             raise srt.SessionTimeLimitExceeded(f"the session passed {limit:.0f} s of audio")
         await self._handle(await self.stream.feed(pcm))
         if self.manual and self.stream.audio_seconds >= _AUTO_COMMIT_S:
@@ -178,7 +180,7 @@ class _ScribeSession:
             if ev.kind == "partial":
                 await self.ws.send_str(srt.partial_transcript(self._segment_text(ev)))
             elif ev.kind == "final":
-                self.rt.metrics.stt_final_latency.labels("ws").observe(ev.decode_seconds)
+                self.rt[METRICS].stt_final_latency.labels("ws").observe(ev.decode_seconds)
                 if not self.manual:
                     if ev.text:
                         await self._send_committed([ev])
@@ -197,7 +199,7 @@ class _ScribeSession:
         """End the segment: its transcript goes out, and a fresh stream takes the next audio."""
         finals = [ev for ev in await self.stream.end() if ev.kind == "final"]
         for ev in finals:
-            self.rt.metrics.stt_final_latency.labels("ws").observe(ev.decode_seconds)
+            self.rt[METRICS].stt_final_latency.labels("ws").observe(ev.decode_seconds)
         if self.manual:
             finals = [*self.pending, *finals]
             self.pending = []

@@ -11,7 +11,8 @@ from ..errors import InvalidAudio, PayloadTooLarge, ValidationFailed
 from ..media.decode import decode_audio, decode_raw
 from ..media.subtitles import cues_from_words, to_srt, to_vtt
 from ..rest.multipart import read_form
-from .context import RUNTIME, Runtime, principal_of
+from ..rest.resources import MEDIA_EXECUTOR, METRICS, REGISTRY, SETTINGS, USAGE
+from .context import principal_of
 from .stt_common import TranscriptBuilder, open_recording_stream, parse_raw_format
 
 __all__ = ["post_stt", "transcribe_pcm"]
@@ -22,7 +23,7 @@ _FEED_SECONDS = 1.0
 
 
 async def post_stt(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
+    rt = request.app
     response_format = request.query.get("response_format", "json")
     if response_format not in _RESPONSE_FORMATS:
         raise ValidationFailed(
@@ -30,24 +31,24 @@ async def post_stt(request: web.Request) -> web.StreamResponse:
             f"got {response_format!r}"
         )
     raw_fmt = parse_raw_format(request.query["format"]) if "format" in request.query else None
-    data = await _read_upload(request, rt.settings.max_upload_bytes)
+    data = await _read_upload(request, rt[SETTINGS].max_upload_bytes)
     if not data:
         raise InvalidAudio("no audio: the request body is empty")
-    rate = rt.registry.stt.sample_rate
+    rate = rt[REGISTRY].stt.sample_rate
     if raw_fmt is not None:
         fmt = raw_fmt
-        pcm = await rt.media_executor.run(lambda: decode_raw(data, fmt, rate))
+        pcm = await rt[MEDIA_EXECUTOR].run(lambda: decode_raw(data, fmt, rate))
     else:
-        limit = rt.settings.max_stream_seconds
-        pcm = await rt.media_executor.run(lambda: decode_audio(data, rate, limit))
+        limit = rt[SETTINGS].max_stream_seconds
+        pcm = await rt[MEDIA_EXECUTOR].run(lambda: decode_audio(data, rate, limit))
     duration = len(pcm) / 2 / rate
     t0 = time.monotonic()
     transcript = await transcribe_pcm(rt, pcm, source_rate=raw_fmt.sample_rate if raw_fmt else None)
-    rt.metrics.engine_rtf.labels(rt.registry.stt.name).observe(
+    rt[METRICS].engine_rtf.labels(rt[REGISTRY].stt.name).observe(
         (time.monotonic() - t0) / max(duration, 1e-3)
     )
-    rt.metrics.audio_seconds.labels("transcribed").inc(duration)
-    await rt.usage.record(principal_of(request), "stt_seconds", duration)
+    rt[METRICS].audio_seconds.labels("transcribed").inc(duration)
+    await rt[USAGE].record(principal_of(request), "stt_seconds", duration)
 
     cues_words = [(w.text, w.start, w.end) for w in transcript.words]
     match response_format:
@@ -60,7 +61,7 @@ async def post_stt(request: web.Request) -> web.StreamResponse:
     return web.json_response(
         {
             "text": transcript.text,
-            "language": rt.registry.stt.language.split("-")[0],
+            "language": rt[REGISTRY].stt.language.split("-")[0],
             "duration": round(duration, 3),
             "words": [
                 {"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
@@ -71,7 +72,7 @@ async def post_stt(request: web.Request) -> web.StreamResponse:
 
 
 async def transcribe_pcm(
-    rt: Runtime,
+    rt: web.Application,
     pcm: bytes,
     *,
     source_rate: int | None = None,
@@ -81,7 +82,7 @@ async def transcribe_pcm(
     """A whole recording through the streaming pipeline (VAD-segmented), as one transcript;
     ``engine``: one picked by model name (``registry.stt_for``), else the default;
     ``language``: what the client says is spoken (None: the engine's own or detected)."""
-    engine = engine or rt.registry.stt
+    engine = engine or rt[REGISTRY].stt
     stream = await open_recording_stream(
         rt, pcm, source_rate=source_rate, engine=engine, language=language
     )

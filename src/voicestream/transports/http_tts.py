@@ -12,7 +12,8 @@ from ..errors import EmptyText, TextTooLong, VoiceStreamError
 from ..identity import quotas
 from ..media.formats import parse_format
 from ..rest.bodies import read_model
-from .context import RUNTIME, principal_of
+from ..rest.resources import MEDIA_EXECUTOR, METRICS, REGISTRY, SETTINGS, TTS_EXECUTORS, USAGE
+from .context import principal_of
 from .tts_output import encode_stream
 
 __all__ = ["DEFAULT_HTTP_FORMAT", "TTSRequest", "post_tts"]
@@ -32,31 +33,31 @@ class TTSRequest(BaseModel):
 
 
 async def post_tts(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
+    rt = request.app
     body = await read_model(request, TTSRequest)
     text = body.text
     if not text.strip():
         raise EmptyText("text is empty")
-    if len(text) > rt.settings.max_text_chars:
+    if len(text) > rt[SETTINGS].max_text_chars:
         raise TextTooLong(
-            f"text has {len(text)} characters; the limit is {rt.settings.max_text_chars}"
+            f"text has {len(text)} characters; the limit is {rt[SETTINGS].max_text_chars}"
         )
     fmt = parse_format(body.format)
-    engine, voice = rt.registry.voice(body.voice or rt.settings.default_voice)
+    engine, voice = rt[REGISTRY].voice(body.voice or rt[SETTINGS].default_voice)
     principal = principal_of(request)
     # Charged before any synthesis, within the workspace's quota; taken back if it fails.
-    charge = await quotas.charge(rt.usage, rt.settings, principal, "tts_characters", len(text))
-    stream = TTSStream(engine, voice, rt.tts_executors[engine.name])
+    charge = await quotas.charge(rt[USAGE], rt[SETTINGS], principal, "tts_characters", len(text))
+    stream = TTSStream(engine, voice, rt[TTS_EXECUTORS][engine.name])
     stream.push_text(text)
     stream.end_input()
 
     response: web.StreamResponse | None = None
     audio_seconds = 0.0
     client_gone = False
-    rt.metrics.active_streams.labels("tts_http").inc()
+    rt[METRICS].active_streams.labels("tts_http").inc()
     try:
         async for out in encode_stream(
-            stream, fmt, rt.metrics, transport="http", executor=rt.media_executor
+            stream, fmt, rt[METRICS], transport="http", executor=rt[MEDIA_EXECUTOR]
         ):
             if out.chunk is not None:
                 audio_seconds += out.chunk.duration
@@ -85,7 +86,7 @@ async def post_tts(request: web.Request) -> web.StreamResponse:
         log.warning("tts stream aborted after audio started: %s", err)
         raise ConnectionResetError("synthesis failed mid-stream") from err
     finally:
-        rt.metrics.active_streams.labels("tts_http").dec()
+        rt[METRICS].active_streams.labels("tts_http").dec()
     await charge.settle()
     if client_gone:
         assert response is not None

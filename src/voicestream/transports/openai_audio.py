@@ -49,7 +49,16 @@ from ..media.subtitles import cues_from_words, to_srt, to_vtt
 from ..protocols import openai_audio as oa
 from ..rest.bodies import read_json_object
 from ..rest.multipart import read_form
-from .context import RUNTIME, Runtime, principal_of
+from ..rest.resources import (
+    MEDIA_EXECUTOR,
+    METRICS,
+    REGISTRY,
+    SETTINGS,
+    STT_EXECUTOR,
+    TTS_EXECUTORS,
+    USAGE,
+)
+from .context import principal_of
 from .stt_common import open_recording_stream
 from .tts_output import encode_stream
 
@@ -71,7 +80,7 @@ def _openai_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except VoiceStreamError as err:
-            request.app[RUNTIME].metrics.errors.labels(err.code).inc()
+            request.app[METRICS].errors.labels(err.code).inc()
             return web.json_response(oa.error_body(err), status=oa.error_status(err))
 
     return wrapped
@@ -90,12 +99,12 @@ def add_openai_audio_routes(app: web.Application) -> None:
 
 
 async def get_models(request: web.Request) -> web.Response:
-    installed = request.app[RUNTIME].registry.stt_model_names()
+    installed = request.app[REGISTRY].stt_model_names()
     return web.json_response(oa.model_list(installed))
 
 
 async def get_model(request: web.Request) -> web.Response:
-    installed = request.app[RUNTIME].registry.stt_model_names()
+    installed = request.app[REGISTRY].stt_model_names()
     return web.json_response(oa.model_object(request.match_info["model"], installed))
 
 
@@ -103,16 +112,16 @@ async def get_model(request: web.Request) -> web.Response:
 
 
 async def _speech_audio(
-    rt: Runtime, stream: TTSStream, fmt: AudioFormat
+    rt: web.Application, stream: TTSStream, fmt: AudioFormat
 ) -> AsyncIterator[tuple[bytes, float]]:
     """Encoded audio as it is synthesized, with the seconds of audio each piece carries."""
     tempo = stream.tempo  # 1.0 when the engine spoke at the asked speed itself
     async for out in encode_stream(
         stream,
         fmt,
-        rt.metrics,
+        rt[METRICS],
         transport="openai_http",
-        executor=rt.media_executor,
+        executor=rt[MEDIA_EXECUTOR],
         speed=tempo,
     ):
         # The tempo filter makes each clause 1/tempo as long, give or take a frame.
@@ -120,17 +129,17 @@ async def _speech_audio(
 
 
 async def post_speech(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
+    rt = request.app
     data = await read_json_object(request)
     req = oa.parse_speech_request(
         data,
-        max_chars=min(rt.settings.max_text_chars, _MAX_SPEECH_CHARS),
-        catalog=rt.registry.voices(),
-        default_voice=rt.settings.default_voice,
+        max_chars=min(rt[SETTINGS].max_text_chars, _MAX_SPEECH_CHARS),
+        catalog=rt[REGISTRY].voices(),
+        default_voice=rt[SETTINGS].default_voice,
     )
-    engine, voice = rt.registry.voice(req.voice)
+    engine, voice = rt[REGISTRY].voice(req.voice)
     fmt = parse_format(req.output_format)
-    stream = TTSStream(engine, voice, rt.tts_executors[engine.name], speed=req.speed)
+    stream = TTSStream(engine, voice, rt[TTS_EXECUTORS][engine.name], speed=req.speed)
     stream.push_text(req.input)
     stream.end_input()
     content_type = "text/event-stream" if req.sse else fmt.content_type
@@ -138,7 +147,7 @@ async def post_speech(request: web.Request) -> web.StreamResponse:
     response: web.StreamResponse | None = None
     audio_seconds = 0.0
     client_gone = False
-    rt.metrics.active_streams.labels("openai_speech").inc()
+    rt[METRICS].active_streams.labels("openai_speech").inc()
     try:
         async for audio, seconds in _speech_audio(rt, stream, fmt):
             audio_seconds += seconds
@@ -160,8 +169,8 @@ async def post_speech(request: web.Request) -> web.StreamResponse:
         log.warning("openai speech stream aborted after audio started: %s", err)
         raise ConnectionResetError("synthesis failed mid-stream") from err
     finally:
-        rt.metrics.active_streams.labels("openai_speech").dec()
-    await rt.usage.record(principal_of(request), "tts_characters", len(req.input))
+        rt[METRICS].active_streams.labels("openai_speech").dec()
+    await rt[USAGE].record(principal_of(request), "tts_characters", len(req.input))
     if client_gone:
         assert response is not None
         return response
@@ -189,7 +198,7 @@ async def _read_form(request: web.Request, limit: int) -> tuple[bytes | None, di
 
 
 async def _transcribe(
-    rt: Runtime,
+    rt: web.Application,
     engine: STTEngine,
     pcm: bytes,
     on_segment: Callable[[oa.TranscriptSegment], Awaitable[None]],
@@ -225,18 +234,18 @@ def _uploaded(audio: bytes | None) -> bytes:
     return audio
 
 
-async def _decode_upload(rt: Runtime, audio: bytes, rate: int) -> bytes:
+async def _decode_upload(rt: web.Application, audio: bytes, rate: int) -> bytes:
     """The uploaded file as mono s16le at ``rate``, decoded off the loop."""
-    limit = rt.settings.max_stream_seconds
-    return await rt.media_executor.run(lambda: decode_audio(audio, rate, limit))
+    limit = rt[SETTINGS].max_stream_seconds
+    return await rt[MEDIA_EXECUTOR].run(lambda: decode_audio(audio, rate, limit))
 
 
 async def post_transcriptions(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
-    audio, fields = await _read_form(request, rt.settings.max_upload_bytes)
+    rt = request.app
+    audio, fields = await _read_form(request, rt[SETTINGS].max_upload_bytes)
     opts = oa.parse_transcription_options(fields)
     # Any model name: an installed model's own name picks it, any other the best one here.
-    engine = rt.registry.stt_for(opts.model, language=opts.language)
+    engine = rt[REGISTRY].stt_for(opts.model, language=opts.language)
     if opts.language and not engine.hears(opts.language):
         raise BadRequest(
             f"language {opts.language!r} is not supported; this server transcribes "
@@ -264,9 +273,11 @@ async def post_transcriptions(request: web.Request) -> web.StreamResponse:
 
     t0 = time.monotonic()
     segments = await _transcribe(rt, engine, pcm, on_segment, opts.language)
-    rt.metrics.engine_rtf.labels(engine.name).observe((time.monotonic() - t0) / max(duration, 1e-3))
-    rt.metrics.audio_seconds.labels("transcribed").inc(duration)
-    await rt.usage.record(principal_of(request), "stt_seconds", duration)
+    rt[METRICS].engine_rtf.labels(engine.name).observe(
+        (time.monotonic() - t0) / max(duration, 1e-3)
+    )
+    rt[METRICS].audio_seconds.labels("transcribed").inc(duration)
+    await rt[USAGE].record(principal_of(request), "stt_seconds", duration)
 
     if sse_response is not None:
         text = " ".join(s.text for s in segments)
@@ -323,11 +334,11 @@ async def post_translations(request: web.Request) -> web.StreamResponse:
     in windows of at most 30 s cut at pauses, one executor job each: live streams' jobs queued
     meanwhile run between them. Each window is one segment.
     """
-    rt = request.app[RUNTIME]
-    audio, fields = await _read_form(request, rt.settings.max_upload_bytes)
+    rt = request.app
+    audio, fields = await _read_form(request, rt[SETTINGS].max_upload_bytes)
     opts = oa.parse_translation_options(fields)
     upload = _uploaded(audio)
-    engine = rt.registry.translation_engine()  # ModelNotInstalled: says how to add one
+    engine = rt[REGISTRY].translation_engine()  # ModelNotInstalled: says how to add one
     if not isinstance(engine, WhisperSTT):  # pragma: no cover - only Whisper is multilingual
         raise ModelNotInstalled(
             f"{engine.name} cannot translate; install a multilingual Whisper model",
@@ -336,18 +347,20 @@ async def post_translations(request: web.Request) -> web.StreamResponse:
     rate = engine.sample_rate
     pcm = await _decode_upload(rt, upload, rate)
     duration = len(pcm) / 2 / rate
-    windows = await rt.media_executor.run(
+    windows = await rt[MEDIA_EXECUTOR].run(
         partial(windows_at_pauses, pcm, rate, max_seconds=WINDOW_SECONDS)
     )
     engine.admit_stream()
     try:
         t0 = time.monotonic()
-        results = await transcribe_windows(engine, pcm, windows, rt.stt_executor, task="translate")
+        results = await transcribe_windows(engine, pcm, windows, rt[STT_EXECUTOR], task="translate")
     finally:
         engine.leave_stream()
-    rt.metrics.engine_rtf.labels(engine.name).observe((time.monotonic() - t0) / max(duration, 1e-3))
-    rt.metrics.audio_seconds.labels("transcribed").inc(duration)
-    await rt.usage.record(principal_of(request), "stt_seconds", duration)
+    rt[METRICS].engine_rtf.labels(engine.name).observe(
+        (time.monotonic() - t0) / max(duration, 1e-3)
+    )
+    rt[METRICS].audio_seconds.labels("transcribed").inc(duration)
+    await rt[USAGE].record(principal_of(request), "stt_seconds", duration)
     segments = [
         oa.TranscriptSegment(
             round(r.start, 3),

@@ -64,8 +64,9 @@ from ..pipeline.session import SAMPLE_RATE, ConversationHooks, ConversationSessi
 from ..protocols import openai_realtime as oa
 from ..protocols.openai_audio import resolve_voice
 from ..protocols.openai_realtime_events import ServerEvents, dump
+from ..rest.resources import AGENTS, CONVERSATIONS, METRICS, REGISTRY, SETTINGS, USAGE
 from ..store.keys import Principal
-from .context import RUNTIME, Runtime, principal_of
+from .context import principal_of
 from .convai_common import session_deps
 from .openai_realtime_input import RealtimeInput
 from .openai_realtime_output import RealtimeOutput
@@ -86,9 +87,9 @@ def add_openai_realtime_routes(app: web.Application) -> None:
 
 
 async def ws_openai_realtime(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
+    rt = request.app
     # "realtime": what browsers offer, beside their key (or the key alone).
-    ws = await open_websocket(request, rt.settings, ("realtime",))
+    ws = await open_websocket(request, rt[SETTINGS], ("realtime",))
     beta = "realtime=v1" in request.headers.get("OpenAI-Beta", "").replace(" ", "").lower()
     events = ServerEvents("beta" if beta else "ga")
     principal = principal_of(request)
@@ -102,11 +103,11 @@ async def ws_openai_realtime(request: web.Request) -> web.StreamResponse:
         "transcription" if request.query.get("intent") == "transcription" else "realtime"
     )
     socket = _RealtimeSocket(rt, ws, principal, session, events, request.query.get("model"), kind)
-    rt.metrics.active_streams.labels("openai_realtime").inc()
+    rt[METRICS].active_streams.labels("openai_realtime").inc()
     try:
         await socket.run()
     finally:
-        rt.metrics.active_streams.labels("openai_realtime").dec()
+        rt[METRICS].active_streams.labels("openai_realtime").dec()
         await socket.close()
     return ws
 
@@ -116,21 +117,21 @@ def _too_long(message: str, param: str | None = None) -> BadRequest:
 
 
 async def _close_with(
-    rt: Runtime, ws: web.WebSocketResponse, events: ServerEvents, err: VoiceStreamError
+    rt: web.Application, ws: web.WebSocketResponse, events: ServerEvents, err: VoiceStreamError
 ) -> None:
-    rt.metrics.errors.labels(err.code).inc()
+    rt[METRICS].errors.labels(err.code).inc()
     await close_with_error(ws, err, lambda e: dump(events.error(e)))
 
 
 async def _open_session(
-    rt: Runtime, principal: Principal, agent_id: str | None
+    rt: web.Application, principal: Principal, agent_id: str | None
 ) -> ConversationSession:
     """The conversation with the requested agent, or with an unsaved one of the workspace."""
     workspace = str(principal.workspace_id)
     stored: str | None = None
     if agent_id:
         try:
-            agent = await rt.agents.get_config(workspace, agent_id)
+            agent = await rt[AGENTS].get_config(workspace, agent_id)
         except NotFound as err:
             err.details.update(param="agent_id", openai_code="agent_not_found")
             raise
@@ -141,13 +142,13 @@ async def _open_session(
             id=str(uuid.uuid4()),
             workspace_id=workspace,
             name="OpenAI Realtime",
-            voice=rt.settings.default_voice,
+            voice=rt[SETTINGS].default_voice,
         )
-    rt.registry.voice(agent.voice)  # an agent whose voice is gone fails before any record
-    conversation_id = await rt.conversations.create(workspace, stored, None, "openai_realtime")
+    rt[REGISTRY].voice(agent.voice)  # an agent whose voice is gone fails before any record
+    conversation_id = await rt[CONVERSATIONS].create(workspace, stored, None, "openai_realtime")
 
     async def add_turn(role: str, text: str, interrupted: bool) -> None:
-        await rt.conversations.add_turn(conversation_id, role, text, interrupted=interrupted)
+        await rt[CONVERSATIONS].add_turn(conversation_id, role, text, interrupted=interrupted)
 
     async def nothing(*_: Any) -> None:
         """No end user (no long-term memory) and no resuming: nothing else to keep."""
@@ -160,7 +161,7 @@ async def _open_session(
 class _RealtimeSocket:
     def __init__(
         self,
-        rt: Runtime,
+        rt: web.Application,
         ws: web.WebSocketResponse,
         principal: Principal,
         session: ConversationSession,
@@ -191,7 +192,7 @@ class _RealtimeSocket:
         self.greeted = False  # the first event that went through decides on the greeting
         self.bad_events = 0
         self.failed = False
-        self.out = RealtimeOutput(ws, session, events, self.cfg, self.conversation_ref, rt.metrics)
+        self.out = RealtimeOutput(ws, session, events, self.cfg, self.conversation_ref, rt[METRICS])
         self.input = RealtimeInput(rt, self.out, events, self.cfg, self._user_turn)
 
     # ---- lifetime ---------------------------------------------------------------------------
@@ -214,17 +215,17 @@ class _RealtimeSocket:
         await self.session.close()
         if self.input.input_samples:
             seconds = self.input.input_samples / SAMPLE_RATE
-            await self.rt.usage.record(self.principal, "stt_seconds", seconds)
+            await self.rt[USAGE].record(self.principal, "stt_seconds", seconds)
         if self.out.spoken_chars:
-            await self.rt.usage.record(self.principal, "tts_characters", self.out.spoken_chars)
+            await self.rt[USAGE].record(self.principal, "tts_characters", self.out.spoken_chars)
         status = "failed" if self.failed else "ended"
-        await self.rt.conversations.end(self.session.conversation_id, status)
+        await self.rt[CONVERSATIONS].end(self.session.conversation_id, status)
 
     # ---- reading ----------------------------------------------------------------------------
 
     def _reject(self, err: VoiceStreamError) -> None:
         """Tell the client what was wrong with its event; keep the socket unless it is lost."""
-        self.rt.metrics.errors.labels(err.code).inc()
+        self.rt[METRICS].errors.labels(err.code).inc()
         self.out.emit(self.events.error(err))
         self.bad_events += 1
         if self.bad_events >= _MAX_BAD_EVENTS:
@@ -233,7 +234,7 @@ class _RealtimeSocket:
     async def _read(self) -> None:
         # A bad or oversized event is answered and the session reads on, as OpenAI's does.
         await read_messages(
-            self.ws, self.rt.settings.max_ws_message_bytes, self._on_message, too_large=self._big
+            self.ws, self.rt[SETTINGS].max_ws_message_bytes, self._on_message, too_large=self._big
         )
 
     async def _on_message(self, data: str | bytes) -> bool:
@@ -252,7 +253,7 @@ class _RealtimeSocket:
         if isinstance(data, bytes):
             await self._on_message(data)  # binary is refused as such, whatever its size
             return
-        limit = self.rt.settings.max_ws_message_bytes
+        limit = self.rt[SETTINGS].max_ws_message_bytes
         self._reject(
             PayloadTooLarge(
                 f"event exceeds the limit of {limit} bytes: append audio in smaller pieces",
@@ -319,11 +320,11 @@ class _RealtimeSocket:
         voice_id = voice_name = None
         if patch.voice is not None:
             voice_id = resolve_voice(
-                patch.voice, self.rt.registry.voices(), self.rt.settings.default_voice
+                patch.voice, self.rt[REGISTRY].voices(), self.rt[SETTINGS].default_voice
             )
             where = "session.voice" if patch.dialect == "beta" else "session.audio.output.voice"
             try:
-                self.rt.registry.voice(voice_id)
+                self.rt[REGISTRY].voice(voice_id)
             except UnknownVoice as err:
                 err.details.update(param=where, openai_code="invalid_value")
                 raise
@@ -367,7 +368,7 @@ class _RealtimeSocket:
 
     async def _user_turn(self, text: str) -> None:
         """A transcribed user turn of a conversation: answered now, or kept for response.create."""
-        s = self.rt.settings
+        s = self.rt[SETTINGS]
         if (
             len(self.pending) >= s.realtime_max_items
             or sum(map(len, self.pending)) + len(text) > s.realtime_max_chars
@@ -385,7 +386,7 @@ class _RealtimeSocket:
     # ---- items and responses ----------------------------------------------------------------
 
     def _create_item(self, ev: oa.ItemCreate) -> None:
-        s = self.rt.settings
+        s = self.rt[SETTINGS]
         if (
             self.created_items >= s.realtime_max_items
             or self.created_chars + len(ev.text) > s.realtime_max_chars

@@ -18,13 +18,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from aiohttp import web
+
 from ..engines.stt_stream import STTEvent, STTStream
 from ..errors import PayloadTooLarge, VoiceStreamError
 from ..media.decode import RawStreamDecoder
 from ..pipeline.session import SAMPLE_RATE
 from ..protocols import openai_realtime as oa
 from ..protocols.openai_realtime_events import ServerEvents
-from .context import Runtime
+from ..rest.resources import SETTINGS
 from .http_stt import transcribe_pcm
 from .openai_realtime_output import RealtimeOutput
 from .stt_common import open_stt_stream, parse_raw_format
@@ -42,7 +44,7 @@ class RealtimeInput:
 
     def __init__(
         self,
-        rt: Runtime,
+        rt: web.Application,
         out: RealtimeOutput,
         events: ServerEvents,
         cfg: oa.SessionConfig,
@@ -81,7 +83,7 @@ class RealtimeInput:
         td = cfg.turn_detection
         if td is None:
             return None
-        s = self.rt.settings
+        s = self.rt[SETTINGS]
         silence = td.silence_duration_ms
         if silence is None:
             silence = _EAGERNESS_SILENCE_MS.get(td.eagerness or "", s.vad_min_silence_ms)

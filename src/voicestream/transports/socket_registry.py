@@ -38,10 +38,11 @@ from ..identity.members import MEMBERS
 from ..identity.tickets import Ticket
 from ..protocols import elevenlabs_agents
 from ..protocols.openai_realtime_events import ServerEvents, dump
+from ..rest.resources import API_KEYS, POOL
 from ..store import db
 from ..store.keys import Principal
 from ..store.members import MemberRepository, WorkspaceUser
-from .context import PRINCIPAL, RUNTIME
+from .context import PRINCIPAL
 from .ws_common import close_with_error
 
 __all__ = [
@@ -281,8 +282,8 @@ async def _revocation_watcher(app: web.Application) -> AsyncIterator[None]:
 
 async def _watch(app: web.Application) -> None:
     sockets = app[OPEN_SOCKETS]
-    keys = app[RUNTIME].keys
-    members = MemberRepository(app[RUNTIME].pool)
+    keys = app[API_KEYS]
+    members = MemberRepository(app[POOL])
     failing = False
     while True:
         await asyncio.sleep(POLL_INTERVAL_S)

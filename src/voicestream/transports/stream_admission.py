@@ -26,10 +26,10 @@ from aiohttp import web
 
 from ..errors import Busy
 from ..identity.quotas import require_headroom
+from ..rest.resources import REDIS, SETTINGS, USAGE
 from ..store.redis_client import redis_outage
 from ..store.stream_leases import StreamLease, StreamLeases
 from ..store.usage import Subject, UsageKind
-from .context import RUNTIME
 
 __all__ = [
     "STREAM_LEASES",
@@ -91,8 +91,8 @@ STREAM_SLOT: web.RequestKey[bool] = web.RequestKey("voicestream_stream_slot", bo
 
 async def stream_leases(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context (after the runtime's): the leases and their renewal."""
-    rt = app[RUNTIME]
-    leases = StreamLeases(rt.redis, lease_s=rt.settings.stream_lease_seconds)
+    rt = app
+    leases = StreamLeases(rt[REDIS], lease_s=rt[SETTINGS].stream_lease_seconds)
     app[STREAM_LEASES] = _Admission(leases, FailOpen("the concurrent-stream cap"))
     renewal = asyncio.create_task(leases.keep_renewing(), name="stream-lease-renewal")
     yield
@@ -111,7 +111,7 @@ async def stream_slot(app: web.Application, workspace_id: UUID) -> AsyncIterator
     if admission is None:  # an app built without the limits (a bare test app)
         yield
         return
-    cap = app[RUNTIME].settings.max_streams_per_workspace
+    cap = app[SETTINGS].max_streams_per_workspace
 
     async def take() -> StreamLease | None:
         lease = await admission.leases.acquire(workspace_id, cap)
@@ -146,8 +146,8 @@ async def admit_stream(
     """
     if STREAM_SLOT in request:
         return
-    rt = request.app[RUNTIME]
+    rt = request.app
     for kind in kinds:
         # ``subject`` (the caller) when known: its seat's own quota counts too.
-        await require_headroom(rt.usage, rt.settings, subject or workspace_id, kind)
+        await require_headroom(rt[USAGE], rt[SETTINGS], subject or workspace_id, kind)
     await stack.enter_async_context(stream_slot(request.app, workspace_id))

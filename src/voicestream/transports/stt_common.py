@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
 from ..engines.base import STTEngine, Word
 from ..engines.stt_stream import STTEvent, STTStream
 from ..errors import UnsupportedFormat
 from ..media.formats import AudioFormat, parse_format
-from .context import Runtime
+from ..rest.resources import REGISTRY, SETTINGS, STT_EXECUTOR
 
 __all__ = ["TranscriptBuilder", "open_recording_stream", "open_stt_stream", "parse_raw_format"]
 
@@ -17,7 +19,7 @@ _CALIBRATION_SECONDS = 30.0
 
 
 def open_stt_stream(
-    rt: Runtime,
+    rt: web.Application,
     *,
     source_rate: int | None = None,
     engine: STTEngine | None = None,
@@ -33,14 +35,14 @@ def open_stt_stream(
         UnsupportedLanguage: the engine does not hear ``language``.
         Busy: the engine serves as many streams as it admits.
     """
-    engine = engine or rt.registry.stt
+    engine = engine or rt[REGISTRY].stt
     stream = STTStream(
         engine,
-        rt.registry.vad,
-        rt.stt_executor,
-        vad_threshold=rt.settings.vad_threshold,
-        min_silence_ms=rt.settings.vad_min_silence_ms,
-        min_speech_ms=rt.settings.vad_min_speech_ms,
+        rt[REGISTRY].vad,
+        rt[STT_EXECUTOR],
+        vad_threshold=rt[SETTINGS].vad_threshold,
+        min_silence_ms=rt[SETTINGS].vad_min_silence_ms,
+        min_speech_ms=rt[SETTINGS].vad_min_speech_ms,
         word_times=word_times,
         language=language,
     )
@@ -49,7 +51,7 @@ def open_stt_stream(
 
 
 async def open_recording_stream(
-    rt: Runtime,
+    rt: web.Application,
     recording: bytes,
     *,
     source_rate: int | None = None,
@@ -58,7 +60,7 @@ async def open_recording_stream(
 ) -> STTStream:
     """A stream for one whole recording (a file, a committed buffer), calibrated on it: the
     same recording always gives the same transcript, whatever the server heard before."""
-    engine = engine or rt.registry.stt
+    engine = engine or rt[REGISTRY].stt
     stream = open_stt_stream(rt, source_rate=source_rate, engine=engine, language=language)
     try:
         await stream.calibrate(recording[: int(_CALIBRATION_SECONDS * engine.sample_rate) * 2])

@@ -50,8 +50,9 @@ from ..protocols.call_media import (
     CallStop,
     CarrierStream,
 )
+from ..rest.resources import METRICS, SECRET_KEY, SETTINGS
 from ..store.keys import Principal
-from .context import RUNTIME, Runtime, optional_principal
+from .context import optional_principal
 from .convai_common import ConversationLease, open_conversation
 from .socket_registry import use_socket_closer
 from .stt_common import parse_raw_format
@@ -103,13 +104,13 @@ def http_base(request: web.Request) -> str:
     return f"{'https' if secure else 'http'}://{host}"
 
 
-def call_ticket(rt: Runtime, agent: AgentConfig, principal: Principal | None) -> str:
+def call_ticket(rt: web.Application, agent: AgentConfig, principal: Principal | None) -> str:
     """A ticket for one call to ``agent``, for the answer document to hand the socket.
 
     ``principal``: who made the webhook call, if it came with a key or a session (Twilio's own
     signed webhook has neither); the ticket dies with that key or that member's access."""
     return mint_ticket(
-        rt.secret_key,
+        rt[SECRET_KEY],
         workspace_id=agent.workspace_id,
         agent_id=agent.id,
         end_user_id=None,
@@ -125,13 +126,13 @@ def call_ticket(rt: Runtime, agent: AgentConfig, principal: Principal | None) ->
 
 async def serve_call(request: web.Request, framing: CallFraming) -> web.WebSocketResponse:
     """Run one call's media socket to its end."""
-    rt = request.app[RUNTIME]
-    ws = await open_websocket(request, rt.settings)
+    rt = request.app
+    ws = await open_websocket(request, rt[SETTINGS])
     # A revoked key's call ends as the carrier expects: no error message, a close code.
     use_socket_closer(request, lambda err: _close(rt, ws, err))
     stream = framing.new_stream()
     try:
-        start = await _wait_for_start(ws, stream, rt.settings.max_ws_message_bytes)
+        start = await _wait_for_start(ws, stream, rt[SETTINGS].max_ws_message_bytes)
         if start is None:
             return ws  # hung up before starting
         lease = await _open(request, framing, start)
@@ -142,11 +143,11 @@ async def serve_call(request: web.Request, framing: CallFraming) -> web.WebSocke
         await _close(rt, ws, err)
         return ws
     call = _Call(rt, ws, lease, framing, stream, start)
-    rt.metrics.active_streams.labels(framing.transport).inc()
+    rt[METRICS].active_streams.labels(framing.transport).inc()
     try:
         await call.run()
     finally:
-        rt.metrics.active_streams.labels(framing.transport).dec()
+        rt[METRICS].active_streams.labels(framing.transport).dec()
         await lease.close(ended=call.ended)
     return ws
 
@@ -177,12 +178,12 @@ async def _wait_for_start(
 
 async def _open(request: web.Request, framing: CallFraming, start: CallStart) -> ConversationLease:
     """Check the ticket (or key), then open the conversation."""
-    rt = request.app[RUNTIME]
+    rt = request.app
     agent_id = request.query.get("agent_id", "")
     token = start.parameters.get("ticket") or request.query.get("ticket")
     if token:
         # A widget's or an ElevenLabs client's ticket never opens a phone call.
-        claims = verify_ticket(rt.secret_key, token, family="telephony")
+        claims = verify_ticket(rt[SECRET_KEY], token, family="telephony")
         agent_id = agent_id or claims.agent_id
         if claims.agent_id != agent_id:
             raise AuthError("the ticket was issued for another agent")
@@ -200,18 +201,22 @@ async def _open(request: web.Request, framing: CallFraming, start: CallStart) ->
 
 
 async def _close(
-    rt: Runtime, ws: web.WebSocketResponse, err: VoiceStreamError, *, code: int | None = None
+    rt: web.Application,
+    ws: web.WebSocketResponse,
+    err: VoiceStreamError,
+    *,
+    code: int | None = None,
 ) -> None:
     # The carriers' protocols have no error message from the server: the close code and reason
     # carry it.
-    rt.metrics.errors.labels(err.code).inc()
+    rt[METRICS].errors.labels(err.code).inc()
     await close_with_error(ws, err, None, code=code, reason=f"{err.code}: {err.message}")
 
 
 class _Call:
     def __init__(
         self,
-        rt: Runtime,
+        rt: web.Application,
         ws: web.WebSocketResponse,
         lease: ConversationLease,
         framing: CallFraming,
@@ -254,7 +259,7 @@ class _Call:
                 await self.ws.send_bytes(message)
 
     async def _read(self) -> None:
-        limit = self.rt.settings.max_ws_message_bytes
+        limit = self.rt[SETTINGS].max_ws_message_bytes
         if not await read_messages(self.ws, limit, self._on_frame):
             self.ended = self.out.ends_on_close  # the carrier closed without a stop
 

@@ -31,7 +31,8 @@ from ..engines.agents.base import AgentConfig
 from ..errors import AuthError, Forbidden, NotFound, ValidationFailed
 from ..protocols import twilio_media as twilio
 from ..rest.multipart import read_form_fields
-from .context import RUNTIME, optional_principal
+from ..rest.resources import AGENTS, SETTINGS
+from .context import optional_principal
 from .telephony_bridge import CallFraming, call_ticket, http_base, serve_call, ws_base
 from .twilio_signature import signature_matches
 
@@ -51,7 +52,7 @@ def add_twilio_routes(app: web.Application) -> None:
 
 
 async def post_twilio_voice(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
+    rt = request.app
     form = await read_form_fields(request)
     principal = optional_principal(request)
     if principal is None:
@@ -81,7 +82,7 @@ def _check_signature(request: web.Request, params: list[tuple[str, str]]) -> Non
             f"or let Twilio sign the webhook ({SIGNATURE_HEADER}) with "
             "VOICESTREAM_TWILIO_AUTH_TOKEN set on the server"
         )
-    token = request.app[RUNTIME].settings.twilio_auth_token
+    token = request.app[SETTINGS].twilio_auth_token
     if not token:
         raise AuthError(
             f"{SIGNATURE_HEADER} cannot be checked: VOICESTREAM_TWILIO_AUTH_TOKEN is not set"
@@ -92,13 +93,13 @@ def _check_signature(request: web.Request, params: list[tuple[str, str]]) -> Non
 
 
 async def _webhook_agent(request: web.Request, agent_id: str) -> AgentConfig:
-    rt = request.app[RUNTIME]
+    rt = request.app
     principal = optional_principal(request)
     if principal is not None:
         # The agent must be in the key's workspace: a ticket never reaches across tenants.
-        return await rt.agents.get_config(str(principal.workspace_id), agent_id)
+        return await rt[AGENTS].get_config(str(principal.workspace_id), agent_id)
     try:
-        return await rt.agents.get_public_config(agent_id)
+        return await rt[AGENTS].get_public_config(agent_id)
     except NotFound:
         raise Forbidden(
             "no public agent with this id: a signed Twilio webhook reaches public agents only; "

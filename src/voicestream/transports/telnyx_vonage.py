@@ -25,7 +25,8 @@ from ..errors import ValidationFailed
 from ..protocols import telnyx_media as telnyx
 from ..protocols import vonage_media as vonage
 from ..rest.multipart import read_form_fields
-from .context import RUNTIME, principal_of
+from ..rest.resources import AGENTS
+from .context import principal_of
 from .telephony_bridge import CallFraming, call_ticket, serve_call, ws_base
 
 __all__ = [
@@ -57,11 +58,11 @@ def add_telephony_routes(app: web.Application) -> None:
 
 
 async def _agent_and_ticket(request: web.Request, agent_id: object) -> tuple[AgentConfig, str]:
-    rt = request.app[RUNTIME]
+    rt = request.app
     if not isinstance(agent_id, str) or not agent_id:
         raise ValidationFailed("agent_id is required")
     # The agent must be in the key's workspace: a ticket never reaches across tenants.
-    agent = await rt.agents.get_config(str(principal_of(request).workspace_id), agent_id)
+    agent = await rt[AGENTS].get_config(str(principal_of(request).workspace_id), agent_id)
     return agent, call_ticket(rt, agent, principal_of(request))
 
 

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import ValidationFailed
 from ..identity.tickets import END_USER_ID, END_USER_RULE, MAX_TTL_S, mint_ticket
 from ..rest.bodies import read_model
-from .context import RUNTIME, principal_of
+from ..rest.resources import AGENTS, SECRET_KEY
+from .context import principal_of
 
 __all__ = ["post_ticket"]
 
@@ -23,15 +24,15 @@ class TicketRequest(BaseModel):
 
 
 async def post_ticket(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
+    rt = request.app
     body = await read_model(request, TicketRequest)
     if body.end_user_id is not None and not END_USER_ID.fullmatch(body.end_user_id):
         raise ValidationFailed(END_USER_RULE, details={"field": "end_user_id"})
     principal = principal_of(request)
     # The agent must exist in the caller's workspace: a ticket never reaches across tenants.
-    agent = await rt.agents.get_config(str(principal.workspace_id), body.agent_id)
+    agent = await rt[AGENTS].get_config(str(principal.workspace_id), body.agent_id)
     token = mint_ticket(
-        rt.secret_key,
+        rt[SECRET_KEY],
         workspace_id=agent.workspace_id,
         agent_id=agent.id,
         end_user_id=body.end_user_id,

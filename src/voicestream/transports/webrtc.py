@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import BadRequest, NotFound, Overloaded
 from ..identity.page_origins import require_origin
 from ..rest.bodies import read_model
-from .context import RUNTIME
+from ..rest.resources import METRICS, SETTINGS
 from .convai_common import caller_tag, open_conversation
 from .socket_registry import track_connection
 from .webrtc_ice import keep_remote_candidate, pin_host_addresses, pinned_addresses
@@ -155,7 +155,7 @@ async def webrtc_peers(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the registry lives with the app; shutdown closes every connection."""
     registry = PeerRegistry()
     app[WEBRTC_PEERS] = registry
-    pinned = app[RUNTIME].settings.webrtc_host_addresses
+    pinned = app[SETTINGS].webrtc_host_addresses
     if pinned:
         pin_host_addresses(pinned.split(","))
     yield
@@ -215,7 +215,7 @@ def check_offer_sdp(sdp: str) -> None:
 
 
 async def post_webrtc_offer(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
+    rt = request.app
     registry = request.app[WEBRTC_PEERS]
     body = await read_model(request, OfferRequest)
     check_offer_sdp(body.sdp)
@@ -241,7 +241,7 @@ async def post_webrtc_offer(request: web.Request) -> web.Response:
     peer = WebRTCPeer(rt, pc_id, pc, lease, on_closed=_forget(request.app))
     pc_secret = registry.add(peer)
     track_connection(request, peer, lambda _err: peer.close(ended=True), lambda: peer.closed)
-    rt.metrics.active_streams.labels("convai_webrtc").inc()
+    rt[METRICS].active_streams.labels("convai_webrtc").inc()
     try:
         answer = await _negotiate(pc, offer, before_answer=peer.attach_media)
     except BaseException:
@@ -347,7 +347,7 @@ async def _negotiate(
 def _forget(app: web.Application) -> Callable[[WebRTCPeer], None]:
     def forget(peer: WebRTCPeer) -> None:
         app[WEBRTC_PEERS].discard(peer)
-        app[RUNTIME].metrics.active_streams.labels("convai_webrtc").dec()
+        app[METRICS].active_streams.labels("convai_webrtc").dec()
 
     return forget
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import av
+from aiohttp import web
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -29,7 +30,7 @@ from ..errors import PayloadTooLarge, ProtocolError, VoiceStreamError
 from ..pipeline import events
 from ..pipeline.session import SAMPLE_RATE, ConversationSession
 from ..protocols import convai
-from .context import Runtime
+from ..rest.resources import METRICS, SETTINGS
 from .convai_common import ConversationLease, apply_turn_message
 from .webrtc_media import AgentAudioTrack, UserAudioConverter
 
@@ -50,7 +51,7 @@ _EVENTS_LABEL = "events"
 class WebRTCPeer:
     def __init__(
         self,
-        rt: Runtime,
+        rt: web.Application,
         pc_id: str,
         pc: RTCPeerConnection,
         lease: ConversationLease,
@@ -185,7 +186,7 @@ class WebRTCPeer:
             log.debug("peer %s: event not sent: %s", self.pc_id, exc)
 
     async def _read_control(self) -> None:
-        limit = self.rt.settings.max_ws_message_bytes
+        limit = self.rt[SETTINGS].max_ws_message_bytes
         while True:
             raw = await self._inbox.get()
             try:
@@ -200,7 +201,7 @@ class WebRTCPeer:
                     return
             except VoiceStreamError as err:
                 # A bad message costs the client an error event, never the connection.
-                self.rt.metrics.errors.labels(err.code).inc()
+                self.rt[METRICS].errors.labels(err.code).inc()
                 self._send(events.error(err.code, err.message))
 
     async def _control(self, msg: convai.ClientMessage) -> bool:
@@ -250,11 +251,11 @@ class WebRTCPeer:
                 self._bind_channel(self.pc.createDataChannel(_EVENTS_LABEL))
         elif self.pc.sctp is None:
             self._begin()  # audio only: greet and drain events nobody will see
-        await asyncio.sleep(self.rt.settings.max_stream_seconds)
+        await asyncio.sleep(self.rt[SETTINGS].max_stream_seconds)
         log.info(
             "peer %s: call reached the %.0f s limit",
             self.pc_id,
-            self.rt.settings.max_stream_seconds,
+            self.rt[SETTINGS].max_stream_seconds,
         )
         self._send(events.error("stream_limit", "the call reached the server's time limit"))
         self.close_soon(ended=True)

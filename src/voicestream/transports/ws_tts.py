@@ -17,7 +17,8 @@ from ..errors import ProtocolError, VoiceStreamError
 from ..media.formats import AudioFormat, parse_format
 from ..media.framing import frame_bytes
 from ..protocols import native
-from .context import RUNTIME, Runtime, principal_of
+from ..rest.resources import MEDIA_EXECUTOR, METRICS, REGISTRY, SETTINGS, TTS_EXECUTORS, USAGE
+from .context import principal_of
 from .tts_output import encode_stream
 from .ws_common import close_with_error, open_websocket, read_messages, run_socket_tasks
 
@@ -30,26 +31,26 @@ DEFAULT_WS_FORMAT = "pcm_16000"
 
 
 async def ws_tts(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
+    rt = request.app
     # Validate before upgrading, so a bad voice or format is a plain 4xx JSON response.
     fmt = parse_format(request.query.get("format", DEFAULT_WS_FORMAT))
-    engine, voice = rt.registry.voice(request.query.get("voice") or rt.settings.default_voice)
-    stream = TTSStream(engine, voice, rt.tts_executors[engine.name])
-    ws = await open_websocket(request, rt.settings)
+    engine, voice = rt[REGISTRY].voice(request.query.get("voice") or rt[SETTINGS].default_voice)
+    stream = TTSStream(engine, voice, rt[TTS_EXECUTORS][engine.name])
+    ws = await open_websocket(request, rt[SETTINGS])
     session = _TTSSession(rt, ws, stream, fmt)
-    rt.metrics.active_streams.labels("tts_ws").inc()
+    rt[METRICS].active_streams.labels("tts_ws").inc()
     try:
         await session.run()
     finally:
-        rt.metrics.active_streams.labels("tts_ws").dec()
+        rt[METRICS].active_streams.labels("tts_ws").dec()
         if session.characters:
-            await rt.usage.record(principal_of(request), "tts_characters", session.characters)
+            await rt[USAGE].record(principal_of(request), "tts_characters", session.characters)
     return ws
 
 
 class _TTSSession:
     def __init__(
-        self, rt: Runtime, ws: web.WebSocketResponse, stream: TTSStream, fmt: AudioFormat
+        self, rt: web.Application, ws: web.WebSocketResponse, stream: TTSStream, fmt: AudioFormat
     ) -> None:
         self.rt = rt
         self.ws = ws
@@ -69,7 +70,7 @@ class _TTSSession:
         )
 
     async def _fail(self, err: VoiceStreamError) -> None:
-        self.rt.metrics.errors.labels(err.code).inc()
+        self.rt[METRICS].errors.labels(err.code).inc()
         await close_with_error(self.ws, err)
 
     async def _send_done(self) -> None:
@@ -82,7 +83,7 @@ class _TTSSession:
         )
 
     async def _read(self) -> None:
-        limit = self.rt.settings.max_ws_message_bytes
+        limit = self.rt[SETTINGS].max_ws_message_bytes
         if not await read_messages(self.ws, limit, self._on_message):
             # The peer closed (or the transport failed) without "end": nothing more to do.
             raise ConnectionResetError("client closed the TTS stream before end")
@@ -91,7 +92,7 @@ class _TTSSession:
         """Apply one message; True at "end"."""
         if isinstance(data, bytes):
             raise ProtocolError("binary messages are not accepted on the TTS stream")
-        limit = self.rt.settings.max_text_chars
+        limit = self.rt[SETTINGS].max_text_chars
         match native.parse_tts_message(data, max_text_chars=limit):
             case native.Text(text):
                 self.characters += len(text)
@@ -113,7 +114,11 @@ class _TTSSession:
         )
         pending = bytearray()
         async for out in encode_stream(
-            self.stream, self.fmt, self.rt.metrics, transport="ws", executor=self.rt.media_executor
+            self.stream,
+            self.fmt,
+            self.rt[METRICS],
+            transport="ws",
+            executor=self.rt[MEDIA_EXECUTOR],
         ):
             if out.chunk is not None:
                 await self._send_alignment(out.chunk)

@@ -4,12 +4,14 @@ voice chosen by name or language, and the engine a ``transcribe`` asks for."""
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from .. import __version__
 from ..engines.base import STTEngine, TTSEngine, Voice
 from ..engines.whisper_stt import WhisperSTT
 from ..errors import UnknownVoice, ValidationFailed
 from ..protocols import wyoming as wy
-from .context import Runtime
+from ..rest.resources import REGISTRY, SETTINGS
 
 __all__ = ["ASR_PROGRAM", "TTS_PROGRAM", "build_info", "choose_stt", "resolve_voice"]
 
@@ -42,7 +44,7 @@ def _asr_model(engine: STTEngine, name: str) -> wy.AsrModel:
     )
 
 
-def build_info(rt: Runtime) -> wy.Event:
+def build_info(rt: web.Application) -> wy.Event:
     voices = tuple(
         wy.TtsVoice(
             name=v.id,
@@ -50,13 +52,13 @@ def build_info(rt: Runtime) -> wy.Event:
             attribution=_ENGINE_ATTRIBUTION.get(v.engine, _OURS),
             description=v.name,
         )
-        for v in rt.registry.voices()
+        for v in rt[REGISTRY].voices()
     )
     # Every installed engine, the default first, by the name ``transcribe`` may ask for.
     models = tuple(
         _asr_model(engine, name)
         for engine, name in zip(
-            rt.registry.stt_engines(), rt.registry.stt_model_names(), strict=True
+            rt[REGISTRY].stt_engines(), rt[REGISTRY].stt_model_names(), strict=True
         )
     )
     return wy.info(
@@ -66,7 +68,7 @@ def build_info(rt: Runtime) -> wy.Event:
                 TTS_PROGRAM,
                 _OURS,
                 voices,
-                f"voicestream text-to-speech ({', '.join(rt.registry.tts_engine_names())})",
+                f"voicestream text-to-speech ({', '.join(rt[REGISTRY].tts_engine_names())})",
                 __version__,
             )
         ],
@@ -86,12 +88,12 @@ def _language_matches(wanted: str, offered: str) -> bool:
     return w == o or o.startswith(w + "-") or w.startswith(o + "-")
 
 
-def resolve_voice(rt: Runtime, req: wy.VoiceRequest | None) -> tuple[TTSEngine, Voice]:
+def resolve_voice(rt: web.Application, req: wy.VoiceRequest | None) -> tuple[TTSEngine, Voice]:
     if req is not None and req.name is not None:
-        engine, voice = rt.registry.voice(req.name)
+        engine, voice = rt[REGISTRY].voice(req.name)
     elif req is not None and req.language is not None:
-        default = rt.registry.voice(rt.settings.default_voice)
-        candidates = [default[1], *rt.registry.voices()]
+        default = rt[REGISTRY].voice(rt[SETTINGS].default_voice)
+        candidates = [default[1], *rt[REGISTRY].voices()]
         found = next((v for v in candidates if _lang(v.language) == _lang(req.language)), None)
         found = found or next(
             (v for v in candidates if _language_matches(req.language, v.language)), None
@@ -101,9 +103,9 @@ def resolve_voice(rt: Runtime, req: wy.VoiceRequest | None) -> tuple[TTSEngine, 
                 f"no voice speaks {req.language!r}; describe lists the voices",
                 details={"language": req.language},
             )
-        engine, voice = rt.registry.voice(found.id)
+        engine, voice = rt[REGISTRY].voice(found.id)
     else:
-        engine, voice = rt.registry.voice(rt.settings.default_voice)
+        engine, voice = rt[REGISTRY].voice(rt[SETTINGS].default_voice)
     if req is not None and req.speaker is not None:
         raise UnknownVoice(
             f"voice {voice.id!r} has no speakers (asked for {req.speaker!r})",
@@ -112,7 +114,7 @@ def resolve_voice(rt: Runtime, req: wy.VoiceRequest | None) -> tuple[TTSEngine, 
     return engine, voice
 
 
-def choose_stt(rt: Runtime, name: str | None, language: str | None) -> STTEngine:
+def choose_stt(rt: web.Application, name: str | None, language: str | None) -> STTEngine:
     """The engine a ``transcribe`` event asks for: a model or engine name that ``describe``
     lists (``tiny.en``, ``pocketsphinx``, a models-dir model), else the default; a language
     the default cannot hear picks a multilingual model where one is installed.
@@ -120,7 +122,7 @@ def choose_stt(rt: Runtime, name: str | None, language: str | None) -> STTEngine
     Raises:
         ValidationFailed: a name nothing here answers to, or a language the engine cannot hear.
     """
-    registry = rt.registry
+    registry = rt[REGISTRY]
     known = registry.stt_names()
     if name is not None and name != ASR_PROGRAM and name not in known and name.lower() not in known:
         raise ValidationFailed(

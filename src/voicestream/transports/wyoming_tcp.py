@@ -57,8 +57,8 @@ from ..errors import (
 from ..media.formats import PCM_RATES, parse_format
 from ..media.resample import Resampler
 from ..protocols import wyoming as wy
+from ..rest.resources import MEDIA_EXECUTOR, METRICS, POOL, REGISTRY, SETTINGS, TTS_EXECUTORS, USAGE
 from ..store.workspaces import ensure_workspace
-from .context import RUNTIME, Runtime
 from .stream_admission import stream_slot
 from .stt_common import TranscriptBuilder, open_stt_stream
 from .tts_output import encode_stream
@@ -90,16 +90,16 @@ WYOMING: web.AppKey[WyomingListener] = web.AppKey("voicestream_wyoming", Wyoming
 
 async def wyoming_server(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: serve Wyoming while the app runs, when a port is configured."""
-    rt = app[RUNTIME]
-    settings = rt.settings
+    rt = app
+    settings = rt[SETTINGS]
     if settings.wyoming_port is None:
         yield
         return
-    async with rt.pool.acquire() as conn:
+    async with rt[POOL].acquire() as conn:
         workspace_id = await ensure_workspace(conn, USAGE_WORKSPACE)
     info = build_info(rt)
     connections: set[asyncio.Task[None]] = set()
-    open_connections = rt.metrics.active_streams.labels("wyoming_connection")
+    open_connections = rt[METRICS].active_streams.labels("wyoming_connection")
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -151,19 +151,19 @@ async def wyoming_server(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _refuse(
-    rt: Runtime,
+    rt: web.Application,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     err: Busy | None = None,
 ) -> None:
     """Past a cap (this server's connections, or ``err``'s): the error event, then close,
     without handling the request."""
-    limit = rt.settings.wyoming_max_connections
+    limit = rt[SETTINGS].wyoming_max_connections
     err = err or Busy(
         f"all {limit} Wyoming connections are in use; try again shortly",
         details={"max_connections": limit},
     )
-    rt.metrics.errors.labels(err.code).inc()
+    rt[METRICS].errors.labels(err.code).inc()
     log.info("wyoming connection refused: %s", err.message)
     try:
         async with asyncio.timeout(_LAST_WORDS_S):
@@ -191,7 +191,7 @@ class _Connection:
 
     def __init__(
         self,
-        rt: Runtime,
+        rt: web.Application,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         info: wy.Event,
@@ -203,7 +203,7 @@ class _Connection:
         self.info = info
         self.workspace_id = workspace_id
         self.closed = False
-        self._send_timeout = rt.settings.ws_send_timeout_seconds
+        self._send_timeout = rt[SETTINGS].ws_send_timeout_seconds
         self._stalled = False  # a send timed out: the client stopped reading
         self._write_lock = asyncio.Lock()
         self._tts: _StreamingSynthesis | None = None
@@ -214,7 +214,7 @@ class _Connection:
 
     async def run(self) -> None:
         parser = wy.FrameParser()
-        idle_s = self.rt.settings.wyoming_idle_timeout_seconds
+        idle_s = self.rt[SETTINGS].wyoming_idle_timeout_seconds
         loop = asyncio.get_running_loop()
         # The idle clock runs from the last event we finished with, not from the last bytes:
         # a client that trickles a header byte by byte is as idle as a silent one.
@@ -287,7 +287,7 @@ class _Connection:
         if self.closed:
             return
         self.closed = True
-        self.rt.metrics.errors.labels(err.code).inc()
+        self.rt[METRICS].errors.labels(err.code).inc()
         log.info("wyoming request failed: %s: %s", err.code, err.message)
         try:
             await self._write((wy.error(err.message, err.code),))
@@ -312,7 +312,7 @@ class _Connection:
             if isinstance(request, wy.Unsupported):
                 # Nothing waits on an event we do not serve: say so and carry on.
                 err = ProtocolError(f"event type {request.type!r} is not supported here")
-                self.rt.metrics.errors.labels(err.code).inc()
+                self.rt[METRICS].errors.labels(err.code).inc()
                 await self.send(wy.error(err.message, err.code))
                 return
             await self._dispatch(request)
@@ -366,7 +366,7 @@ class _Connection:
             case wy.AudioStart():
                 if self._stt is not None:
                     raise ProtocolError("audio-start while audio is already streaming")
-                engine, self._stt_engine = self._stt_engine or self.rt.registry.stt, None
+                engine, self._stt_engine = self._stt_engine or self.rt[REGISTRY].stt, None
                 self._stt = _Transcription(self, request, engine)
             case wy.AudioChunk():
                 if self._stt is None:
@@ -381,27 +381,27 @@ class _Connection:
                 raise AssertionError(request)
 
     async def _synthesize(self, text: str, voice_req: wy.VoiceRequest | None) -> None:
-        limit = self.rt.settings.max_text_chars
+        limit = self.rt[SETTINGS].max_text_chars
         if len(text) > limit:
             raise TextTooLong(f"text of {len(text)} characters exceeds the limit of {limit}")
         if not text.strip():
             raise EmptyText("synthesize needs some text")
         engine, voice = resolve_voice(self.rt, voice_req)
-        stream = TTSStream(engine, voice, self.rt.tts_executors[engine.name])
+        stream = TTSStream(engine, voice, self.rt[TTS_EXECUTORS][engine.name])
         stream.push_text(text)
         stream.end_input()
-        self.rt.metrics.active_streams.labels("wyoming_tts").inc()
+        self.rt[METRICS].active_streams.labels("wyoming_tts").inc()
         try:
             rate = await _send_speech(self, stream, voice, per_clause=False)
             if rate is None:  # nothing speakable: still a complete (empty) reply
                 await self.send(wy.audio_start(voice.sample_rate), wy.audio_stop())
         finally:
-            self.rt.metrics.active_streams.labels("wyoming_tts").dec()
+            self.rt[METRICS].active_streams.labels("wyoming_tts").dec()
             await self.record("tts_characters", len(text))
 
     async def record(self, kind: str, quantity: float) -> None:
         if quantity:
-            await self.rt.usage.record(self.workspace_id, kind, quantity)
+            await self.rt[USAGE].record(self.workspace_id, kind, quantity)
 
     async def _end_streams(self) -> None:
         tts, self._tts = self._tts, None
@@ -424,7 +424,7 @@ async def _send_speech(
     fmt = parse_format(f"pcm_{rate}")
     started = False
     async for out in encode_stream(
-        stream, fmt, conn.rt.metrics, transport="wyoming", executor=conn.rt.media_executor
+        stream, fmt, conn.rt[METRICS], transport="wyoming", executor=conn.rt[MEDIA_EXECUTOR]
     ):
         if not out.data:
             continue
@@ -447,13 +447,13 @@ class _StreamingSynthesis:
         self.conn = conn
         self.voice = voice
         self.characters = 0
-        self.stream = TTSStream(engine, voice, conn.rt.tts_executors[engine.name])
+        self.stream = TTSStream(engine, voice, conn.rt[TTS_EXECUTORS][engine.name])
         self._closed = False
-        conn.rt.metrics.active_streams.labels("wyoming_tts").inc()
+        conn.rt[METRICS].active_streams.labels("wyoming_tts").inc()
         self.task = asyncio.create_task(self._output(), name="wyoming-tts-out")
 
     def push(self, text: str) -> None:
-        limit = self.conn.rt.settings.max_text_chars
+        limit = self.conn.rt[SETTINGS].max_text_chars
         self.characters += len(text)
         if self.characters > limit:
             raise TextTooLong(f"the stream passed the limit of {limit} characters")
@@ -486,7 +486,7 @@ class _StreamingSynthesis:
         if self._closed:
             return
         self._closed = True
-        self.conn.rt.metrics.active_streams.labels("wyoming_tts").dec()
+        self.conn.rt[METRICS].active_streams.labels("wyoming_tts").dec()
         await self.conn.record("tts_characters", self.characters)
 
 
@@ -511,7 +511,7 @@ class _Transcription:
         self.transcript = TranscriptBuilder()
         self.streaming = False  # transcript-start sent
         self._closed = False
-        rt.metrics.active_streams.labels("wyoming_stt").inc()
+        rt[METRICS].active_streams.labels("wyoming_stt").inc()
 
     async def feed(self, chunk: wy.AudioChunk) -> None:
         rate, width, channels = self.format
@@ -527,8 +527,8 @@ class _Transcription:
             )
         pcm = self.resampler.process(_to_mono(chunk.audio, channels))
         rt = self.conn.rt
-        if self.stream.audio_seconds + len(pcm) / 2 / self.rate > rt.settings.max_stream_seconds:
-            raise PayloadTooLarge(f"audio passed {rt.settings.max_stream_seconds:.0f} s")
+        if self.stream.audio_seconds + len(pcm) / 2 / self.rate > rt[SETTINGS].max_stream_seconds:
+            raise PayloadTooLarge(f"audio passed {rt[SETTINGS].max_stream_seconds:.0f} s")
         await self._send_chunks(await self.stream.feed(pcm))
 
     async def finish(self) -> None:
@@ -551,18 +551,18 @@ class _Transcription:
         seconds = self.stream.audio_seconds
         try:
             if seconds:
-                rt.metrics.audio_seconds.labels("transcribed").inc(seconds)
+                rt[METRICS].audio_seconds.labels("transcribed").inc(seconds)
                 await self.conn.record("stt_seconds", seconds)
         finally:
             # Last: once the gauge says the stream is gone, its usage is on record.
-            rt.metrics.active_streams.labels("wyoming_stt").dec()
+            rt[METRICS].active_streams.labels("wyoming_stt").dec()
 
     async def _send_chunks(self, events: list[STTEvent]) -> None:
         before = len(self.transcript.texts)
         self.transcript.add(events)
         for ev in events:
             if ev.kind == "final":
-                self.conn.rt.metrics.stt_final_latency.labels("wyoming").observe(ev.decode_seconds)
+                self.conn.rt[METRICS].stt_final_latency.labels("wyoming").observe(ev.decode_seconds)
         new = self.transcript.texts[before:]
         if not new:
             return

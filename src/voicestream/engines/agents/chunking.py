@@ -10,12 +10,12 @@ spoken.
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
 from typing import Final
 
 from voicestream.errors import UnsupportedFormat, ValidationFailed
+from voicestream.media.documents import pdf_to_text  # one PDF reader for agents and TTS jobs
 
 __all__ = [
     "CONTENT_TYPES",
@@ -228,43 +228,6 @@ def _inline(text: str) -> str:
     for _ in range(2):  # nested emphasis: ***bold italic***
         text = _EMPHASIS.sub(r"\2", text)
     return text.replace("\\", "").strip()
-
-
-# --- PDF ------------------------------------------------------------------------------------
-
-_HYPHEN_BREAK = re.compile(r"(\w)-\n(\w)")
-
-
-def pdf_to_text(data: bytes) -> str:
-    """Blocking (pypdf parses in Python): the text of every page, pages as paragraphs.
-
-    Raises:
-        UnsupportedFormat: not a PDF, damaged, or encrypted.
-        ValidationFailed: a PDF without extractable text (a scan).
-    """
-    from pypdf import PdfReader
-
-    if not data.lstrip()[:5].startswith(b"%PDF-"):
-        raise UnsupportedFormat("the file is not a PDF (no %PDF- header)")
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise UnsupportedFormat("encrypted PDFs are not supported")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except UnsupportedFormat:
-        raise
-    except Exception as exc:  # a damaged PDF can fail anywhere inside pypdf, in any way
-        raise UnsupportedFormat(f"cannot read the PDF: {exc}") from None
-    paragraphs: list[str] = []
-    for page in pages:
-        page = _HYPHEN_BREAK.sub(r"\1\2", page)
-        # PDF text breaks lines where the layout did, not where the sentences do: join lines,
-        # keep blank lines (where the extractor found them) as paragraph breaks.
-        paragraphs.extend(p for p in re.split(r"\n\s*\n", page) if p.strip())
-    text = "\n\n".join(paragraphs).replace("\x00", "")
-    if not text.strip():
-        raise ValidationFailed("the PDF has no extractable text (is it a scan?)")
-    return text
 
 
 # --- documents ------------------------------------------------------------------------------

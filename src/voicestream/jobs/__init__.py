@@ -1,0 +1,1 @@
+"""Jobs: the registry, queue, workers and outgoing webhooks (issue 10)."""

@@ -1,0 +1,203 @@
+"""``/v1/jobs``: background jobs of the workspace — submit, read, list, cancel.
+
+``POST /v1/jobs`` answers 202 with the job; with an ``Idempotency-Key`` header the same key
+and body give back the same job (``Idempotent-Replayed: true``), the same key with another
+body is a 422, and while the first request with the key is still in flight a 409. Listing is
+newest first, paged by an opaque ``cursor`` and filtered by ``status`` and ``type`` (each a
+comma-separated list). Another workspace's job, like a malformed id, is a 404.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Final
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from ..errors import ValidationFailed
+from ..identity.request_principal import principal_of
+from ..jobs.lifecycle import JobService
+from ..protocols.json_messages import validate_model
+from ..store.jobs import JOB_STATUSES, MAX_PAGE_SIZE, JobRecord, JobStatus
+from .bodies import read_model
+
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "JOBS",
+    "JOBS_PREFIX",
+    "JobError",
+    "JobListQuery",
+    "JobModel",
+    "JobPageModel",
+    "JobSubmitBody",
+    "jobs_app",
+]
+
+JOBS: web.AppKey[JobService] = web.AppKey("voicestream_jobs", JobService)
+JOBS_PREFIX: Final = "/v1/jobs"
+IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
+_TYPE = r"^[a-z][a-z0-9_.-]{0,63}$"
+
+
+class JobSubmitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Annotated[str, StringConstraints(pattern=_TYPE)]
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobModel(BaseModel):
+    id: UUID
+    type: str
+    status: JobStatus
+    progress: int  # 0–100
+    input: dict[str, Any]
+    result: dict[str, Any] | None  # when completed; result.files lists the outputs
+    error: JobError | None  # the last attempt's error (a dead job's reason)
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested_at: datetime | None
+    next_attempt_at: datetime | None  # a retry's time, while queued after a failure
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobModel:
+        error = JobError.model_validate(job.error) if job.error else None
+        retrying = job.status == "queued" and job.attempts > 0
+        return cls(
+            id=job.id,
+            type=job.type,
+            status=job.status,
+            progress=job.progress,
+            input=job.input,
+            result=job.result,
+            error=error,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            cancel_requested_at=job.cancel_requested_at,
+            next_attempt_at=job.run_after if retrying else None,
+        )
+
+
+class JobPageModel(BaseModel):
+    data: list[JobModel]
+    next_cursor: str | None  # None on the last page
+
+
+class JobListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(50, ge=1, le=MAX_PAGE_SIZE)
+    cursor: Annotated[str, StringConstraints(max_length=200)] | None = None
+    status: Annotated[str, StringConstraints(max_length=200)] | None = None  # a,b
+    type: Annotated[str, StringConstraints(max_length=500)] | None = None  # a,b
+
+    @field_validator("status")
+    @classmethod
+    def _statuses(cls, v: str | None) -> str | None:
+        for name in _split(v):
+            if name not in JOB_STATUSES:
+                raise ValueError(f"{name!r} is not one of {', '.join(JOB_STATUSES)}")
+        return v
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _json(
+    body: BaseModel, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(text=body.model_dump_json(), status=status, headers=headers)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    values = request.headers.getall(IDEMPOTENCY_HEADER, [])
+    if not values:
+        return None
+    if len(values) > 1 or not _KEY.match(values[0]):
+        raise ValidationFailed(
+            f"{IDEMPOTENCY_HEADER} must be one value of 1 to 255 printable ASCII characters",
+            details={"fields": [{"field": IDEMPOTENCY_HEADER, "message": "malformed"}]},
+        )
+    return values[0]
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    key = _idempotency_key(request)
+    body = await read_model(request, JobSubmitBody)
+    submission = await request.config_dict[JOBS].submit(
+        principal.workspace_id,
+        body.type,
+        body.input,
+        idempotency_key=key,
+        user_id=principal.user_id,
+        key_id=principal.key_id,
+    )
+    headers = {"Location": f"{JOBS_PREFIX}/{submission.job.id}"}
+    if not submission.created:
+        headers["Idempotent-Replayed"] = "true"
+    return _json(JobModel.of(submission.job), 202, headers)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    job = await request.config_dict[JOBS].get(principal.workspace_id, request.match_info["job_id"])
+    return _json(JobModel.of(job))
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
+    if repeated:
+        raise ValidationFailed(
+            f"repeated query parameter: {', '.join(repeated)}",
+            details={"fields": [{"field": n, "message": "given more than once"} for n in repeated]},
+        )
+    given = {name: value for name, value in request.query.items() if value != ""}
+    query = validate_model(JobListQuery, given, "query string")
+    page = await request.config_dict[JOBS].list(
+        principal.workspace_id,
+        limit=query.limit,
+        cursor=query.cursor,
+        statuses=_split(query.status),
+        types=_split(query.type),
+    )
+    return _json(
+        JobPageModel(data=[JobModel.of(j) for j in page.jobs], next_cursor=page.next_cursor)
+    )
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    job = await request.config_dict[JOBS].cancel(
+        principal.workspace_id, request.match_info["job_id"]
+    )
+    return _json(JobModel.of(job), 202)
+
+
+def jobs_app() -> web.Application:
+    """The sub-app to mount at ``JOBS_PREFIX`` ("" is the prefix itself)."""
+    app = web.Application()
+    app.add_routes(
+        [
+            web.post("", submit_job),
+            web.get("", list_jobs, allow_head=False),
+            web.get("/{job_id}", get_job, allow_head=False),
+            web.post("/{job_id}/cancel", cancel_job),
+        ]
+    )
+    return app
