@@ -18,7 +18,6 @@ import pyloudnorm
 import pytest
 from scipy.signal import resample_poly
 
-from fixtures_services import db_pool  # noqa: F401  (fixture)
 from jobs.job_types_harness import JobTypeRunner, job_type_runner
 from voicestream.engines.catalog import EngineRegistry
 from voicestream.errors import UnknownVoice
@@ -56,7 +55,7 @@ SPOKEN = (
 
 @pytest.fixture
 async def runner(
-    db_pool: db.Pool,  # noqa: F811  (fixture injection)
+    db_pool: db.Pool,
     registry: EngineRegistry,
     tmp_path: Path,
 ) -> AsyncIterator[JobTypeRunner]:

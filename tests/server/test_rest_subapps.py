@@ -5,8 +5,6 @@ answer the JSON error shape, and metrics still label routes by their full canoni
 
 from __future__ import annotations
 
-import uuid
-
 import aiohttp
 import pytest
 from aiohttp import web
@@ -14,6 +12,9 @@ from aiohttp.web_urldispatcher import PrefixedSubAppResource
 
 from voicestream.config import load_settings
 from voicestream.server.app import create_app
+
+# Fixed, not random: xdist workers must collect the same parameter ids.
+_SOME_ID = "5b0e6a2e-8f3c-4d1a-9c2b-7e4f1a6d3c90"
 
 SUB_APP_PREFIXES = {
     "/v1/agents",
@@ -56,12 +57,12 @@ def test_each_rest_domain_is_a_sub_app_owning_its_prefix() -> None:
 @pytest.mark.parametrize(
     ("method", "path", "status", "code"),
     [
-        ("GET", f"/v1/agents/{uuid.uuid4()}/nothing", 404, "not_found"),
+        ("GET", f"/v1/agents/{_SOME_ID}/nothing", 404, "not_found"),
         ("GET", "/v1/agents/", 404, "not_found"),
         ("PUT", "/v1/agents", 405, "method_not_allowed"),
         ("DELETE", "/v1/auth/login", 405, "method_not_allowed"),
         ("GET", "/v1/auth/nothing", 404, "not_found"),
-        ("GET", f"/v1/workspaces/{uuid.uuid4()}/nothing", 404, "not_found"),
+        ("GET", f"/v1/workspaces/{_SOME_ID}/nothing", 404, "not_found"),
         ("POST", "/v1/invitations/nothing", 404, "not_found"),
         ("GET", "/v1/convai/sessions/a/b", 404, "not_found"),
     ],

@@ -118,23 +118,13 @@ class TranscriptionJob:
                 await ctx.media_executor.run(decoder.close)
         duration = round(samples / engine.sample_rate, 3)
         language = inp.language or ("en" if not engine.multilingual else None)
-        body = {
-            "text": transcript.text,
-            "language": language,
-            "duration": duration,
-            "segments": transcript.segments,
-        }
-        cues = cues_from_words(transcript.words)
-        outputs = [
-            ("transcript.json", "application/json", json.dumps(body, ensure_ascii=False), "json"),
-            ("transcript.srt", "application/x-subrip", to_srt(cues), "srt"),
-            ("transcript.vtt", "text/vtt", to_vtt(cues), "vtt"),
-        ]
+        # Hours of words make megabytes of text: serialized off the loop.
+        outputs = await ctx.media_executor.run(partial(_outputs, transcript, language, duration))
         files = []
-        for name, content_type, text, kind in outputs:
+        for name, content_type, data, kind in outputs:
             files.append(
                 await ctx.files.save_output(
-                    name, content_type, _once(text.encode()), format=kind, duration=duration
+                    name, content_type, _once(data), format=kind, duration=duration
                 )
             )
         await progress.report(100)
@@ -204,6 +194,29 @@ async def _transcribe(
         if ended:
             break
     return transcript, offset + len(buffer) // 2
+
+
+def _outputs(
+    transcript: _Transcript, language: str | None, duration: float
+) -> list[tuple[str, str, bytes, str]]:
+    """``(name, content type, bytes, format)`` of the JSON, SRT and WebVTT outputs."""
+    body = {
+        "text": transcript.text,
+        "language": language,
+        "duration": duration,
+        "segments": transcript.segments,
+    }
+    cues = cues_from_words(transcript.words)
+    return [
+        (
+            "transcript.json",
+            "application/json",
+            json.dumps(body, ensure_ascii=False).encode(),
+            "json",
+        ),
+        ("transcript.srt", "application/x-subrip", to_srt(cues).encode(), "srt"),
+        ("transcript.vtt", "text/vtt", to_vtt(cues).encode(), "vtt"),
+    ]
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

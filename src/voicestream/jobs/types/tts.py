@@ -169,7 +169,8 @@ class TTSJob:
         progress = ProgressReporter(ctx)
         await progress.report(0)
         if inp.text is not None:
-            document = text_document(inp.text)
+            # Up to two million characters of regex work: off the loop like any parsing.
+            document = await ctx.media_executor.run(partial(text_document, inp.text))
             characters = len(inp.text)
         else:
             document = await _read_document(ctx, inp.file_id)
