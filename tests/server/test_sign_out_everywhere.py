@@ -11,6 +11,7 @@ greeting.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -23,8 +24,10 @@ from voicestream.identity.accounts import TokenPair
 from voicestream.rest.auth import ACCOUNTS
 from voicestream.rest.resources import POOL
 from voicestream.store.keys import ApiKeyRepository
+from voicestream.store.users import UserRepository
 
 CLOSED_WITHIN_S = 5.0  # at once in this process
+POLLED_WITHIN_S = 5.0  # the registry polls about once a second
 
 
 class _Socket(SocketRecorder):
@@ -150,3 +153,35 @@ async def test_signing_out_everywhere_needs_a_session(server, http) -> None:
     # Nobody was signed out by those: the owner's session still works.
     status, _ = await call(http, server, "GET", "/v1/auth/me", token=people["owner"].token)
     assert status == 200
+
+
+async def test_a_sign_out_made_by_another_process_closes_within_the_poll(server, http) -> None:
+    """Another server of the same database signs the user out everywhere: no hook here hears
+    of it, the registry's poll reads ``users.sessions_revoked_at``. What the next sign-in
+    opens stays open."""
+    _, _, people = await team(server)
+    editor, owner = people["editor"], people["owner"]
+    status, agent = await call(
+        http, server, "POST", "/v1/agents", {"name": "desk", "voice": "slt"}, token=owner.token
+    )
+    assert status == 201, agent
+    laptop, phone = await _sign_in(server, editor), await _sign_in(server, editor)
+    by_session = await _conversation(http, server, agent["id"], token=laptop.access_token)
+    minted = await _ticket(http, server, phone.access_token, agent["id"])
+    by_ticket = await _conversation(http, server, agent["id"], ticket=minted)
+
+    # What POST /v1/auth/logout-everywhere writes, without this process's hook.
+    await UserRepository(server.app[POOL]).end_sessions(editor.user.id, time.time())
+    again = await _sign_in(server, editor)
+    after = await _conversation(http, server, agent["id"], token=again.access_token)
+
+    for socket in (by_session, by_ticket):
+        await eventually(
+            lambda s=socket: s.ws.closed, within=POLLED_WITHIN_S, what="the socket to close"
+        )
+        assert socket.ws.close_code == 4401, socket.describe()
+        assert socket.texts[-1]["code"] == "unauthorized", socket.describe()
+    # Opened after the sign-out: it ends as its user asks, not with 4401.
+    assert not after.ws.closed
+    await after.ws.send_json({"type": "end"})
+    assert await after.closed() == 1000

@@ -164,7 +164,8 @@ class Members:
 
     async def sessions_ended(self, user_id: UUID, workspace_ids: list[UUID]) -> None:
         """The user signed out everywhere: what they opened in these workspaces with a
-        session, or a ticket a session minted, closes as on a removal (the same hook)."""
+        session, or a ticket a session minted, closes as on a removal (the same hook); in
+        other processes the registry's poll reads ``users.sessions_revoked_at``."""
         for workspace_id in workspace_ids:
             await self._access_lost(workspace_id, user_id)
 

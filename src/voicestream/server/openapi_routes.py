@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from ..protocols.vonage_ncco import Ncco
 from ..rest.agents import (
     AgentCreateBody,
     AgentDetail,
@@ -54,7 +55,6 @@ from ..rest.openapi import (
     BINARY,
     MULTIPART,
     NO_CONTENT,
-    OK,
     STRING,
     Op,
     Resp,
@@ -92,9 +92,16 @@ from ..rest.workspaces import (
     WorkspaceSettingsBody,
     WorkspaceSettingsModel,
 )
+from ..transports.http_stt import Transcript
 from ..transports.http_tts import TTSRequest
-from ..transports.tickets import TicketRequest
-from ..transports.webrtc import CandidatesRequest, OfferRequest
+from ..transports.tickets import TicketRequest, TicketResponse
+from ..transports.webrtc import (
+    CandidatesAccepted,
+    CandidatesRequest,
+    OfferRequest,
+    WebRTCAnswer,
+)
+from .health import Liveness, Readiness
 from .openapi_compat_routes import COMPAT_OPERATIONS
 
 __all__ = ["OPERATIONS"]
@@ -132,14 +139,20 @@ _SIGNED_QUERY: Final = {
 }
 OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
     # --- service -------------------------------------------------------------------------
-    ("GET", "/healthz"): Op("Liveness: the process answers", "service", auth="public"),
+    ("GET", "/healthz"): Op(
+        "Liveness: the process answers", "service", auth="public", responses=ok(Liveness)
+    ),
     ("GET", "/readyz"): Op(
         "Readiness: models loaded, database and Redis reachable",
         "service",
         auth="public",
         responses={
-            200: Resp("Ready."),
-            503: Resp("Not ready yet; the body names what is missing."),
+            200: Resp("Ready.", model=Readiness),
+            503: Resp(
+                "Not ready yet; the body names what is missing.",
+                model=Readiness,
+                headers={"Retry-After": "Seconds until asking again is worth it."},
+            ),
         },
     ),
     ("GET", "/metrics"): Op(
@@ -192,7 +205,13 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
             "response_format": {"enum": ["json", "text", "srt", "vtt"], "default": "json"},
             "format": {"type": "string", "description": "Raw PCM, e.g. pcm_16000."},
         },
-        responses={200: Resp("The transcript (JSON, or text/SRT/VTT as asked).")},
+        responses={
+            200: Resp(
+                "The transcript with word timings; plain text, SRT or WebVTT instead as "
+                "`response_format` asks.",
+                model=Transcript,
+            )
+        },
     ),
     ("GET", "/v1/stt/stream"): websocket(
         "Speech to text over a WebSocket", "speech", _NATIVE_STT_WS
@@ -657,7 +676,7 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         "A short-lived ticket for a browser to open a conversation",
         "conversations",
         body=TicketRequest,
-        responses=ok(status=201, description="The ticket."),
+        responses=ok(TicketResponse, 201, "The ticket."),
     ),
     ("GET", "/v1/convai/stream"): websocket(
         "A conversation with an agent", "conversations", _CONVAI_WS, auth="optional"
@@ -667,13 +686,14 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         "conversations",
         auth="optional",
         body=OfferRequest,
+        responses=ok(WebRTCAnswer, description="The SDP answer and the peer's id."),
     ),
     ("PATCH", "/v1/convai/webrtc/offer"): Op(
         "Trickle ICE candidates to an open peer connection",
         "conversations",
         auth="optional",
         body=CandidatesRequest,
-        responses={204: NO_CONTENT, 200: OK},
+        responses=ok(CandidatesAccepted, description="The candidates were added."),
     ),
     ("OPTIONS", "/v1/convai/webrtc/offer"): Op(
         "CORS preflight for the offer", "conversations", auth="public", responses={204: NO_CONTENT}
@@ -702,10 +722,14 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         "Vonage WebSocket audio", "telephony", _CARRIER_WS, auth="optional"
     ),
     ("GET", "/v1/telephony/vonage/answer"): Op(
-        "Vonage's answer URL: an NCCO that connects the call", "telephony"
+        "Vonage's answer URL: an NCCO that connects the call",
+        "telephony",
+        responses=ok(Ncco, description="The NCCO."),
     ),
     ("POST", "/v1/telephony/vonage/answer"): Op(
-        "Vonage's answer URL: an NCCO that connects the call", "telephony"
+        "Vonage's answer URL: an NCCO that connects the call",
+        "telephony",
+        responses=ok(Ncco, description="The NCCO."),
     ),
     **COMPAT_OPERATIONS,
 }

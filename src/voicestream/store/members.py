@@ -8,7 +8,7 @@ owners demoting each other at once cannot leave the workspace with none.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -89,6 +89,22 @@ class MemberRepository:
             issued_at,
         )
         return {(row["workspace_id"], row["user_id"]) for row in rows}
+
+    async def signed_out_since(self, since: Mapping[UUID, float]) -> dict[UUID, float]:
+        """Which of these users (user id -> unix seconds) signed out everywhere after the
+        time given, and when (unix seconds): what they opened before then must close."""
+        user_ids = builtins.list(since)
+        rows = await self._pool.fetch(
+            """
+            SELECT u.id, extract(epoch FROM u.sessions_revoked_at)::float8 AS revoked_at
+            FROM unnest($1::uuid[], $2::float8[]) AS s (user_id, since)
+            JOIN users u ON u.id = s.user_id
+            WHERE u.sessions_revoked_at > to_timestamp(s.since)
+            """,
+            user_ids,
+            [since[user_id] for user_id in user_ids],
+        )
+        return {row["id"]: row["revoked_at"] for row in rows}
 
     async def get(self, workspace_id: UUID, user_id: UUID) -> Member:
         row = await self._pool.fetchrow(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+from pydantic import BaseModel, Field
 
 from ..engines.base import STTEngine
 from ..errors import InvalidAudio, PayloadTooLarge, ValidationFailed
@@ -15,11 +16,26 @@ from ..rest.resources import MEDIA_EXECUTOR, METRICS, REGISTRY, SETTINGS, USAGE
 from .context import principal_of
 from .stt_common import TranscriptBuilder, open_recording_stream, parse_raw_format
 
-__all__ = ["post_stt", "transcribe_pcm"]
+__all__ = ["Transcript", "TranscriptWord", "post_stt", "transcribe_pcm"]
 
 _RESPONSE_FORMATS = ("json", "text", "srt", "vtt")
 # Feed the decoder a second at a time: each job is short, so other streams' work interleaves.
 _FEED_SECONDS = 1.0
+
+
+class TranscriptWord(BaseModel):
+    text: str
+    start: float = Field(description="Seconds from the start of the audio.")
+    end: float
+
+
+class Transcript(BaseModel):
+    """``response_format=json``: the transcript with each word's timing."""
+
+    text: str
+    language: str = Field(description="The language code, e.g. `en`.")
+    duration: float = Field(description="The audio's length in seconds.")
+    words: list[TranscriptWord]
 
 
 async def post_stt(request: web.Request) -> web.StreamResponse:
@@ -58,17 +74,16 @@ async def post_stt(request: web.Request) -> web.StreamResponse:
             return web.Response(text=to_srt(cues_from_words(cues_words)), content_type="text/plain")
         case "vtt":
             return web.Response(text=to_vtt(cues_from_words(cues_words)), content_type="text/vtt")
-    return web.json_response(
-        {
-            "text": transcript.text,
-            "language": rt[REGISTRY].stt.language.split("-")[0],
-            "duration": round(duration, 3),
-            "words": [
-                {"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
-                for w in transcript.words
-            ],
-        }
+    body = Transcript(
+        text=transcript.text,
+        language=rt[REGISTRY].stt.language.split("-")[0],
+        duration=round(duration, 3),
+        words=[
+            TranscriptWord(text=w.text, start=round(w.start, 3), end=round(w.end, 3))
+            for w in transcript.words
+        ],
     )
+    return web.json_response(text=body.model_dump_json())
 
 
 async def transcribe_pcm(

@@ -1,15 +1,18 @@
-"""Open sockets and WebRTC calls by who opened them: revoking a key, or removing a member (or
-making them a viewer), ends them.
+"""Open sockets and WebRTC calls by who opened them: revoking a key, removing a member (or
+making them a viewer), or the member signing out everywhere ends them.
 
 A connection is opened by an API key, or by a member of a workspace: a signed-in user's access
 token, or a ticket a user session minted. Each is checked when the connection opens; a socket
 may then stream for an hour. Revocation and removal happen anywhere (``voicestream keys
 revoke`` in another process, another server of the same database), so each server polls the
-database about once a second for revoked keys and lapsed members among those holding its open
-connections, and closes theirs: a socket gets the protocol's error event and close code 4401,
-a WebRTC call is hung up. The check is one indexed query for each kind in use, and none at all
-while nothing is open. A removal or a demotion made through this process closes its
-connections here at once, without waiting for the poll (``identity.members``' hook).
+database about once a second for revoked keys, lapsed members and members who signed out
+everywhere (``users.sessions_revoked_at``) among those holding its open connections, and closes
+theirs: a socket gets the protocol's error event and close code 4401, a WebRTC call is hung up.
+A sign-out ends what was opened before it only: each connection remembers when it opened, so a
+socket of the session signed in afterwards stays. The check is one indexed query for each kind
+in use, and none at all while nothing is open. A removal, a demotion or a sign-out made through
+this process closes its connections here at once, without waiting for the poll
+(``identity.members``' hook).
 
 Sockets register themselves through ``on_response_prepare`` (every WebSocket handler prepares
 its response), so no handler has to remember to; sockets whose key arrives later, inside the
@@ -26,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
@@ -55,6 +59,7 @@ __all__ = [
     "bind_ticket_minter",
     "lost_member_error",
     "revoked_key_error",
+    "signed_out_error",
     "track_connection",
     "use_socket_closer",
 ]
@@ -75,6 +80,10 @@ def lost_member_error() -> AuthError:
         "the member who opened this connection was removed from the workspace or may no "
         "longer use it"
     )
+
+
+def signed_out_error() -> AuthError:
+    return AuthError("the user who opened this connection signed out everywhere")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +118,9 @@ class _Connection:
     opener: Opener  # nobody until a key inside the socket says who it is
     close: Closer
     is_closed: Callable[[], bool]
+    # Unix seconds, the clock that stamps ``users.sessions_revoked_at``: a sign-out after
+    # this ends the connection, one before it (a socket of the next sign-in) does not.
+    opened_at: float
 
 
 class OpenSockets:
@@ -128,7 +140,7 @@ class OpenSockets:
         close: Closer,
         is_closed: Callable[[], bool],
     ) -> None:
-        self._connections[id(handle)] = _Connection(opener, close, is_closed)
+        self._connections[id(handle)] = _Connection(opener, close, is_closed, time.time())
 
     def bind(self, handle: object, opener: Opener) -> None:
         """A credential presented inside an already open socket: the socket is its now."""
@@ -156,6 +168,16 @@ class OpenSockets:
         self._forget_ended()
         return {c.opener.member for c in self._connections.values() if c.opener.member}
 
+    def member_openings(self) -> dict[UUID, float]:
+        """By user with open connections as a member: when the oldest of them opened."""
+        self._forget_ended()
+        oldest: dict[UUID, float] = {}
+        for c in self._connections.values():
+            if c.opener.member is not None:
+                user_id = c.opener.member[1]
+                oldest[user_id] = min(c.opened_at, oldest.get(user_id, c.opened_at))
+        return oldest
+
     async def close_keys(self, key_ids: Iterable[UUID]) -> int:
         """Close every open connection of these keys; returns how many were closed."""
         revoked = set(key_ids)
@@ -166,13 +188,26 @@ class OpenSockets:
         lost = set(members)
         return await self._close(lambda o: o.member in lost, lost_member_error)
 
+    async def close_signed_out(self, signed_out_at: Mapping[UUID, float]) -> int:
+        """Close every connection a user opened as a member before they signed out
+        everywhere (user id -> unix seconds); returns how many were closed."""
+
+        def before_sign_out(c: _Connection) -> bool:
+            member = c.opener.member
+            return member is not None and c.opened_at < signed_out_at.get(member[1], 0.0)
+
+        return await self._close_where(before_sign_out, signed_out_error)
+
     async def _close(
         self, doomed_by: Callable[[Opener], bool], error: Callable[[], AuthError]
     ) -> int:
+        return await self._close_where(lambda c: doomed_by(c.opener), error)
+
+    async def _close_where(
+        self, doomed_by: Callable[[_Connection], bool], error: Callable[[], AuthError]
+    ) -> int:
         doomed = [
-            (h, c)
-            for h, c in self._connections.items()
-            if doomed_by(c.opener) and not c.is_closed()
+            (h, c) for h, c in self._connections.items() if doomed_by(c) and not c.is_closed()
         ]
         for handle, _ in doomed:
             del self._connections[handle]
@@ -290,9 +325,11 @@ async def _watch(app: web.Application) -> None:
         key_ids, members_open = sockets.key_ids(), sockets.members()
         if not key_ids and not members_open:
             continue
+        openings = sockets.member_openings() if members_open else {}
         try:
             revoked = await keys.revoked_among(key_ids) if key_ids else set()
             lost = await members.lapsed_among(members_open) if members_open else set()
+            signed_out = await members.signed_out_since(openings) if openings else {}
         except (VoiceStreamError, db.PostgresError, OSError, TimeoutError) as exc:
             # The database is away; the outage is reported where it is felt. Try again.
             if not failing:
@@ -306,3 +343,6 @@ async def _watch(app: web.Application) -> None:
         if lost:
             closed = await sockets.close_members(lost)
             log.info("closed %d connection(s) of %d member(s) who lost access", closed, len(lost))
+        if signed_out:
+            closed = await sockets.close_signed_out(signed_out)
+            log.info("closed %d connection(s) of %d user(s) signed out", closed, len(signed_out))

@@ -24,6 +24,7 @@ from ..engines.agents.base import AgentConfig
 from ..errors import ValidationFailed
 from ..protocols import telnyx_media as telnyx
 from ..protocols import vonage_media as vonage
+from ..protocols.vonage_ncco import connect_websocket
 from ..rest.multipart import read_form_fields
 from ..rest.resources import AGENTS
 from .context import principal_of
@@ -89,21 +90,12 @@ async def post_telnyx_voice(request: web.Request) -> web.Response:
 async def vonage_answer(request: web.Request) -> web.Response:
     """The NCCO for Vonage's answer webhook: connect the call to the agent's socket."""
     agent, ticket = await _agent_and_ticket(request, request.query.get("agent_id"))
-    ncco = [
-        {
-            "action": "connect",
-            "endpoint": [
-                {
-                    "type": "websocket",
-                    "uri": _socket_url(request, VONAGE_PATH, agent, ticket),
-                    "content-type": f"audio/l16;rate={_VONAGE_RATE}",
-                    # Arrive as fields of websocket:connected.
-                    "headers": {"agent_id": agent.id},
-                }
-            ],
-        }
-    ]
-    return web.json_response(ncco)
+    ncco = connect_websocket(
+        _socket_url(request, VONAGE_PATH, agent, ticket),
+        rate=_VONAGE_RATE,
+        headers={"agent_id": agent.id},
+    )
+    return web.json_response(text=ncco.model_dump_json(by_alias=True))
 
 
 # ---- the media sockets ---------------------------------------------------------------------

@@ -3,6 +3,8 @@ widget (what a ticket is and how it is checked: ``identity.tickets``)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,7 +14,7 @@ from ..rest.bodies import read_model
 from ..rest.resources import AGENTS, SECRET_KEY
 from .context import principal_of
 
-__all__ = ["post_ticket"]
+__all__ = ["TicketRequest", "TicketResponse", "post_ticket"]
 
 
 class TicketRequest(BaseModel):
@@ -21,6 +23,17 @@ class TicketRequest(BaseModel):
     agent_id: str = Field(min_length=1, max_length=100)
     end_user_id: str | None = Field(None, min_length=1, max_length=200)
     ttl_seconds: int = Field(600, ge=10, le=MAX_TTL_S)
+
+
+class TicketResponse(BaseModel):
+    ticket: str = Field(
+        description="Opens one conversation with the agent (as `ticket=` on the socket or "
+        "the WebRTC offer) until it expires."
+    )
+    agent_id: str
+    end_user_id: str | None
+    transport: Literal["webchat"]
+    expires_in: int = Field(description="Seconds until the ticket expires.")
 
 
 async def post_ticket(request: web.Request) -> web.Response:
@@ -41,13 +54,11 @@ async def post_ticket(request: web.Request) -> web.Response:
         key_id=principal.key_id,
         user_id=principal.user_id,  # a signed-in member's ticket dies with their access
     )
-    return web.json_response(
-        {
-            "ticket": token,
-            "agent_id": agent.id,
-            "end_user_id": body.end_user_id,
-            "transport": "webchat",
-            "expires_in": body.ttl_seconds,
-        },
-        status=201,
+    minted = TicketResponse(
+        ticket=token,
+        agent_id=agent.id,
+        end_user_id=body.end_user_id,
+        transport="webchat",
+        expires_in=body.ttl_seconds,
     )
+    return web.json_response(text=minted.model_dump_json(), status=201)

@@ -51,9 +51,11 @@ from .webrtc_peer import WebRTCPeer
 
 __all__ = [
     "WEBRTC_PEERS",
+    "CandidatesAccepted",
     "InvalidCandidate",
     "InvalidSDP",
     "PeerRegistry",
+    "WebRTCAnswer",
     "check_offer_sdp",
     "options_webrtc_offer",
     "patch_webrtc_offer",
@@ -193,6 +195,22 @@ class CandidatesRequest(BaseModel):
     pc_secret: str | None = Field(None, max_length=100)
 
 
+class WebRTCAnswer(BaseModel):
+    sdp: str
+    type: Literal["answer"]
+    pc_id: str = Field(description="Names this peer connection in a PATCH or a renegotiation.")
+    pc_secret: str | None = Field(
+        None,
+        description="Proves to a later PATCH or renegotiation that the caller opened this "
+        "peer; given when the peer is opened (and again when an offer sends it back).",
+    )
+    session_id: str
+
+
+class CandidatesAccepted(BaseModel):
+    status: Literal["success"]
+
+
 def check_offer_sdp(sdp: str) -> None:
     """Refuse what aiortc would accept and then fail on silently (it parses almost anything).
 
@@ -268,7 +286,8 @@ async def patch_webrtc_offer(request: web.Request) -> web.Response:
     for candidate in parsed:
         if candidate is None or keep_remote_candidate(candidate.ip):
             await peer.pc.addIceCandidate(candidate)  # None: end of candidates
-    return web.json_response({"status": "success"}, headers=_CORS)
+    accepted = CandidatesAccepted(status="success")
+    return web.json_response(text=accepted.model_dump_json(), headers=_CORS)
 
 
 async def options_webrtc_offer(request: web.Request) -> web.Response:
@@ -355,7 +374,8 @@ def _forget(app: web.Application) -> Callable[[WebRTCPeer], None]:
 def _answer_response(
     answer: RTCSessionDescription, pc_id: str, pc_secret: str | None, session_id: str
 ) -> web.Response:
-    body = {"sdp": answer.sdp, "type": answer.type, "pc_id": pc_id, "session_id": session_id}
-    if pc_secret is not None:
-        body["pc_secret"] = pc_secret
-    return web.json_response(body, headers=_CORS)
+    assert answer.type == "answer"  # what createAnswer() made
+    body = WebRTCAnswer(
+        sdp=answer.sdp, type="answer", pc_id=pc_id, pc_secret=pc_secret, session_id=session_id
+    )
+    return web.json_response(text=body.model_dump_json(exclude_none=True), headers=_CORS)
