@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voicestream.errors import NotFound
 from voicestream.jobs.context import JobContext
-from voicestream.jobs.registry import JobOutcome, register
+from voicestream.jobs.registry import InputFiles, JobOutcome, register
 
 __all__ = ["ECHO", "FLAKY", "SLEEP"]
 
@@ -34,7 +34,7 @@ class EchoJob:
     name = ECHO
     input_model = EchoInput
 
-    def estimate(self, job_input: BaseModel) -> int:
+    async def estimate(self, job_input: BaseModel, files: InputFiles) -> int:
         assert isinstance(job_input, EchoInput)
         return len(job_input.text)
 
@@ -58,7 +58,7 @@ class SleepJob:
     name = SLEEP
     input_model = SleepInput
 
-    def estimate(self, job_input: BaseModel) -> int:
+    async def estimate(self, job_input: BaseModel, files: InputFiles) -> int:
         return 1
 
     async def run(self, ctx: JobContext, job_input: BaseModel) -> JobOutcome:
@@ -81,7 +81,7 @@ class FlakyJob:
     name = FLAKY
     input_model = FlakyInput
 
-    def estimate(self, job_input: BaseModel) -> int:
+    async def estimate(self, job_input: BaseModel, files: InputFiles) -> int:
         return 1
 
     async def run(self, ctx: JobContext, job_input: BaseModel) -> JobOutcome:

@@ -32,6 +32,7 @@ from voicestream.engines.catalog import EngineRegistry
 from voicestream.engines.executor import InferenceExecutor
 from voicestream.jobs.context import JobEngines
 from voicestream.jobs.runtime import open_jobs
+from voicestream.rest.files import FILES
 from voicestream.server.jobs_runtime import SERVICE_URLS
 from voicestream.store._proc import pid_alive
 from voicestream.store.embedded import ServiceURLs
@@ -141,7 +142,15 @@ async def test_jobs_queued_when_redis_restarts_empty_all_run(
         finally:
             await client.aclose()
         engines = _engines(registry)
-        async with open_jobs(server.settings, own.pool, redis_url, engines, worker=True):
+        files = server.app[FILES]
+        async with open_jobs(
+            server.settings,
+            own.pool,
+            redis_url,
+            engines,
+            worker=True,
+            files=lambda job: files.for_job(job.workspace_id, job.id),
+        ):
 
             async def all_done() -> bool:
                 statuses = await _statuses(http, server)

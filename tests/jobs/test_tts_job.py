@@ -22,7 +22,7 @@ from jobs.job_types_harness import JobTypeRunner, job_type_runner
 from voicestream.engines.catalog import EngineRegistry
 from voicestream.errors import UnknownVoice
 from voicestream.jobs.context import JobCancelled
-from voicestream.jobs.registry import job_type
+from voicestream.jobs.registry import NO_FILES, job_type
 from voicestream.jobs.types.transcription import whisper_engine
 from voicestream.media.chapter_marks import read_wav_chapters
 from voicestream.media.decode import decode_audio
@@ -202,7 +202,7 @@ async def test_bad_input() -> None:
     ):
         with pytest.raises(pydantic.ValidationError):
             model.model_validate(bad)
-    assert job_type("tts").estimate(model.model_validate({"text": "12345"})) == 5
+    assert await job_type("tts").estimate(model.model_validate({"text": "12345"}), NO_FILES) == 5
 
 
 async def test_unknown_voice_fails_the_job(runner: JobTypeRunner) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from ..config import Settings
@@ -19,10 +19,7 @@ from ..engines.executor import InferenceExecutor
 __all__ = ["JobCancelled", "JobContext", "JobEngines", "LeaseLost"]
 
 if TYPE_CHECKING:
-    # contract: JobFiles (storage part, store/files.py); Any until it is there.
-    JobFiles = Any
-else:
-    JobFiles = Any
+    from ..store.files import StoredJobFiles as JobFiles
 
 
 class JobCancelled(Exception):

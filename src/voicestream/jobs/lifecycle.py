@@ -26,7 +26,7 @@ from ..store import db
 from ..store import jobs as store
 from ..store.jobs import JobPage, JobRecord, JobRepository
 from . import effects
-from .registry import JobOutcome, job_type
+from .registry import NO_FILES, InputFiles, JobOutcome, job_type
 
 __all__ = ["JobService", "Submission", "error_of", "retry_delay"]
 
@@ -104,6 +104,7 @@ class JobService:
         idempotency_key: str | None = None,
         user_id: UUID | None = None,
         key_id: UUID | None = None,
+        files: InputFiles = NO_FILES,
     ) -> Submission:
         """Store a job and its outbox row (and reserve its credits) in one transaction.
 
@@ -112,10 +113,14 @@ class JobService:
                 with another body.
             Conflict: a request with the same key is still in flight.
             InsufficientCredits: the estimate exceeds the balance (nothing is stored).
+
+        ``files`` lets the type's estimate look at the files the input names (their size, a
+        recording's duration), so the reservation follows the file.
         """
         kind = job_type(type_name)
         job_input = validate_model(kind.input_model, raw_input, "input")
-        credits = kind.estimate(job_input)
+        # Before the transaction: a probe of a file reads storage, and holds no lock meanwhile.
+        credits = await kind.estimate(job_input, files)
         digest = request_hash(type_name, raw_input)
         async with self._pool.acquire() as conn, conn.transaction():
             if idempotency_key is not None:

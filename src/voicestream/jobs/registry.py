@@ -13,6 +13,7 @@ import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from .context import JobContext
 
 __all__ = [
+    "NO_FILES",
+    "InputFile",
+    "InputFiles",
     "JobOutcome",
     "JobType",
     "job_type",
@@ -43,6 +47,33 @@ class JobOutcome:
     credits_used: int = 0
 
 
+class InputFile(Protocol):
+    """What submission knows of an uploaded file a job names, for its estimate."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def bytes(self) -> int | None: ...
+
+
+class InputFiles(Protocol):
+    """The submitting workspace's files, as an estimate may look at them: cheaply, and never
+    failing the submission (an unknown file is None here; the run then fails on it)."""
+
+    async def describe(self, file_id: UUID) -> InputFile | None: ...
+
+    async def duration(self, file_id: UUID) -> float | None:
+        """Seconds of audio or video, when the container's header says (a probe of its first
+        bytes, not a decode); None when it does not, or the file is not media."""
+        ...
+
+    async def read(self, file_id: UUID, max_bytes: int) -> bytes | None:
+        """The whole file when it has at most ``max_bytes``, else None."""
+        ...
+
+
 class JobType(Protocol):
     """One kind of job. ``run`` uses its ``JobContext`` only (no SQL, no HTTP), reports progress
     as it goes (each report is a cancel checkpoint), and may run more than once for one job
@@ -51,12 +82,29 @@ class JobType(Protocol):
     name: str
     input_model: type[BaseModel]  # validated at submission: 422 with the fields' details
 
-    def estimate(self, job_input: BaseModel) -> int:
-        """Credits to reserve at submission."""
+    async def estimate(self, job_input: BaseModel, files: InputFiles) -> int:
+        """Credits to reserve at submission; ``files`` describes the files the input names
+        (their size, a media file's duration), so a reservation can follow the file."""
         ...
 
     async def run(self, ctx: JobContext, job_input: BaseModel) -> JobOutcome: ...
 
+
+class _NoFiles:
+    """For a submission that comes with no file store: every estimate falls back to its
+    flat figure."""
+
+    async def describe(self, file_id: UUID) -> InputFile | None:
+        return None
+
+    async def duration(self, file_id: UUID) -> float | None:
+        return None
+
+    async def read(self, file_id: UUID, max_bytes: int) -> bytes | None:
+        return None
+
+
+NO_FILES: InputFiles = _NoFiles()
 
 _TYPES: dict[str, JobType] = {}
 

@@ -45,8 +45,8 @@ async def open_jobs(
     engines: JobEngines,
     *,
     worker: bool,
+    files: FilesFactory,
     concurrency: int | None = None,
-    files: FilesFactory | None = None,
 ) -> AsyncIterator[Jobs]:
     load_job_types(settings)
     broker = open_broker(settings, redis_url, worker=worker)

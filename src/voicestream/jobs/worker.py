@@ -15,12 +15,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 from uuid import UUID, uuid4
 
 from ..config import Settings
 from ..errors import ServiceUnavailable
 from ..store import jobs as store
+from ..store.files import StoredJobFiles
 from ..store.jobs import JobRecord
 from ..store.services import outage_error
 from .context import JobCancelled, JobContext, JobEngines, LeaseLost
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _OUTAGE_RETRY_S: Final = 0.5
 
-# (job, attempt token) -> the job's JobFiles (storage part); None until it is wired in.
-FilesFactory = Callable[[JobRecord], Any]
+# A job's own view of the file store: its inputs, and outputs that a rerun replaces.
+FilesFactory = Callable[[JobRecord], StoredJobFiles]
 
 
 class JobWorker:
@@ -44,7 +45,7 @@ class JobWorker:
         service: JobService,
         engines: JobEngines,
         settings: Settings,
-        files: FilesFactory | None = None,
+        files: FilesFactory,
     ) -> None:
         self._service = service
         self._engines = engines
@@ -169,7 +170,7 @@ class JobWorker:
             job_id=job.id,
             workspace_id=job.workspace_id,
             attempt=job.attempts,
-            files=self._files(job) if self._files is not None else None,
+            files=self._files(job),
             engines=self._engines,
             settings=self._settings,
             _report=report,

@@ -9,6 +9,7 @@ comma-separated list). Another workspace's job, like a malformed id, is a 404.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import datetime
 from typing import Annotated, Any, Final
@@ -23,6 +24,7 @@ from ..jobs.lifecycle import JobService
 from ..protocols.json_messages import validate_model
 from ..store.jobs import JOB_STATUSES, MAX_PAGE_SIZE, JobRecord, JobStatus
 from .bodies import read_model
+from .files import FILES
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
@@ -146,6 +148,7 @@ async def submit_job(request: web.Request) -> web.Response:
         idempotency_key=key,
         user_id=principal.user_id,
         key_id=principal.key_id,
+        files=request.config_dict[FILES].for_submission(principal.workspace_id),
     )
     headers = {"Location": f"{JOBS_PREFIX}/{submission.job.id}"}
     if not submission.created:
@@ -156,7 +159,40 @@ async def submit_job(request: web.Request) -> web.Response:
 async def get_job(request: web.Request) -> web.Response:
     principal = principal_of(request)
     job = await request.config_dict[JOBS].get(principal.workspace_id, request.match_info["job_id"])
-    return _json(JobModel.of(job))
+    (model,) = await _with_fresh_urls(request, principal.workspace_id, [JobModel.of(job)])
+    return _json(model)
+
+
+def _output_ids(model: JobModel) -> list[UUID]:
+    files = (model.result or {}).get("files")
+    ids: list[UUID] = []
+    for entry in files if isinstance(files, list) else []:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            ids.append(UUID(str(entry["id"])))
+    return ids
+
+
+async def _with_fresh_urls(
+    request: web.Request, workspace_id: UUID, models: list[JobModel]
+) -> list[JobModel]:
+    """``models`` with their ``result.files[].url`` signed afresh from the files' ids (one
+    query for all): the URLs stored with a job expire (``VOICESTREAM_FILE_URL_SECONDS``), and
+    a job is read long after. A file deleted since has ``url`` null."""
+    ids = [file_id for model in models for file_id in _output_ids(model)]
+    if not ids:
+        return models
+    urls = await request.config_dict[FILES].fresh_urls(workspace_id, ids)
+    for model in models:
+        if not _output_ids(model):
+            continue
+        assert model.result is not None
+        fresh = []
+        for entry in model.result["files"]:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                entry = {**entry, "url": urls.get(UUID(str(entry["id"])))}
+            fresh.append(entry)
+        model.result = {**model.result, "files": fresh}
+    return models
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -176,9 +212,9 @@ async def list_jobs(request: web.Request) -> web.Response:
         statuses=_split(query.status),
         types=_split(query.type),
     )
-    return _json(
-        JobPageModel(data=[JobModel.of(j) for j in page.jobs], next_cursor=page.next_cursor)
-    )
+    models = [JobModel.of(j) for j in page.jobs]
+    models = await _with_fresh_urls(request, principal.workspace_id, models)
+    return _json(JobPageModel(data=models, next_cursor=page.next_cursor))
 
 
 async def cancel_job(request: web.Request) -> web.Response:

@@ -32,6 +32,7 @@ from ..identity.second_factor import MfaChallenge
 from ..protocols.json_messages import validate_model
 from ..store.audit import Actor
 from .auth import AUTH_PREFIX, MfaRequiredResponse, tokens_response
+from .multipart import read_form_fields
 from .resources import SETTINGS
 
 __all__ = [
@@ -87,8 +88,8 @@ async def start(request: web.Request) -> web.Response:
 async def callback(request: web.Request) -> web.Response:
     name = request.match_info["provider"]
     # Apple posts the answer as a form (response_mode=form_post); the others use the query.
-    source = await request.post() if request.method == "POST" else request.query
-    params = {key: value for key, value in source.items() if isinstance(value, str)}
+    source = await read_form_fields(request) if request.method == "POST" else request.query
+    params = dict(source.items())
     result = await request.config_dict[OAUTH_SIGN_IN].finish(name, params)
     actor = Actor(user_id=result.user_id)
     # Before anything leaves, as for every sign-in: one the audit log cannot record (503)

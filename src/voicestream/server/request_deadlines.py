@@ -5,12 +5,18 @@ for as long as the peer keeps the connection open. Every handler reads its body 
 (JSON, multipart, raw audio), so the limit is kept here, around all of them, by watching how
 far the body has arrived rather than wrapping each reader: once the body is complete nothing is
 watched any more, so the handler's own work (synthesis, transcription) is never cut short.
+
+Streamed uploads (``STREAMED_UPLOADS``: ``POST /v1/files`` and the signed-URL ``PUT``) have
+no total limit: a file of gigabytes over a slow line takes as long as it takes, and its
+handler holds only the chunk in flight. Only the idle limit applies to them, so an upload that
+keeps moving goes on and one that stalls is still cut.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 from aiohttp import web
@@ -20,14 +26,19 @@ from aiohttp.typedefs import Handler, Middleware
 from ..config import Settings
 from ..errors import RequestTimeout
 from ..rest.bodies import error_response
+from ..rest.files import FILES_PREFIX
 
-__all__ = ["body_deadline_middleware", "server_options"]
+__all__ = ["STREAMED_UPLOADS", "body_deadline_middleware", "server_options"]
 
 log = logging.getLogger(__name__)
 
 # How often, as a share of the idle timeout, a stalled body is looked at: a stall is noticed
 # within 1.25 x the idle timeout, at a handful of timer callbacks per slow upload.
 _CHECKS_PER_IDLE_PERIOD = 4
+# (method, route) of the handlers that stream a body straight to storage: no total limit.
+STREAMED_UPLOADS: frozenset[tuple[str, str]] = frozenset(
+    {("POST", FILES_PREFIX), ("PUT", f"{FILES_PREFIX}/signed/upload")}
+)
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
@@ -47,13 +58,16 @@ def server_options(settings: Settings) -> dict[str, Any]:
 
 def body_deadline_middleware(total_s: float, idle_s: float) -> Middleware:
     """408 ``request_timeout`` when a body is not complete within ``total_s`` seconds of the
-    request's start, or no byte of it arrives for ``idle_s`` seconds."""
+    request's start (``STREAMED_UPLOADS`` excepted), or no byte of it arrives for ``idle_s``
+    seconds."""
 
     @web.middleware
     async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.body_exists or request.content.is_eof():
             return await handler(request)
-        watch = _BodyWatch(request.content, total_s, idle_s)
+        route = request.match_info.route.resource
+        streamed = (request.method, route.canonical if route else "") in STREAMED_UPLOADS
+        watch = _BodyWatch(request.content, math.inf if streamed else total_s, idle_s)
         try:
             async with asyncio.timeout(None) as scope:
                 watch.start(scope)

@@ -18,18 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from voicestream.config import Settings
-from voicestream.errors import Conflict, NotFound, PayloadTooLarge
+from voicestream.errors import Conflict, InvalidAudio, NotFound, PayloadTooLarge
+from voicestream.media.chunked_decode import ChunkedDecoder
 from voicestream.store import db
 from voicestream.store._records import Id, clean, parse_id
 from voicestream.store.object_storage import ObjectStorage, open_object_storage
+
+# A stored object's bytes; ``aclose`` it when stopping early.
+Chunks = AsyncGenerator[bytes, None]
 
 __all__ = [
     "FileRecord",
@@ -37,12 +42,16 @@ __all__ = [
     "PendingUpload",
     "Purpose",
     "StoredJobFiles",
+    "SubmissionFiles",
     "open_file_store",
 ]
 
 Purpose = Literal["input", "output"]
 # Job outputs get ids derived from (job, name): a job that runs twice names the same file.
 _OUTPUT_NAMESPACE: Final = uuid.UUID("5b0d1a4e-8c5f-4f0e-9a51-0d4f6f1c9e27")
+# A media container's header (and the bitrate a duration is estimated from without one) is
+# in its first bytes; a container that keeps its index at the end (some MP4s) is not probed.
+_PROBE_BYTES: Final = 1024 * 1024
 _COLUMNS: Final = """
     id, workspace_id, name, content_type, bytes, sha256, storage_key, purpose, job_id,
     output_name, created_at, upload_expires_at
@@ -141,7 +150,19 @@ class FileStore:
             content_type=record.content_type,
         )
 
-    async def open(self, workspace_id: Id, file_id: Id) -> tuple[FileRecord, AsyncIterator[bytes]]:
+    async def fresh_urls(
+        self, workspace_id: uuid.UUID, file_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, str | None]:
+        """A newly signed download URL for each of ``workspace_id``'s files among
+        ``file_ids`` (one query); a file that is gone, or not this workspace's, is left out."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM files WHERE workspace_id = $1 AND id = ANY($2::uuid[])",
+            workspace_id,
+            file_ids,
+        )
+        return {row["id"]: await self.download_url(_record(row)) for row in rows}
+
+    async def open(self, workspace_id: Id, file_id: Id) -> tuple[FileRecord, Chunks]:
         record = await self.get(workspace_id, file_id)
         if not record.uploaded:
             raise NotFound(f"file {record.id} has not been uploaded yet")
@@ -334,6 +355,10 @@ class FileStore:
         """What job ``job_id`` of ``workspace_id`` reads and writes (``JobContext.files``)."""
         return StoredJobFiles(self, workspace_id, job_id)
 
+    def for_submission(self, workspace_id: uuid.UUID) -> SubmissionFiles:
+        """What a job's estimate may learn of ``workspace_id``'s files (``InputFiles``)."""
+        return SubmissionFiles(self, workspace_id)
+
 
 @asynccontextmanager
 async def open_file_store(
@@ -357,7 +382,7 @@ class StoredJobFiles:
         self._workspace_id = workspace_id
         self._job_id = job_id
 
-    async def open_input(self, file_id: uuid.UUID) -> tuple[FileRecord, AsyncIterator[bytes]]:
+    async def open_input(self, file_id: uuid.UUID) -> tuple[FileRecord, Chunks]:
         """NotFound for another workspace's file, or one whose bytes have not arrived."""
         return await self._files.open(self._workspace_id, file_id)
 
@@ -383,3 +408,91 @@ class StoredJobFiles:
             "duration": duration,
             "bytes": record.bytes,
         }
+
+
+class SubmissionFiles:
+    """``InputFiles`` (jobs/registry.py) for one workspace: what an estimate may look at. An
+    unknown, foreign or not yet uploaded file is None, not an error: the submission goes on
+    with the type's flat estimate and the run fails on the file, as it would have."""
+
+    def __init__(self, files: FileStore, workspace_id: uuid.UUID) -> None:
+        self._files = files
+        self._workspace_id = workspace_id
+
+    async def describe(self, file_id: uuid.UUID) -> FileRecord | None:
+        try:
+            record = await self._files.get(self._workspace_id, file_id)
+        except NotFound:
+            return None
+        return record if record.uploaded else None
+
+    async def duration(self, file_id: uuid.UUID) -> float | None:
+        record = await self.describe(file_id)
+        if record is None or not record.bytes:
+            return None
+        head = await self._prefix(record, _PROBE_BYTES)
+        return await asyncio.to_thread(_probe_seconds, head, record.bytes)
+
+    async def read(self, file_id: uuid.UUID, max_bytes: int) -> bytes | None:
+        record = await self.describe(file_id)
+        if record is None or record.bytes is None or record.bytes > max_bytes:
+            return None
+        return await self._prefix(record, max_bytes)
+
+    async def _prefix(self, record: FileRecord, limit: int) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        chunks = self._files.storage.open(record.storage_key)
+        try:
+            async for chunk in chunks:
+                parts.append(chunk[: limit - size])
+                size += len(parts[-1])
+                if size >= limit:
+                    break
+        finally:
+            await chunks.aclose()
+        return b"".join(parts)
+
+
+class _Head(io.RawIOBase):
+    """The first bytes of a file that claims its whole size, so a demuxer that estimates a
+    duration from the bitrate and the size (MP3 without a header) uses the real size."""
+
+    def __init__(self, head: bytes, size: int) -> None:
+        self._head = head
+        self._size = max(size, len(head))
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._head[self._pos : self._pos + len(buffer)]
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def _probe_seconds(head: bytes, size: int) -> float | None:
+    """Blocking: the duration a media file's header declares, from its first bytes."""
+    try:
+        decoder = ChunkedDecoder(
+            io.BufferedReader(_Head(head, size)), 16000, max_seconds=float("inf")
+        )
+    except (InvalidAudio, PayloadTooLarge):
+        return None
+    try:
+        return decoder.declared_seconds
+    finally:
+        decoder.close()

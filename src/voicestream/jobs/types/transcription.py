@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, cast
@@ -31,14 +32,14 @@ from ...media.chunked_decode import ChunkedDecoder
 from ...media.pauses import windows_at_pauses
 from ...media.subtitles import cues_from_words, to_srt, to_vtt
 from ..context import JobContext
-from ..registry import JobOutcome
+from ..registry import InputFiles, JobOutcome
 from .scratch import ProgressReporter, Scratch, scratch_dir
 
 __all__ = ["TranscriptionJob", "TranscriptionJobInput"]
 
-# What a job reserves at submission, when only the file's id is known (one hour); the run
-# settles the real price (started seconds of audio).
-# contract: estimate() sees the input only; the file's size or duration would do better.
+# What a job reserves at submission when the file's header does not say its duration (one
+# hour); otherwise it reserves that duration. The run settles the real price (started seconds
+# of audio).
 ESTIMATE_SECONDS: Final = 3600
 _DECODE_SECONDS = 10.0  # audio decoded per executor job
 # Windows are cut once this much is buffered: a full window plus the stretch the cut searches.
@@ -94,8 +95,10 @@ class TranscriptionJob:
     name = "transcription"
     input_model: type[BaseModel] = TranscriptionJobInput
 
-    def estimate(self, job_input: BaseModel) -> int:
-        return transcription_credits(ESTIMATE_SECONDS)
+    async def estimate(self, job_input: BaseModel, files: InputFiles) -> int:
+        inp = cast(TranscriptionJobInput, job_input)
+        seconds = await files.duration(inp.file_id)
+        return transcription_credits(ESTIMATE_SECONDS if seconds is None else seconds)
 
     async def run(self, ctx: JobContext, job_input: BaseModel) -> JobOutcome:
         inp = cast(TranscriptionJobInput, job_input)
@@ -103,7 +106,9 @@ class TranscriptionJob:
         progress = ProgressReporter(ctx)
         await progress.report(0)
         record, chunks = await ctx.files.open_input(inp.file_id)
-        async with Scratch(scratch_dir(ctx.settings)) as scratch:
+        # aclosing: a cancel raised at a progress checkpoint lets go of the stored object now,
+        # not whenever the generator is collected.
+        async with Scratch(scratch_dir(ctx.settings)) as scratch, aclosing(chunks):
             expected = max(1, record.bytes or 1)
             async for chunk in chunks:
                 await scratch.write(chunk)

@@ -17,7 +17,9 @@ A rerun (retry, or another worker taking over) synthesizes again and replaces th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Final, Self, cast
@@ -27,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ...billing.prices import tts_credits
 from ...engines.tts_stream import TTSStream
-from ...errors import PayloadTooLarge, TextTooLong, UnsupportedFormat
+from ...errors import PayloadTooLarge, TextTooLong, UnsupportedFormat, VoiceStreamError
 from ...media.chapter_marks import ChapterMark, wav_chapter_chunks, wav_file_head
 from ...media.documents import Chapter, Document, parse_document, text_document
 from ...media.encode import StreamEncoder, make_encoder
@@ -40,7 +42,7 @@ from ...media.loudness import (
 )
 from ...media.resample import Resampler
 from ..context import JobContext
-from ..registry import JobOutcome
+from ..registry import InputFiles, JobOutcome
 from .scratch import ProgressReporter, Scratch, scratch_dir
 
 __all__ = [
@@ -56,10 +58,15 @@ DEFAULT_JOB_FORMAT: Final = "mp3_44100_128"
 MAX_JOB_CHARACTERS: Final = 2_000_000
 # Documents are parsed whole (a PDF or EPUB has to be); bigger uploads are refused.
 MAX_DOCUMENT_BYTES: Final = 64 * 1024 * 1024
-# What a document input reserves at submission, when only its id is known; the run settles
-# the real price (characters read), charging any excess from the available credits.
-# contract: estimate() sees the input only; a file's size would let it do better.
+# What a document input reserves at submission when it cannot be read then (bigger than
+# ESTIMATE_PARSE_BYTES, or unreadable: the run then fails on it); the run settles the real
+# price (characters read), charging any excess from the available credits.
 DOCUMENT_ESTIMATE_CHARACTERS: Final = 10_000
+# Documents up to this size are parsed at submission, so the reservation is their characters;
+# a bigger one reserves its size in bytes when it is text (UTF-8 has no fewer bytes than
+# characters), else the flat figure.
+ESTIMATE_PARSE_BYTES: Final = 4 * 1024 * 1024
+_TEXT_KINDS: Final = ("text/", "application/markdown")
 # A pause between chapters, as a narrator leaves one.
 CHAPTER_GAP_SECONDS: Final = 1.5
 _SYNTHESIS_SHARE = 90.0  # progress 0-90 for synthesis, 90-100 for the output pass
@@ -156,10 +163,24 @@ class TTSJob:
     name = "tts"
     input_model: type[BaseModel] = TTSJobInput
 
-    def estimate(self, job_input: BaseModel) -> int:
+    async def estimate(self, job_input: BaseModel, files: InputFiles) -> int:
         inp = cast(TTSJobInput, job_input)
         if inp.text is not None:
             return tts_credits(len(inp.text))
+        assert inp.file_id is not None  # the input model allows no other case
+        record = await files.describe(inp.file_id)
+        if record is None or record.bytes is None:
+            return tts_credits(DOCUMENT_ESTIMATE_CHARACTERS)
+        data = await files.read(inp.file_id, ESTIMATE_PARSE_BYTES)
+        if data is not None:
+            parse = partial(parse_document, data, record.content_type, record.name)
+            try:
+                document = await asyncio.to_thread(parse)
+            except VoiceStreamError:
+                return tts_credits(DOCUMENT_ESTIMATE_CHARACTERS)
+            return tts_credits(min(document.characters, MAX_JOB_CHARACTERS))
+        if record.content_type.startswith(_TEXT_KINDS):
+            return tts_credits(min(record.bytes, MAX_JOB_CHARACTERS))
         return tts_credits(DOCUMENT_ESTIMATE_CHARACTERS)
 
     async def run(self, ctx: JobContext, job_input: BaseModel) -> JobOutcome:
@@ -259,14 +280,15 @@ async def _read_document(ctx: JobContext, file_id: UUID | None) -> Document:
     record, chunks = await ctx.files.open_input(file_id)
     parts: list[bytes] = []
     size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > MAX_DOCUMENT_BYTES:
-            raise PayloadTooLarge(
-                f"a document for a tts job may have at most {MAX_DOCUMENT_BYTES} bytes",
-                details={"max_bytes": MAX_DOCUMENT_BYTES},
-            )
-        parts.append(chunk)
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > MAX_DOCUMENT_BYTES:
+                raise PayloadTooLarge(
+                    f"a document for a tts job may have at most {MAX_DOCUMENT_BYTES} bytes",
+                    details={"max_bytes": MAX_DOCUMENT_BYTES},
+                )
+            parts.append(chunk)
     data = b"".join(parts)
     parse = partial(parse_document, data, record.content_type, record.name)
     document: Document = await ctx.media_executor.run(parse)
