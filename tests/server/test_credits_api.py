@@ -230,3 +230,36 @@ async def test_granting_to_no_workspace_or_no_credits_fails(
     )
     assert missing.returncode == 1 and "no workspace named" in missing.stderr, missing
     assert zero.returncode == 2 and "must be from 1" in zero.stderr, zero
+
+
+async def test_concurrent_job_submissions_never_overdraw(
+    enforced: StartedServer, http: aiohttp.ClientSession
+) -> None:
+    """Twelve jobs of 3 credits race for the opening 10: exactly three are reserved, the rest
+    are 402 before anything is stored, and the balance never goes below zero."""
+    _, key = await _key(enforced)
+    body = {"type": "tts", "input": {"text": "Hi!", "voice": "slt", "format": "wav_16000"}}
+
+    async def submit() -> tuple[int, Any]:
+        url = f"{enforced.url}/v1/jobs"
+        async with http.post(url, json=body, headers=enforced.headers(key)) as r:
+            return r.status, await r.json()
+
+    answers = await asyncio.gather(*(submit() for _ in range(12)))
+    accepted = [job for status, job in answers if status == 202]
+    refused = [error for status, error in answers if status == 402]
+    assert (len(accepted), len(refused)) == (3, 9), answers
+    assert {e["error"]["code"] for e in refused} == {"insufficient_credits"}, refused
+
+    async with http.get(f"{enforced.url}/v1/jobs", headers=enforced.headers(key)) as r:
+        listed = (await r.json())["data"]
+    assert sorted(j["id"] for j in listed) == sorted(j["id"] for j in accepted)
+
+    async def settled() -> dict[str, Any] | None:
+        status, credits = await _credits(http, enforced, key)
+        assert status == 200, credits
+        return credits if not credits["reservations"] else None
+
+    credits = await eventually(settled, within=60, what="every job settled")
+    assert credits["balance"] >= 0 and credits["balance"] + credits["spent"] == OPENING_GRANT
+    assert credits["spent"] == 9, credits  # three jobs of "Hi!", each its 3 characters
