@@ -501,9 +501,11 @@ async def test_speaking_over_the_agent_on_vonage_sends_clear(server) -> None:
     # The greeting was cut short; the words that cut it were heard, and answered.
     (role, cut), (user, said), answer = turns
     assert role == "agent" and cut, cut
-    # One word may differ here: "Wait", spoken over the agent, came back once as "Wake" in
-    # about 25 runs (the plain questions above came back exact in every run).
-    assert user == "user" and word_errors(interruption, said) <= 1, said
+    # Two words may differ here: "Wait", spoken over the agent, came back as "Wake" in about 1
+    # run in 25, once together with the homophone "their" for "there" (Piper draws fresh noise
+    # every synthesis). The plain questions above came back exact in every run, and the answer
+    # below proves the question was understood.
+    assert user == "user" and word_errors(interruption, said) <= 2, said
     assert answer == ("agent", PARKING), turns
 
 
