@@ -58,7 +58,8 @@ __all__ = [
 
 Access = Literal["public", "sign_in", "user_session", "key_optional", "member"]
 ACCESSES: Final[tuple[Access, ...]] = get_args(Access)
-ObjectKind = Literal[
+# Objects that belong to one workspace; voices, models and sign-in providers are the server's.
+TenantObject = Literal[
     "agent",
     "document",
     "conversation",
@@ -71,27 +72,9 @@ ObjectKind = Literal[
     "webhook_delivery",
     "job",
     "file",
-    "voice",
-    "model",
-    "provider",
 ]
-# Objects that belong to one workspace; voices, models and sign-in providers are the server's.
-TENANT_OBJECTS: Final[frozenset[ObjectKind]] = frozenset(
-    {
-        "agent",
-        "document",
-        "conversation",
-        "history_item",
-        "api_key",
-        "workspace",
-        "member",
-        "invitation",
-        "webhook",
-        "webhook_delivery",
-        "job",
-        "file",
-    }
-)
+ObjectKind = Literal[TenantObject, "voice", "model", "provider"]
+TENANT_OBJECTS: Final[frozenset[ObjectKind]] = frozenset(get_args(TenantObject))
 _PARAMETER_OBJECTS: Final[Mapping[str, ObjectKind]] = {
     "agent_id": "agent",
     "document_id": "document",

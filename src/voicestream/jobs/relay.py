@@ -64,7 +64,7 @@ class OutboxRelay:
                     log.info("job outbox relay recovered")
                 self._failing = False
             except Exception as exc:
-                if not _is_outage(exc):
+                if outage_error(exc) is None:
                     # A bug, not an outage: said loudly, but the relay keeps going.
                     log.exception("job outbox relay failed")
                 elif not self._failing:
@@ -91,14 +91,3 @@ class OutboxRelay:
             log.info("job sweeper: %d lapsed job(s) ended, %d put back on the stream", ended, added)
         if added:
             self._wake.set()
-
-
-def _is_outage(exc: BaseException) -> bool:
-    """Whether ``exc`` or what caused it says a service is down: taskiq wraps Redis's own
-    connection errors in ``SendTaskError``."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if outage_error(seen) is not None:
-            return True
-        seen = seen.__cause__
-    return False

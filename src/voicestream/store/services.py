@@ -59,9 +59,16 @@ def outage_error(exc: BaseException) -> ServiceUnavailable | None:
 
     The repositories and the Redis client already raise ServiceUnavailable; this catches what
     slips past them (transaction blocks, pipelines) at the HTTP and socket edges, where the
-    origin is unknown: only the drivers' own connection errors count there.
+    origin is unknown: only the drivers' own connection errors count there. A library that
+    wraps the driver's error (taskiq's ``SendTaskError``) is judged by what caused it.
     """
-    return db.postgres_outage(exc, os_errors=False) or redis_outage(exc, os_errors=False)
+    seen: BaseException | None = exc
+    while seen is not None:
+        found = db.postgres_outage(seen, os_errors=False) or redis_outage(seen, os_errors=False)
+        if found is not None:
+            return found
+        seen = seen.__cause__
+    return None
 
 
 def redact_url(url: str) -> str:
