@@ -10,37 +10,19 @@ socket is never sent text.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import uuid
 from typing import Any
 
 import aiohttp
 
-from server.waiting import SocketRecorder, eventually
+from server.waiting import JsonTextRecorder, eventually
 from server.workspace_people import Person, call, house_error, team
 from voicestream.rest.resources import POOL
 from voicestream.store.members import MemberRepository
 from voicestream.transports.socket_registry import OPEN_SOCKETS
 
 CLOSED_WITHIN_S = 5.0  # at once in this process; the poll elsewhere is about a second
-
-
-class _Socket(SocketRecorder):
-    """Every text message a socket receives, until the server closes it."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.texts: list[dict[str, Any]] = []
-        super().__init__(ws)
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                self.texts.append(json.loads(msg.data))
-                self._changed.set()
-
-    def describe(self) -> str:
-        return f"received: {self.texts}"
 
 
 async def _agent(http: aiohttp.ClientSession, server: Any, who: Person) -> str:
@@ -65,25 +47,27 @@ async def _conversation(
     *,
     token: str | None = None,
     ticket: str | None = None,
-) -> _Socket:
+) -> JsonTextRecorder:
     params = {"agent_id": agent_id, **({"ticket": ticket} if ticket else {})}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     ws = await http.ws_connect(f"{server.ws_url}/v1/convai/stream", params=params, headers=headers)
-    socket = _Socket(ws)
+    socket = JsonTextRecorder(ws)
     await socket.wait_for(lambda: any(t["type"] == "session" for t in socket.texts))
     return socket
 
 
-async def _tts_stream_input(http: aiohttp.ClientSession, server: Any, token: str) -> _Socket:
+async def _tts_stream_input(
+    http: aiohttp.ClientSession, server: Any, token: str
+) -> JsonTextRecorder:
     ws = await http.ws_connect(
         f"{server.ws_url}/elevenlabs/v1/text-to-speech/slt/stream-input",
         params={"output_format": "pcm_16000"},
         headers={"Authorization": f"Bearer {token}"},
     )
-    return _Socket(ws)
+    return JsonTextRecorder(ws)
 
 
-async def _closed_for_lost_access(socket: _Socket) -> dict[str, Any]:
+async def _closed_for_lost_access(socket: JsonTextRecorder) -> dict[str, Any]:
     """The server closes the socket with 4401 after its protocol's error; that error."""
     await eventually(
         lambda: socket.ws.closed, within=CLOSED_WITHIN_S, what="the server to close the socket"

@@ -10,7 +10,6 @@ greeting.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from server.auth_calls import audit_trail
-from server.waiting import SocketRecorder, eventually
+from server.waiting import JsonTextRecorder, eventually
 from server.workspace_people import Person, call, house_error, team
 from voicestream.identity.accounts import TokenPair
 from voicestream.rest.auth import ACCOUNTS
@@ -30,21 +29,6 @@ CLOSED_WITHIN_S = 5.0  # at once in this process
 POLLED_WITHIN_S = 5.0  # the registry polls about once a second
 
 
-class _Socket(SocketRecorder):
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.texts: list[dict[str, Any]] = []
-        super().__init__(ws)
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                self.texts.append(json.loads(msg.data))
-                self._changed.set()
-
-    def describe(self) -> str:
-        return f"received: {self.texts}"
-
-
 async def _sign_in(server: Any, who: Person) -> TokenPair:
     """A fresh sign-in of ``who`` (a device of theirs), without the password's argon2 work."""
     return await server.app[ACCOUNTS].sign_in_with_second_factor(who.user.id)
@@ -52,11 +36,11 @@ async def _sign_in(server: Any, who: Person) -> TokenPair:
 
 async def _conversation(
     http: aiohttp.ClientSession, server: Any, agent_id: str, *, token: str = "", ticket: str = ""
-) -> _Socket:
+) -> JsonTextRecorder:
     params = {"agent_id": agent_id, **({"ticket": ticket} if ticket else {})}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     ws = await http.ws_connect(f"{server.ws_url}/v1/convai/stream", params=params, headers=headers)
-    socket = _Socket(ws)
+    socket = JsonTextRecorder(ws)
     await socket.wait_for(lambda: any(t["type"] == "session" for t in socket.texts))
     return socket
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
+
+import aiohttp
 
 
 async def wait_for_change(
@@ -73,6 +76,23 @@ class SocketRecorder:
         await asyncio.wait_for(self._reader, self.close_within if within is None else within)
         close_code: int | None = self.ws.close_code
         return close_code
+
+
+class JsonTextRecorder(SocketRecorder):
+    """Every text message a socket receives (as JSON), until the server closes it."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.texts: list[dict[str, Any]] = []
+        super().__init__(ws)
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.texts.append(json.loads(msg.data))
+                self._changed.set()
+
+    def describe(self) -> str:
+        return f"received: {self.texts}"
 
 
 async def eventually(
