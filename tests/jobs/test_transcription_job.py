@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import jiwer
@@ -19,7 +16,8 @@ import numpy as np
 import pydantic
 import pytest
 
-from jobs.job_types_harness import JobTypeRunner, job_type_runner
+from helpers import normalize
+from jobs.job_types_harness import JobTypeRunner
 from voicestream.engines.catalog import EngineRegistry
 from voicestream.errors import InvalidAudio, NotFound
 from voicestream.jobs.registry import JobOutcome, job_type
@@ -27,7 +25,6 @@ from voicestream.media.encode import make_encoder
 from voicestream.media.formats import parse_format
 from voicestream.media.resample import resample
 from voicestream.media.subtitles import parse_srt, parse_vtt
-from voicestream.store import db
 
 PASSAGES = (
     "The lighthouse keeper climbed the tower every evening to light the lamp.",
@@ -37,20 +34,6 @@ PASSAGES = (
 RATE = 16000
 TOTAL_SECONDS = 600.0
 SPEECH_AT = (2.0, 287.0, 571.0)  # each passage starts here: the start, middle and end
-
-
-@pytest.fixture
-async def runner(
-    db_pool: db.Pool,
-    registry: EngineRegistry,
-    tmp_path: Path,
-) -> AsyncIterator[JobTypeRunner]:
-    async with job_type_runner(db_pool, registry, tmp_path) as started:
-        yield started
-
-
-def _words(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
 
 
 def _speech(registry: EngineRegistry, text: str) -> bytes:
@@ -114,7 +97,7 @@ async def test_ten_minutes_of_opus_transcribed_in_bounded_memory(
     assert result["duration"] == pytest.approx(TOTAL_SECONDS, abs=0.1)
     assert outcome.credits_used == result["credits_used"] == 600
     assert result["language"] == "en"
-    assert jiwer.wer(_words(" ".join(PASSAGES)), _words(result["text"])) < 0.2
+    assert jiwer.wer(normalize(" ".join(PASSAGES)), normalize(result["text"])) < 0.2
     values = [p for p in runner.progress if p is not None]
     assert values == sorted(values) and values[-1] == 100 and len(set(values)) >= 10
 
@@ -128,7 +111,7 @@ async def test_ten_minutes_of_opus_transcribed_in_bounded_memory(
         assert any(s - 0.5 <= word["start"] <= word["end"] <= e + 1.0 for s, e in spans), word
     for (start, end), passage in zip(spans, PASSAGES, strict=True):
         heard = " ".join(w["word"] for w in words if start - 0.5 <= w["start"] <= end + 0.5)
-        assert jiwer.wer(_words(passage), _words(heard)) < 0.4  # another passage: ~1
+        assert jiwer.wer(normalize(passage), normalize(heard)) < 0.4  # another passage: ~1
 
     # Subtitles read back: cue times are their words' times.
     starts = {round(w["start"], 3) for w in words}
@@ -171,7 +154,7 @@ async def test_a_video_file_is_transcribed_from_its_audio_track(
     assert data.find(b"moov") > data.find(b"mdat"), "the index is at the end: reading must seek"
     file_id = await runner.upload(data, "clip.mp4", "video/mp4")
     outcome = await runner.run("transcription", {"file_id": str(file_id), "language": "en"})
-    assert jiwer.wer(_words(PASSAGES[1]), _words(outcome.result["text"])) < 0.2
+    assert jiwer.wer(normalize(PASSAGES[1]), normalize(outcome.result["text"])) < 0.2
     assert outcome.result["duration"] == pytest.approx(len(speech) / 2 / RATE, abs=0.2)
 
 

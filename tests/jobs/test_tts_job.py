@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import av
 import jiwer
@@ -18,7 +15,8 @@ import pyloudnorm
 import pytest
 from scipy.signal import resample_poly
 
-from jobs.job_types_harness import JobTypeRunner, job_type_runner
+from helpers import normalize
+from jobs.job_types_harness import JobTypeRunner
 from voicestream.engines.catalog import EngineRegistry
 from voicestream.errors import UnknownVoice
 from voicestream.jobs.context import JobCancelled
@@ -27,7 +25,6 @@ from voicestream.jobs.types.transcription import whisper_engine
 from voicestream.media.chapter_marks import read_wav_chapters
 from voicestream.media.decode import decode_audio
 from voicestream.media.resample import resample
-from voicestream.store import db
 
 BOOK = """# The Harbour
 
@@ -51,20 +48,6 @@ SPOKEN = (
     "The Storm. In the evening dark clouds rolled over the hills. Everyone hurried home "
     "before the rain began to fall."
 )
-
-
-@pytest.fixture
-async def runner(
-    db_pool: db.Pool,
-    registry: EngineRegistry,
-    tmp_path: Path,
-) -> AsyncIterator[JobTypeRunner]:
-    async with job_type_runner(db_pool, registry, tmp_path) as started:
-        yield started
-
-
-def _words(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
 
 
 def _lufs(pcm: bytes, rate: int) -> float:
@@ -117,10 +100,10 @@ async def test_markdown_book_to_mp3_with_chapters_at_target_loudness(
     # Each chapter's words are where its marker says: transcribe the middle chapter alone.
     engine = whisper_engine(registry, None)
     whole = engine.transcribe(resample(pcm, 44100, 16000))
-    assert jiwer.wer(_words(SPOKEN), _words(whole.text)) < 0.15
+    assert jiwer.wer(normalize(SPOKEN), normalize(whole.text)) < 0.15
     second = result["chapters"][1]
     part = pcm[round(second["start"] * 44100) * 2 : round(second["end"] * 44100) * 2]
-    heard = _words(engine.transcribe(resample(part, 44100, 16000)).text)
+    heard = normalize(engine.transcribe(resample(part, 44100, 16000)).text)
     assert heard.startswith("the market") and "harbour" not in heard and "storm" not in heard
 
 
