@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from uuid import UUID
 
@@ -218,6 +218,65 @@ async def test_enforced_credits_refuse_what_they_cannot_cover(
     status, credits = await _credits(http, enforced, key)
     assert (credits["balance"], credits["spent"]) == (44, 16), credits
     assert credits["transactions"][1]["details"] == {"source": "grant", "note": "top-up"}
+
+
+# Each TTS route of the drop-in protocols, with a body of ``text`` and how its refusal reads.
+_COMPAT_TTS: dict[str, tuple[str, Callable[[str], dict[str, Any]], Callable[[Any], str]]] = {
+    "openai-speech": (
+        "/openai/v1/audio/speech",
+        lambda text: {"model": "tts-1", "voice": "alloy", "input": text, "response_format": "wav"},
+        lambda body: f"{body['error']['type']}/{body['error']['code']}",
+    ),
+    "elevenlabs-convert": (
+        "/elevenlabs/v1/text-to-speech/slt?output_format=pcm_16000",
+        lambda text: {"text": text},
+        lambda body: str(body["detail"]["status"]),
+    ),
+    "elevenlabs-stream": (
+        "/elevenlabs/v1/text-to-speech/slt/stream?output_format=pcm_16000",
+        lambda text: {"text": text},
+        lambda body: str(body["detail"]["status"]),
+    ),
+    "elevenlabs-timestamps": (
+        "/elevenlabs/v1/text-to-speech/slt/with-timestamps?output_format=pcm_16000",
+        lambda text: {"text": text},
+        lambda body: str(body["detail"]["status"]),
+    ),
+    "elevenlabs-dialogue": (
+        "/elevenlabs/v1/text-to-dialogue?output_format=pcm_16000",
+        lambda text: {
+            "inputs": [{"text": text[:4], "voice_id": "slt"}, {"text": text[4:], "voice_id": "awb"}]
+        },
+        lambda body: str(body["detail"]["status"]),
+    ),
+}
+_REFUSALS = {"openai-speech": "insufficient_quota/insufficient_credits"}
+
+
+@pytest.mark.parametrize("route", sorted(_COMPAT_TTS))
+async def test_compatible_tts_routes_charge_before_synthesis(
+    enforced: StartedServer, http: aiohttp.ClientSession, route: str
+) -> None:
+    """OpenAI's and ElevenLabs' TTS routes charge the text's characters up front as /v1/tts
+    does: more than the balance is refused in the protocol's own error shape before any audio,
+    with nothing spent; what fits is served and spent once."""
+    path, body_of, refusal_of = _COMPAT_TTS[route]
+    _, key = await _key(enforced)
+    url = f"{enforced.url}{path}"
+
+    async with http.post(url, json=body_of("Hello there."), headers=enforced.headers(key)) as r:
+        refused = await r.json()
+        assert r.status == 402, refused
+    assert refusal_of(refused) == _REFUSALS.get(route, "quota_exceeded"), refused
+    _, credits = await _credits(http, enforced, key)
+    assert (credits["balance"], credits["spent"]) == (OPENING_GRANT, 0), credits
+
+    async with http.post(url, json=body_of("Hi, you."), headers=enforced.headers(key)) as r:
+        audio = await r.read()
+        assert r.status == 200, audio[:300]
+    assert len(audio) > 1000
+    _, credits = await _credits(http, enforced, key)
+    assert (credits["balance"], credits["spent"]) == (OPENING_GRANT - 8, 8), credits
 
 
 async def test_granting_to_no_workspace_or_no_credits_fails(

@@ -17,6 +17,8 @@ carries (``store/usage.py``): a key does not step around its maker's quota.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from ..config import Settings
-from ..errors import Forbidden, QuotaExceeded
+from ..errors import Forbidden, QuotaExceeded, VoiceStreamError
 
 if TYPE_CHECKING:
     from ..store.keys import Principal
@@ -145,6 +147,21 @@ class Charge:
     async def refund(self, workspace_id: UUID) -> None:
         if self.record_id is not None:
             await self.usage.refund(workspace_id, self.record_id)
+
+    @asynccontextmanager
+    async def covering(self, workspace_id: UUID) -> AsyncIterator[None]:
+        """Run the work this charge pays for: a failure of ours (a VoiceStreamError) takes
+        the charge back; done, or cut short by a client that hung up (ConnectionError), it
+        stands, since what was made was made."""
+        try:
+            yield
+        except VoiceStreamError:
+            await self.refund(workspace_id)
+            raise
+        except ConnectionError:
+            await self.settle()
+            raise
+        await self.settle()
 
 
 async def charge(

@@ -100,6 +100,8 @@ _STATUS_NAMES: Final[Mapping[str, str]] = {
     "unknown_voice": "voice_not_found",
     "unsupported_format": "invalid_output_format",
     "unauthorized": "invalid_api_key",
+    # ElevenLabs says quota_exceeded when the credits cannot cover a request; SDK users test it.
+    "insufficient_credits": "quota_exceeded",
 }
 
 

@@ -46,6 +46,7 @@ from ..errors import (
     InvalidAudio,
     NotFound,
     PayloadTooLarge,
+    QuotaExceeded,
     TextTooLong,
     UnknownVoice,
     UnsupportedFormat,
@@ -194,6 +195,8 @@ def error_body(err: VoiceStreamError) -> dict[str, Any]:
         kind = "not_found_error"
     elif isinstance(err, BadRequest):
         kind = "invalid_request_error"
+    elif isinstance(err, QuotaExceeded):
+        kind = "insufficient_quota"  # OpenAI's type for a used-up quota or balance
     else:
         kind = "server_error"
     return {"error": {"message": err.message, "type": kind, "param": param, "code": err.code}}

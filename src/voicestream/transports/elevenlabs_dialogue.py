@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..engines.base import Voice
 from ..engines.tts_stream import TTSStream
+from ..identity import quotas
 from ..media.encode import StreamEncoder, make_encoder
 from ..media.formats import AudioFormat, Codec, parse_format
 from ..media.resample import Resampler
@@ -79,13 +80,10 @@ class _Dialogue:
     fmt: AudioFormat
     turns: tuple[_Turn, ...]
 
-    @property
-    def characters(self) -> int:
-        return sum(len(t.text) for t in self.turns)
 
-
-async def _start(request: web.Request) -> tuple[web.Application, _Dialogue]:
-    """Validate everything (every voice included) before any audio is made."""
+async def _start(request: web.Request) -> tuple[web.Application, _Dialogue, quotas.Charge]:
+    """Validate everything (every voice included) and charge the characters before any audio
+    is made."""
     rt = request.app
     fmt = parse_format(request.query.get("output_format", el.DEFAULT_OUTPUT_FORMAT))
     enable_logging(request)  # checked like the other routes'; dialogue keeps no history
@@ -93,13 +91,17 @@ async def _start(request: web.Request) -> tuple[web.Application, _Dialogue]:
         await read_model(request, dialogue.DialogueBody), max_text_chars=rt[SETTINGS].max_text_chars
     )
     voices = [rt[REGISTRY].voice(item.voice_id) for item in body.inputs]
+    characters = sum(len(item.text) for item in body.inputs)
+    charge = await quotas.charge(
+        rt[USAGE], rt[SETTINGS], principal_of(request), "tts_characters", characters
+    )
     turns = []
     for i, (item, (engine, voice)) in enumerate(zip(body.inputs, voices, strict=True)):
         stream = TTSStream(engine, voice, rt[TTS_EXECUTORS][engine.name])
         stream.push_text(item.text)
         stream.end_input()
         turns.append(_Turn(i, voice, item.text, stream))
-    return rt, _Dialogue(body, fmt, tuple(turns))
+    return rt, _Dialogue(body, fmt, tuple(turns)), charge
 
 
 def _convert(
@@ -180,10 +182,6 @@ def _segment(pieces: list[_Piece]) -> dialogue.VoiceSegment:
     )
 
 
-async def _record_usage(request: web.Request, dlg: _Dialogue) -> None:
-    await request.app[USAGE].record(principal_of(request), "tts_characters", dlg.characters)
-
-
 def _headers(dlg: _Dialogue) -> dict[str, str]:
     return {"X-Audio-Format": dlg.fmt.name}
 
@@ -194,7 +192,7 @@ async def dialogue_convert(request: web.Request) -> web.StreamResponse:
     WAV from the non-streaming path comes whole, so its header has the real sizes; ``/stream``
     sends it as it is made, its header saying "until EOF" (as text-to-speech does).
     """
-    rt, dlg = await _start(request)
+    rt, dlg, charge = await _start(request)
     whole_file = dlg.fmt.codec is Codec.WAV and not request.path.endswith("/stream")
 
     async def data() -> AsyncIterator[bytes]:
@@ -207,25 +205,22 @@ async def dialogue_convert(request: web.Request) -> web.StreamResponse:
         if whole_file:
             yield as_file(dlg.fmt, bytes(audio))
 
-    async def billed() -> None:
-        await _record_usage(request, dlg)
-
-    return await stream_out(request, dlg.fmt.content_type, data(), _headers(dlg), billed)
+    return await stream_out(request, dlg.fmt.content_type, data(), _headers(dlg), charge)
 
 
 async def dialogue_with_timestamps(request: web.Request) -> web.StreamResponse:
     """``/with-timestamps``: all the audio, the whole text's alignment, one segment per turn."""
-    rt, dlg = await _start(request)
+    rt, dlg, charge = await _start(request)
     audio = bytearray()
     timings: list[el.CharTiming] = []
     turns: dict[int, list[_Piece]] = {}
-    async for piece in _pieces(rt, dlg):
-        audio += piece.data
-        if piece.timing is not None:
-            timings.append(piece.timing)
-        if piece.turn is not None:
-            turns.setdefault(piece.turn.index, []).append(piece)
-    await _record_usage(request, dlg)
+    async with charge.covering(principal_of(request).workspace_id):
+        async for piece in _pieces(rt, dlg):
+            audio += piece.data
+            if piece.timing is not None:
+                timings.append(piece.timing)
+            if piece.turn is not None:
+                turns.setdefault(piece.turn.index, []).append(piece)
     segments = [_segment(pieces) for pieces in turns.values()]
     audio_file = as_file(dlg.fmt, bytes(audio))  # a WAV with its real sizes
     result = dialogue.timestamps_json(audio_file, el.merge_timings(timings), segments)
@@ -235,7 +230,7 @@ async def dialogue_with_timestamps(request: web.Request) -> web.StreamResponse:
 async def dialogue_stream_timestamps(request: web.Request) -> web.StreamResponse:
     """``/stream/with-timestamps``: one JSON line per clause; times from the audio's start,
     the line's voice segment indexing the line's own characters."""
-    rt, dlg = await _start(request)
+    rt, dlg, charge = await _start(request)
 
     async def lines() -> AsyncIterator[bytes]:
         async for piece in _pieces(rt, dlg):
@@ -244,7 +239,4 @@ async def dialogue_stream_timestamps(request: web.Request) -> web.StreamResponse
             body = dialogue.timestamps_json(piece.data, piece.timing, segments)
             yield json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
-    async def billed() -> None:
-        await _record_usage(request, dlg)
-
-    return await stream_out(request, "application/x-ndjson", lines(), _headers(dlg), billed)
+    return await stream_out(request, "application/x-ndjson", lines(), _headers(dlg), charge)

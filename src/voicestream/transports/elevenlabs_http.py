@@ -2,18 +2,21 @@
 
 Text-to-speech (``elevenlabs_rest.py``) and text-to-dialogue (``elevenlabs_dialogue.py``) write
 their audio the same way: headers with the first piece (so a failure before any audio is still
-an ElevenLabs JSON error), usage billed once the audio is made, history only for a whole send.
+an ElevenLabs JSON error), usage charged before and given back if synthesis fails, history
+only for a whole send.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from aiohttp import web
 
 from ..errors import ValidationFailed, VoiceStreamError
+from ..identity.quotas import Charge
+from .context import principal_of
 
 __all__ = ["HistoryRecord", "enable_logging", "stream_out"]
 
@@ -42,27 +45,28 @@ async def stream_out(
     content_type: str,
     pieces: AsyncIterator[bytes],
     headers: dict[str, str],
-    billed: Callable[[], Awaitable[None]],
+    charge: Charge,
     history: HistoryRecord | None = None,
 ) -> web.StreamResponse:
     """Write pieces as they come; headers go with the first, so an early failure is JSON.
 
-    ``billed`` runs once the audio is made (before the end of the response, so a client that
-    asks for its usage next sees it), also when the client hung up mid-stream. ``history`` is
-    recorded after it, but only when every piece was sent.
+    ``charge`` (taken before any audio was made) stands once the audio is made, before the end
+    of the response so a client that asks for its usage next sees it, also when the client
+    hung up mid-stream; a synthesis failure gives it back. ``history`` is recorded after it,
+    but only when every piece was sent.
     """
     response: web.StreamResponse | None = None
     try:
-        async for data in pieces:
-            if response is None:
-                response = web.StreamResponse(headers={"Content-Type": content_type, **headers})
-                response.enable_chunked_encoding()
-                await response.prepare(request)
-            if data:
-                await response.write(data)
+        async with charge.covering(principal_of(request).workspace_id):
+            async for data in pieces:
+                if response is None:
+                    response = web.StreamResponse(headers={"Content-Type": content_type, **headers})
+                    response.enable_chunked_encoding()
+                    await response.prepare(request)
+                if data:
+                    await response.write(data)
     except ConnectionError:
         log.debug("elevenlabs client went away mid-stream")
-        await billed()
         assert response is not None
         return response
     except VoiceStreamError as err:
@@ -70,7 +74,6 @@ async def stream_out(
             raise
         log.warning("elevenlabs stream aborted after audio started: %s", err)
         raise ConnectionResetError("synthesis failed mid-stream") from err
-    await billed()
     if history is not None:
         await history.record()
     if response is None:

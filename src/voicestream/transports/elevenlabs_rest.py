@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +23,7 @@ from ..errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
+from ..identity import quotas
 from ..media.decode import decode_audio, decode_raw
 from ..media.formats import AudioFormat, Codec, parse_format
 from ..protocols import elevenlabs as el
@@ -75,8 +76,9 @@ def add_elevenlabs_routes(app: web.Application) -> None:
 
 async def _start_tts(
     request: web.Request,
-) -> tuple[web.Application, el.TTSBody, AudioFormat, TTSStream]:
-    """Validate everything before any audio is made, so bad input is a clean 4xx."""
+) -> tuple[web.Application, el.TTSBody, AudioFormat, TTSStream, quotas.Charge]:
+    """Validate everything and charge the characters before any audio is made, so bad input
+    or a used-up quota or balance is a clean 4xx."""
     rt = request.app
     fmt = parse_format(request.query.get("output_format", el.DEFAULT_OUTPUT_FORMAT))
     enable_logging(request)
@@ -84,13 +86,16 @@ async def _start_tts(
     body = el.check_tts_body(
         await read_model(request, el.TTSBody), max_text_chars=rt[SETTINGS].max_text_chars
     )
+    charge = await quotas.charge(
+        rt[USAGE], rt[SETTINGS], principal_of(request), "tts_characters", len(body.text)
+    )
     speed = body.voice_settings.speed if body.voice_settings is not None else None
     # voice_settings.speed is spoken by engines that pace themselves (Piper) and ignored by the
     # others: a tempo filter would put the character timestamps out of step with the audio.
     stream = TTSStream(engine, voice, rt[TTS_EXECUTORS][engine.name], speed=speed or 1.0)
     stream.push_text(body.text)
     stream.end_input()
-    return rt, body, fmt, stream
+    return rt, body, fmt, stream, charge
 
 
 async def _encoded(
@@ -112,7 +117,7 @@ async def tts_convert(request: web.Request) -> web.StreamResponse:
     WAV from the non-streaming path comes whole, so its header has the real sizes; ``/stream``
     sends it as it is made, its header saying "until EOF" (unless it is one clause long).
     """
-    rt, body, fmt, stream = await _start_tts(request)
+    rt, body, fmt, stream, charge = await _start_tts(request)
     history = _History(request, body, fmt, stream)
     whole_file = fmt.codec is Codec.WAV and not request.path.endswith("/stream")
 
@@ -128,9 +133,7 @@ async def tts_convert(request: web.Request) -> web.StreamResponse:
             yield as_file(fmt, bytes(audio))
 
     headers = {**_tts_headers(stream, fmt), **history.headers()}
-    return await stream_out(
-        request, fmt.content_type, pieces(), headers, _biller(request, body), history
-    )
+    return await stream_out(request, fmt.content_type, pieces(), headers, charge, history)
 
 
 class _History:
@@ -176,13 +179,6 @@ class _History:
         )
 
 
-def _biller(request: web.Request, body: el.TTSBody) -> Callable[[], Awaitable[None]]:
-    async def billed() -> None:
-        await request.app[USAGE].record(principal_of(request), "tts_characters", len(body.text))
-
-    return billed
-
-
 def _tts_headers(stream: TTSStream, fmt: AudioFormat) -> dict[str, str]:
     return {"X-Voice-Id": stream.voice.id, "X-Audio-Format": fmt.name}
 
@@ -217,15 +213,15 @@ def _timestamps_json(data: bytes, timing: el.CharTiming | None) -> dict[str, Any
 
 async def tts_with_timestamps(request: web.Request) -> web.StreamResponse:
     """``/with-timestamps``: all the audio in base64 plus the alignment of the whole text."""
-    rt, body, fmt, stream = await _start_tts(request)
+    rt, body, fmt, stream, charge = await _start_tts(request)
     history = _History(request, body, fmt, stream)
     audio = bytearray()
     timings: list[el.CharTiming] = []
-    async for data, timing in _timed_chunks(rt, stream, fmt, body.text):
-        audio += data
-        if timing is not None:
-            timings.append(timing)
-    await rt[USAGE].record(principal_of(request), "tts_characters", len(body.text))
+    async with charge.covering(principal_of(request).workspace_id):
+        async for data, timing in _timed_chunks(rt, stream, fmt, body.text):
+            audio += data
+            if timing is not None:
+                timings.append(timing)
     history.add(audio)
     await history.record()
     result = _timestamps_json(as_file(fmt, bytes(audio)), el.merge_timings(timings))
@@ -235,7 +231,7 @@ async def tts_with_timestamps(request: web.Request) -> web.StreamResponse:
 
 async def tts_stream_timestamps(request: web.Request) -> web.StreamResponse:
     """``/stream/with-timestamps``: one JSON line per clause; times from the audio's start."""
-    rt, body, fmt, stream = await _start_tts(request)
+    rt, body, fmt, stream, charge = await _start_tts(request)
     history = _History(request, body, fmt, stream)
 
     async def lines() -> AsyncIterator[bytes]:
@@ -245,9 +241,7 @@ async def tts_stream_timestamps(request: web.Request) -> web.StreamResponse:
             yield line.encode() + b"\n"
 
     headers = {**_tts_headers(stream, fmt), **history.headers()}
-    return await stream_out(
-        request, "application/x-ndjson", lines(), headers, _biller(request, body), history
-    )
+    return await stream_out(request, "application/x-ndjson", lines(), headers, charge, history)
 
 
 # --- speech to text ------------------------------------------------------------------------

@@ -56,38 +56,37 @@ async def post_tts(request: web.Request) -> web.StreamResponse:
     client_gone = False
     rt[METRICS].active_streams.labels("tts_http").inc()
     try:
-        async for out in encode_stream(
-            stream, fmt, rt[METRICS], transport="http", executor=rt[MEDIA_EXECUTOR]
-        ):
-            if out.chunk is not None:
-                audio_seconds += out.chunk.duration
-            if response is None:
-                # Headers go out with the first audio, so an engine failure before any audio
-                # still becomes a proper JSON error instead of a truncated 200.
-                response = web.StreamResponse(
-                    headers={
-                        "Content-Type": fmt.content_type,
-                        "X-Voice-Id": voice.id,
-                        "X-Audio-Format": fmt.name,
-                    }
-                )
-                response.enable_chunked_encoding()
-                await response.prepare(request)
-            if out.data:
-                await response.write(out.data)
+        async with charge.covering(principal.workspace_id):
+            async for out in encode_stream(
+                stream, fmt, rt[METRICS], transport="http", executor=rt[MEDIA_EXECUTOR]
+            ):
+                if out.chunk is not None:
+                    audio_seconds += out.chunk.duration
+                if response is None:
+                    # Headers go out with the first audio, so an engine failure before any
+                    # audio still becomes a proper JSON error instead of a truncated 200.
+                    response = web.StreamResponse(
+                        headers={
+                            "Content-Type": fmt.content_type,
+                            "X-Voice-Id": voice.id,
+                            "X-Audio-Format": fmt.name,
+                        }
+                    )
+                    response.enable_chunked_encoding()
+                    await response.prepare(request)
+                if out.data:
+                    await response.write(out.data)
     except ConnectionError:
-        # The client hung up mid-stream; what was synthesized is still billed below.
+        # The client hung up mid-stream; what was synthesized is still billed.
         log.debug("tts client went away after %.2f s of audio", audio_seconds)
         client_gone = True
     except VoiceStreamError as err:
-        await charge.refund(principal.workspace_id)
         if response is None:
             raise
         log.warning("tts stream aborted after audio started: %s", err)
         raise ConnectionResetError("synthesis failed mid-stream") from err
     finally:
         rt[METRICS].active_streams.labels("tts_http").dec()
-    await charge.settle()
     if client_gone:
         assert response is not None
         return response  # aiohttp finishes a response whose peer is gone quietly

@@ -42,6 +42,7 @@ from ..errors import (
     PayloadTooLarge,
     VoiceStreamError,
 )
+from ..identity import quotas
 from ..media.decode import decode_audio
 from ..media.formats import AudioFormat, parse_format
 from ..media.pauses import windows_at_pauses
@@ -139,6 +140,12 @@ async def post_speech(request: web.Request) -> web.StreamResponse:
     )
     engine, voice = rt[REGISTRY].voice(req.voice)
     fmt = parse_format(req.output_format)
+    principal = principal_of(request)
+    # Charged before any synthesis (a used-up quota or balance is refused here, as JSON);
+    # given back if synthesis fails.
+    charge = await quotas.charge(
+        rt[USAGE], rt[SETTINGS], principal, "tts_characters", len(req.input)
+    )
     stream = TTSStream(engine, voice, rt[TTS_EXECUTORS][engine.name], speed=req.speed)
     stream.push_text(req.input)
     stream.end_input()
@@ -149,17 +156,19 @@ async def post_speech(request: web.Request) -> web.StreamResponse:
     client_gone = False
     rt[METRICS].active_streams.labels("openai_speech").inc()
     try:
-        async for audio, seconds in _speech_audio(rt, stream, fmt):
-            audio_seconds += seconds
-            if response is None:
-                # Headers leave with the first audio, so a failure before it is a JSON error.
-                response = web.StreamResponse(
-                    headers={"Content-Type": content_type, "X-Voice-Id": voice.id}
-                )
-                response.enable_chunked_encoding()
-                await response.prepare(request)
-            if audio:
-                await response.write(oa.sse(oa.speech_delta_event(audio)) if req.sse else audio)
+        async with charge.covering(principal.workspace_id):
+            async for audio, seconds in _speech_audio(rt, stream, fmt):
+                audio_seconds += seconds
+                if response is None:
+                    # Headers leave with the first audio, so a failure before it is a JSON error.
+                    response = web.StreamResponse(
+                        headers={"Content-Type": content_type, "X-Voice-Id": voice.id}
+                    )
+                    response.enable_chunked_encoding()
+                    await response.prepare(request)
+                if audio:
+                    sent = oa.sse(oa.speech_delta_event(audio)) if req.sse else audio
+                    await response.write(sent)
     except ConnectionError:
         log.debug("openai speech client went away after %.2f s of audio", audio_seconds)
         client_gone = True
@@ -170,7 +179,6 @@ async def post_speech(request: web.Request) -> web.StreamResponse:
         raise ConnectionResetError("synthesis failed mid-stream") from err
     finally:
         rt[METRICS].active_streams.labels("openai_speech").dec()
-    await rt[USAGE].record(principal_of(request), "tts_characters", len(req.input))
     if client_gone:
         assert response is not None
         return response
