@@ -91,3 +91,13 @@ def _close_timing(a: Synthesis, b: Synthesis) -> bool:
     assert a.alignment is not None and b.alignment is not None
     pairs = zip(a.alignment.char_start_ms, b.alignment.char_start_ms, strict=True)
     return all(abs(x - y) <= 20 for x, y in pairs)
+
+
+def test_warm_up_is_quiet_for_languages_without_digits(
+    espeak: EspeakTTS, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Hebrew speaks no "1": warming up must load its dictionary without a warning at start.
+    with caplog.at_level("WARNING", logger="voicestream"):
+        espeak.warm_up()
+    assert "espeak-he" in {v.id for v in espeak.voices()}
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

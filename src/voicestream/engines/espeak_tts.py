@@ -103,9 +103,11 @@ class EspeakTTS(TTSEngine):
         return [voice for voice, _ in self._voices.values()]
 
     def warm_up(self) -> None:
-        # The first use of a language loads its dictionary from disk.
-        for voice, _ in self._voices.values():
-            self.synthesize("1", voice)
+        # The first use of a language loads its dictionary from disk. Loading is the point, not
+        # the audio: some languages (Hebrew) speak no digits, and that is no fault to retry or
+        # warn about, so this skips synthesize's retry for an empty result.
+        for voice, config in self._voices.values():
+            self._synth("1", voice, config)
 
     def synthesize(self, text: str, voice: Voice) -> Synthesis:
         entry = self._voices.get(voice.id)
