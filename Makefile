@@ -30,6 +30,7 @@ bench: deps  ## benchmarks print their figures and write JSON under benchmarks/r
 	$(PY) benchmarks/telephony.py
 	$(PY) benchmarks/soak.py
 	$(PY) benchmarks/jobs.py
+	$(PY) benchmarks/dubbing.py
 
 openapi:  ## regenerate the committed OpenAPI document (tests/rest/test_openapi.py checks it)
 	$(PY) -m voicestream.server.api_docs > src/voicestream/rest/openapi.json.tmp

@@ -149,6 +149,12 @@ class Settings(BaseModel):
     llm_base_url: str | None = None
     llm_model: str | None = Field(None, min_length=1, max_length=200)
     llm_api_key: str | None = None
+    # Dubbing's translator: an OpenAI-compatible chat-completions endpoint. Unset: the llm_*
+    # endpoint above when set, else dubs only re-voice in the source language or use
+    # translations the caller supplies (CSV, subtitles).
+    translation_base_url: str | None = None
+    translation_model: str | None = Field(None, min_length=1, max_length=200)
+    translation_api_key: str | None = None
     # Signs conversation tickets and encrypts agents' stored LLM keys (changing it makes those
     # unreadable). Unset: a random key kept in <data_dir>/secret_key, which every process on
     # the same data dir shares; set it when several hosts serve one database.
@@ -364,7 +370,7 @@ class Settings(BaseModel):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return v
 
-    @field_validator("qdrant_url", "llm_base_url")
+    @field_validator("qdrant_url", "llm_base_url", "translation_base_url")
     @classmethod
     def _http_scheme(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):

@@ -8,6 +8,7 @@ same way::
     ├── BadRequest                        bad_request      400   1008
     │   ├── InvalidJSON                   invalid_json     400   1007
     │   ├── ValidationFailed              invalid_request  422   1008
+    │   │   └── TranslationUnavailable    translation_unavailable 422 1008 (no translator)
     │   ├── UnknownVoice                  unknown_voice    404*  1008
     │   ├── UnsupportedFormat             unsupported_format 400 1008
     │   ├── InvalidAudio                  invalid_audio    400   1007
@@ -66,6 +67,7 @@ __all__ = [
     "RequestTimeout",
     "ServiceUnavailable",
     "TextTooLong",
+    "TranslationUnavailable",
     "UnknownVoice",
     "UnsupportedFormat",
     "UnsupportedLanguage",
@@ -111,6 +113,13 @@ class InvalidJSON(BadRequest):
 class ValidationFailed(BadRequest):
     code = "invalid_request"
     http_status = 422
+
+
+class TranslationUnavailable(ValidationFailed):
+    """A dub into another language with no translator configured and no translation given
+    (a CSV or subtitles); same-language re-voicing needs neither."""
+
+    code = "translation_unavailable"
 
 
 class UnknownVoice(BadRequest):

@@ -132,21 +132,70 @@ def test_vtt_markup_identifiers_notes_and_short_timestamps() -> None:
     ]
 
 
+GOOD_SRT = "1\n00:00:00,000 --> 00:00:01,000\nfirst\n\n"
+GOOD_VTT = "WEBVTT\n\n00:00.000 --> 00:01.000\nfirst\n\n"
+
+
 @pytest.mark.parametrize(
-    ("parse", "document", "message"),
+    ("parse", "document", "line", "message"),
     [
-        (parse_srt, "1\nnot a timing\nhello\n", "no timing line"),
-        (parse_srt, "1\n00:00:02,000 --> 00:00:01,000\nbackwards\n", "ends before it starts"),
-        (parse_vtt, "00:01.000 --> 00:02.000\nno header\n", "WEBVTT"),
-        (parse_vtt, "WEBVTTX\n", "WEBVTT"),
-        (parse_vtt, "WEBVTT\n\n00:03.000 --> 00:02.000\nbackwards\n", "ends before it starts"),
+        (parse_srt, "1\nnot a timing\nhello\n", 2, "line 2: bad timing 'not a timing'"),
+        (
+            parse_srt,
+            GOOD_SRT + "\n2\n00:00:01,000 -> 00:00:02\nhello\n",
+            7,
+            "line 7: bad timing '00:00:01,000 -> 00:00:02'",
+        ),
+        (parse_srt, GOOD_SRT + "2\n00:00:02,000 --> 00:00:01,000\nback\n", 6, "before it starts"),
+        (parse_srt, GOOD_SRT + "two\n00:00:01,000 --> 00:00:02,000\nx\n", 5, "'two' is not a"),
+        (parse_srt, GOOD_SRT + "2\n00:00:01,000 --> 00:00:02,000\n", 6, "has no text"),
+        (parse_srt, GOOD_SRT + "just some words\n", 5, "expected a cue number or a timing"),
+        (parse_srt, GOOD_SRT + "2\n", 5, "not followed by a timing line"),
+        (parse_srt, "\r\n\r\n" + GOOD_SRT.replace("00:00:00", "00:00:05"), 4, "before"),
+        (parse_vtt, "00:01.000 --> 00:02.000\nno header\n", 1, "must start with WEBVTT"),
+        (parse_vtt, "WEBVTTX\n", 1, "WEBVTT"),
+        (parse_vtt, "\ufeff\n\nhello\n", 3, "must start with WEBVTT"),
+        (parse_vtt, GOOD_VTT + "00:03.000 --> 00:02.000\nbackwards\n", 6, "before it starts"),
+        (parse_vtt, GOOD_VTT + "cue-2\n00:03.000 --> 00:0x.000\nbad\n", 7, "bad timing"),
+        (parse_vtt, GOOD_VTT + "00:03.000 --> 00:04.000\n", 6, "has no text"),
+        (parse_vtt, GOOD_VTT + "just words\nmore words\n", 6, "expected a cue timing line"),
     ],
 )
-def test_bad_subtitles_are_refused_with_a_clear_error(
-    parse: Callable[[str], list[Cue]], document: str, message: str
+def test_bad_subtitles_are_refused_naming_the_line(
+    parse: Callable[[str], list[Cue]], document: str, line: int, message: str
 ) -> None:
-    with pytest.raises(ValidationFailed, match=message):
+    with pytest.raises(ValidationFailed, match=message) as caught:
         parse(document)
+    assert str(caught.value).startswith(f"line {line}: ")
+    assert caught.value.details == {"line": line}
+
+
+def test_cues_out_of_time_order_are_refused_and_overlap_only_on_request() -> None:
+    unsorted = "00:00:05,000 --> 00:00:06,000\nlate\n\n00:00:01,000 --> 00:00:02,000\nearly\n"
+    with pytest.raises(ValidationFailed, match=r"line 4: .*time order"):
+        parse_srt(unsorted)
+    with pytest.raises(ValidationFailed, match=r"line 6: .*time order"):
+        parse_vtt("WEBVTT\n\n" + unsorted.replace(",", "."))
+    overlapping = "1\n00:00:01,000 --> 00:00:03,000\na\n\n2\n00:00:02,000 --> 00:00:04,000\nb\n"
+    # Overlaps are legal in both formats (two speakers at once), so only callers that need
+    # one line at a time refuse them.
+    assert [c.text for c in parse_srt(overlapping)] == ["a", "b"]
+    with pytest.raises(ValidationFailed, match=r"line 6: .*before the cue above it ends"):
+        parse_srt(overlapping, allow_overlap=False)
+    with pytest.raises(ValidationFailed, match="before the cue above it ends"):
+        parse_vtt("WEBVTT\n\n" + overlapping.replace(",", "."), allow_overlap=False)
+
+
+def test_valid_documents_with_loose_layout_still_parse() -> None:
+    # No cue numbers, CRLF line ends, whitespace-only separator lines, a VTT header with
+    # metadata, NOTE blocks and cue identifiers.
+    srt = "00:00:01,000 --> 00:00:02,000\r\nhi\r\n \r\n00:00:03,000 --> 00:00:04,5\r\nthere\r\n"
+    assert parse_srt(srt) == [Cue(1.0, 2.0, "hi"), Cue(3.0, 4.5, "there")]
+    vtt = (
+        "WEBVTT - a title\nKind: captions\n\nNOTE a comment\nover lines\n\n"
+        "intro\n00:01.000 --> 00:02.000 align:start\n<v Bob>hi</v> &amp; bye\n"
+    )
+    assert parse_vtt(vtt) == [Cue(1.0, 2.0, "hi & bye")]
 
 
 def test_cue_times_follow_the_words_they_hold() -> None:

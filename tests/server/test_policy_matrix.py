@@ -26,6 +26,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from server.dub_media import stored_dub
+from server.project_objects import missing_project_ids, stored_project
+from server.studio_objects import missing_studio_ids, stored_studio_project
 from server.workspace_people import person, team
 from voicestream.identity import policy
 from voicestream.identity.policy import Rule
@@ -59,6 +62,14 @@ INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/elevenlabs/v1/speech-to-text/realtime"): {
         "params": {"model_id": "scribe_v2_realtime"}
     },
+    # An invalid timeline: an empty one would be stored, and the clip routes find none.
+    ("PUT", "/v1/projects/{project_id}"): {"json": {"tracks": "none"}},
+    # Invalid bodies: a valid one would start a dubbing job per caller.
+    ("POST", "/v1/dubbing/{dub_id}/render"): {"json": {"languages": []}},
+    ("POST", "/elevenlabs/v1/dubbing/resource/{dub_id}/dub"): {"json": {"segments": "all"}},
+    ("POST", "/elevenlabs/v1/dubbing/resource/{dub_id}/render/{language}"): {
+        "json": {"render_type": 5}
+    },
 }
 # Deleting (or changing) one of these destroys it for the next caller: each caller allowed to
 # gets its own, made just before.
@@ -71,6 +82,12 @@ DESTRUCTIVE = {
     ("DELETE", "/v1/workspaces/{workspace_id}/invitations/{invitation_id}"),
     ("DELETE", "/v1/webhooks/{webhook_id}"),
     ("DELETE", "/v1/files/{file_id}"),
+    ("DELETE", "/v1/projects/{project_id}"),
+    ("DELETE", "/v1/projects/{project_id}/clips/{clip_id}"),
+    ("DELETE", "/v1/dubbing/{dub_id}"),
+    ("DELETE", "/elevenlabs/v1/dubbing/{dub_id}"),
+    ("DELETE", "/elevenlabs/v1/studio/projects/{studio_project_id}"),
+    ("DELETE", "/elevenlabs/v1/studio/projects/{studio_project_id}/chapters/{chapter_id}"),
 }
 # Signing out everywhere ends every session of the caller's user: each signed-in caller
 # allowed to is a new person of the same role, so the world's people stay signed in.
@@ -80,7 +97,13 @@ ENDS_SESSIONS = {("POST", "/v1/auth/logout-everywhere")}
 # shows in their first message. The others wait for the client (a carrier's start event).
 SPEAKS_FIRST = {("GET", "/v1/convai/stream")}
 SOCKET_FIRST_MESSAGE_S = 10.0
-SHARED_VALUES = {"voice_id": "slt", "model": "tts-1", "provider": "google"}
+SHARED_VALUES = {
+    "voice_id": "slt",
+    "model": "tts-1",
+    "provider": "google",
+    "language": "en",
+    "format": "srt",
+}
 
 
 @dataclass(frozen=True)
@@ -147,6 +170,10 @@ async def _workspace(server: Any, http: aiohttp.ClientSession) -> Workspace:
     ws.ids["webhook_id"], ws.ids["delivery_id"] = await _webhook(server, workspace_id)
     ws.ids["file_id"] = await _file(server, workspace_id)
     ws.ids["job_id"] = await _job(server, workspace_id)
+    ws.ids["dub_id"] = await stored_dub(server, workspace_id)
+    ws.ids["segment_id"] = "seg_0000"
+    ws.ids.update(await stored_studio_project(server, workspace_id))
+    ws.ids.update(await stored_project(server, workspace_id))
     return ws
 
 
@@ -189,7 +216,9 @@ async def _fresh(
     """Ids for ``rule`` whose last object is new (a deleting route destroys it)."""
     ids = dict(ws.ids)
     owner = ws.callers[0].headers
-    if "document_id" in rule.route:
+    if "studio_project_id" in rule.route:
+        ids.update(await stored_studio_project(server, ws.id))
+    elif "document_id" in rule.route:
         ids["document_id"] = await _document(server, ws.id, ids["agent_id"])
     elif "agent_id" in rule.route:
         ids["agent_id"] = await _agent(server, http, owner)
@@ -205,6 +234,10 @@ async def _fresh(
         ids["webhook_id"], ids["delivery_id"] = await _webhook(server, ws.id)
     elif "file_id" in rule.route:
         ids["file_id"] = await _file(server, ws.id)
+    elif "dub_id" in rule.route:
+        ids["dub_id"] = await stored_dub(server, ws.id)
+    elif "{project_id}" in rule.route:
+        ids.update(await stored_project(server, ws.id))
     return ids
 
 
@@ -272,6 +305,10 @@ def _missing_ids() -> dict[str, str]:
         "delivery_id": str(uuid.uuid4()),
         "file_id": str(uuid.uuid4()),
         "job_id": str(uuid.uuid4()),
+        "dub_id": str(uuid.uuid4()),
+        "segment_id": "seg_0000",
+        **missing_studio_ids(),
+        **missing_project_ids(),
     }
 
 
@@ -327,7 +364,7 @@ async def _ask(
     if method in ("POST", "PATCH") and "data" not in inputs:
         inputs.setdefault("json", {})
     async with http.request(method, server.url + path, headers=headers, **inputs) as r:
-        text = await r.text()
+        text = await r.text(errors="replace")  # some answers are binary (a zip)
     for value in ids.values():
         text = text.replace(value, "<id>")
     return Answer(r.status, text)

@@ -8,6 +8,7 @@ job ``tts``)
 STT (request, stream,   1 credit per started second of audio
 job ``transcription``)
 conversation            2 credits per started second (it transcribes and speaks)
+dub (job ``dubbing``)   2 credits per started second of source, per language
 ======================  =====================================================
 
 Seconds round up per posting (a 0.2 s transcription costs 1 credit), so a price is always a
@@ -25,6 +26,8 @@ from ..store.usage import UsageKind
 
 __all__ = [
     "CREDITS_PER_UNIT",
+    "DUBBING_CREDITS_PER_SECOND",
+    "dubbing_credits",
     "transcription_credits",
     "tts_credits",
     "usage_credits",
@@ -35,6 +38,8 @@ CREDITS_PER_UNIT: Final[dict[UsageKind, int]] = {
     "stt_seconds": 1,
     "conversation_seconds": 2,
 }
+# A dub transcribes its source and speaks it again, like a conversation.
+DUBBING_CREDITS_PER_SECOND: Final = 2
 
 
 def usage_credits(kind: UsageKind, quantity: float | Decimal) -> int:
@@ -57,3 +62,8 @@ def tts_credits(characters: int) -> int:
 def transcription_credits(seconds: float) -> int:
     """A transcription's price for ``seconds`` of audio."""
     return usage_credits("stt_seconds", seconds)
+
+
+def dubbing_credits(seconds: float) -> int:
+    """A dub's price for ``seconds`` of source media, for one target language."""
+    return usage_credits("stt_seconds", seconds) * DUBBING_CREDITS_PER_SECOND

@@ -72,8 +72,17 @@ TenantObject = Literal[
     "webhook_delivery",
     "job",
     "file",
+    "studio_project",
+    "studio_chapter",
+    "studio_snapshot",
+    "dub",
+    "dub_segment",
+    "project",
+    "project_version",
+    "project_track",
+    "project_clip",
 ]
-ObjectKind = Literal[TenantObject, "voice", "model", "provider"]
+ObjectKind = Literal[TenantObject, "voice", "model", "provider", "language", "transcript_format"]
 TENANT_OBJECTS: Final[frozenset[ObjectKind]] = frozenset(get_args(TenantObject))
 _PARAMETER_OBJECTS: Final[Mapping[str, ObjectKind]] = {
     "agent_id": "agent",
@@ -88,6 +97,18 @@ _PARAMETER_OBJECTS: Final[Mapping[str, ObjectKind]] = {
     "delivery_id": "webhook_delivery",
     "job_id": "job",
     "file_id": "file",
+    "studio_project_id": "studio_project",
+    "chapter_id": "studio_chapter",
+    "project_snapshot_id": "studio_snapshot",
+    "chapter_snapshot_id": "studio_snapshot",
+    "dub_id": "dub",
+    "segment_id": "dub_segment",
+    "language": "language",
+    "format": "transcript_format",
+    "project_id": "project",
+    "version": "project_version",
+    "track_id": "project_track",
+    "clip_id": "project_clip",
     "voice_id": "voice",
     "model": "model",
     "provider": "provider",
@@ -172,6 +193,31 @@ GET     /v1/webhooks/{webhook_id}/deliveries/{delivery_id}              member  
 POST    /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver    member        jobs   admin
 POST    /v1/webhooks/{webhook_id}/test                                  member        jobs   admin
 GET     /v1/credits                                                     member        jobs   viewer
+GET     /v1/dubbing                                                     member        jobs   viewer
+POST    /v1/dubbing                                                     member        jobs   editor
+GET     /v1/dubbing/{dub_id}                                            member        jobs   viewer
+DELETE  /v1/dubbing/{dub_id}                                            member        jobs   editor
+GET     /v1/dubbing/{dub_id}/segments                                   member        jobs   viewer
+PATCH   /v1/dubbing/{dub_id}/segments/{segment_id}                      member        jobs   editor
+POST    /v1/dubbing/{dub_id}/render                                     member        jobs   editor
+GET     /v1/dubbing/{dub_id}/audio/{language}                           member        jobs   viewer
+GET     /v1/dubbing/{dub_id}/transcript/{language}                      member        jobs   viewer
+POST    /v1/dubbing/{dub_id}/subtitles/{language}                       member        jobs   editor
+GET     /v1/projects                                                    member        jobs   viewer
+POST    /v1/projects                                                    member        jobs   editor
+GET     /v1/projects/{project_id}                                       member        jobs   viewer
+PUT     /v1/projects/{project_id}                                       member        jobs   editor
+PATCH   /v1/projects/{project_id}                                       member        jobs   editor
+DELETE  /v1/projects/{project_id}                                       member        jobs   editor
+POST    /v1/projects/{project_id}/tracks/{track_id}/clips               member        jobs   editor
+PATCH   /v1/projects/{project_id}/clips/{clip_id}                       member        jobs   editor
+DELETE  /v1/projects/{project_id}/clips/{clip_id}                       member        jobs   editor
+GET     /v1/projects/{project_id}/versions                              member        jobs   viewer
+GET     /v1/projects/{project_id}/versions/{version}                    member        jobs   viewer
+POST    /v1/projects/{project_id}/versions/{version}/restore            member        jobs   editor
+GET     /v1/projects/{project_id}/diff                                  member        jobs   viewer
+POST    /v1/projects/{project_id}/subtitles                             member        jobs   editor
+POST    /v1/projects/{project_id}/exports                               member        jobs   editor
 GET     /v1/workspaces                                                  user_session
 POST    /v1/workspaces                                                  user_session
 POST    /v1/invitations/accept                                          user_session
@@ -232,6 +278,17 @@ GET     /elevenlabs/v1/history/{history_item_id}                        member  
 GET     /elevenlabs/v1/history/{history_item_id}/audio                  member        tts    viewer
 DELETE  /elevenlabs/v1/history/{history_item_id}                        member        tts    editor
 POST    /elevenlabs/v1/speech-to-text                                   member        stt    editor
+GET     /elevenlabs/v1/dubbing                                          member        jobs   viewer
+POST    /elevenlabs/v1/dubbing                                          member        jobs   editor
+GET     /elevenlabs/v1/dubbing/{dub_id}                                 member        jobs   viewer
+DELETE  /elevenlabs/v1/dubbing/{dub_id}                                 member        jobs   editor
+GET     /elevenlabs/v1/dubbing/{dub_id}/audio/{language}                member        jobs   viewer
+GET     /elevenlabs/v1/dubbing/{dub_id}/transcript/{language}           member        jobs   viewer
+GET     /elevenlabs/v1/dubbing/{dub_id}/transcripts/{language}/format/{format} member jobs viewer
+GET     /elevenlabs/v1/dubbing/resource/{dub_id}                        member        jobs   viewer
+PATCH   /elevenlabs/v1/dubbing/resource/{dub_id}/segment/{segment_id}/{language} member jobs editor
+POST    /elevenlabs/v1/dubbing/resource/{dub_id}/dub                    member        jobs   editor
+POST    /elevenlabs/v1/dubbing/resource/{dub_id}/render/{language}      member        jobs   editor
 WS      /elevenlabs/v1/speech-to-text/realtime                          key_optional  stt    editor
 GET     /elevenlabs/v1/voices                                           member        -      viewer
 GET     /elevenlabs/v1/voices/settings/default                          member        -      viewer
@@ -265,6 +322,32 @@ POST    /v1/telephony/vonage/answer                                     member  
 #   their log), under the ``jobs`` scope whose events they carry;
 # - /v1/usage and the member list are the workspace's administration (the ``admin`` scope)
 #   but readable by any member (rest/usage.py narrows what a member sees).
+
+# ElevenLabs Studio (transports/elevenlabs_studio.py): its routes are long, so ``$P`` stands
+# for the project's own path. A snapshot's stream and archive are POSTs (as the SDK sends them)
+# that only read.
+_STUDIO_PROJECT: Final = "/elevenlabs/v1/studio/projects/{studio_project_id}"
+_STUDIO_TABLE: Final = """
+GET     /elevenlabs/v1/studio/projects                                  member  jobs  viewer
+POST    /elevenlabs/v1/studio/projects                                  member  jobs  editor
+GET     $P                                                              member  jobs  viewer
+POST    $P                                                              member  jobs  editor
+DELETE  $P                                                              member  jobs  editor
+POST    $P/convert                                                      member  jobs  editor
+GET     $P/snapshots                                                    member  jobs  viewer
+GET     $P/snapshots/{project_snapshot_id}                              member  jobs  viewer
+POST    $P/snapshots/{project_snapshot_id}/stream                       member  jobs  viewer
+POST    $P/snapshots/{project_snapshot_id}/archive                      member  jobs  viewer
+GET     $P/chapters                                                     member  jobs  viewer
+POST    $P/chapters                                                     member  jobs  editor
+GET     $P/chapters/{chapter_id}                                        member  jobs  viewer
+POST    $P/chapters/{chapter_id}                                        member  jobs  editor
+DELETE  $P/chapters/{chapter_id}                                        member  jobs  editor
+POST    $P/chapters/{chapter_id}/convert                                member  jobs  editor
+GET     $P/chapters/{chapter_id}/snapshots                              member  jobs  viewer
+GET     $P/chapters/{chapter_id}/snapshots/{chapter_snapshot_id}        member  jobs  viewer
+POST    $P/chapters/{chapter_id}/snapshots/{chapter_snapshot_id}/stream member  jobs  viewer
+""".replace("$P", _STUDIO_PROJECT)
 
 _PARAMETER = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 _METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # HEAD follows GET
@@ -301,7 +384,7 @@ def _parse(table: str) -> dict[tuple[str, str], Rule]:
     return rules
 
 
-ROUTES: Final[Mapping[tuple[str, str], Rule]] = _parse(_TABLE)
+ROUTES: Final[Mapping[tuple[str, str], Rule]] = _parse(_TABLE + _STUDIO_TABLE)
 
 
 def rule_for(method: str, route: str) -> Rule | None:

@@ -15,6 +15,7 @@ from uuid import UUID
 from ..config import Settings
 from ..engines.catalog import EngineRegistry
 from ..engines.executor import InferenceExecutor
+from ..store import db
 
 __all__ = ["JobCancelled", "JobContext", "JobEngines", "LeaseLost"]
 
@@ -53,6 +54,9 @@ class JobContext:
     engines: JobEngines
     settings: Settings
     _report: Reporter
+    # The database, for a job type whose resource records its own state (a dub's plan and
+    # outputs: store/dubs.py); None where a job runs without one (direct tests).
+    pool: db.Pool | None = None
 
     @property
     def registry(self) -> EngineRegistry:

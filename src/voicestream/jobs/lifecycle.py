@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID, uuid4
@@ -105,6 +105,7 @@ class JobService:
         user_id: UUID | None = None,
         key_id: UUID | None = None,
         files: InputFiles = NO_FILES,
+        with_job: Callable[[db.Connection, JobRecord], Awaitable[None]] | None = None,
     ) -> Submission:
         """Store a job and its outbox row (and reserve its credits) in one transaction.
 
@@ -115,7 +116,8 @@ class JobService:
             InsufficientCredits: the estimate exceeds the balance (nothing is stored).
 
         ``files`` lets the type's estimate look at the files the input names (their size, a
-        recording's duration), so the reservation follows the file.
+        recording's duration), so the reservation follows the file. ``with_job`` writes the
+        resource the job works on (a dub) in the same transaction: both are stored or neither.
         """
         kind = job_type(type_name)
         job_input = validate_model(kind.input_model, raw_input, "input")
@@ -143,6 +145,8 @@ class JobService:
             )
             await store.add_outbox(conn, job.id)
             await effects.reserve_credits(conn, workspace_id, job.id, credits, self._policy)
+            if with_job is not None:
+                await with_job(conn, job)
         self._on_enqueued()
         return Submission(job, created=True)
 

@@ -75,9 +75,11 @@ class InputFiles(Protocol):
 
 
 class JobType(Protocol):
-    """One kind of job. ``run`` uses its ``JobContext`` only (no SQL, no HTTP), reports progress
-    as it goes (each report is a cancel checkpoint), and may run more than once for one job
-    (a retry, or a worker that died): every effect it has must be idempotent per job."""
+    """One kind of job. ``run`` uses its ``JobContext`` only (no HTTP), reports progress as it
+    goes (each report is a cancel checkpoint), and may run more than once for one job (a retry,
+    or a worker that died): every effect it has must be idempotent per job. SQL only through
+    ``ctx.pool`` and the store module of the resource the job works on (a dub's plan, a
+    project's version), never the job's own row: the worker owns that."""
 
     name: str
     input_model: type[BaseModel]  # validated at submission: 422 with the fields' details

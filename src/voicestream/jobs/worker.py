@@ -174,6 +174,7 @@ class JobWorker:
             engines=self._engines,
             settings=self._settings,
             _report=report,
+            pool=self._service.pool,
         )
         outcome = await kind.run(ctx, job_input)
         if not isinstance(outcome, JobOutcome):

@@ -37,6 +37,7 @@ __all__ = [
     "Document",
     "document_kind",
     "epub_document",
+    "html_document",
     "markdown_document",
     "parse_document",
     "pdf_document",
@@ -44,7 +45,13 @@ __all__ = [
     "text_document",
 ]
 
-DOCUMENT_TYPES: Final = ("text/plain", "text/markdown", "application/epub+zip", "application/pdf")
+DOCUMENT_TYPES: Final = (
+    "text/plain",
+    "text/markdown",
+    "text/html",
+    "application/epub+zip",
+    "application/pdf",
+)
 # An EPUB is a zip: what it may expand to, whatever its compressed size says.
 MAX_EPUB_UNPACKED_BYTES: Final = 256 * 1024 * 1024
 _END_PUNCTUATION: Final = (".", "!", "?", ":", ";", "\u2026", '"', "\u201d", ")")
@@ -325,6 +332,14 @@ def epub_document(data: bytes, *, max_unpacked_bytes: int = MAX_EPUB_UNPACKED_BY
     return _chapters(blocks)
 
 
+def html_document(text: str) -> Document:
+    """A web page or HTML export: its headings make chapters, as in an EPUB's documents."""
+    parser = _XhtmlBlocks()
+    parser.feed(text)
+    parser.close()
+    return _chapters(parser.blocks)
+
+
 # --- PDF ------------------------------------------------------------------------------------
 
 _HYPHEN_BREAK = re.compile(r"(\w)-\n(\w)")
@@ -410,6 +425,8 @@ _EXTENSIONS: Final = {
     ".txt": "text/plain",
     ".md": "text/markdown",
     ".markdown": "text/markdown",
+    ".html": "text/html",
+    ".htm": "text/html",
     ".epub": "application/epub+zip",
     ".pdf": "application/pdf",
 }
@@ -459,4 +476,6 @@ def parse_document(data: bytes, content_type: str | None, filename: str | None =
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValidationFailed("the document is not UTF-8 text") from None
+    if kind == "text/html":
+        return html_document(text)
     return markdown_document(text) if kind == "text/markdown" else text_document(text)

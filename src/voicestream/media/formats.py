@@ -88,6 +88,11 @@ class AudioFormat:
         return _CONTENT_TYPES[self.codec]
 
     @property
+    def extension(self) -> str:
+        """The file name extension for this format's files ("mp3", "ogg", ...)."""
+        return "ogg" if self.codec is Codec.OPUS else self.codec.value
+
+    @property
     def is_raw(self) -> bool:
         """Headerless sample streams: any byte run of whole samples is valid on its own."""
         return self.codec in _RAW_CODECS

@@ -103,7 +103,8 @@ def cues_from_words(
 _TIME = r"(?:(\d+):)?([0-5]?\d):([0-5]\d)[,.](\d{1,3})"
 _TIMING = re.compile(rf"^\s*{_TIME}\s+-->\s+{_TIME}(?:\s+.*)?$")
 _VTT_TAG = re.compile(r"<[^>]*>")
-_BLOCK_BREAK = re.compile(r"\n[ \t]*\n")
+_TIMING_EXAMPLE = "00:00:01,000 --> 00:00:02,000"
+_QUOTED_MAX = 60
 
 
 def _seconds(hours: str | None, minutes: str, secs: str, fraction: str) -> float:
@@ -112,79 +113,160 @@ def _seconds(hours: str | None, minutes: str, secs: str, fraction: str) -> float
     return int(hours or 0) * 3600 + int(minutes) * 60 + int(secs) + millis / 1000
 
 
-def _timing(line: str, number: int) -> tuple[float, float] | None:
+def _fail(line: int, problem: str) -> ValidationFailed:
+    return ValidationFailed(f"line {line}: {problem}", details={"line": line})
+
+
+def _quoted(line: str) -> str:
+    text = line.strip()
+    if len(text) > _QUOTED_MAX:
+        text = text[: _QUOTED_MAX - 3] + "..."
+    return f"'{text}'"
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """The non-blank lines of one block and the 1-based line number of the first."""
+
+    first: int
+    lines: list[str]
+
+    def number(self, index: int) -> int:
+        return self.first + index
+
+
+def _timing(block: _Block, index: int) -> tuple[float, float]:
+    line = block.lines[index]
     match = _TIMING.match(line)
     if match is None:
-        return None
+        raise _fail(block.number(index), f"bad timing {_quoted(line)} (expected {_TIMING_EXAMPLE})")
     groups = match.groups()
     start, end = _seconds(*groups[:4]), _seconds(*groups[4:])
     if end < start:
-        raise ValidationFailed(
-            f"subtitle cue {number} ends before it starts",
-            details={"cue": number, "start": start, "end": end},
+        raise _fail(
+            block.number(index),
+            f"the cue ends ({end:.3f} s) before it starts ({start:.3f} s)",
         )
     return start, end
 
 
-def _blocks(text: str) -> list[list[str]]:
+def _blocks(text: str) -> list[_Block]:
+    """Blocks separated by blank (or whitespace-only) lines, with their line numbers."""
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    blocks = []
-    for block in _BLOCK_BREAK.split(text):
-        lines = [line.rstrip() for line in block.split("\n")]
-        while lines and not lines[0].strip():
-            lines.pop(0)
-        if lines:
-            blocks.append(lines)
+    blocks: list[_Block] = []
+    current: list[str] = []
+    first = 0
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.rstrip()
+        if line.strip():
+            if not current:
+                first = number
+            current.append(line)
+        elif current:
+            blocks.append(_Block(first, current))
+            current = []
+    if current:
+        blocks.append(_Block(first, current))
     return blocks
 
 
-def parse_srt(text: str) -> list[Cue]:
+def _cue(block: _Block, timing_index: int, text: str) -> Cue:
+    start, end = _timing(block, timing_index)
+    if not text:
+        raise _fail(block.number(timing_index), "the cue has no text after its timing line")
+    return Cue(start, end, text)
+
+
+def _check_order(cues: list[Cue], lines: list[int], allow_overlap: bool) -> None:
+    for previous, cue, line in zip(cues, cues[1:], lines[1:], strict=False):
+        if cue.start < previous.start:
+            raise _fail(
+                line,
+                f"the cue starts ({cue.start:.3f} s) before the cue above it "
+                f"({previous.start:.3f} s): cues must be in time order",
+            )
+        if not allow_overlap and cue.start < previous.end:
+            raise _fail(
+                line,
+                f"the cue starts ({cue.start:.3f} s) before the cue above it ends "
+                f"({previous.end:.3f} s)",
+            )
+
+
+def parse_srt(text: str, *, allow_overlap: bool = True) -> list[Cue]:
     """The cues of a SubRip document, in document order; their text as written (SRT's
     ``<i>`` and ``<b>`` stay: they are part of the text to SRT's readers).
 
+    The cue number line may be left out (many tools do); when present it must be a number.
+    ``allow_overlap`` False also refuses a cue that starts before the previous one ends.
+
     Raises:
-        ValidationFailed: a block without a timing line, or a cue that ends before it starts.
+        ValidationFailed: naming the line (``details["line"]``, 1-based): a bad or missing
+            timing line, a non-numeric cue number, a cue without text, a cue that ends before
+            it starts, cues out of time order (or overlapping, when not allowed).
     """
     cues: list[Cue] = []
-    for number, lines in enumerate(_blocks(text), start=1):
-        # The counter line is optional in practice; the timing is on the first or second line.
-        found = None
-        body: list[str] = []
-        for index in range(min(2, len(lines))):
-            found = _timing(lines[index], number)
-            if found is not None:
-                body = lines[index + 1 :]
-                break
-        if found is None:
-            raise ValidationFailed(
-                f"SRT block {number} has no timing line (00:00:01,000 --> 00:00:02,000)",
-                details={"block": number},
+    lines: list[int] = []
+    for block in _blocks(text):
+        head = block.lines[0]
+        if _TIMING.match(head) is not None or "-->" in head:
+            timing_index = 0
+        elif len(block.lines) > 1 and "-->" in block.lines[1]:
+            if not head.strip().isdigit():
+                raise _fail(block.first, f"the cue number {_quoted(head)} is not a number")
+            timing_index = 1
+        elif head.strip().isdigit():
+            line = block.lines[1] if len(block.lines) > 1 else ""
+            if not line:
+                raise _fail(block.first, "the cue number is not followed by a timing line")
+            raise _fail(block.number(1), f"bad timing {_quoted(line)} (expected {_TIMING_EXAMPLE})")
+        else:
+            raise _fail(
+                block.first,
+                f"expected a cue number or a timing line ({_TIMING_EXAMPLE}), got {_quoted(head)}",
             )
-        cues.append(Cue(found[0], found[1], "\n".join(line.strip() for line in body).strip()))
+        body = "\n".join(line.strip() for line in block.lines[timing_index + 1 :]).strip()
+        cues.append(_cue(block, timing_index, body))
+        lines.append(block.number(timing_index))
+    _check_order(cues, lines, allow_overlap)
     return cues
 
 
-def parse_vtt(text: str) -> list[Cue]:
+def parse_vtt(text: str, *, allow_overlap: bool = True) -> list[Cue]:
     """The cues of a WebVTT document, in document order, their text without markup (voice,
     class and timestamp tags) and with character references decoded.
 
+    ``allow_overlap`` False also refuses a cue that starts before the previous one ends.
+
     Raises:
-        ValidationFailed: no ``WEBVTT`` signature, or a cue that ends before it starts.
+        ValidationFailed: naming the line (``details["line"]``, 1-based): no ``WEBVTT``
+            signature, a bad or missing timing line, a cue without text, a cue that ends before
+            it starts, cues out of time order (or overlapping, when not allowed).
     """
     blocks = _blocks(text)
-    header = blocks[0][0] if blocks else ""
+    header = blocks[0].lines[0] if blocks else ""
     if not (header == "WEBVTT" or header.startswith(("WEBVTT ", "WEBVTT\t"))):
-        raise ValidationFailed("not a WebVTT document: it must start with WEBVTT")
+        line = blocks[0].first if blocks else 1
+        raise _fail(line, "not a WebVTT document: it must start with WEBVTT")
     cues: list[Cue] = []
-    for lines in blocks[1:]:
-        if lines[0].startswith(("NOTE", "STYLE", "REGION")) and "-->" not in lines[0]:
+    lines: list[int] = []
+    for block in blocks[1:]:
+        head = block.lines[0]
+        if head.startswith(("NOTE", "STYLE", "REGION")) and "-->" not in head:
             continue
         # A cue may have an identifier line before its timing.
-        for index in range(min(2, len(lines))):
-            found = _timing(lines[index], len(cues) + 1)
-            if found is not None:
-                body = "\n".join(line.strip() for line in lines[index + 1 :])
-                plain = html.unescape(_VTT_TAG.sub("", body)).strip()
-                cues.append(Cue(found[0], found[1], plain))
-                break
+        if "-->" in head:
+            timing_index = 0
+        elif len(block.lines) > 1 and "-->" in block.lines[1]:
+            timing_index = 1
+        else:
+            raise _fail(
+                block.first,
+                f"expected a cue timing line (00:00:01.000 --> 00:00:02.000), got {_quoted(head)}",
+            )
+        body = "\n".join(line.strip() for line in block.lines[timing_index + 1 :])
+        plain = html.unescape(_VTT_TAG.sub("", body)).strip()
+        cues.append(_cue(block, timing_index, plain))
+        lines.append(block.number(timing_index))
+    _check_order(cues, lines, allow_overlap)
     return cues

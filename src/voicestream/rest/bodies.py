@@ -15,7 +15,7 @@ from ..errors import PayloadTooLarge, ValidationFailed, VoiceStreamError
 from ..protocols.json_messages import load_json, validate_model
 from .resources import SETTINGS
 
-__all__ = ["error_response", "read_json_object", "read_model"]
+__all__ = ["error_response", "read_json_object", "read_model", "read_query"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,3 +53,19 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         PayloadTooLarge: the body exceeds the server's limit.
     """
     return validate_model(model, await read_json_object(request))
+
+
+def read_query(request: web.Request, model: type[M]) -> M:
+    """The query string validated with ``model``; an empty value counts as not given.
+
+    Raises:
+        ValidationFailed: a parameter given twice, or the query not the expected shape.
+    """
+    repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
+    if repeated:
+        raise ValidationFailed(
+            f"repeated query parameter: {', '.join(repeated)}",
+            details={"fields": [{"field": n, "message": "given more than once"} for n in repeated]},
+        )
+    given = {name: value for name, value in request.query.items() if value != ""}
+    return validate_model(model, given, "query string")

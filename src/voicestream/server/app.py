@@ -38,10 +38,12 @@ from ..rest.auth import ACCOUNTS
 from ..rest.auth_domain import AUTH_MOUNT, auth_app
 from ..rest.conversations import CONVERSATIONS_PREFIX, conversations_app
 from ..rest.credits import CREDITS_PREFIX, credits_app
+from ..rest.dubbing import DUBBING_PREFIX, dubbing_app
 from ..rest.files import FILES, FILES_PREFIX, files_app
 from ..rest.jobs import JOBS_PREFIX, jobs_app
 from ..rest.model_catalog import list_models
 from ..rest.oauth import OAUTH_SIGN_IN
+from ..rest.projects import PROJECTS_PREFIX, projects_app
 from ..rest.resources import (
     AGENT_RESOLVER,
     AGENTS,
@@ -82,9 +84,11 @@ from ..store.webhooks import WebhookRepository
 from ..transports.convai_ws import ws_convai
 from ..transports.elevenlabs_agents import add_elevenlabs_agents_routes
 from ..transports.elevenlabs_dialogue import add_elevenlabs_dialogue_routes
+from ..transports.elevenlabs_dubbing import add_elevenlabs_dubbing_routes
 from ..transports.elevenlabs_history import add_elevenlabs_history_routes
 from ..transports.elevenlabs_rest import add_elevenlabs_routes
 from ..transports.elevenlabs_streams import add_elevenlabs_stream_routes
+from ..transports.elevenlabs_studio import add_elevenlabs_studio_routes
 from ..transports.http_stt import post_stt
 from ..transports.http_tts import post_tts
 from ..transports.openai_audio import add_openai_audio_routes
@@ -175,6 +179,8 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.add_subapp(WEBHOOKS_PREFIX, webhooks_app())  # endpoints, delivery log (app[WEBHOOKS])
     app.add_subapp(JOBS_PREFIX, jobs_app())  # background jobs (app[JOBS])
     app.add_subapp(FILES_PREFIX, files_app())  # uploads, job outputs, signed URLs
+    app.add_subapp(DUBBING_PREFIX, dubbing_app())  # dubs, their segments and outputs
+    app.add_subapp(PROJECTS_PREFIX, projects_app())  # studio timelines, versions, exports
     app.add_subapp(CREDITS_PREFIX, credits_app())  # balance, reservations, the ledger
     app.router.add_get("/v1/convai/stream", ws_convai)
     app.router.add_post("/v1/convai/tickets", post_ticket)
@@ -185,6 +191,8 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     add_elevenlabs_agents_routes(app)  # WS /elevenlabs/v1/convai/conversation, signed URLs
     add_elevenlabs_history_routes(app)  # /elevenlabs/v1/history…
     add_elevenlabs_dialogue_routes(app)  # /elevenlabs/v1/text-to-dialogue…
+    add_elevenlabs_studio_routes(app)  # /elevenlabs/v1/studio/projects…
+    add_elevenlabs_dubbing_routes(app)  # /elevenlabs/v1/dubbing…, the Dubbing Studio resource
     add_twilio_routes(app)  # WS /v1/telephony/twilio, POST /v1/telephony/twilio/voice (TwiML)
     add_telephony_routes(app)  # WS /v1/telephony/telnyx, /v1/telephony/vonage
     app.cleanup_ctx.append(webrtc_peers)

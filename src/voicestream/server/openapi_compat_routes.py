@@ -21,6 +21,7 @@ from ..rest.openapi import (
     websocket,
 )
 from ..transports.elevenlabs_history import DownloadBody
+from .openapi_studio_routes import STUDIO_OPERATIONS
 
 __all__ = ["COMPAT_OPERATIONS"]
 
@@ -179,4 +180,5 @@ COMPAT_OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         body_media=OBJECT_BODY,
         responses={200: Resp("JSON lines.", media="application/x-ndjson", schema=STRING)},
     ),
+    **STUDIO_OPERATIONS,  # /elevenlabs/v1/studio/projects…
 }

@@ -103,6 +103,8 @@ from ..transports.webrtc import (
 )
 from .health import Liveness, Readiness
 from .openapi_compat_routes import COMPAT_OPERATIONS
+from .openapi_dubbing_routes import DUBBING_OPERATIONS
+from .openapi_project_routes import PROJECT_OPERATIONS
 
 __all__ = ["OPERATIONS"]
 
@@ -732,4 +734,6 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         responses=ok(Ncco, description="The NCCO."),
     ),
     **COMPAT_OPERATIONS,
+    **DUBBING_OPERATIONS,
+    **PROJECT_OPERATIONS,
 }

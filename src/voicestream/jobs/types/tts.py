@@ -18,7 +18,7 @@ A rerun (retry, or another worker taking over) synthesizes again and replaces th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,15 +34,11 @@ from ...media.chapter_marks import ChapterMark, wav_chapter_chunks, wav_file_hea
 from ...media.documents import Chapter, Document, parse_document, text_document
 from ...media.encode import StreamEncoder, make_encoder
 from ...media.formats import AudioFormat, Codec, parse_format
-from ...media.loudness import (
-    DEFAULT_TARGET_LUFS,
-    LoudnessMeter,
-    LoudnessNormalizer,
-    fit_gain_db,
-)
+from ...media.loudness import DEFAULT_TARGET_LUFS, LoudnessMeter
 from ...media.resample import Resampler
 from ..context import JobContext
 from ..registry import InputFiles, JobOutcome
+from .loudness_pass import Step, fit_scratch_gain, output_step, stream_output
 from .scratch import ProgressReporter, Scratch, scratch_dir
 
 __all__ = [
@@ -70,10 +66,6 @@ _TEXT_KINDS: Final = ("text/", "application/markdown")
 # A pause between chapters, as a narrator leaves one.
 CHAPTER_GAP_SECONDS: Final = 1.5
 _SYNTHESIS_SHARE = 90.0  # progress 0-90 for synthesis, 90-100 for the output pass
-_OUTPUT_BLOCK_BYTES = 256 * 1024  # PCM read back per encode step (~3 s at 44.1 kHz)
-# The limiter's effect on loudness is fitted on at most this much of the audio, spread evenly
-# over it (each fitting round runs the limiter over the sample once).
-_FIT_SAMPLE_SECONDS = 600.0
 
 _EXTENSIONS: Final = {
     Codec.MP3: "mp3",
@@ -296,26 +288,13 @@ async def _read_document(ctx: JobContext, file_id: UUID | None) -> Document:
 
 
 def _fit_gain(synthesis: _Synthesis, measured: float, target: float) -> float:
-    """Blocking: the gain to the target after the limiter, fitted on an even sample of the
-    scratch file's blocks."""
-    scratch = synthesis.scratch
-    blocks = max(1, -(-scratch.size // _OUTPUT_BLOCK_BYTES))
-    wanted = max(1, int(_FIT_SAMPLE_SECONDS * synthesis.rate * 2 // _OUTPUT_BLOCK_BYTES))
-    stride = max(1, blocks // wanted)
-
-    def sample() -> Iterator[bytes]:
-        for index in range(0, blocks, stride):
-            yield scratch.read_at_blocking(index * _OUTPUT_BLOCK_BYTES, _OUTPUT_BLOCK_BYTES)
-
-    return fit_gain_db(measured, target, sample, synthesis.rate)
+    """Blocking: the gain to the target after the limiter."""
+    return fit_scratch_gain(synthesis.scratch, synthesis.rate, measured, target)
 
 
-def _pcm_steps(
-    synthesis: _Synthesis, fmt: AudioFormat, gain: float | None
-) -> tuple[Callable[[], tuple[bytes, bool]], bytes]:
-    """The blocking step that turns the next block of the scratch file into output bytes
-    (and whether that was the end), and the bytes that go before the first block."""
-    normalizer = LoudnessNormalizer(synthesis.rate, gain) if gain is not None else None
+def _pcm_steps(synthesis: _Synthesis, fmt: AudioFormat, gain: float | None) -> tuple[Step, bytes]:
+    """The blocking step that turns the next block of the scratch file into output bytes (and
+    whether that was the end), and the bytes that go before the first block."""
     encoder: StreamEncoder | None = None
     head = b""
     trailer = b""
@@ -324,19 +303,7 @@ def _pcm_steps(
         head = wav_file_head(synthesis.rate, synthesis.samples, len(trailer))
     else:
         encoder = make_encoder(fmt, synthesis.rate, chapters=synthesis.marks)
-
-    def step() -> tuple[bytes, bool]:
-        block = synthesis.scratch.read_blocking(_OUTPUT_BLOCK_BYTES)
-        end = not block
-        pcm = block if normalizer is None else normalizer.process(block)
-        if end and normalizer is not None:
-            pcm += normalizer.flush()
-        if encoder is None:
-            return pcm + (trailer if end else b""), end
-        out = encoder.encode(pcm)
-        return (out + encoder.finish() if end else out), end
-
-    return step, head
+    return output_step(synthesis.scratch, synthesis.rate, gain, encoder, trailer), head
 
 
 async def _encoded(
@@ -347,15 +314,7 @@ async def _encoded(
     progress: ProgressReporter,
 ) -> AsyncIterator[bytes]:
     step, head = await ctx.media_executor.run(partial(_pcm_steps, synthesis, fmt, gain))
-    if head:
-        yield head
-    total = max(1, synthesis.scratch.size)
-    read = 0
-    while True:
-        data, end = await ctx.media_executor.run(step)
-        if data:
-            yield data
-        if end:
-            return
-        read = min(total, read + _OUTPUT_BLOCK_BYTES)
-        await progress.report(_SYNTHESIS_SHARE + (100 - _SYNTHESIS_SHARE) * read / total * 0.99)
+    async for data in stream_output(
+        ctx, synthesis.scratch, step, head, progress, start=_SYNTHESIS_SHARE
+    ):
+        yield data
