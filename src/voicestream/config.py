@@ -287,7 +287,8 @@ class Settings(BaseModel):
 
     # --- outgoing webhooks (/v1/webhooks; issue 10) ---
     # Let endpoints be private, loopback or link-local addresses (an internal network you
-    # trust). Off: only public addresses, checked at creation and again at every send.
+    # trust). Off: only public addresses, checked at creation and again at every send. The
+    # same rule covers workspaces' own dubbing translators (/v1/workspaces/{id}/translation).
     webhook_allow_private: bool = False
     # Seconds between a failed attempt and the next (comma list, ±10% jitter; a longer
     # Retry-After wins). One attempt more than listed, then the delivery is failed. Default:

@@ -16,6 +16,7 @@ import pytest
 
 from fakes.openai_server import FakeOpenAI
 from jobs.job_types_harness import JobTypeRunner
+from speech_onsets import speech_starts
 from voicestream.dubbing.model import DubOptions, DubSegment
 from voicestream.dubbing.pipeline import analyse, map_cues, render, source_subtitles
 from voicestream.dubbing.translation import ChatTranslator, parse_supplied_csv
@@ -37,24 +38,10 @@ SENTENCES = (
 )
 SPANISH = ("El farero subía a la torre.", "Los barcos veían la luz.")
 LEAD_S, GAP_S, TAIL_S = 0.7, 1.2, 0.8
-ONSET_DBFS = -35.0
 
 
 def _words(text: str) -> list[str]:
     return [w.strip(".,!?").lower() for w in text.split()]
-
-
-def _onsets(pcm: bytes, rate: int, spans: list[tuple[float, float]]) -> list[float | None]:
-    """The first 10 ms frame above ONSET_DBFS inside each span."""
-    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
-    frame = rate // 100
-    power = (x[: x.size // frame * frame].reshape(-1, frame) ** 2).mean(axis=1)
-    levels = 10 * np.log10(np.maximum(power, 1e-12))
-    found: list[float | None] = []
-    for lo, hi in spans:
-        loud = np.flatnonzero(levels[int(lo * 100) : int(hi * 100)] > ONSET_DBFS)
-        found.append(lo + loud[0] / 100 if loud.size else None)
-    return found
 
 
 def _make_source(registry: EngineRegistry, path: Path) -> list[float]:
@@ -75,7 +62,7 @@ def _make_source(registry: EngineRegistry, path: Path) -> list[float]:
     audio = np.concatenate(pieces)
     pcm = audio.tobytes()
     # The real onsets: where each sentence's sound starts, past the voice's own lead-in.
-    onsets = _onsets(pcm, RATE, [(s, s + 1.0) for s in starts])
+    onsets = speech_starts(pcm, RATE, [(s, s + 1.0) for s in starts])
     seconds = audio.size / RATE
     with av.open(str(path), "w", format="mp4") as container:
         video = container.add_stream("mpeg4", rate=10)
@@ -174,7 +161,7 @@ async def test_same_language_dub_of_a_video(
     assert same[0] == same[1]  # the video stream copied packet for packet
     dubbed = await asyncio.to_thread(_decode, first.media, RATE)
     spans = [(s.start - 0.5, s.end) for s in plan.segments]
-    for onset, dubbed_onset in zip(onsets, _onsets(dubbed, RATE, spans), strict=True):
+    for onset, dubbed_onset in zip(onsets, speech_starts(dubbed, RATE, spans), strict=True):
         assert dubbed_onset is not None and abs(dubbed_onset - onset) <= 0.15
     assert integrated_loudness(dubbed, RATE) == pytest.approx(-16.0, abs=1.5)
     # Subtitles at the dub's spoken words: every segment's words, the first at its onset.

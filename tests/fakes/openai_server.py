@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,7 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[Seen] = []
         self._script: deque[Reply] = deque()
+        self._answer: Callable[[dict[str, Any]], str] | None = None
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -64,6 +66,11 @@ class FakeOpenAI:
 
     def reply_tool_call(self, name: str, args: dict[str, Any]) -> None:
         self._script.append(Reply("tool_call", tool_name=name, tool_args=args))
+
+    def answer_with(self, answer: Callable[[dict[str, Any]], str]) -> None:
+        """With no script left, reply ``answer(request body)`` as text instead of the echo:
+        for callers whose number of requests or lines the test cannot know beforehand."""
+        self._answer = answer
 
     def reply_error(self, status: int, message: str = "scripted failure") -> None:
         self._script.append(Reply("error", text=message, status=status))
@@ -104,6 +111,8 @@ class FakeOpenAI:
         return await self._stream(request, body, reply)
 
     def _default(self, body: dict[str, Any]) -> Reply:
+        if self._answer is not None:
+            return Reply("text", text=self._answer(body))
         messages = body.get("messages", [])
         last = messages[-1] if messages else {}
         if last.get("role") == "tool":

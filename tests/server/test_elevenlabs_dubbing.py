@@ -1,13 +1,16 @@
 """ElevenLabs dubbing (``/elevenlabs/v1/dubbing``) through the official SDK on the session's
 server: a video the test makes (its speech from the server's own voice) dubbed end to end
 and checked by content — the video stream copied bit for bit, the dubbed speech heard back by
-Whisper, the subtitles' times — once re-voiced in English and once into German from a
-supplied CSV; and every other route on a dub stored directly.
+Whisper, where each segment's dubbed speech starts, the subtitles' times — re-voiced in
+English, into German from a supplied CSV, and into Spanish through the workspace's own
+translator (a local fake of an OpenAI-compatible endpoint); and every other route on a dub
+stored directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -19,11 +22,14 @@ import pytest
 from elevenlabs import AsyncElevenLabs
 from elevenlabs.core.api_error import ApiError
 
+from fakes.openai_server import FakeOpenAI
 from fixtures_services import unique_name
 from helpers import corpus_wer
-from server.dub_media import OUTPUT_BYTES, spoken_mp4, stored_dub
+from server.dub_media import OUTPUT_BYTES, RATE, spoken_mp4, stored_dub
 from server.waiting import eventually
+from speech_onsets import speech_starts
 from voicestream.dubbing.languages import voices_for
+from voicestream.media.chunked_decode import ChunkedDecoder
 from voicestream.media.muxing import probe, video_packets
 from voicestream.media.subtitles import parse_srt
 from voicestream.rest.resources import POOL
@@ -34,6 +40,8 @@ Server = Any
 TEXT = "Good morning. The garden is open today."
 LEAD_S = 0.5
 DUB_WITHIN_S = 150.0
+ONSET_WITHIN_S = 0.15  # the issue's bound: dubbed speech starts this close to its segment's
+ONSET_DBFS = -40.0
 
 
 @pytest.fixture
@@ -78,6 +86,25 @@ def _packets(data: bytes) -> list[bytes]:
         return video_packets(Path(file.name))
 
 
+def _speech_starts(data: bytes, segments: list[Any]) -> list[float | None]:
+    """Blocking: where speech starts in ``data``'s first audio track (an mp4's dubbed one) near
+    each segment: from 0.3 s before its start, but not before the previous segment ends."""
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as file:
+        file.write(data)
+        file.flush()
+        with open(file.name, "rb") as media:
+            decoder = ChunkedDecoder(media, RATE)
+            try:
+                pcm = decoder.read(600.0)
+            finally:
+                decoder.close()
+    spans, previous_end = [], 0.0
+    for segment in segments:
+        spans.append((max(segment.start_time - 0.3, previous_end), segment.end_time))
+        previous_end = segment.end_time
+    return speech_starts(pcm, RATE, spans, threshold_dbfs=ONSET_DBFS)
+
+
 async def _job(server: Server, key: str, job_id: str) -> dict[str, Any]:
     """The native API's view of a job, once it has finished (completed)."""
     async with httpx.AsyncClient(timeout=30) as http:
@@ -102,6 +129,8 @@ async def test_the_sdk_dubs_a_video_in_its_own_language(
         source_lang="en",
         target_lang="en",
         name="Morning",
+        # The dubbed track alone: the ducked source under it would blur where the dub starts.
+        drop_background_audio=True,
     )
     assert created.dubbing_id and created.expected_duration_sec > 0
     meta = await _dubbed(client, created.dubbing_id)
@@ -110,6 +139,17 @@ async def test_the_sdk_dubs_a_video_in_its_own_language(
 
     dubbed = b"".join([c async for c in client.dubbing.audio.get(created.dubbing_id, "en")])
     assert await asyncio.to_thread(_packets, dubbed) == await asyncio.to_thread(_packets, source)
+    resource = await client.dubbing.resource.get(created.dubbing_id)
+    timeline = sorted(resource.speaker_segments.values(), key=lambda s: s.start_time)
+    # Each segment's dubbed speech starts where the segment does, and where the source's does.
+    starts, source_starts = await asyncio.gather(
+        asyncio.to_thread(_speech_starts, dubbed, timeline),
+        asyncio.to_thread(_speech_starts, source, timeline),
+    )
+    for segment, start, heard_at in zip(timeline, starts, source_starts, strict=True):
+        assert start is not None and heard_at is not None, (segment, starts, source_starts)
+        assert abs(start - segment.start_time) <= ONSET_WITHIN_S, (segment, starts)
+        assert abs(start - heard_at) <= ONSET_WITHIN_S, (segment, starts, source_starts)
     heard = await client.speech_to_text.convert(
         model_id="scribe_v1", file=("dubbed.mp4", dubbed, "video/mp4")
     )
@@ -124,7 +164,6 @@ async def test_the_sdk_dubs_a_video_in_its_own_language(
     assert "garden" in " ".join(c.text for c in cues).lower()
 
     # Dubbing Studio: one segment's text changed, a render speaks only that one again.
-    resource = await client.dubbing.resource.get(created.dubbing_id)
     segments = resource.speaker_segments
     garden = next(i for i, seg in segments.items() if "garden" in seg.text.lower())
     await client.dubbing.resource.segment.update(
@@ -174,6 +213,77 @@ async def test_the_sdk_dubs_into_german_from_a_supplied_csv(
         file.flush()
         info = await asyncio.to_thread(probe, Path(file.name))
     assert info.has_video and info.has_audio
+
+
+SPANISH = ("Buenos días.", "El jardín está abierto hoy.", "Hasta mañana.", "Muchas gracias.")
+TRANSLATION_KEY = "sk-workspace-translator-key"
+
+
+def _spanish(body: dict[str, Any]) -> str:
+    """The fake translator's answer: the numbered lines it got, as SPANISH's in turn."""
+    lines = json.loads(body["messages"][-1]["content"])
+    answer = {n: SPANISH[(int(n) - 1) % len(SPANISH)] for n in lines}
+    return json.dumps(answer, ensure_ascii=False)
+
+
+async def test_the_sdk_dubs_into_spanish_through_the_workspaces_translator(
+    server: Server,
+    client: AsyncElevenLabs,
+    owner: tuple[uuid.UUID, str],
+    http: httpx.AsyncClient,
+    source: bytes,
+    registry: Any,
+) -> None:
+    assert voices_for(registry, "es"), "a voice that speaks Spanish is installed"
+    async with FakeOpenAI() as fake:
+        fake.answer_with(_spanish)
+        setting = await http.put(
+            f"{server.url}/v1/workspaces/{owner[0]}/translation",
+            json={
+                "base_url": fake.base_url,
+                "model": "fake-translator",
+                "api_key": TRANSLATION_KEY,
+            },
+            headers=server.headers(owner[1]),
+        )
+        assert setting.status_code == 200 and setting.json()["api_key_set"], setting.text
+        created = await client.dubbing.create(
+            file=("morning.mp4", source, "video/mp4"),
+            source_lang="en",
+            target_lang="es",
+            drop_background_audio=True,
+        )
+        await _dubbed(client, created.dubbing_id)
+
+    # The endpoint got the source's words, for Spanish, with the workspace's key.
+    assert fake.requests
+    sent = [json.loads(seen.messages[-1]["content"]) for seen in fake.requests]
+    assert corpus_wer([TEXT], [" ".join(v for lines in sent for v in lines.values())]) <= 0.25
+    assert all("(es)" in seen.messages[0]["content"] for seen in fake.requests)
+    for seen in fake.requests:
+        headers = {name.lower(): value for name, value in seen.headers.items()}
+        assert headers["authorization"] == f"Bearer {TRANSLATION_KEY}"
+
+    # Its translation is what the dub says, in the Spanish subtitles at the segments' times.
+    resource = await client.dubbing.resource.get(created.dubbing_id)
+    timeline = sorted(resource.speaker_segments.values(), key=lambda s: s.start_time)
+    expected = [SPANISH[i % len(SPANISH)] for i in range(len(timeline))]
+    assert [segment.dubs["es"].text for segment in timeline] == expected
+    srt = await client.dubbing.transcript.get_transcript_for_dub(
+        created.dubbing_id, "es", format_type="srt"
+    )
+    cues = parse_srt(str(srt))
+    assert " ".join(c.text for c in cues) == " ".join(expected), cues
+    for segment in timeline:
+        assert min(abs(c.start - segment.start_time) for c in cues) < 0.3, (segment, cues)
+    first, last = timeline[0].start_time, timeline[-1].end_time
+    assert all(first - 0.3 <= c.start < c.end <= last + 1.0 for c in cues), cues
+    dubbed = b"".join([c async for c in client.dubbing.audio.get(created.dubbing_id, "es")])
+    starts = await asyncio.to_thread(_speech_starts, dubbed, timeline)
+    assert all(
+        s is not None and abs(s - seg.start_time) <= ONSET_WITHIN_S
+        for s, seg in zip(starts, timeline, strict=True)
+    ), (timeline, starts)
 
 
 async def test_the_sdk_reads_edits_and_deletes_a_dub(

@@ -229,6 +229,9 @@ GET     /v1/workspaces/{workspace_id}/invitations                       member  
 DELETE  /v1/workspaces/{workspace_id}/invitations/{invitation_id}       member        admin  admin
 PATCH   /v1/workspaces/{workspace_id}/members/{user_id}                 member        admin  admin
 DELETE  /v1/workspaces/{workspace_id}/members/{user_id}                 member        admin  admin
+GET     /v1/workspaces/{workspace_id}/translation                       member        admin  viewer
+PUT     /v1/workspaces/{workspace_id}/translation                       member        admin  admin
+DELETE  /v1/workspaces/{workspace_id}/translation                       member        admin  admin
 
 POST    /v1/auth/signup                                                 sign_in
 POST    /v1/auth/verify-email                                           sign_in
@@ -322,6 +325,8 @@ POST    /v1/telephony/vonage/answer                                     member  
 #   their log), under the ``jobs`` scope whose events they carry;
 # - /v1/usage and the member list are the workspace's administration (the ``admin`` scope)
 #   but readable by any member (rest/usage.py narrows what a member sees).
+# - a workspace's dubbing translator is its administration too (where its dialogue is sent,
+#   and a key), but any member may read it, without the key (rest/workspace_translation.py).
 
 # ElevenLabs Studio (transports/elevenlabs_studio.py): its routes are long, so ``$P`` stands
 # for the project's own path. A snapshot's stream and archive are POSTs (as the SDK sends them)
@@ -333,6 +338,7 @@ POST    /elevenlabs/v1/studio/projects                                  member  
 GET     $P                                                              member  jobs  viewer
 POST    $P                                                              member  jobs  editor
 DELETE  $P                                                              member  jobs  editor
+POST    $P/content                                                      member  jobs  editor
 POST    $P/convert                                                      member  jobs  editor
 GET     $P/snapshots                                                    member  jobs  viewer
 GET     $P/snapshots/{project_snapshot_id}                              member  jobs  viewer

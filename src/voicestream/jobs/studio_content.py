@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -21,6 +23,7 @@ from ..media.documents import Document
 
 __all__ = [
     "MAX_STUDIO_CHARACTERS",
+    "ConversionStatistics",
     "KnownVoice",
     "StudioBlock",
     "StudioChapterContent",
@@ -30,6 +33,7 @@ __all__ = [
     "chapters_from_json",
     "characters_of",
     "checked_content",
+    "conversion_statistics",
     "parse_chapter_content",
 ]
 
@@ -94,6 +98,42 @@ def _from_validation(field: str, exc: ValidationError) -> ValidationFailed:
 
 def characters_of(content: dict[str, Any]) -> int:
     return sum(len(n["text"]) for b in content.get("blocks", []) for n in b.get("nodes", []))
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionStatistics:
+    characters_converted: int
+    characters_unconverted: int
+    paragraphs_converted: int
+    paragraphs_unconverted: int
+
+
+def _spoken(block: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """What a block sounds like: its kind (pauses differ) and each node's voice and text."""
+    nodes = tuple((n["voice_id"], n["text"]) for n in block.get("nodes", []))
+    return block.get("sub_type", "p"), nodes
+
+
+def conversion_statistics(
+    content: dict[str, Any], converted_blocks: Sequence[dict[str, Any]] | None
+) -> ConversionStatistics:
+    """Which of a chapter's blocks its last conversion read as they are now: a block edited
+    since (or added) counts as unconverted until the chapter is converted again. Blocks are
+    matched by what they say, not by id, so a moved paragraph stays converted."""
+    available = Counter(_spoken(block) for block in converted_blocks or ())
+    counts = [0, 0, 0, 0]  # characters converted, unconverted; paragraphs converted, unconverted
+    for block in content.get("blocks", []):
+        nodes = block.get("nodes", [])
+        if not nodes:
+            continue
+        spoken = _spoken(block)
+        converted = available[spoken] > 0
+        if converted:
+            available[spoken] -= 1
+        characters = sum(len(node["text"]) for node in nodes)
+        counts[0 if converted else 1] += characters
+        counts[2 if converted else 3] += 1
+    return ConversionStatistics(*counts)
 
 
 def checked_content(

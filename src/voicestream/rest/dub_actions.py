@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..dubbing.languages import check_language
 from ..dubbing.model import DubOptions, DubPlan, DubSegment
 from ..dubbing.pipeline import map_cues
-from ..dubbing.translation import parse_supplied_csv, translator_from_settings
+from ..dubbing.translation import parse_supplied_csv
 from ..errors import (
     BadRequest,
     Conflict,
@@ -50,6 +50,7 @@ from .files import FILES
 from .jobs import JOBS
 from .multipart import MALFORMED_MULTIPART, MAX_FIELD_BYTES, read_form_fields
 from .resources import MEDIA_EXECUTOR, POOL, REGISTRY, SETTINGS
+from .workspace_translation import TRANSLATORS
 
 __all__ = [
     "DubForm",
@@ -349,11 +350,13 @@ async def _create(request: web.Request, files: FileStore, form: DubForm) -> Crea
         source_language is not None
         and cross
         and "lines" not in supplied
-        and translator_from_settings(settings) is None
+        and await request.config_dict[TRANSLATORS].translator(workspace_id, settings) is None
     ):
         raise TranslationUnavailable(
             f"no translator is configured to dub {source_language} into {', '.join(cross)}: "
-            "supply the translations (csv_file), or configure VOICESTREAM_TRANSLATION_BASE_URL",
+            "supply the translations (csv_file), set the workspace's translator (PUT "
+            "/v1/workspaces/{workspace_id}/translation), or configure "
+            "VOICESTREAM_TRANSLATION_BASE_URL",
             details={"languages": cross},
         )
     new = NewDub(

@@ -235,7 +235,7 @@ async def _signed_in_user(request: web.Request) -> User:
     return await request.config_dict[ACCOUNTS].user_of(token)
 
 
-def _in_workspace(request: web.Request) -> Principal:
+def in_workspace(request: web.Request) -> Principal:
     """The principal, if it acts in the workspace the path names; else 404."""
     principal = principal_of(request)
     raw = request.match_info["workspace_id"]
@@ -307,7 +307,7 @@ async def accept_invitation(request: web.Request) -> web.Response:
 
 
 async def list_members(request: web.Request) -> web.Response:
-    principal = _in_workspace(request)
+    principal = in_workspace(request)
     members = await _members(request).members.list(principal.workspace_id)
     quotas = await request.config_dict[USAGE].seat_quotas_of_members(principal.workspace_id)
     return _json(
@@ -321,7 +321,7 @@ def _seat(member: Member, quotas: Mapping[UsageKind, Decimal]) -> SeatModel:
 
 
 async def invite(request: web.Request) -> web.Response:
-    principal = _in_workspace(request)
+    principal = in_workspace(request)
     body = await read_model(request, InviteBody)
     invitation = await _members(request).invite(principal, body.email, body.role)
     await audit(
@@ -335,7 +335,7 @@ async def invite(request: web.Request) -> web.Response:
 
 
 async def list_invitations(request: web.Request) -> web.Response:
-    principal = _in_workspace(request)
+    principal = in_workspace(request)
     query = validate_model(InvitationQuery, dict(request.query), "the query")
     page = await _members(request).invitations.list(
         principal.workspace_id, query.status, limit=query.limit, cursor=query.cursor
@@ -348,7 +348,7 @@ async def list_invitations(request: web.Request) -> web.Response:
 
 
 async def cancel_invitation(request: web.Request) -> web.Response:
-    principal = _in_workspace(request)
+    principal = in_workspace(request)
     raw = request.match_info["invitation_id"]
     try:
         invitation_id = UUID(raw)
@@ -367,7 +367,7 @@ async def cancel_invitation(request: web.Request) -> web.Response:
 
 
 async def change_member(request: web.Request) -> web.Response:
-    principal = _in_workspace(request)
+    principal = in_workspace(request)
     user_id = _user_id(request)
     body = await read_model(request, MemberChangeBody)
     members = _members(request)
@@ -405,7 +405,7 @@ async def change_member(request: web.Request) -> web.Response:
 
 
 async def remove_member(request: web.Request) -> web.Response:
-    principal = _in_workspace(request)
+    principal = in_workspace(request)
     user_id = _user_id(request)
     removal = await _members(request).remove(principal, user_id)
     await audit(
@@ -422,13 +422,13 @@ async def remove_member(request: web.Request) -> web.Response:
 
 
 async def get_workspace(request: web.Request) -> web.Response:
-    principal = _in_workspace(request)
+    principal = in_workspace(request)
     origins = await request.config_dict[PAGE_ORIGINS].read(principal)
     return _json(_settings(principal, origins))
 
 
 async def change_workspace(request: web.Request) -> web.Response:
-    principal = _in_workspace(request)
+    principal = in_workspace(request)
     body = await read_model(request, WorkspaceSettingsBody)
     page_origins = request.config_dict[PAGE_ORIGINS]
     if body.allowed_origins is None:

@@ -18,6 +18,7 @@ from aiohttp import web
 from ..billing.ledger import CreditPolicy
 from ..billing.metering import CreditMeter
 from ..config import Settings
+from ..dubbing.workspace_translators import WorkspaceTranslators
 from ..engines.agents.services import open_agent_services
 from ..engines.catalog import EngineRegistry, build_default_registry, finish_loading
 from ..engines.executor import InferenceExecutor
@@ -65,6 +66,7 @@ from ..rest.resources import (
 from ..rest.usage import USAGE_PREFIX, usage_app
 from ..rest.voices import list_voices
 from ..rest.webhooks import WEBHOOKS, WEBHOOKS_PREFIX, webhooks_app
+from ..rest.workspace_translation import TRANSLATORS, translation_routes
 from ..rest.workspaces import (
     INVITATIONS_PREFIX,
     MEMBERS,
@@ -81,6 +83,7 @@ from ..store.secrets import SecretBox, load_or_create_secret
 from ..store.services import open_services
 from ..store.usage import UsageRepository
 from ..store.webhooks import WebhookRepository
+from ..store.workspace_translators import WorkspaceTranslatorRepository
 from ..transports.convai_ws import ws_convai
 from ..transports.elevenlabs_agents import add_elevenlabs_agents_routes
 from ..transports.elevenlabs_dialogue import add_elevenlabs_dialogue_routes
@@ -150,6 +153,7 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.cleanup_ctx.append(_runtime(settings, registry))
     app.cleanup_ctx.append(_loop_lag_monitor)
     app.cleanup_ctx.append(_webhooks)  # endpoints, and the sender of their deliveries
+    app.cleanup_ctx.append(_translators)  # workspaces' own dubbing translators
     app.cleanup_ctx.append(_files)  # object storage and file rows (app[FILES])
     app.cleanup_ctx.append(jobs_runtime)  # job submission, the outbox relay, a worker
     add_page_origins(app)  # workspaces' own Origin lists (before the socket registry)
@@ -173,7 +177,9 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.add_subapp(AUDIT_LOGS_PREFIX, audit_logs_app())  # app[AUDIT_TRAIL], below
     # Sign-up, sessions, MFA, passkeys, OAuth (app[ACCOUNTS], app[OAUTH_SIGN_IN], below).
     app.add_subapp(AUTH_MOUNT, auth_app())
-    app.add_subapp(WORKSPACES_PREFIX, workspaces_app())  # members, invitations, settings
+    workspaces = workspaces_app()  # members, invitations, settings
+    workspaces.add_routes(translation_routes())  # its dubbing translator (app[TRANSLATORS])
+    app.add_subapp(WORKSPACES_PREFIX, workspaces)
     app.add_subapp(INVITATIONS_PREFIX, invitations_app())
     app.add_subapp(API_KEYS_PREFIX, api_keys_app())
     app.add_subapp(WEBHOOKS_PREFIX, webhooks_app())  # endpoints, delivery log (app[WEBHOOKS])
@@ -303,6 +309,17 @@ async def _webhooks(app: web.Application) -> AsyncIterator[None]:
     app[WEBHOOKS] = Webhooks(repo, box, allow_private=settings.webhook_allow_private)
     async with run_webhook_sender(app[POOL], settings, secret_key):
         yield
+
+
+async def _translators(app: web.Application) -> AsyncIterator[None]:
+    """Workspaces' own translators for dubbing; their endpoints follow the webhooks' address
+    rule, and their keys are sealed like the webhooks' secrets."""
+    app[TRANSLATORS] = WorkspaceTranslators(
+        WorkspaceTranslatorRepository(app[POOL]),
+        SecretBox(app[SECRET_KEY]),
+        allow_private=app[SETTINGS].webhook_allow_private,
+    )
+    yield
 
 
 async def _files(app: web.Application) -> AsyncIterator[None]:

@@ -76,6 +76,7 @@ from ..rest.webhooks import (
     WebhookModel,
     WebhookPatchBody,
 )
+from ..rest.workspace_translation import TranslationBody, TranslationModel
 from ..rest.workspaces import (
     AcceptBody,
     AcceptedInvitation,
@@ -461,6 +462,25 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
     ),
     ("DELETE", "/v1/workspaces/{workspace_id}/members/{user_id}"): Op(
         "Remove a member: their sessions and keys stop working at once",
+        "workspaces",
+        responses={204: NO_CONTENT},
+    ),
+    ("GET", "/v1/workspaces/{workspace_id}/translation"): Op(
+        "The workspace's own dubbing translator, without its key (any member)",
+        "workspaces",
+        responses=ok(TranslationModel),
+    ),
+    ("PUT", "/v1/workspaces/{workspace_id}/translation"): Op(
+        "Set the workspace's dubbing translator: an OpenAI-compatible chat endpoint its dubs "
+        "use before the server's; without `api_key` the stored key is kept while `base_url` "
+        "stays the same (owners and admins)",
+        "workspaces",
+        body=TranslationBody,
+        responses=ok(TranslationModel),
+    ),
+    ("DELETE", "/v1/workspaces/{workspace_id}/translation"): Op(
+        "Remove the workspace's dubbing translator: its dubs use the server's (owners and "
+        "admins; 204 whether or not there was one)",
         "workspaces",
         responses={204: NO_CONTENT},
     ),

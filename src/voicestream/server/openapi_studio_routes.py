@@ -51,6 +51,10 @@ STUDIO_OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
     ("GET", _ONE): _op("a project with its chapters"),
     ("POST", _ONE): _op("update a project", body=ProjectUpdateBody),
     ("DELETE", _ONE): _op("delete a project, its snapshots and their audio"),
+    ("POST", _ONE + "/content"): _op(
+        "replace a project's chapters (from a document or from content JSON)",
+        body_media=MULTIPART,
+    ),
     ("POST", _ONE + "/convert"): _op("convert the whole project (a studio_convert job)"),
     ("GET", _ONE + "/snapshots"): _op("the project's snapshots"),
     ("GET", _ONE + "/snapshots/{project_snapshot_id}"): _op("a project snapshot"),

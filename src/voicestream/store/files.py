@@ -409,6 +409,14 @@ class StoredJobFiles:
             "bytes": record.bytes,
         }
 
+    async def delete_output(self, file_id: uuid.UUID) -> None:
+        """An output this job saved that no longer has a use (what it was made for was deleted
+        while the job ran); one already gone is fine."""
+        try:
+            await self._files.delete(self._workspace_id, file_id)
+        except NotFound:
+            return
+
 
 class SubmissionFiles:
     """``InputFiles`` (jobs/registry.py) for one workspace: what an estimate may look at. An

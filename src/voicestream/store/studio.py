@@ -6,7 +6,9 @@ conversion marks its chapters in the transaction that submits its job (``mark_co
 takes that connection), so a project never shows a conversion without its job.
 
 ``state`` is read from the job a project or chapter last went to: ``converting`` while that
-job is queued or running, ``default`` otherwise (also after a job that failed or died).
+job is queued or running, ``default`` otherwise (also after a job that failed or died, whose
+error the chapter then carries). What a chapter's newest snapshot converted is read from that
+job's input, so an edit since shows as unconverted text.
 """
 
 from __future__ import annotations
@@ -35,10 +37,18 @@ __all__ = [
 ]
 
 _ACTIVE: Final = ("queued", "running")
+# ``converted_blocks``: the chapter's blocks as its newest snapshot's job read them (the job's
+# input keeps what was converted), so an edit since then shows as unconverted text.
 _CHAPTER_COLUMNS: Final = """
     c.id, c.project_id, c.position, c.name, c.content, c.last_conversion_at,
-    c.converted_characters, j.status AS job_status,
-    EXISTS (SELECT 1 FROM studio_snapshots s WHERE s.chapter_id = c.id) AS has_snapshot
+    c.converted_characters, j.status AS job_status, j.error->>'message' AS job_error,
+    c.updated_at,
+    EXISTS (SELECT 1 FROM studio_snapshots s WHERE s.chapter_id = c.id) AS has_snapshot,
+    (SELECT converted->'blocks'
+     FROM studio_snapshots s JOIN jobs sj ON sj.id = s.job_id,
+          jsonb_array_elements(sj.input->'chapters') AS converted
+     WHERE s.chapter_id = c.id AND converted->>'chapter_id' = c.id
+     ORDER BY s.created_at DESC, s.id LIMIT 1) AS converted_blocks
 """
 _CHAPTER_FROM: Final = """
     studio_chapters c JOIN studio_projects p ON p.id = c.project_id
@@ -95,10 +105,23 @@ class StudioChapter:
     converted_characters: int
     job_status: str | None
     has_snapshot: bool
+    # The last conversion job's error message, when that job failed.
+    job_error: str | None = None
+    updated_at: datetime | None = None
+    # The blocks as last converted; None when never converted, or that job's row is gone.
+    converted_blocks: builtins.list[dict[str, Any]] | None = None
 
     @property
     def converting(self) -> bool:
         return self.job_status in _ACTIVE
+
+    @property
+    def last_conversion_error(self) -> str | None:
+        if self.job_status == "failed":
+            return self.job_error or "the conversion failed"
+        if self.job_status == "cancelled":
+            return "the conversion was cancelled"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +169,9 @@ def _chapter(row: db.Record) -> StudioChapter:
         converted_characters=row["converted_characters"],
         job_status=row["job_status"],
         has_snapshot=row["has_snapshot"],
+        job_error=row["job_error"],
+        updated_at=row["updated_at"],
+        converted_blocks=_json(row["converted_blocks"]),
     )
 
 
@@ -255,6 +281,13 @@ class StudioStore:
         for position, (chapter_id, chapter) in enumerate(chapters):
             await _insert_chapter(conn, chapter_id, project_id, position, chapter)
 
+    async def exists(self, workspace_id: Id, project_id: str) -> bool:
+        ws = parse_id(workspace_id, "workspace")
+        found = await self._pool.fetchval(
+            "SELECT 1 FROM studio_projects WHERE id = $1 AND workspace_id = $2", project_id, ws
+        )
+        return found is not None
+
     async def get(self, workspace_id: Id, project_id: str) -> StudioProject:
         ws = parse_id(workspace_id, "workspace")
         row = await self._pool.fetchrow(
@@ -317,6 +350,15 @@ class StudioStore:
         (the caller deletes the files: storage is not this module's)."""
         ws = parse_id(workspace_id, "workspace")
         async with self._pool.acquire() as conn, conn.transaction():
+            # The row locked first: a snapshot a conversion is adding now (add_snapshot locks
+            # it too) is either in the list below or never written.
+            found = await conn.fetchval(
+                "SELECT id FROM studio_projects WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
+                project_id,
+                ws,
+            )
+            if found is None:
+                raise _no_project(project_id)
             files = await conn.fetch(
                 """
                 SELECT s.file_id FROM studio_snapshots s JOIN studio_projects p
@@ -333,6 +375,37 @@ class StudioStore:
             )
             if gone is None:
                 raise _no_project(project_id)
+        return [row["file_id"] for row in files]
+
+    @staticmethod
+    async def replace_chapters(
+        conn: db.Connection,
+        workspace_id: UUID,
+        project_id: str,
+        chapters: Sequence[tuple[str, NewStudioChapter]],
+    ) -> builtins.list[UUID]:
+        """Within the caller's transaction (one that may also submit their conversion): the
+        project's chapters become ``chapters``, the old ones going with their snapshots.
+        Returns those snapshots' file ids, for the caller to delete once committed. NotFound
+        when the project is not the workspace's."""
+        found = await conn.fetchval(
+            "SELECT id FROM studio_projects WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
+            project_id,
+            workspace_id,
+        )
+        if found is None:
+            raise _no_project(project_id)
+        files = await conn.fetch(
+            "SELECT file_id FROM studio_snapshots WHERE project_id = $1 "
+            "AND chapter_id IS NOT NULL AND file_id IS NOT NULL",
+            project_id,
+        )
+        await conn.execute("DELETE FROM studio_chapters WHERE project_id = $1", project_id)
+        for position, (chapter_id, chapter) in enumerate(chapters):
+            await _insert_chapter(conn, chapter_id, project_id, position, chapter)
+        await conn.execute(
+            "UPDATE studio_projects SET updated_at = now() WHERE id = $1", project_id
+        )
         return [row["file_id"] for row in files]
 
     # --- chapters -------------------------------------------------------------------------

@@ -9,8 +9,6 @@ ElevenLabs' shape, like the rest of ``/elevenlabs``.
 from __future__ import annotations
 
 import functools
-import io
-import zipfile
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -22,6 +20,7 @@ from ..identity.audit_trail import audit
 from ..media.decode import decode_audio, decode_raw
 from ..media.formats import Codec, parse_format
 from ..media.wav import encode_wav
+from ..media.zip_archive import stored_zip
 from ..rest.bodies import read_model
 from ..rest.resources import HISTORY, MEDIA_EXECUTOR
 from ..store.history import MAX_PAGE_SIZE, HistoryItem
@@ -202,15 +201,6 @@ def _as_wav(audio: bytes, output_format: str) -> bytes:
     return encode_wav(pcm, fmt.sample_rate)
 
 
-def _zip(files: list[tuple[str, bytes]]) -> bytes:
-    """Blocking. The files in one archive; stored, since audio does not compress."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, data in files:
-            archive.writestr(name, data)
-    return buf.getvalue()
-
-
 async def download_history(request: web.Request) -> web.StreamResponse:
     """``POST /v1/history/download``: one item's audio file, or a zip of several."""
     rt = request.app
@@ -243,7 +233,7 @@ async def download_history(request: web.Request) -> web.StreamResponse:
         return web.Response(
             body=data, content_type=content_type, headers={"Content-Disposition": disposition}
         )
-    archive = await rt[MEDIA_EXECUTOR].run(lambda: _zip([(n, d) for n, _, d in files]))
+    archive = await rt[MEDIA_EXECUTOR].run(lambda: stored_zip([(n, d) for n, _, d in files]))
     return web.Response(
         body=archive,
         content_type="application/zip",

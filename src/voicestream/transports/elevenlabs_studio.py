@@ -4,18 +4,15 @@ A project is a document: chapters of blocks (``p``, ``h1``-``h3``) of TTS nodes 
 its text), created blank, from ``from_content_json`` or from an uploaded document. Converting a
 project or a chapter is a ``studio_convert`` job (jobs/types/studio_convert.py) submitted
 through the jobs layer, its credits reserved like a tts job's; its audio comes back as
-snapshots. Stored in store/studio.py, apart from the native timeline projects of
-``/v1/projects``. Errors come in ElevenLabs' shape, like the rest of ``/elevenlabs``; another
-workspace's project is a 404 like a missing one.
+snapshots (transports/elevenlabs_studio_snapshots.py). Stored in store/studio.py, apart from
+the native timeline projects of ``/v1/projects``. Errors come in ElevenLabs' shape, like the
+rest of ``/elevenlabs``; another workspace's project is a 404 like a missing one.
 """
 
 from __future__ import annotations
 
 import functools
-import io
-import zipfile
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 from typing import Any, Final
 from uuid import UUID
 
@@ -36,21 +33,29 @@ from ..protocols.elevenlabs import DEFAULT_TTS_MODEL
 from ..rest.bodies import read_model
 from ..rest.files import FILES
 from ..rest.jobs import JOBS
-from ..rest.multipart import read_form
+from ..rest.multipart import Form, read_form
 from ..rest.resources import MEDIA_EXECUTOR, POOL, REGISTRY, SETTINGS
 from ..store import db
 from ..store.jobs import JobRecord
 from ..store.studio import (
     NewStudioChapter,
     NewStudioProject,
-    StudioSnapshot,
     StudioStore,
     new_studio_id,
 )
 from .context import principal_of
 from .elevenlabs_rest import PREFIX
 from .elevenlabs_sockets import Handler, elevenlabs_errors
-from .elevenlabs_studio_shapes import chapter_json, extended_json, project_json, snapshot_json
+from .elevenlabs_studio_shapes import chapter_json, extended_json, project_json
+from .elevenlabs_studio_snapshots import (
+    archive_project_snapshot,
+    get_chapter_snapshot,
+    get_project_snapshot,
+    list_chapter_snapshots,
+    list_project_snapshots,
+    stream_chapter_snapshot,
+    stream_project_snapshot,
+)
 
 __all__ = ["add_elevenlabs_studio_routes"]
 
@@ -72,6 +77,7 @@ def add_elevenlabs_studio_routes(app: web.Application) -> None:
         ("GET", _PROJECT, get_project),
         ("POST", _PROJECT, update_project),
         ("DELETE", _PROJECT, delete_project),
+        ("POST", _PROJECT + "/content", update_content),
         ("POST", _PROJECT + "/convert", convert_project),
         ("GET", _PROJECT + "/snapshots", list_project_snapshots),
         ("GET", _PROJECT + "/snapshots/{project_snapshot_id}", get_project_snapshot),
@@ -147,6 +153,44 @@ def _refuse_url(value: str | None) -> None:
         )
 
 
+async def _content_form(request: web.Request, what: str) -> tuple[Form, dict[str, str]]:
+    """The multipart form that creates a project or replaces its content, and its last value
+    of each field."""
+    if not request.content_type.startswith("multipart/"):
+        raise BadRequest(f"{what} expects multipart/form-data")
+    limit = request.app[SETTINGS].max_upload_bytes
+    form = await read_form(
+        request,
+        file_limit=limit,
+        too_large=PayloadTooLarge(f"from_document exceeds {limit} bytes"),
+        file_field="from_document",
+    )
+    return form, {name: values[-1] for name, values in form.fields.items()}
+
+
+async def _chapters_of(
+    request: web.Request,
+    form: Form,
+    fields: dict[str, str],
+    title_voice: str,
+    paragraph_voice: str,
+) -> list[tuple[str, dict[str, Any]]]:
+    """The chapters ``from_document`` or ``from_content_json`` make (none for neither)."""
+    content_json = fields.get("from_content_json")
+    if form.file is not None and content_json:
+        raise _invalid("from_content_json", "give from_document or from_content_json, not both")
+    if form.file is not None:
+        upload = form.file
+        parse = functools.partial(
+            parse_document, upload.data, upload.content_type or None, upload.filename
+        )
+        document = await request.app[MEDIA_EXECUTOR].run(parse)
+        return chapters_from_document(document, title_voice, paragraph_voice)
+    if content_json:
+        return chapters_from_json(content_json, _known_voice(request))
+    return []
+
+
 # --- projects -------------------------------------------------------------------------------
 
 
@@ -158,16 +202,7 @@ async def list_projects(request: web.Request) -> web.StreamResponse:
 async def create_project(request: web.Request) -> web.StreamResponse:
     """``POST /v1/studio/projects`` (multipart): blank, from a document or from content JSON;
     ``auto_convert`` submits the conversion in the same transaction."""
-    if not request.content_type.startswith("multipart/"):
-        raise BadRequest("creating a studio project expects multipart/form-data")
-    limit = request.app[SETTINGS].max_upload_bytes
-    form = await read_form(
-        request,
-        file_limit=limit,
-        too_large=PayloadTooLarge(f"from_document exceeds {limit} bytes"),
-        file_field="from_document",
-    )
-    fields = {name: values[-1] for name, values in form.fields.items()}
+    form, fields = await _content_form(request, "creating a studio project")
     name = fields.get("name", "").strip()
     if not name or len(name) > 255:
         raise _invalid("name", "must be 1 to 255 characters")
@@ -181,19 +216,7 @@ async def create_project(request: web.Request) -> web.StreamResponse:
     quality = fields.get("quality_preset") or "standard"
     if quality not in _QUALITY:
         raise _invalid("quality_preset", f"must be one of {', '.join(_QUALITY)}")
-    content_json = fields.get("from_content_json")
-    if form.file is not None and content_json:
-        raise _invalid("from_content_json", "give from_document or from_content_json, not both")
-    chapters: list[tuple[str, dict[str, Any]]] = []
-    if form.file is not None:
-        upload = form.file
-        parse = functools.partial(
-            parse_document, upload.data, upload.content_type or None, upload.filename
-        )
-        document = await request.app[MEDIA_EXECUTOR].run(parse)
-        chapters = chapters_from_document(document, title_voice, paragraph_voice)
-    elif content_json:
-        chapters = chapters_from_json(content_json, _known_voice(request))
+    chapters = await _chapters_of(request, form, fields, title_voice, paragraph_voice)
     meta_fields = ("title", "author", "description", "language", "content_type", "isbn_number")
     metadata: dict[str, Any] = {k: fields[k] for k in meta_fields if fields.get(k)}
     if form.file is not None:
@@ -281,6 +304,51 @@ async def update_project(request: web.Request) -> web.StreamResponse:
         volume_normalization=body.volume_normalization,
     )
     return web.json_response({"project": project_json(project)})
+
+
+async def update_content(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/studio/projects/{id}/content`` (multipart): the project's chapters replaced
+    by those of ``from_document`` or ``from_content_json`` (none: a blank project), the old
+    chapters' snapshots with them; ``auto_convert`` submits the conversion in the same
+    transaction. Bad input changes nothing."""
+    workspace_id, project_id = _ids(request)
+    studio = _studio(request)
+    project = await studio.get(workspace_id, project_id)  # a missing project before a bad body
+    form, fields = await _content_form(request, "updating a studio project's content")
+    _refuse_url(fields.get("from_url"))
+    auto_convert = _flag(fields, "auto_convert")
+    chapters = await _chapters_of(
+        request,
+        form,
+        fields,
+        project.default_title_voice_id,
+        project.default_paragraph_voice_id,
+    )
+    rows = [(new_studio_id(), NewStudioChapter(n, content)) for n, content in chapters]
+    old_files: list[UUID] = []
+    if not auto_convert:
+        async with request.app[POOL].acquire() as conn, conn.transaction():
+            old_files = await StudioStore.replace_chapters(conn, workspace_id, project_id, rows)
+    else:
+        job_input = _convert_input(
+            project_id,
+            project.name,
+            project.acx_volume_normalization,
+            [(chapter_id, c.name, c.content) for chapter_id, c in rows],
+            whole=True,
+        )
+
+        async def write(conn: db.Connection, job: JobRecord) -> None:
+            old_files.extend(
+                await StudioStore.replace_chapters(conn, workspace_id, project_id, rows)
+            )
+            await StudioStore.mark_converting(
+                conn, project_id, [r[0] for r in rows], job.id, whole_project=True
+            )
+
+        await _submit(request, job_input, write)
+    await _delete_files(request, old_files)
+    return web.json_response({"project": project_json(await studio.get(workspace_id, project_id))})
 
 
 async def _delete_files(request: web.Request, file_ids: list[UUID]) -> None:
@@ -448,111 +516,3 @@ async def delete_chapter(request: web.Request) -> web.StreamResponse:
     )
     await _delete_files(request, file_ids)
     return web.json_response({"status": "ok"})
-
-
-# --- snapshots ------------------------------------------------------------------------------
-
-
-async def list_project_snapshots(request: web.Request) -> web.StreamResponse:
-    workspace_id, project_id = _ids(request)
-    snapshots = await _studio(request).snapshots(workspace_id, project_id)
-    return web.json_response({"snapshots": [snapshot_json(s) for s in snapshots]})
-
-
-async def list_chapter_snapshots(request: web.Request) -> web.StreamResponse:
-    workspace_id, project_id = _ids(request)
-    snapshots = await _studio(request).snapshots(
-        workspace_id, project_id, request.match_info["chapter_id"]
-    )
-    return web.json_response({"snapshots": [snapshot_json(s) for s in snapshots]})
-
-
-async def _snapshot(request: web.Request, chapter: bool) -> StudioSnapshot:
-    workspace_id, project_id = _ids(request)
-    if chapter:
-        return await _studio(request).snapshot(
-            workspace_id,
-            project_id,
-            request.match_info["chapter_snapshot_id"],
-            request.match_info["chapter_id"],
-        )
-    return await _studio(request).snapshot(
-        workspace_id, project_id, request.match_info["project_snapshot_id"]
-    )
-
-
-async def get_project_snapshot(request: web.Request) -> web.StreamResponse:
-    return web.json_response(snapshot_json(await _snapshot(request, False), extended=True))
-
-
-async def get_chapter_snapshot(request: web.Request) -> web.StreamResponse:
-    return web.json_response(snapshot_json(await _snapshot(request, True), extended=True))
-
-
-def _gone(snapshot: StudioSnapshot) -> NotFound:
-    return NotFound(f"the audio of snapshot {snapshot.id!r} was deleted")
-
-
-async def _stream(request: web.Request, chapter: bool) -> web.StreamResponse:
-    """The snapshot's MP3, streamed from the file store as it is read."""
-    snapshot = await _snapshot(request, chapter)
-    if snapshot.file_id is None:
-        raise _gone(snapshot)
-    record, chunks = await request.app[FILES].open(
-        principal_of(request).workspace_id, snapshot.file_id
-    )
-    response = web.StreamResponse(headers={"Content-Type": record.content_type or "audio/mpeg"})
-    if record.bytes is not None:
-        response.content_length = record.bytes
-    async with aclosing(chunks):
-        await response.prepare(request)
-        async for chunk in chunks:
-            await response.write(chunk)
-    await response.write_eof()
-    return response
-
-
-async def stream_project_snapshot(request: web.Request) -> web.StreamResponse:
-    return await _stream(request, False)
-
-
-async def stream_chapter_snapshot(request: web.Request) -> web.StreamResponse:
-    return await _stream(request, True)
-
-
-async def _read(request: web.Request, file_id: UUID) -> bytes:
-    _, chunks = await request.app[FILES].open(principal_of(request).workspace_id, file_id)
-    async with aclosing(chunks):
-        return b"".join([chunk async for chunk in chunks])
-
-
-def _zip(files: list[tuple[str, bytes]]) -> bytes:
-    """Blocking. Stored, not deflated: MP3 does not compress."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, data in files:
-            archive.writestr(name, data)
-    return buf.getvalue()
-
-
-async def archive_project_snapshot(request: web.Request) -> web.StreamResponse:
-    """A zip of the chapter MP3s the snapshot's conversion made, in chapter order."""
-    workspace_id, project_id = _ids(request)
-    snapshot = await _snapshot(request, False)
-    chapters = await _studio(request).chapter_snapshots_of(
-        workspace_id, project_id, snapshot.job_id
-    )
-    files: list[tuple[str, bytes]] = []
-    for index, chapter in enumerate(chapters, start=1):
-        if chapter.file_id is None:
-            continue
-        safe = "".join(ch if ch.isalnum() or ch in " -_" else "_" for ch in chapter.name)
-        files.append(
-            (f"{index:03d} {safe.strip() or 'chapter'}.mp3", await _read(request, chapter.file_id))
-        )
-    archive = await request.app[MEDIA_EXECUTOR].run(functools.partial(_zip, files))
-    return web.Response(
-        body=archive,
-        content_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{snapshot.id}.zip"'},
-    )

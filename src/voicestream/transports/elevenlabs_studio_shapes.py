@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..jobs.studio_content import characters_of
+from ..jobs.studio_content import conversion_statistics
 from ..store.studio import StudioChapter, StudioProject, StudioSnapshot
 
 __all__ = ["chapter_json", "extended_json", "project_json", "snapshot_json"]
@@ -66,29 +66,39 @@ def _voice_ids(chapter: StudioChapter) -> list[str]:
     return list(seen)
 
 
+def _converted_blocks(chapter: StudioChapter) -> list[dict[str, Any]] | None:
+    """The blocks as last converted. Where that job's row is gone (its input with it), the
+    chapter counts as converted when it has not changed since its last snapshot."""
+    if chapter.converted_blocks is not None or not chapter.has_snapshot:
+        return chapter.converted_blocks
+    converted_at, updated_at = chapter.last_conversion_at, chapter.updated_at
+    if converted_at is not None and updated_at is not None and updated_at <= converted_at:
+        return list(chapter.content.get("blocks", []))
+    return None
+
+
 def chapter_json(chapter: StudioChapter, *, content: bool = False) -> dict[str, Any]:
     """``ChapterResponse`` (with ``content``: ``ChapterWithContentResponseModel``)."""
     blocks = chapter.content.get("blocks", [])
-    characters = characters_of(chapter.content)
-    paragraphs = sum(1 for b in blocks if b.get("nodes"))
-    converted = chapter.has_snapshot and not chapter.converting
+    stats = conversion_statistics(chapter.content, _converted_blocks(chapter))
     out: dict[str, Any] = {
         "chapter_id": chapter.id,
         "name": chapter.name,
         "last_conversion_date_unix": _unix(chapter.last_conversion_at),
         "conversion_progress": None,
-        "can_be_downloaded": chapter.has_snapshot,
+        # Its audio says what the chapter says: not after an edit until converted again.
+        "can_be_downloaded": chapter.has_snapshot and stats.characters_unconverted == 0,
         "state": "converting" if chapter.converting else "default",
         "has_video": False,
         "has_visual_content": False,
         "voice_ids": _voice_ids(chapter),
         "statistics": {
-            "characters_unconverted": 0 if converted else characters,
-            "characters_converted": characters if converted else 0,
-            "paragraphs_converted": paragraphs if converted else 0,
-            "paragraphs_unconverted": 0 if converted else paragraphs,
+            "characters_unconverted": stats.characters_unconverted,
+            "characters_converted": stats.characters_converted,
+            "paragraphs_converted": stats.paragraphs_converted,
+            "paragraphs_unconverted": stats.paragraphs_unconverted,
         },
-        "last_conversion_error": None,
+        "last_conversion_error": chapter.last_conversion_error,
     }
     if content:
         out["content"] = {

@@ -35,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...billing.prices import dubbing_credits
 from ...dubbing.model import DubOptions, DubPlan
 from ...dubbing.pipeline import analyse, render
-from ...dubbing.translation import SuppliedLine, translator_from_settings
+from ...dubbing.translation import SuppliedLine
+from ...dubbing.workspace_translators import translator_for_workspace
 from ...errors import ServiceUnavailable, ValidationFailed, VoiceStreamError
 from ...media.subtitles import Cue
 from ...store.dubs import DubRecord, DubStore
@@ -128,13 +129,22 @@ class DubbingJob:
             await progress.report(5)
             if dub.plan is None:
                 lines = dub.supplied.get("lines")
+                assert ctx.pool is not None  # run() refuses to start without it
+                # The workspace's own translator, else the server's, else none; looked up
+                # only when a target may be another language (a same-language dub must not
+                # fail on an endpoint it would never call).
+                translator = None
+                if any(t != options.source_language for t in options.target_languages):
+                    translator = await translator_for_workspace(
+                        ctx.pool, ctx.settings, ctx.workspace_id
+                    )
                 plan = await analyse(
                     ctx,
                     source,
                     options,
                     supplied=[SuppliedLine.model_validate(x) for x in lines] if lines else None,
                     supplied_subtitles=supplied_cues(dub.supplied) or None,
-                    translator=translator_from_settings(ctx.settings),
+                    translator=translator,
                     progress_span=(5.0, _ANALYSE_SHARE),
                 )
                 await dubs.set_plan(ctx.workspace_id, dub.id, plan.model_dump(mode="json"))

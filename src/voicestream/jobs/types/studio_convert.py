@@ -127,6 +127,35 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+async def _read_aloud(
+    ctx: JobContext,
+    cache: SpeechCache,
+    chapter: ConvertChapter,
+    counts: _Counts,
+    progress: ProgressReporter,
+    done: int,
+    total: int,
+) -> list[bytes]:
+    """The chapter's nodes as PCM pieces at the output rate, with the pauses between them;
+    ``done`` of ``total`` characters were read before it (for progress)."""
+    pieces: list[bytes] = []
+    for block in chapter.blocks:
+        for position, node in enumerate(block.nodes):
+            if not node.text.strip():
+                continue
+            speech = await _speech(ctx, cache, node, counts)
+            pcm = await ctx.media_executor.run(partial(resample, speech.pcm, speech.rate, _RATE))
+            if position and pieces:
+                pieces.append(_silence(NODE_PAUSE_S))
+            pieces.append(pcm)
+            done += len(node.text)
+            await progress.report(95 * done / total)
+        if pieces:
+            heading = block.sub_type in HEADINGS
+            pieces.append(_silence(HEADING_PAUSE_S if heading else PARAGRAPH_PAUSE_S))
+    return pieces
+
+
 class StudioConvertJob:
     name = "studio_convert"
     input_model: type[BaseModel] = StudioConvertInput
@@ -154,24 +183,13 @@ class StudioConvertJob:
             project_encoder = make_encoder(fmt, _RATE)
         chapters: list[dict[str, Any]] = []
         files: list[dict[str, Any]] = []
+        project_gone = False
         for index, chapter in enumerate(inp.chapters):
-            pieces: list[bytes] = []
-            for block in chapter.blocks:
-                for position, node in enumerate(block.nodes):
-                    if not node.text.strip():
-                        continue
-                    speech = await _speech(ctx, cache, node, counts)
-                    pcm = await ctx.media_executor.run(
-                        partial(resample, speech.pcm, speech.rate, _RATE)
-                    )
-                    if position and pieces:
-                        pieces.append(_silence(NODE_PAUSE_S))
-                    pieces.append(pcm)
-                    done += len(node.text)
-                    await progress.report(95 * done / total)
-                if pieces:
-                    heading = block.sub_type in HEADINGS
-                    pieces.append(_silence(HEADING_PAUSE_S if heading else PARAGRAPH_PAUSE_S))
+            if not await studio.exists(ctx.workspace_id, inp.project_id):
+                project_gone = True  # deleted meanwhile: nothing more to make
+                break
+            pieces = await _read_aloud(ctx, cache, chapter, counts, progress, done, total)
+            done += chapter.characters
             pcm = await ctx.media_executor.run(partial(_normalized, pieces, target))
             del pieces
             seconds = round(len(pcm) / 2 / _RATE, 3)
@@ -202,17 +220,23 @@ class StudioConvertJob:
                 duration=seconds,
                 characters=chapter.characters,
             )
+            if not kept:
+                # Its chapter or project was deleted while it was made: no snapshot names it,
+                # so nothing would ever delete it.
+                await ctx.files.delete_output(uuid.UUID(saved["id"]))
+                chapters.append({"chapter_id": chapter.chapter_id, "snapshot_id": None})
+                continue
             files.append(saved)
             chapters.append(
                 {
                     "chapter_id": chapter.chapter_id,
-                    "snapshot_id": sid if kept else None,
+                    "snapshot_id": sid,
                     "file_id": saved["id"],
                     "duration": seconds,
                 }
             )
         project_snapshot: str | None = None
-        if project_encoder is not None:
+        if project_encoder is not None and not project_gone:
             tail = await ctx.media_executor.run(project_encoder.finish)
             project_mp3.append(tail)
             duration = round(project_seconds, 3)
@@ -236,12 +260,15 @@ class StudioConvertJob:
                 characters=inp.characters,
             ):
                 project_snapshot = sid
-            files.append(saved)
+                files.append(saved)
+            else:
+                await ctx.files.delete_output(uuid.UUID(saved["id"]))
         await progress.report(100)
         credits = tts_credits(inp.characters)
         result = {
             "project_id": inp.project_id,
             "project_snapshot_id": project_snapshot,
+            "project_deleted": project_gone,
             "chapters": chapters,
             "files": files,
             "characters": inp.characters,
