@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import voicestream.jobs.types  # noqa: F401  (registers the built-in job types, as workers do)
 from fixtures_services import unique_name
 from voicestream.config import Settings, load_settings
@@ -30,7 +32,7 @@ from voicestream.store.jobs import NewJob, insert_job
 from voicestream.store.object_storage import LocalStorage, UrlSigner
 from voicestream.store.workspaces import ensure_workspace
 
-__all__ = ["JobTypeRunner", "job_type_runner"]
+__all__ = ["JobTypeRunner", "job_type_runner", "runner"]
 
 
 async def _chunks(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -112,3 +114,14 @@ async def job_type_runner(
     finally:
         for executor in (*tts.values(), stt, media):
             await asyncio.to_thread(executor.shutdown)
+
+
+@pytest.fixture
+async def runner(
+    db_pool: db.Pool,
+    registry: EngineRegistry,
+    tmp_path: Path,
+) -> AsyncIterator[JobTypeRunner]:
+    """A fixture for the conftests that run job types (they import it)."""
+    async with job_type_runner(db_pool, registry, tmp_path) as started:
+        yield started

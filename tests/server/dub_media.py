@@ -15,12 +15,12 @@ from typing import Any
 import av
 import numpy as np
 
+from server.idle_jobs import insert_idle_job
 from voicestream.dubbing.model import DubOptions, DubPlan, DubSegment, DubSpeaker
 from voicestream.engines.catalog import EngineRegistry
 from voicestream.media.resample import resample
 from voicestream.rest.files import FILES
 from voicestream.rest.resources import POOL
-from voicestream.store import jobs as job_store
 from voicestream.store.dubs import DubStore, NewDub
 
 RATE = 16000
@@ -109,20 +109,7 @@ async def stored_dub(server: Any, workspace_id: str | uuid.UUID, language: str =
     dub_id = uuid.uuid4()
     options = DubOptions(source_language="en", target_languages=[language])
     async with pool.acquire() as conn, conn.transaction():
-        job = await job_store.insert_job(
-            conn,
-            job_store.NewJob(
-                id=uuid.uuid4(),
-                workspace_id=ws,
-                type="test.dub",
-                input={},
-                max_attempts=1,
-                idempotency_key=None,
-                request_hash=None,
-                created_by_user=None,
-                created_by_key=None,
-            ),
-        )
+        job = await insert_idle_job(conn, ws, "test.dub")
         new = NewDub(
             id=dub_id,
             workspace_id=ws,

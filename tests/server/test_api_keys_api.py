@@ -204,6 +204,7 @@ def test_every_mounted_route_belongs_to_a_family(server) -> None:
         "/v1/workspaces/{workspace_id}/members/{user_id}",
         "/v1/workspaces/{workspace_id}/invitations",
         "/v1/workspaces/{workspace_id}/invitations/{invitation_id}",
+        "/v1/workspaces/{workspace_id}/translation",
     }, admin_routes
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,14 +18,13 @@ import pytest
 from elevenlabs import AsyncElevenLabs
 from elevenlabs.core.api_error import ApiError
 
-from fixtures_services import unique_name
 from helpers import normalize
+from server.idle_jobs import insert_idle_job
+from server.studio_sdk import conversion_jobs, new_owner_key, sdk_client
 from server.waiting import eventually
 from voicestream.media.decode import decode_audio
 from voicestream.media.loudness import integrated_loudness
 from voicestream.rest.resources import POOL
-from voicestream.store import jobs as job_store
-from voicestream.store.keys import ApiKeyRepository
 from voicestream.store.studio import StudioStore
 from voicestream.transports.elevenlabs_rest import PREFIX
 
@@ -38,13 +36,6 @@ _SECOND = "The harbour was quiet all night."
 _EDITED = "The harbour was busy with boats all night."
 
 
-async def _new_key(server: RunningServer) -> str:
-    _, key = await ApiKeyRepository(server.app[POOL]).create(
-        workspace=unique_name("el-studio"), role="owner"
-    )
-    return key
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=120) as client:
@@ -53,12 +44,12 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def key(server: RunningServer) -> str:
-    return await _new_key(server)
+    return await new_owner_key(server, "el-studio")
 
 
 @pytest.fixture
 def client(server: RunningServer, key: str, http: httpx.AsyncClient) -> AsyncElevenLabs:
-    return AsyncElevenLabs(base_url=f"{server.url}{PREFIX}", api_key=key, httpx_client=http)
+    return sdk_client(server, key, http)
 
 
 def _node(voice: str, text: str) -> dict[str, str]:
@@ -77,23 +68,13 @@ def _content(second: str) -> list[dict[str, Any]]:
     ]
 
 
-async def _jobs(server: RunningServer, http: httpx.AsyncClient, key: str) -> list[dict[str, Any]]:
-    r = await http.get(
-        f"{server.url}/v1/jobs",
-        params={"type": "studio_convert"},
-        headers={"Authorization": f"Bearer {key}"},
-    )
-    assert r.status_code == 200, r.text
-    return list(r.json()["data"])
-
-
 async def _finished(
     server: RunningServer, http: httpx.AsyncClient, key: str, count: int
 ) -> dict[str, Any]:
     """The newest conversion job, once ``count`` of them have all completed."""
 
     async def done() -> dict[str, Any] | None:
-        jobs = await _jobs(server, http, key)
+        jobs = await conversion_jobs(server, http, key)
         failed = [j for j in jobs if j["status"] in ("failed", "cancelled")]
         assert not failed, failed
         if len(jobs) == count and all(j["status"] == "completed" for j in jobs):
@@ -234,20 +215,7 @@ async def _queued_job(server: RunningServer, project_id: str, chapter_id: str) -
         workspace_id = await conn.fetchval(
             "SELECT workspace_id FROM studio_projects WHERE id = $1", project_id
         )
-        job = await job_store.insert_job(
-            conn,
-            job_store.NewJob(
-                id=uuid.uuid4(),
-                workspace_id=workspace_id,
-                type="test.never_runs",
-                input={},
-                max_attempts=1,
-                idempotency_key=None,
-                request_hash=None,
-                created_by_user=None,
-                created_by_key=None,
-            ),
-        )
+        job = await insert_idle_job(conn, workspace_id, "test.never_runs")
         await StudioStore.mark_converting(
             conn, project_id, [chapter_id], job.id, whole_project=False
         )
@@ -376,7 +344,7 @@ async def test_bad_inputs_are_elevenlabs_errors_and_write_nothing(
     )
 
     # Another workspace's project is exactly as missing as one that never was.
-    other = await _new_key(server)
+    other = await new_owner_key(server, "el-studio")
     missing = await http.get(f"{url}/0123456789abcdef0123", headers=headers)
     theirs = await http.get(f"{url}/{project_id}", headers={"xi-api-key": other})
     assert missing.status_code == theirs.status_code == 404

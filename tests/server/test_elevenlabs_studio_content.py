@@ -16,28 +16,19 @@ import pytest
 from elevenlabs import AsyncElevenLabs
 from elevenlabs.core.api_error import ApiError
 
-from fixtures_services import unique_name
+from server.studio_sdk import conversion_jobs, new_owner_key, sdk_client
 from server.waiting import eventually
 from voicestream.rest.jobs import JOBS
 from voicestream.rest.resources import POOL
 from voicestream.store import db
 from voicestream.store.jobs import JobRecord
-from voicestream.store.keys import ApiKeyRepository
 from voicestream.store.studio import StudioStore
-from voicestream.transports.elevenlabs_rest import PREFIX
 
 RunningServer = Any  # tests/conftest.py's RunningServer, reached through the fixture
 
 _DAWN = "Seven ships sailed at dawn."
 _NIGHT = "The harbour was quiet all night."
 _BOATS = "Boats came home."
-
-
-async def _new_key(server: RunningServer) -> str:
-    _, key = await ApiKeyRepository(server.app[POOL]).create(
-        workspace=unique_name("el-studio-content"), role="owner"
-    )
-    return key
 
 
 @pytest.fixture
@@ -48,12 +39,12 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def key(server: RunningServer) -> str:
-    return await _new_key(server)
+    return await new_owner_key(server, "el-studio-content")
 
 
 @pytest.fixture
 def client(server: RunningServer, key: str, http: httpx.AsyncClient) -> AsyncElevenLabs:
-    return AsyncElevenLabs(base_url=f"{server.url}{PREFIX}", api_key=key, httpx_client=http)
+    return sdk_client(server, key, http)
 
 
 def _node(text: str, voice: str = "slt") -> dict[str, str]:
@@ -64,23 +55,13 @@ def _chapter(name: str, *texts: str) -> dict[str, Any]:
     return {"name": name, "blocks": [{"sub_type": "p", "nodes": [_node(t)]} for t in texts]}
 
 
-async def _jobs(server: RunningServer, http: httpx.AsyncClient, key: str) -> list[dict[str, Any]]:
-    r = await http.get(
-        f"{server.url}/v1/jobs",
-        params={"type": "studio_convert"},
-        headers={"Authorization": f"Bearer {key}"},
-    )
-    assert r.status_code == 200, r.text
-    return list(r.json()["data"])
-
-
 async def _finished(
     server: RunningServer, http: httpx.AsyncClient, key: str, count: int, status: str = "completed"
 ) -> dict[str, Any]:
     """The newest conversion job, once ``count`` of them have all ended."""
 
     async def done() -> dict[str, Any] | None:
-        jobs = await _jobs(server, http, key)
+        jobs = await conversion_jobs(server, http, key)
         if len(jobs) == count and all(j["status"] in ("completed", "failed") for j in jobs):
             return max(jobs, key=lambda j: j["created_at"])
         return None
@@ -167,9 +148,7 @@ async def test_content_update_replaces_the_chapters_and_an_edit_unconverts_a_par
     assert [c.chapter_id for c in (await studio.chapters.list(project_id)).chapters] == [
         chapter.chapter_id
     ]
-    other = AsyncElevenLabs(
-        base_url=f"{server.url}{PREFIX}", api_key=await _new_key(server), httpx_client=http
-    )
+    other = sdk_client(server, await new_owner_key(server, "el-studio-content"), http)
     with pytest.raises(ApiError) as theirs:
         await other.studio.projects.content.update(
             project_id, from_content_json=json.dumps([_chapter("x", "Hi.")])

@@ -17,11 +17,10 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from ..errors import ValidationFailed
 from ..identity.audit_trail import AUDIT_TRAIL
 from ..identity.request_principal import principal_of
-from ..protocols.json_messages import validate_model
 from ..store.audit import MAX_PAGE_SIZE, AuditEntry, AuditFilters
+from .bodies import read_query
 
 __all__ = [
     "AUDIT_LOGS_PREFIX",
@@ -97,15 +96,7 @@ class AuditLogPage(BaseModel):
 
 
 def _query(request: web.Request) -> AuditLogQuery:
-    repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
-    if repeated:
-        raise ValidationFailed(
-            f"repeated query parameter: {', '.join(repeated)}",
-            details={"fields": [{"field": n, "message": "given more than once"} for n in repeated]},
-        )
-    # An empty value is no filter, as in a form left blank.
-    given = {name: value for name, value in request.query.items() if value != ""}
-    return validate_model(AuditLogQuery, given, "query string")
+    return read_query(request, AuditLogQuery)  # an empty value is no filter, as in a blank form
 
 
 async def list_audit_logs(request: web.Request) -> web.Response:

@@ -21,9 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from ..errors import ValidationFailed
 from ..identity.request_principal import principal_of
 from ..jobs.lifecycle import JobService
-from ..protocols.json_messages import validate_model
 from ..store.jobs import JOB_STATUSES, MAX_PAGE_SIZE, JobRecord, JobStatus
-from .bodies import read_model
+from .bodies import read_model, read_query
 from .files import FILES
 
 __all__ = [
@@ -197,14 +196,7 @@ async def _with_fresh_urls(
 
 async def list_jobs(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
-    if repeated:
-        raise ValidationFailed(
-            f"repeated query parameter: {', '.join(repeated)}",
-            details={"fields": [{"field": n, "message": "given more than once"} for n in repeated]},
-        )
-    given = {name: value for name, value in request.query.items() if value != ""}
-    query = validate_model(JobListQuery, given, "query string")
+    query = read_query(request, JobListQuery)
     page = await request.config_dict[JOBS].list(
         principal.workspace_id,
         limit=query.limit,

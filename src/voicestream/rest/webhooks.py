@@ -16,14 +16,13 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from ..errors import NotFound, ValidationFailed
+from ..errors import NotFound
 from ..identity.audit_trail import audit
 from ..identity.request_principal import principal_of
 from ..jobs.webhook_addresses import MAX_URL_CHARS
 from ..jobs.webhooks import ALL_EVENTS, EVENT_TYPES, Webhooks
-from ..protocols.json_messages import validate_model
 from ..store.webhooks import MAX_PAGE_SIZE, Attempt, Delivery, DeliveryStatus, Endpoint
-from .bodies import read_model
+from .bodies import read_model, read_query
 from .secret_fields import shown_once
 
 __all__ = [
@@ -254,14 +253,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 
 def _query(request: web.Request) -> DeliveryQuery:
-    repeated = sorted({name for name in request.query if len(request.query.getall(name)) > 1})
-    if repeated:
-        raise ValidationFailed(
-            f"repeated query parameter: {', '.join(repeated)}",
-            details={"fields": [{"field": n, "message": "given more than once"} for n in repeated]},
-        )
-    given = {name: value for name, value in request.query.items() if value != ""}
-    return validate_model(DeliveryQuery, given, "query string")
+    return read_query(request, DeliveryQuery)
 
 
 async def list_deliveries(request: web.Request) -> web.Response:

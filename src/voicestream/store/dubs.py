@@ -161,6 +161,19 @@ def _cursor_position(cursor: str) -> tuple[datetime, UUID]:
         raise _field_error("cursor", "not a cursor this server gave out") from None
 
 
+async def _locked_row(conn: db.Connection, workspace_id: UUID, did: UUID, dub_id: Id) -> db.Record:
+    """The dub's row locked for the transaction; NotFound (naming ``dub_id`` as given) when
+    it is not the workspace's."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM {_FROM} WHERE d.id = $1 AND d.workspace_id = $2 FOR UPDATE OF d",
+        did,
+        workspace_id,
+    )
+    if row is None:
+        raise NotFound(f"no dub with id {str(dub_id)!r}")
+    return row
+
+
 class DubStore:
     """The dubs of every workspace."""
 
@@ -236,14 +249,7 @@ class DubStore:
         as ``get``."""
         did = parse_id(dub_id, "dub")
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM {_FROM} WHERE d.id = $1 AND d.workspace_id = $2 "
-                "FOR UPDATE OF d",
-                did,
-                workspace_id,
-            )
-            if row is None:
-                raise NotFound(f"no dub with id {str(dub_id)!r}")
+            row = await _locked_row(conn, workspace_id, did, dub_id)
             outputs = await conn.fetch(
                 """
                 SELECT f.id FROM files f JOIN jobs j ON j.id = f.job_id
@@ -285,14 +291,7 @@ class DubStore:
         ValidationFailed): nothing is written."""
         did = parse_id(dub_id, "dub")
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM {_FROM} WHERE d.id = $1 AND d.workspace_id = $2 "
-                "FOR UPDATE OF d",
-                did,
-                workspace_id,
-            )
-            if row is None:
-                raise NotFound(f"no dub with id {str(dub_id)!r}")
+            row = await _locked_row(conn, workspace_id, did, dub_id)
             changed = change(_record(row))
             await conn.execute(
                 """

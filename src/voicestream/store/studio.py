@@ -227,6 +227,17 @@ async def _insert_chapter(
     )
 
 
+async def _lock_project(conn: db.Connection, workspace_id: UUID, project_id: str) -> None:
+    """The project's row locked for the transaction; NotFound when it is not the workspace's."""
+    found = await conn.fetchval(
+        "SELECT id FROM studio_projects WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
+        project_id,
+        workspace_id,
+    )
+    if found is None:
+        raise _no_project(project_id)
+
+
 def _no_project(project_id: str) -> NotFound:
     return NotFound(f"no studio project with id {project_id!r}")
 
@@ -352,13 +363,7 @@ class StudioStore:
         async with self._pool.acquire() as conn, conn.transaction():
             # The row locked first: a snapshot a conversion is adding now (add_snapshot locks
             # it too) is either in the list below or never written.
-            found = await conn.fetchval(
-                "SELECT id FROM studio_projects WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
-                project_id,
-                ws,
-            )
-            if found is None:
-                raise _no_project(project_id)
+            await _lock_project(conn, ws, project_id)
             files = await conn.fetch(
                 """
                 SELECT s.file_id FROM studio_snapshots s JOIN studio_projects p
@@ -388,13 +393,7 @@ class StudioStore:
         project's chapters become ``chapters``, the old ones going with their snapshots.
         Returns those snapshots' file ids, for the caller to delete once committed. NotFound
         when the project is not the workspace's."""
-        found = await conn.fetchval(
-            "SELECT id FROM studio_projects WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
-            project_id,
-            workspace_id,
-        )
-        if found is None:
-            raise _no_project(project_id)
+        await _lock_project(conn, workspace_id, project_id)
         files = await conn.fetch(
             "SELECT file_id FROM studio_snapshots WHERE project_id = $1 "
             "AND chapter_id IS NOT NULL AND file_id IS NOT NULL",
@@ -442,13 +441,7 @@ class StudioStore:
         ws = parse_id(workspace_id, "workspace")
         async with self._pool.acquire() as conn, conn.transaction():
             # The project's row, locked: two chapters added at once get distinct positions.
-            found = await conn.fetchval(
-                "SELECT id FROM studio_projects WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
-                project_id,
-                ws,
-            )
-            if found is None:
-                raise _no_project(project_id)
+            await _lock_project(conn, ws, project_id)
             position = await conn.fetchval(
                 "SELECT COALESCE(max(position) + 1, 0) FROM studio_chapters WHERE project_id = $1",
                 project_id,

@@ -52,7 +52,7 @@ from ...store.projects import ProjectRepository
 from ..context import JobContext
 from ..registry import InputFiles, JobOutcome
 from ..speech import Speech, SpeechCache, Word, speech_cache, synthesize
-from .loudness_pass import fit_scratch_gain, output_step, stream_output
+from .loudness_pass import MeteredScratch, fit_scratch_gain, output_step, stream_output
 from .scratch import ProgressReporter, Scratch, scratch_dir
 
 __all__ = ["ExportInput", "ExportJob", "check_exportable", "output_format"]
@@ -140,25 +140,6 @@ async def _timeline(ctx: JobContext, inp: ExportInput) -> tuple[Timeline, int]:
     return Timeline.model_validate(found.timeline), version
 
 
-@dataclass(slots=True)
-class _Rendered:
-    """Pass 1's state: the mix on the scratch file, and its loudness."""
-
-    scratch: Scratch
-    rate: int
-    meter: LoudnessMeter
-    samples: int = 0
-
-    def take(self, pcm: bytes) -> None:
-        self.meter.feed(pcm)
-        self.scratch.write_blocking(pcm)
-        self.samples += len(pcm) // 2
-
-    @property
-    def seconds(self) -> float:
-        return self.samples / self.rate
-
-
 class ExportJob:
     name = "export"
     input_model: type[BaseModel] = ExportInput
@@ -181,9 +162,10 @@ class ExportJob:
         async with Scratch(scratch_dir(ctx.settings)) as scratch:
             assets = await _assets(ctx, timeline, rate, progress)
             tracks = _tracks(timeline, speech, assets, rate)
-            rendered = _Rendered(scratch, rate, LoudnessMeter(rate))
+            meter = LoudnessMeter(rate)
+            rendered = MeteredScratch(scratch, rate, meter)
             await _mix(ctx, tracks, rendered, progress)
-            measured = rendered.meter.integrated()
+            measured = meter.integrated()
             fit = partial(fit_scratch_gain, scratch, rate, measured, target)
             gain = await ctx.media_executor.run(fit)
             await scratch.rewind()
@@ -352,7 +334,7 @@ def _tracks(
 async def _mix(
     ctx: JobContext,
     tracks: list[mixing.Track],
-    rendered: _Rendered,
+    rendered: MeteredScratch,
     progress: ProgressReporter,
 ) -> None:
     """Pass 1: the mix onto the scratch file a block at a time, off the loop, with progress
@@ -367,7 +349,7 @@ async def _mix(
         block = next(blocks, None)
         if block is None:
             return False
-        rendered.take(block)
+        rendered.write(block)
         return True
 
     while await ctx.media_executor.run(step):
@@ -377,7 +359,7 @@ async def _mix(
 
 async def _encoded(
     ctx: JobContext,
-    rendered: _Rendered,
+    rendered: MeteredScratch,
     fmt: AudioFormat | None,
     gain: float,
     progress: ProgressReporter,
@@ -398,7 +380,7 @@ async def _encoded(
 async def _save_mp4(
     ctx: JobContext,
     timeline: Timeline,
-    rendered: _Rendered,
+    rendered: MeteredScratch,
     gain: float,
     progress: ProgressReporter,
 ) -> dict[str, object]:

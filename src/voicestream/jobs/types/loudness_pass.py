@@ -6,14 +6,22 @@ every block off the event loop."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Final
 
 from ...media.encode import StreamEncoder
-from ...media.loudness import LoudnessNormalizer, fit_gain_db
+from ...media.loudness import LoudnessMeter, LoudnessNormalizer, fit_gain_db
 from ..context import JobContext
 from .scratch import ProgressReporter, Scratch
 
-__all__ = ["OUTPUT_BLOCK_BYTES", "Step", "fit_scratch_gain", "output_step", "stream_output"]
+__all__ = [
+    "OUTPUT_BLOCK_BYTES",
+    "MeteredScratch",
+    "Step",
+    "fit_scratch_gain",
+    "output_step",
+    "stream_output",
+]
 
 OUTPUT_BLOCK_BYTES: Final = 256 * 1024  # PCM read back per step (~3 s at 44.1 kHz)
 # The limiter's effect on loudness is fitted on at most this much of the audio, spread evenly
@@ -22,6 +30,30 @@ _FIT_SAMPLE_SECONDS: Final = 600.0
 
 # Blocking: the next output bytes, and whether that was the end.
 Step = Callable[[], tuple[bytes, bool]]
+
+
+@dataclass(slots=True)
+class MeteredScratch:
+    """Pass 1's output: the PCM written to the scratch file so far, measured by ``meter`` on
+    the way (None: not measured)."""
+
+    scratch: Scratch
+    rate: int
+    meter: LoudnessMeter | None
+    samples: int = 0
+
+    def write(self, pcm: bytes) -> None:
+        """Blocking: ``pcm`` (mono s16le at ``rate``) onto the scratch file."""
+        if not pcm:
+            return
+        if self.meter is not None:
+            self.meter.feed(pcm)
+        self.scratch.write_blocking(pcm)
+        self.samples += len(pcm) // 2
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / self.rate
 
 
 def fit_scratch_gain(scratch: Scratch, rate: int, measured: float, target: float) -> float:

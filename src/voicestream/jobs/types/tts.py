@@ -38,7 +38,7 @@ from ...media.loudness import DEFAULT_TARGET_LUFS, LoudnessMeter
 from ...media.resample import Resampler
 from ..context import JobContext
 from ..registry import InputFiles, JobOutcome
-from .loudness_pass import Step, fit_scratch_gain, output_step, stream_output
+from .loudness_pass import MeteredScratch, Step, fit_scratch_gain, output_step, stream_output
 from .scratch import ProgressReporter, Scratch, scratch_dir
 
 __all__ = [
@@ -110,45 +110,29 @@ class TTSJobInput(BaseModel):
 
 
 @dataclass(slots=True)
-class _Synthesis:
+class _Synthesis(MeteredScratch):
     """Pass 1's state: what is on the scratch file so far, and its loudness."""
 
-    scratch: Scratch
-    rate: int
-    meter: LoudnessMeter | None
     resampler: Resampler | None = None
-    samples: int = 0
     marks: list[ChapterMark] = field(default_factory=list)
 
     def take(self, pcm: bytes, source_rate: int) -> None:
         """Blocking: one clause's audio onto the scratch file, at the output rate."""
         if self.resampler is None:
             self.resampler = Resampler(source_rate, self.rate)
-        self._keep(self.resampler.process(pcm))
+        self.write(self.resampler.process(pcm))
 
     def silence(self, seconds: float) -> None:
         """Blocking: a pause, through the resampler so the audio stays in order."""
         if self.resampler is None:
             return  # nothing spoken yet: no pause needed
         zeros = bytes(2 * round(seconds * self.resampler.src_rate))
-        self._keep(self.resampler.process(zeros))
+        self.write(self.resampler.process(zeros))
 
     def finish(self) -> None:
         """Blocking: the resampler's last samples."""
         if self.resampler is not None:
-            self._keep(self.resampler.flush())
-
-    def _keep(self, pcm: bytes) -> None:
-        if not pcm:
-            return
-        if self.meter is not None:
-            self.meter.feed(pcm)
-        self.scratch.write_blocking(pcm)
-        self.samples += len(pcm) // 2
-
-    @property
-    def seconds(self) -> float:
-        return self.samples / self.rate
+            self.write(self.resampler.flush())
 
 
 class TTSJob:
