@@ -33,7 +33,7 @@ from ..media.mixing import Clip, Track, mix_all
 from ..media.muxing import MuxAudio, mux_under_video
 from ..media.resample import resample
 from ..media.subtitles import Cue, cues_from_words, to_srt, to_vtt
-from ..media.time_fit import fit_to_slot, trim_silence
+from ..media.time_fit import fit_to_slot
 from .languages import check_language
 from .model import DubOptions, DubPlan, DubSegment
 from .voices import choose_voice
@@ -115,8 +115,7 @@ def _fit(
     its words at their times on the dub's timeline (those cut off by a truncation dropped)."""
     fitted = fit_to_slot(speech.pcm, speech.rate, start=start, end=end, next_start=next_start)
     pcm = resample(fitted.pcm, speech.rate, rate) if speech.rate != rate else fitted.pcm
-    # fit_to_slot trims the same leading silence before it changes the tempo.
-    _, cut = trim_silence(speech.pcm, speech.rate)
+    cut = fitted.lead_cut
     words: list[Word] = []
     for word, word_start, word_end in speech.words:
         at = fitted.start + max(0.0, word_start - cut) / fitted.speed

@@ -61,6 +61,9 @@ class Fitted:
     end: float
     speed: float
     truncated: bool
+    # Seconds of leading silence cut from the input: a word at t in the input is heard at
+    # start + (t - lead_cut) / speed.
+    lead_cut: float = 0.0
 
 
 def _fade_out(pcm: bytes, samples: int) -> bytes:
@@ -114,7 +117,7 @@ def fit_to_slot(
         raise ValueError("speeds must satisfy 0 < min_speed <= 1 <= max_speed")
     if next_start is not None and next_start < start:
         raise ValueError("next_start must not be before start")
-    speech, _ = trim_silence(pcm, rate)
+    speech, lead_cut = trim_silence(pcm, rate)
     slot = end - start
     length = len(speech) / 2 / rate
     speed = 1.0
@@ -148,4 +151,5 @@ def fit_to_slot(
         end=start + len(speech) / 2 / rate,
         speed=speed,
         truncated=truncated,
+        lead_cut=lead_cut,
     )
