@@ -15,6 +15,7 @@ APT_PACKAGES=(
   redis-server                # the embedded queue/cache
   python3-venv python3-dev    # a virtualenv, and headers for any sdist that must compile
   chromium                    # the webchat widget's browser test (headless, fake microphone)
+  xmlsec1                     # SAML signatures: pysaml2 signs and verifies with this program
   make gcc
 )
 
