@@ -126,6 +126,19 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    if args.operator:
+        # Imported here: the admin commands build on this module's helpers.
+        from voicestream.cli_admin import create_operator_key
+
+        if args.workspace != DEFAULT_WORKSPACE or args.role != "owner" or args.scopes:
+            print(
+                "voicestream: an operator key belongs to no workspace and has no role or "
+                "scopes: drop --workspace, --role and --scopes",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        return create_operator_key(settings, args)
+
     async def go() -> int:
         async with open_database(settings) as database:
             keys = ApiKeyRepository(database.pool)
@@ -567,6 +580,11 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="e.g. 90d, 12h, 30m (default: never)",
     )
+    create.add_argument(
+        "--operator",
+        action="store_true",
+        help="a server operator's key: reads every workspace (/v1/operator/...), acts in none",
+    )
     create.set_defaults(handler=_keys_create)
     listing = key_commands.add_parser("list", parents=[data_dir], help="list keys")
     listing.add_argument("--workspace", help="only keys of this workspace")
@@ -640,6 +658,11 @@ def _build_parser() -> argparse.ArgumentParser:
     credit_grant.add_argument("amount", type=_credit_amount, metavar="AMOUNT", help="credits")
     credit_grant.add_argument("--note", help="why (kept in the ledger and the audit log)")
     credit_grant.set_defaults(handler=_credits_grant)
+
+    # Imported here: the admin commands build on this module's helpers.
+    from voicestream.cli_admin import add_admin_commands
+
+    add_admin_commands(commands, data_dir)
     return parser
 
 

@@ -214,6 +214,23 @@ class Settings(BaseModel):
     # cover is refused with 402 insufficient_credits. Each workspace's one-time opening grant.
     credits_enforced: bool = False
     credits_opening_grant: int = Field(0, ge=0, le=10**12)
+    # --- billing through Stripe (billing/, rest/billing.py) ---
+    # Unset API key: no billing, every workspace on the free plan, billing routes answer
+    # 409 billing_not_configured. The base address points the client at a fake in tests.
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+    # Signs the events Stripe posts to /v1/billing/stripe/webhook (whsec_…); unset: refused.
+    stripe_webhook_secret: str | None = None
+    # How old a signed event may be (replayed old deliveries are refused).
+    stripe_webhook_tolerance_seconds: int = Field(300, ge=1, le=86_400)
+    # JSON object overriding the plan table (billing/plans.py), per plan and field, e.g.
+    # {"starter": {"stripe_price_id": "price_123", "included_credits": 50000}}.
+    billing_plans: str | None = None
+    # Seconds between billing_reconcile runs (Stripe vs our records, overage reporting).
+    billing_reconcile_interval_seconds: int = Field(86_400, ge=60, le=30 * 86_400)
+    # Seconds between retention runs (a workspace's data past its retention policy removed),
+    # for each workspace that has a policy; POST /v1/admin/retention/runs runs one at once.
+    retention_interval_seconds: int = Field(3600, ge=60, le=30 * 86_400)
     # Sign-in routes (/v1/auth/ login, signup, links, refresh, second step, passkey sign-in)
     # per client address: past the burst 429 with Retry-After. Generous: people behind one
     # NAT share an address; the per-account limits below are what stop guessing.
@@ -284,6 +301,27 @@ class Settings(BaseModel):
         if isinstance(v, str):
             return tuple(name.strip() for name in v.split(",") if name.strip())
         return v
+
+    # --- circuit breakers around outside services (resilience/circuit_breakers.py) ---
+    # Consecutive failures of one outside endpoint (Stripe, an LLM, a translator, the
+    # moderation endpoint, a webhook receiver) that open its circuit; while open, calls are
+    # refused at once with 503 + Retry-After for breaker_reset_seconds, then one probe decides.
+    breaker_failures: int = Field(5, ge=1, le=1000)
+    breaker_reset_seconds: float = Field(30.0, gt=0, le=3600)
+
+    # --- content moderation of text to be spoken (moderation/; issue 12) ---
+    # Words and phrases refused on every workspace (comma-separated; matched case- and
+    # Unicode-insensitively on word boundaries), on top of each workspace's own policy.
+    moderation_block_list: str = ""
+    # Any OpenAI-compatible POST /v1/moderations endpoint (base URL ending in /v1); unset: the
+    # block lists alone decide. Its calls go through the "moderation" circuit breaker.
+    moderation_url: str | None = None
+    moderation_key: str | None = None
+    moderation_model: str = Field("omni-moderation-latest", min_length=1, max_length=200)
+    # When the endpoint is down (or its circuit open): False refuses the text with 503
+    # dependency_unavailable (nothing unchecked is spoken); True lets it through on the block
+    # lists alone. A workspace's policy may choose for itself.
+    moderation_fail_open: bool = False
 
     # --- outgoing webhooks (/v1/webhooks; issue 10) ---
     # Let endpoints be private, loopback or link-local addresses (an internal network you
@@ -371,7 +409,7 @@ class Settings(BaseModel):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return v
 
-    @field_validator("qdrant_url", "llm_base_url", "translation_base_url")
+    @field_validator("qdrant_url", "llm_base_url", "translation_base_url", "moderation_url")
     @classmethod
     def _http_scheme(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):

@@ -9,6 +9,8 @@ same way::
     │   ├── InvalidJSON                   invalid_json     400   1007
     │   ├── ValidationFailed              invalid_request  422   1008
     │   │   └── TranslationUnavailable    translation_unavailable 422 1008 (no translator)
+    │   ├── ContentBlocked                content_blocked  400   1008 (moderation refused the text)
+    │   │   └── ContentUnderReview        content_under_review 400 1008 (held for a reviewer)
     │   ├── UnknownVoice                  unknown_voice    404*  1008
     │   ├── UnsupportedFormat             unsupported_format 400 1008
     │   ├── InvalidAudio                  invalid_audio    400   1007
@@ -19,15 +21,20 @@ same way::
     │   └── RequestTimeout                request_timeout  408   1008 (body or input too slow)
     ├── AuthError                         unauthorized     401   4401 (after 1008 rules)
     │   └── Forbidden                     forbidden        403   4403
+    │       ├── MfaRequired               mfa_required     403   4403 (HIPAA: no second factor)
+    │       └── IpNotAllowed              ip_not_allowed   403   4403 (not on the allow-list)
     ├── NotFound                          not_found        404   1008
     │   └── LinkExpired                   link_expired     410   1008 (a signed URL past its time)
     ├── Conflict                          conflict         409   4409 (e.g. a session in use)
+    │   └── BillingNotConfigured          billing_not_configured 409 4409 (no Stripe key)
     ├── QuotaExceeded                     quota_exceeded   402   4402 (a monthly quota used up)
-    │   └── InsufficientCredits           insufficient_credits 402 4402 (credits ledger)
+    │   ├── InsufficientCredits           insufficient_credits 402 4402 (credits ledger)
+    │   └── PaymentRequired               payment_past_due 402 4402 (an unpaid invoice)
     ├── ProtocolError                     protocol_error   400   1002 (sans-I/O codecs)
     ├── Overloaded                        overloaded       503   1013
     │   ├── Busy                          rate_limited     429   1013 (+ Retry-After)
     │   ├── ServiceUnavailable            service_unavailable 503 1013 (database/Redis down)
+    │   │   └── DependencyUnavailable     dependency_unavailable 503 1013 (a circuit open)
     │   └── ClientTooSlow                 client_too_slow  503   1013 (stopped reading)
     └── EngineError(retryable)            engine_error     502   1011
         └── EngineUnavailable             engine_unavailable 503 1013
@@ -46,9 +53,13 @@ from typing import Any, ClassVar
 __all__ = [
     "AuthError",
     "BadRequest",
+    "BillingNotConfigured",
     "Busy",
     "ClientTooSlow",
     "Conflict",
+    "ContentBlocked",
+    "ContentUnderReview",
+    "DependencyUnavailable",
     "EmptyText",
     "EngineError",
     "EngineUnavailable",
@@ -56,12 +67,15 @@ __all__ = [
     "InsufficientCredits",
     "InvalidAudio",
     "InvalidJSON",
+    "IpNotAllowed",
     "LinkExpired",
+    "MfaRequired",
     "ModelFileError",
     "ModelNotInstalled",
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
+    "PaymentRequired",
     "ProtocolError",
     "QuotaExceeded",
     "RequestTimeout",
@@ -84,7 +98,7 @@ class VoiceStreamError(Exception):
     ws_close_code: ClassVar[int] = 1011
     retryable: bool = False
     # Seconds a client should wait before trying again (HTTP ``Retry-After``); None: no hint.
-    retry_after_s: ClassVar[int | None] = None
+    retry_after_s: int | None = None
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -120,6 +134,21 @@ class TranslationUnavailable(ValidationFailed):
     (a CSV or subtitles); same-language re-voicing needs neither."""
 
     code = "translation_unavailable"
+
+
+class ContentBlocked(BadRequest):
+    """Content moderation refused the text (a block list or the moderation endpoint). The
+    message and details name the category and what matched it, never the text itself, so
+    logs of the refusal carry none of what was blocked."""
+
+    code = "content_blocked"
+
+
+class ContentUnderReview(ContentBlocked):
+    """The text is borderline: it waits in the workspace's review queue and is refused until
+    a reviewer approves it (then the same text passes)."""
+
+    code = "content_under_review"
 
 
 class UnknownVoice(BadRequest):
@@ -183,6 +212,19 @@ class Forbidden(AuthError):
     ws_close_code = 4403
 
 
+class MfaRequired(Forbidden):
+    """The workspace (its HIPAA mode) requires every member to sign in with a second factor,
+    and this one has none yet: set one up under ``/v1/auth/mfa``."""
+
+    code = "mfa_required"
+
+
+class IpNotAllowed(Forbidden):
+    """The workspace's IP allow-list does not include the caller's address."""
+
+    code = "ip_not_allowed"
+
+
 class NotFound(VoiceStreamError):
     code = "not_found"
     http_status = 404
@@ -204,6 +246,13 @@ class Conflict(VoiceStreamError):
     ws_close_code = 4409  # application range, mirrors HTTP 409
 
 
+class BillingNotConfigured(Conflict):
+    """A billing route on a server with no Stripe account configured: every workspace is on
+    the free plan and there is nothing to subscribe to or pay."""
+
+    code = "billing_not_configured"
+
+
 class QuotaExceeded(VoiceStreamError):
     """The workspace has used up a monthly quota (characters, audio seconds, conversation
     minutes). 402 rather than 429: waiting a moment does not help, only the next period or a
@@ -220,6 +269,13 @@ class InsufficientCredits(QuotaExceeded):
     grant helps, not waiting."""
 
     code = "insufficient_credits"
+
+
+class PaymentRequired(QuotaExceeded):
+    """The workspace's subscription is past due (an invoice's payment failed): reads keep
+    working, new paid work is refused until the invoice is paid (``billing/ledger.py``)."""
+
+    code = "payment_past_due"
 
 
 class ProtocolError(VoiceStreamError):
@@ -243,7 +299,30 @@ class ServiceUnavailable(Overloaded):
     """
 
     code = "service_unavailable"
-    retry_after_s: ClassVar[int] = 2
+    retry_after_s = 2
+
+
+class DependencyUnavailable(ServiceUnavailable):
+    """An outside service (Stripe, an LLM, a translator, a moderation endpoint) failed often
+    enough that its circuit is open: refused at once, without calling it, for ``retry_after_s``
+    (the rest of the open period), so an outage costs callers no timeouts and the service
+    no retry storm."""
+
+    code = "dependency_unavailable"
+
+    def __init__(
+        self,
+        dependency: str,
+        retry_after_s: int,
+        *,
+        message: str | None = None,
+    ) -> None:
+        super().__init__(
+            message or f"{dependency} is unavailable; retry in {retry_after_s} s",
+            details={"dependency": dependency, "retry_after_s": retry_after_s},
+        )
+        self.dependency = dependency
+        self.retry_after_s = retry_after_s
 
 
 class Busy(Overloaded):

@@ -9,6 +9,10 @@ result, answers with that result's first passage, so tool rounds need no scripti
 
 Every request body and its headers are kept in ``requests`` for the test to inspect.
 
+``POST /v1/moderations`` scores each input by the rules given with ``flag`` (a word found in
+the input gives its category that score; every other category scores 0.01), and answers 500
+while ``moderation_failures`` is above zero. Its requests are kept in ``moderation_requests``.
+
     async with FakeOpenAI() as fake:
         fake.reply_tool_call("search_knowledge", {"query": "opening hours"})
         agent = OpenAIChatAgent(kb, server_llm=LLMSettings(fake.base_url, "fake-model"))
@@ -58,6 +62,9 @@ class FakeOpenAI:
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.moderation_requests: list[dict[str, Any]] = []
+        self._flags: list[tuple[str, str, float]] = []
+        self.moderation_failures = 0
 
     # -- scripting -------------------------------------------------------------------------
 
@@ -75,6 +82,11 @@ class FakeOpenAI:
     def reply_error(self, status: int, message: str = "scripted failure") -> None:
         self._script.append(Reply("error", text=message, status=status))
 
+    def flag(self, word: str, category: str, score: float) -> None:
+        """Moderation: an input containing ``word`` (case-insensitive) scores ``score`` in
+        ``category``."""
+        self._flags.append((word.lower(), category, score))
+
     def reply_stream_error(self, text_before: str, message: str = "backend crashed") -> None:
         self._script.append(Reply("stream_error", text=text_before, tool_name=message))
 
@@ -83,6 +95,7 @@ class FakeOpenAI:
     async def __aenter__(self) -> FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_post("/v1/moderations", self._moderations)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -109,6 +122,35 @@ class FakeOpenAI:
         if not body.get("stream"):
             return web.json_response(self._whole(body, reply))
         return await self._stream(request, body, reply)
+
+    async def _moderations(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.moderation_requests.append(body)
+        if self.moderation_failures > 0:
+            self.moderation_failures -= 1
+            return web.json_response(
+                {"error": {"message": "moderation backend down", "type": "server_error"}},
+                status=500,
+            )
+        inputs = body.get("input")
+        texts = inputs if isinstance(inputs, list) else [inputs]
+        results = []
+        for text in texts:
+            scores = {category: 0.01 for _, category, _ in self._flags}
+            for word, category, score in self._flags:
+                if word in str(text).lower():
+                    scores[category] = max(scores[category], score)
+            flagged = {category: score >= 0.5 for category, score in scores.items()}
+            results.append(
+                {
+                    "flagged": any(flagged.values()),
+                    "categories": flagged,
+                    "category_scores": scores,
+                }
+            )
+        return web.json_response(
+            {"id": f"modr-{next(self._ids)}", "model": body.get("model"), "results": results}
+        )
 
     def _default(self, body: dict[str, Any]) -> Reply:
         if self._answer is not None:

@@ -373,5 +373,32 @@ async def test_llm_agent_conversation_streams_tool_backed_answer(server) -> None
     assert tool_results and "garage" in tool_results[0]["content"]
 
 
+async def test_an_llm_endpoint_that_keeps_failing_is_refused_at_once_with_its_circuit_open(
+    server,
+) -> None:
+    """After five failed turns in a row (VOICESTREAM_BREAKER_FAILURES) the endpoint's circuit
+    opens: the next turn is told dependency_unavailable at once, the endpoint is not called,
+    and the circuit's state is on /metrics."""
+    async with FakeOpenAI() as fake, aiohttp.ClientSession() as s:
+        for _ in range(20):
+            fake.reply_error(500, "the model server is down")
+        llm = {"base_url": fake.base_url, "model": "fake-model", "api_key": "sk-test"}
+        agent = await _agent(server, s, llm=llm)
+        client = await _connect(server, s, agent["id"])
+        await client.wait_event("session")
+        for turn in range(6):
+            await client.ws.send_json({"type": "text", "text": f"Question {turn}?"})
+            await client.wait_for(lambda n=turn: len(client.of_type("error")) > n, 30)
+        codes = [e["code"] for e in client.of_type("error")]
+        calls = len(fake.requests)
+        await client.close()
+        async with s.get(server.url + "/metrics") as answer:
+            metrics = await answer.text()
+    assert codes == ["engine_error"] * 5 + ["dependency_unavailable"]
+    assert calls == 10  # five turns, each tried twice by the client; none for the sixth
+    host = fake.base_url.split("//")[1].split("/")[0]
+    assert f'voicestream_circuit_state{{dependency="llm:{host}"}} 2.0' in metrics
+
+
 async def _equal_soon(read: Callable[[], Awaitable[object]], expected: object) -> bool:
     return await read() == expected

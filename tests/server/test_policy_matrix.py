@@ -31,7 +31,9 @@ from server.project_objects import missing_project_ids, stored_project
 from server.studio_objects import missing_studio_ids, stored_studio_project
 from server.workspace_people import person, team
 from voicestream.identity import policy
+from voicestream.identity.members import MEMBERS
 from voicestream.identity.policy import Rule
+from voicestream.identity.scim_provisioning import ScimProvisioning
 from voicestream.rest.files import FILES
 from voicestream.rest.resources import AGENTS, POOL
 from voicestream.server.route_policy import mounted_routes
@@ -41,6 +43,8 @@ from voicestream.store.conversations import ConversationRepository
 from voicestream.store.history import HistoryRepository, NewHistoryItem, new_history_id
 from voicestream.store.invitations import InvitationRepository
 from voicestream.store.keys import ROLES, ApiKeyRepository, Role, role_rank
+from voicestream.store.moderation import ModerationRepository
+from voicestream.store.operator_keys import OperatorKeyRepository
 from voicestream.store.webhooks import WebhookRepository
 
 RULES = sorted(policy.ROUTES.values(), key=lambda rule: (rule.route, rule.method))
@@ -67,6 +71,9 @@ INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     # Invalid bodies: a valid one would start a dubbing job per caller.
     ("POST", "/v1/dubbing/{dub_id}/render"): {"json": {"languages": []}},
     ("POST", "/elevenlabs/v1/dubbing/resource/{dub_id}/dub"): {"json": {"segments": "all"}},
+    # Invalid bodies: a valid one would export the workspace, or run its retention, per caller.
+    ("POST", "/v1/admin/data-exports"): {"json": {"matrix": True}},
+    ("POST", "/v1/admin/retention/runs"): {"json": {"matrix": True}},
     ("POST", "/elevenlabs/v1/dubbing/resource/{dub_id}/render/{language}"): {
         "json": {"render_type": 5}
     },
@@ -79,6 +86,7 @@ DESTRUCTIVE = {
     ("DELETE", "/elevenlabs/v1/history/{history_item_id}"),
     ("DELETE", "/v1/api-keys/{key_id}"),
     ("DELETE", "/v1/workspaces/{workspace_id}/members/{user_id}"),
+    ("DELETE", "/v1/admin/seats/{user_id}"),
     ("DELETE", "/v1/workspaces/{workspace_id}/invitations/{invitation_id}"),
     ("DELETE", "/v1/webhooks/{webhook_id}"),
     ("DELETE", "/v1/files/{file_id}"),
@@ -103,6 +111,10 @@ SHARED_VALUES = {
     "provider": "google",
     "language": "en",
     "format": "srt",
+    # A tombstone belongs to no workspace: read with its receipt (none here: a 422).
+    "deletion_id": "00000000-0000-4000-8000-000000000024",
+    "resource_type": "User",
+    "schema_id": "urn:ietf:params:scim:schemas:core:2.0:User",
 }
 
 
@@ -113,8 +125,13 @@ class Caller:
     headers: dict[str, str]
     key: bool
     scopes: frozenset[str] | None = None
+    operator: bool = False  # the server operator's key: its own routes, and nothing else
 
     def allowed(self, rule: Rule) -> bool:
+        if rule.access == "operator" or self.operator:
+            return rule.access == "operator" and self.operator
+        if rule.access == "scim_token":
+            return False  # an identity provider's SCIM token only (tests/server/test_scim_*)
         if rule.access == "user_session":
             return not self.key
         if rule.scope is not None and self.scopes is not None and rule.scope not in self.scopes:
@@ -131,7 +148,7 @@ class Workspace:
 
 
 CALLER_NAMES = [f"{role} key" for role in ROLES] + ["tts-only editor key"]
-CALLER_NAMES += [f"{role} user" for role in ROLES]
+CALLER_NAMES += [f"{role} user" for role in ROLES] + ["operator key"]
 
 
 async def _json(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Any:
@@ -156,6 +173,9 @@ async def _workspace(server: Any, http: aiohttp.ClientSession) -> Workspace:
     for role in ROLES:
         headers = {"Authorization": f"Bearer {people[role].token}"}
         ws.callers.append(Caller(f"{role} user", role, headers, False))
+    _, secret = await OperatorKeyRepository(pool).create("matrix")
+    operator = {"Authorization": f"Bearer {secret}"}
+    ws.callers.append(Caller("operator key", "viewer", operator, True, operator=True))
     owner = ws.callers[0].headers
     ws.ids["workspace_id"] = workspace_id
     ws.ids["agent_id"] = await _agent(server, http, owner)
@@ -170,10 +190,13 @@ async def _workspace(server: Any, http: aiohttp.ClientSession) -> Workspace:
     ws.ids["webhook_id"], ws.ids["delivery_id"] = await _webhook(server, workspace_id)
     ws.ids["file_id"] = await _file(server, workspace_id)
     ws.ids["job_id"] = await _job(server, workspace_id)
+    ws.ids["export_id"] = await _finished_export(server, workspace_id)
     ws.ids["dub_id"] = await stored_dub(server, workspace_id)
     ws.ids["segment_id"] = "seg_0000"
+    ws.ids["item_id"] = await _moderation_item(server, workspace_id)
     ws.ids.update(await stored_studio_project(server, workspace_id))
     ws.ids.update(await stored_project(server, workspace_id))
+    ws.ids.update(await _scim_ids(server, workspace_id))
     return ws
 
 
@@ -194,6 +217,18 @@ async def _history_item(server: Any, workspace_id: str) -> str:
     new = NewHistoryItem("slt", "Kept.", "pcm_16000", "audio/pcm")
     history = HistoryRepository(server.app[POOL])
     return (await history.add((uuid.UUID(workspace_id), None), new, bytes(320))).id
+
+
+async def _moderation_item(server: Any, workspace_id: str) -> str:
+    item, _ = await ModerationRepository(server.app[POOL]).hold(
+        uuid.UUID(workspace_id),
+        text_sha256=uuid.uuid4().hex,
+        text="Held.",
+        source="tts",
+        category="review_list",
+        score=None,
+    )
+    return str(item.id)
 
 
 async def _key(server: Any, workspace_id: str) -> str:
@@ -272,6 +307,17 @@ async def _job(server: Any, workspace_id: str) -> str:
     return str(job.id)
 
 
+async def _finished_export(server: Any, workspace_id: str) -> str:
+    """A data export's job, stored directly as cancelled: no worker runs it, reads find it."""
+    job_id = uuid.UUID(await _job(server, workspace_id))
+    await server.app[POOL].execute(
+        "UPDATE jobs SET type = 'data_export', status = 'cancelled', finished_at = now() "
+        "WHERE id = $1",
+        job_id,
+    )
+    return str(job_id)
+
+
 async def _webhook(server: Any, workspace_id: str) -> tuple[str, str]:
     """An endpoint and a delivery of it, stored directly: the session's server refuses private
     URLs, and this one (TEST-NET-3, not public) is refused at send time without a packet."""
@@ -291,6 +337,17 @@ async def _webhook(server: Any, workspace_id: str) -> tuple[str, str]:
     return str(endpoint_id), str(delivery.id)
 
 
+async def _scim_ids(server: Any, workspace_id: str) -> dict[str, str]:
+    scim = ScimProvisioning.open(server.app[POOL], server.app[MEMBERS])
+    _, token = await scim.mint_token(uuid.UUID(workspace_id), "matrix")
+    # The SCIM resources are reached with a SCIM token alone, which no caller here holds.
+    return {
+        "scim_token_id": str(token.id),
+        "scim_user_id": str(uuid.uuid4()),
+        "scim_group_id": str(uuid.uuid4()),
+    }
+
+
 def _missing_ids() -> dict[str, str]:
     return {
         "workspace_id": str(uuid.uuid4()),
@@ -298,6 +355,7 @@ def _missing_ids() -> dict[str, str]:
         "document_id": str(uuid.uuid4()),
         "conversation_id": str(uuid.uuid4()),
         "history_item_id": new_history_id(),
+        "export_id": str(uuid.uuid4()),
         "key_id": str(uuid.uuid4()),
         "user_id": str(uuid.uuid4()),
         "invitation_id": str(uuid.uuid4()),
@@ -307,6 +365,10 @@ def _missing_ids() -> dict[str, str]:
         "job_id": str(uuid.uuid4()),
         "dub_id": str(uuid.uuid4()),
         "segment_id": "seg_0000",
+        "item_id": str(uuid.uuid4()),
+        "scim_token_id": str(uuid.uuid4()),
+        "scim_user_id": str(uuid.uuid4()),
+        "scim_group_id": str(uuid.uuid4()),
         **missing_studio_ids(),
         **missing_project_ids(),
     }
@@ -389,6 +451,11 @@ def test_public_routes_are_these(server) -> None:
         # The signature in the URL is the credential (rest/files.py).
         "/v1/files/signed/download",
         "/v1/files/signed/upload",
+        # The receipt handed to the owner who asked is the credential (rest/compliance.py).
+        "/v1/admin/data-deletions/{deletion_id}",
+        # Stripe's signature (Stripe-Signature, the endpoint's secret) is the credential
+        # (billing/stripe_events.py).
+        "/v1/billing/stripe/webhook",
     }
 
 
@@ -417,7 +484,7 @@ async def _outcomes(
     mine = await _ask(http, server, rule, caller.headers, ids)
     tenant = _takes_tenant_object(rule)
     if not allowed:
-        refusal = 401 if rule.access == "user_session" else 403
+        refusal = 401 if rule.access in ("user_session", "scim_token") else 403
         if mine.status != refusal:
             problems.append(f"{caller.name}: {mine.status}, not {refusal}")
     elif not mine.authorized or (tenant and mine.status == 404):
@@ -452,7 +519,7 @@ async def test_matrix(server, http, world, rule: Rule) -> None:
         assert answer.authorized and answer.status < 500, answer
         return
     problems: list[str] = []
-    if rule.access == "member":
+    if rule.access in ("member", "operator"):
         answer = await _ask(http, server, rule, {}, own.ids)
         if answer.status != 401:
             problems.append(f"without a credential: {answer.status}, not 401")

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,36 @@ async def test_retries_end_in_failure_after_the_schedule(server, receiver, http)
     assert delivery["last_status_code"] == 500
     assert f"gave up after {ATTEMPTS} attempts" in delivery["last_error"]
     assert len(route.received) == ATTEMPTS
+
+
+async def test_a_receiver_failing_again_and_again_is_left_alone_while_its_circuit_is_open(
+    server, receiver, http
+) -> None:
+    """Five failures in a row (VOICESTREAM_BREAKER_FAILURES) open the endpoint's circuit: the
+    next attempt is not sent at all, waits out the open period instead of the schedule, and
+    the state shows on /metrics."""
+    url, route = receiver.route(*[500] * 20)
+    hook = await _endpoint(http, server, url)
+    first = await _settled(http, server, hook, (await _test_event(http, server, hook))["id"])
+    assert first["status"] == "failed" and len(route.received) == ATTEMPTS  # 4 of 5
+
+    second = await _test_event(http, server, hook)
+
+    async def refused_once() -> dict[str, Any] | None:
+        delivery = await _delivery(http, server, hook, second["id"])
+        return delivery if delivery["attempts"] >= 2 else None
+
+    delivery = await eventually(refused_once, what="a second attempt")
+    assert len(route.received) == ATTEMPTS + 1  # the fifth failure; the next was never sent
+    assert [a["status_code"] for a in delivery["log"]] == [500, None]
+    assert "unavailable" in delivery["log"][-1]["error"]
+    assert delivery["status"] == "pending"
+    # Not the 0.2 s schedule: the rest of the 30 s the circuit stays open.
+    waits = datetime.fromisoformat(delivery["next_attempt_at"]) - datetime.now(UTC)
+    assert waits.total_seconds() > 20
+    async with http.get(server.url + "/metrics") as answer:
+        text = await answer.text()
+    assert f'voicestream_circuit_state{{dependency="webhook:{hook["id"]}"}} 2.0' in text
 
 
 async def test_410_disables_the_endpoint_until_it_is_enabled(server, receiver, http) -> None:

@@ -38,6 +38,7 @@ from voicestream.engines.catalog import EngineRegistry
 from voicestream.rest.resources import METRICS, POOL, USAGE
 from voicestream.server.app import create_app
 from voicestream.store.embedded import ServiceURLs
+from voicestream.store.moderation import ModerationRepository, StoredPolicy
 from voicestream.store.workspaces import find_workspace
 from voicestream.transports.wyoming_tcp import USAGE_WORKSPACE, WYOMING
 
@@ -587,3 +588,19 @@ async def test_shutdown_closes_connections(
 def test_no_listener_without_a_port(server: Any) -> None:
     assert server.settings.wyoming_port is None
     assert WYOMING not in server.app
+
+
+async def test_a_text_the_wyoming_workspace_blocks_is_refused(wyoming: WyomingApp) -> None:
+    """Wyoming's speech meets its workspace's content policy like every other TTS route."""
+    rt = wyoming.app
+    workspace = await find_workspace(rt[POOL], USAGE_WORKSPACE)
+    assert workspace is not None
+    policy = StoredPolicy(("zorp",), (), (), 0.5, 0.8, None, None)
+    await ModerationRepository(rt[POOL]).put_policy(workspace, policy)
+    async with wyoming.client() as client:
+        await client.write_event(
+            Synthesize(text="Say Zorp now.", voice=SynthesizeVoice(name="slt")).event()
+        )
+        event = await client.read_event()
+    assert event is not None and Error.is_type(event.type), event
+    assert Error.from_event(event).code == "content_blocked"

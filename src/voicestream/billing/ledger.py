@@ -18,6 +18,9 @@ decided and posted under the workspace's balance lock, once per ref:
   request's text) refuses like ``reserve``, otherwise the work is done and the posting takes
   what is there. ``refund_usage`` takes an up-front posting back when the work failed.
 
+A workspace with an active (or trialing) paid subscription is never refused for credits:
+what its credits cannot cover is granted as ``{"source": "overage"}`` and billed as overage.
+
 With nothing configured credits are not enforced (``VOICESTREAM_CREDITS_ENFORCED``, default
 false): every posting is still made, and whatever the available credits cannot cover is
 granted on the spot from ``grants`` (details ``{"source": "free"}``), so the balance never
@@ -25,6 +28,11 @@ goes negative and the entries show all that was used. Enforced, nothing is grant
 operator: ``voicestream credits grant``, and the opening grant
 (``VOICESTREAM_CREDITS_OPENING_GRANT``, default 0) each workspace receives once, the first
 time its credits are used or read.
+
+A workspace whose subscription is past due (``store/billing.py``, set by Stripe's
+``invoice.payment_failed``) gets ``PaymentRequired`` (402 ``payment_past_due``) from every
+path that admits new paid work: ``reserve``, an ``up_front`` ``post_usage`` and
+``require_credits``. Work already done is still posted, and reads keep working.
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ from typing import Any, Final
 from uuid import UUID, uuid4
 
 from ..config import Settings
-from ..errors import InsufficientCredits, ValidationFailed
+from ..errors import InsufficientCredits, PaymentRequired, ValidationFailed
+from ..store import billing as billing_store
 from ..store import db
 from ..store import ledger as store
 from ..store.ledger import Balances, LedgerPage, Reservation
@@ -119,6 +128,15 @@ async def _open(conn: db.Connection, workspace_id: UUID, policy: CreditPolicy) -
     return balances
 
 
+async def _refuse_past_due(conn: db.Connection | db.Pool, workspace_id: UUID) -> None:
+    if await billing_store.is_past_due(conn, workspace_id):
+        raise PaymentRequired(
+            "the workspace's subscription is past due: pay the open invoice to use paid "
+            "features again (reads keep working)",
+            details={"status": "past_due"},
+        )
+
+
 def _short(balances: Balances, needed: int) -> InsufficientCredits:
     return InsufficientCredits(
         f"the workspace has {balances.available} credits available and this needs {needed}; "
@@ -142,14 +160,17 @@ async def _cover(
     shortfall = needed - balances.available
     if shortfall <= 0:
         return balances, needed
-    if not policy.enforced:
+    # A paid subscription's use past its credits is overage, billed through Stripe
+    # (billing/reconciliation.py), not refused.
+    source = "free" if not policy.enforced else "overage"
+    if not policy.enforced or await billing_store.bills_overage(conn, workspace_id):
         await store.post(
             conn,
             workspace_id,
-            ref=f"{ref}:free",
+            ref=f"{ref}:{source}",
             kind="grant",
             entries={"grants": -shortfall, "available": shortfall},
-            details={"source": "free"},
+            details={"source": source},
         )
         return replace(balances, grants=balances.grants - shortfall, available=needed), needed
     if strict:
@@ -170,6 +191,8 @@ async def reserve(
         # After the lock: a concurrent duplicate waits for the first and then sees it.
         if await store.posted(tx, workspace_id, [ref, f"job:{job_id}:resolve"]):
             return
+        if credits > 0:
+            await _refuse_past_due(tx, workspace_id)
         await _cover(tx, workspace_id, balances, credits, ref=ref, policy=policy, strict=True)
         await store.post(
             tx,
@@ -270,6 +293,8 @@ async def post_usage(
         balances = await _open(tx, workspace_id, policy)
         if await store.posted(tx, workspace_id, [full_ref]):
             return 0
+        if up_front and price > 0:
+            await _refuse_past_due(tx, workspace_id)
         _, covered = await _cover(
             tx, workspace_id, balances, price, ref=full_ref, policy=policy, strict=up_front
         )
@@ -345,7 +370,9 @@ async def require_credits(
     conn_or_pool: db.Connection | db.Pool, workspace_id: UUID, *, policy: CreditPolicy
 ) -> None:
     """Admission of work of unknown size (a stream): InsufficientCredits when credits are
-    enforced and none are available. What the stream then uses is posted when it ends."""
+    enforced and none are available, PaymentRequired when the workspace is past due. What
+    the stream then uses is posted when it ends."""
+    await _refuse_past_due(conn_or_pool, workspace_id)
     if not policy.enforced:
         return
     async with _transaction(conn_or_pool) as tx:

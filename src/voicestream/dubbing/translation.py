@@ -20,6 +20,8 @@ from pydantic import BaseModel
 
 from ..config import Settings
 from ..errors import EngineError, ValidationFailed
+from ..resilience.circuit_breakers import breaker, endpoint_name
+from ..resilience.client_failures import openai_endpoint_failed
 from .languages import language_name
 
 if TYPE_CHECKING:
@@ -113,13 +115,16 @@ class ChatTranslator:
 
         numbered = {str(n): text for n, text in enumerate(texts, start=1)}
         try:
-            completion = await client.chat.completions.create(
-                model=self.model,
-                temperature=0,
-                messages=[
-                    {"role": "system", "content": _prompt(source, target)},
-                    {"role": "user", "content": json.dumps(numbered, ensure_ascii=False)},
-                ],
+            completion = await breaker(endpoint_name("translation", self.base_url)).call(
+                lambda: client.chat.completions.create(
+                    model=self.model,
+                    temperature=0,
+                    messages=[
+                        {"role": "system", "content": _prompt(source, target)},
+                        {"role": "user", "content": json.dumps(numbered, ensure_ascii=False)},
+                    ],
+                ),
+                trips=openai_endpoint_failed,
             )
         except openai.APIStatusError as exc:
             status = exc.status_code

@@ -5,6 +5,14 @@ executor while the caller is still sending text, and audio comes out in order. S
 deadline: a stream's first clause is due the moment it is asked for; every later clause is due
 when the audio already delivered would finish playing. With many streams that puts every
 stream's first audio ahead of other streams' continuations, yet no stream runs dry.
+
+Every clause passes the stream's text screen (content moderation) before it is synthesized.
+The screen comes from above (engines know no workspaces): given to the stream, or else the one
+the request, socket or job that opened it set in ``TEXT_SCREEN``. Setting it where the caller
+is known (``server/text_screening.py`` for every request, the job worker, the Wyoming
+listener) covers every route, socket and job that speaks, with no route able to forget it.
+Clauses already queued are screened together, so a request's whole text is one check before
+its first audio.
 """
 
 from __future__ import annotations
@@ -12,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from ..errors import EngineError
@@ -22,7 +31,7 @@ from .executor import InferenceExecutor
 from .silence import trim_leading_silence
 from .text_clauses import ClauseSplitter
 
-__all__ = ["SpeechChunk", "TTSStream"]
+__all__ = ["TEXT_SCREEN", "SpeechChunk", "TTSStream", "TextScreen"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,11 @@ class SpeechChunk:
 
 _END = object()
 
+# Text about to be spoken -> the text to speak instead (the same text, or a refusal in its
+# place for an agent's reply); raises (a VoiceStreamError) to refuse the stream.
+TextScreen = Callable[[str], Awaitable[str]]
+TEXT_SCREEN: ContextVar[TextScreen | None] = ContextVar("voicestream_text_screen", default=None)
+
 
 class TTSStream:
     """One synthesis stream: ``push_text``/``flush``/``end_input``, then iterate for chunks."""
@@ -69,8 +83,13 @@ class TTSStream:
         *,
         max_clause_chars: int = 300,
         speed: float = 1.0,
+        screen: TextScreen | None = None,
     ) -> None:
         self._engine = engine
+        self._screen = screen or TEXT_SCREEN.get()
+        # Clauses queued but not yet screened, and what screening made of those that were.
+        self._unscreened: list[tuple[int, str]] = []
+        self._screened: dict[int, str] = {}
         self._voice = voice
         # Spoken at ``speed`` by the engine itself as far as it can (Piper); ``tempo`` tells
         # the output stage the rest, to apply to the audio.
@@ -121,6 +140,8 @@ class TTSStream:
             self.first_clause_at = time.monotonic()
         for clause in clauses:
             self._clauses.put_nowait(clause)
+            if self._screen is not None:
+                self._unscreened.append(clause)
 
     def flush(self) -> None:
         """Synthesize whatever is buffered now, even without a clause boundary."""
@@ -148,6 +169,10 @@ class TTSStream:
                 return
             assert isinstance(item, tuple)
             offset, text = item
+            if self._screen is not None:
+                text = await self._screen_up_to(offset)
+                if not text:
+                    continue  # its batch's replacement went out with an earlier clause
             chunk = await self._synthesize(index, offset, text)
             if not chunk.pcm:
                 if has_speakable(text):
@@ -166,6 +191,28 @@ class TTSStream:
             self._audio_seconds += chunk.duration
             index += 1
             yield chunk
+
+    async def screen_queued(self) -> None:
+        """Screen the text queued so far now rather than at its first clause: for a caller
+        with several streams (a dialogue's turns) whose refusal must come before any audio."""
+        if self._unscreened:
+            await self._screen_up_to(self._unscreened[0][0], keep=True)
+
+    async def _screen_up_to(self, offset: int, *, keep: bool = False) -> str:
+        """The text to speak for the clause at ``offset``: screens every clause queued so far
+        in one call, unless an earlier call covered it."""
+        if offset not in self._screened:
+            assert self._screen is not None
+            batch, self._unscreened = self._unscreened, []
+            asked = "".join(text for _, text in batch)
+            said = await self._screen(asked)
+            if said == asked:
+                self._screened.update(batch)
+            else:
+                # Replaced: the replacement is spoken once, in place of the whole batch.
+                self._screened.update((at, "") for at, _ in batch)
+                self._screened[batch[0][0]] = said
+        return self._screened[offset] if keep else self._screened.pop(offset)
 
     async def _synthesize(self, index: int, offset: int, text: str) -> SpeechChunk:
         deadline = (

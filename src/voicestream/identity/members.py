@@ -140,6 +140,14 @@ class Members:
             )
         return cancelled
 
+    async def provision(self, workspace_id: UUID, user_id: UUID, role: Role) -> Member | None:
+        """Make an existing account a member, as an identity provider asks (SAML's
+        just-in-time sign-in, SCIM); None when it is one already. Never an owner: owners are
+        made by owners."""
+        if role == "owner":
+            raise Forbidden("an identity provider may not make an owner")
+        return await self.members.add(workspace_id, user_id, role)
+
     async def change_role(
         self, principal: Principal, user_id: UUID, role: Role
     ) -> tuple[Role, Member]:

@@ -16,7 +16,10 @@ An entry names:
   checks the access token itself, and an API key is refused there); ``key_optional`` (a browser
   or a carrier cannot hold a key: a ticket, a public agent or a webhook signature is checked
   by the handler instead, and a key that is presented is checked here); ``member`` (a key, or a
-  user's session in one of their workspaces).
+  user's session in one of their workspaces); ``operator`` (the server operator's key alone,
+  ``store/operator_keys.py``: the cross-workspace views, and no other route lets that key in);
+  ``scim_token`` (an identity provider's SCIM bearer token for one workspace, checked by the
+  SCIM sub-app, ``rest/scim.py``, which answers SCIM errors; keys and sessions are refused).
 - ``scope``: the family a limited key needs (``tts``, ``stt``, ``convai``, ``jobs``, ``admin``);
   none for the routes that only describe the server (voices, models, the account).
 - ``role``: the least role that may do it. A viewer reads: GET of what is stored, and the
@@ -56,7 +59,9 @@ __all__ = [
     "scope_of",
 ]
 
-Access = Literal["public", "sign_in", "user_session", "key_optional", "member"]
+Access = Literal[
+    "public", "sign_in", "user_session", "key_optional", "member", "operator", "scim_token"
+]
 ACCESSES: Final[tuple[Access, ...]] = get_args(Access)
 # Objects that belong to one workspace; voices, models and sign-in providers are the server's.
 TenantObject = Literal[
@@ -81,8 +86,23 @@ TenantObject = Literal[
     "project_version",
     "project_track",
     "project_clip",
+    "scim_token",
+    "scim_user",
+    "scim_group",
+    "moderation_item",
+    "data_export",
 ]
-ObjectKind = Literal[TenantObject, "voice", "model", "provider", "language", "transcript_format"]
+ObjectKind = Literal[
+    TenantObject,
+    "voice",
+    "model",
+    "provider",
+    "language",
+    "transcript_format",
+    "any_workspace",
+    "scim_schema",
+    "data_deletion",  # a tombstone outlives its workspace: read with its receipt, by anyone
+]
 TENANT_OBJECTS: Final[frozenset[ObjectKind]] = frozenset(get_args(TenantObject))
 _PARAMETER_OBJECTS: Final[Mapping[str, ObjectKind]] = {
     "agent_id": "agent",
@@ -109,10 +129,20 @@ _PARAMETER_OBJECTS: Final[Mapping[str, ObjectKind]] = {
     "version": "project_version",
     "track_id": "project_track",
     "clip_id": "project_clip",
+    "item_id": "moderation_item",
+    "export_id": "data_export",
+    "deletion_id": "data_deletion",
     "voice_id": "voice",
     "model": "model",
     "provider": "provider",
+    "scim_token_id": "scim_token",
+    "scim_user_id": "scim_user",
+    "scim_group_id": "scim_group",
+    "resource_type": "scim_schema",
+    "schema_id": "scim_schema",
 }
+# The operator reads every workspace: there a workspace id names any of them, not the caller's.
+_OPERATOR_OBJECTS: Final[Mapping[str, ObjectKind]] = {"workspace_id": "any_workspace"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +157,9 @@ class Rule:
 
     @property
     def credential_free(self) -> bool:
-        """Whether the middleware lets it through without a key or a member's session."""
-        return self.access in ("public", "sign_in", "user_session")
+        """Whether the middleware lets it through without a key or a member's session (a
+        SCIM route checks its own token)."""
+        return self.access in ("public", "sign_in", "user_session", "scim_token")
 
     @property
     def acts(self) -> bool:
@@ -193,6 +224,17 @@ GET     /v1/webhooks/{webhook_id}/deliveries/{delivery_id}              member  
 POST    /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver    member        jobs   admin
 POST    /v1/webhooks/{webhook_id}/test                                  member        jobs   admin
 GET     /v1/credits                                                     member        jobs   viewer
+GET     /v1/admin/billing                                               member        admin  admin
+GET     /v1/admin/billing/plans                                         member        admin  admin
+POST    /v1/admin/billing/subscription                                  member        admin  admin
+PATCH   /v1/admin/billing/subscription                                  member        admin  admin
+DELETE  /v1/admin/billing/subscription                                  member        admin  admin
+GET     /v1/admin/billing/invoices                                      member        admin  admin
+GET     /v1/admin/billing/payment-methods                               member        admin  admin
+POST    /v1/admin/billing/usage-reports                                 member        admin  admin
+GET     /v1/admin/billing/reconciliation                                member        admin  admin
+POST    /v1/admin/billing/reconciliation                                member        admin  admin
+POST    /v1/billing/stripe/webhook                                      public
 GET     /v1/dubbing                                                     member        jobs   viewer
 POST    /v1/dubbing                                                     member        jobs   editor
 GET     /v1/dubbing/{dub_id}                                            member        jobs   viewer
@@ -230,8 +272,63 @@ DELETE  /v1/workspaces/{workspace_id}/invitations/{invitation_id}       member  
 PATCH   /v1/workspaces/{workspace_id}/members/{user_id}                 member        admin  admin
 DELETE  /v1/workspaces/{workspace_id}/members/{user_id}                 member        admin  admin
 GET     /v1/workspaces/{workspace_id}/translation                       member        admin  viewer
+
+GET     /v1/operator/workspaces                                         operator
+GET     /v1/operator/workspaces/{workspace_id}                          operator
+GET     /v1/operator/usage                                              operator
+GET     /v1/admin/seats                                                 member        admin  admin
+POST    /v1/admin/seats                                                 member        admin  admin
+PATCH   /v1/admin/seats/{user_id}                                       member        admin  admin
+DELETE  /v1/admin/seats/{user_id}                                       member        admin  admin
+GET     /v1/admin/usage                                                 member        admin  admin
+GET     /v1/admin/audit-logs/export                                     member        admin  admin
+GET     /v1/admin/settings                                              member        admin  admin
+PATCH   /v1/admin/settings                                              member        admin  admin
+GET     /v1/admin/moderation                                            member        admin  admin
+GET     /v1/admin/moderation/policy                                     member        admin  admin
+PUT     /v1/admin/moderation/policy                                     member        admin  admin
+POST    /v1/admin/moderation/{item_id}/approve                          member        admin  admin
+POST    /v1/admin/moderation/{item_id}/reject                           member        admin  admin
 PUT     /v1/workspaces/{workspace_id}/translation                       member        admin  admin
 DELETE  /v1/workspaces/{workspace_id}/translation                       member        admin  admin
+
+GET     /v1/admin/retention                                             member        admin  admin
+PUT     /v1/admin/retention                                             member        admin  admin
+POST    /v1/admin/retention/runs                                        member        admin  admin
+POST    /v1/admin/data-exports                                          member        admin  admin
+GET     /v1/admin/data-exports/{export_id}                              member        admin  admin
+POST    /v1/admin/data-deletions                                        member        admin  owner
+GET     /v1/admin/data-deletions/{deletion_id}                          public
+GET     /v1/admin/compliance                                            member        admin  admin
+PUT     /v1/admin/compliance                                            member        admin  admin
+GET     /v1/admin/sso                                                   member        admin  admin
+PUT     /v1/admin/sso                                                   member        admin  admin
+DELETE  /v1/admin/sso                                                   member        admin  admin
+GET     /v1/admin/scim/tokens                                           member        admin  admin
+POST    /v1/admin/scim/tokens                                           member        admin  admin
+DELETE  /v1/admin/scim/tokens/{scim_token_id}                           member        admin  admin
+GET     /v1/admin/scim/settings                                         member        admin  admin
+PUT     /v1/admin/scim/settings                                         member        admin  admin
+GET     /scim/v2/ServiceProviderConfig                                  scim_token
+GET     /scim/v2/ResourceTypes                                          scim_token
+GET     /scim/v2/ResourceTypes/{resource_type}                          scim_token
+GET     /scim/v2/Schemas                                                scim_token
+GET     /scim/v2/Schemas/{schema_id}                                    scim_token
+POST    /scim/v2/.search                                                scim_token
+GET     /scim/v2/Users                                                  scim_token
+POST    /scim/v2/Users                                                  scim_token
+POST    /scim/v2/Users/.search                                          scim_token
+GET     /scim/v2/Users/{scim_user_id}                                   scim_token
+PUT     /scim/v2/Users/{scim_user_id}                                   scim_token
+PATCH   /scim/v2/Users/{scim_user_id}                                   scim_token
+DELETE  /scim/v2/Users/{scim_user_id}                                   scim_token
+GET     /scim/v2/Groups                                                 scim_token
+POST    /scim/v2/Groups                                                 scim_token
+POST    /scim/v2/Groups/.search                                         scim_token
+GET     /scim/v2/Groups/{scim_group_id}                                 scim_token
+PUT     /scim/v2/Groups/{scim_group_id}                                 scim_token
+PATCH   /scim/v2/Groups/{scim_group_id}                                 scim_token
+DELETE  /scim/v2/Groups/{scim_group_id}                                 scim_token
 
 POST    /v1/auth/signup                                                 sign_in
 POST    /v1/auth/verify-email                                           sign_in
@@ -250,6 +347,9 @@ GET     /v1/auth/oauth/providers                                        sign_in
 GET     /v1/auth/oauth/{provider}/start                                 sign_in
 GET     /v1/auth/oauth/{provider}/callback                              sign_in
 POST    /v1/auth/oauth/{provider}/callback                              sign_in
+GET     /v1/auth/saml/{workspace_id}/metadata                           sign_in
+GET     /v1/auth/saml/{workspace_id}/login                              sign_in
+POST    /v1/auth/saml/{workspace_id}/acs                                sign_in
 GET     /v1/auth/me                                                     user_session
 GET     /v1/auth/mfa                                                    user_session
 POST    /v1/auth/mfa/totp                                               user_session
@@ -316,6 +416,10 @@ POST    /v1/telephony/vonage/answer                                     member  
 # Notes on the table, where the reason is not the general rule:
 # - the signed file URLs (/v1/files/signed/…) are public: their HMAC signature, minted by a
 #   member's GET or POST, is the credential, checked by the handler (rest/files.py);
+# - so is a data deletion's tombstone: its receipt, handed to the owner who asked, is the
+#   credential, since every key and session of the workspace dies with it (rest/compliance.py);
+# - so is Stripe's webhook: its Stripe-Signature under the endpoint's secret is the credential
+#   (rest/billing.py);
 # - the signed-URL GETs and the Vonage answer GET act: they mint credentials a conversation
 #   can be opened with; the history download is a POST that only reads;
 # - Twilio's voice webhook may prove itself with X-Twilio-Signature instead of a key, and the
@@ -385,7 +489,8 @@ def _parse(table: str) -> dict[tuple[str, str], Rule]:
         method = "GET" if verb == "WS" else _pick(_METHODS, verb, line)
         if (method, route) in rules:
             raise ValueError(f"policy table: {method} {route} is listed twice")
-        objects = tuple(_PARAMETER_OBJECTS[name] for name in _PARAMETER.findall(route))
+        kinds = {**_PARAMETER_OBJECTS, **_OPERATOR_OBJECTS} if access == "operator" else None
+        objects = tuple((kinds or _PARAMETER_OBJECTS)[n] for n in _PARAMETER.findall(route))
         rules[method, route] = Rule(method, route, access, scope, role, verb == "WS", objects)
     return rules
 
@@ -423,6 +528,21 @@ def scope_of(route: str) -> Scope | None:
 def check(principal: Principal, rule: Rule) -> None:
     """Raises ``Forbidden`` when ``principal`` may not make a request ``rule`` governs."""
     route = rule.route
+    # The operator's key and the workspaces' credentials never cross: the operator reads
+    # across workspaces and acts in none; no workspace role, owner included, reads across.
+    if principal.operator and rule.access != "operator":
+        raise Forbidden(
+            f"an operator key reads the server's cross-workspace views (/v1/operator/...) "
+            f"only; {rule.method} {route} needs a workspace's key or member",
+            details={"role": "operator"},
+        )
+    if rule.access == "operator" and not principal.operator:
+        raise Forbidden(
+            f"{route} is the server operator's: it needs an operator key (minted with "
+            "`voicestream admin keys create`); a workspace's keys and members never see "
+            "other workspaces",
+            details={"role": principal.role, "required": "operator"},
+        )
     if rule.scope is not None and not principal.has_scope(rule.scope):
         raise Forbidden(
             f"this API key is not allowed the {rule.scope!r} scope that {route} needs",

@@ -15,7 +15,9 @@ from uuid import UUID
 from ..config import Settings
 from ..engines.catalog import EngineRegistry
 from ..engines.executor import InferenceExecutor
+from ..engines.tts_stream import TextScreen
 from ..store import db
+from ..store.vectors import VectorStore
 
 __all__ = ["JobCancelled", "JobContext", "JobEngines", "LeaseLost"]
 
@@ -39,6 +41,12 @@ class JobEngines:
     tts_executors: Mapping[str, InferenceExecutor]
     stt_executor: InferenceExecutor
     media_executor: InferenceExecutor
+    # The process's vectors, for the data-lifecycle jobs; None where it has none (a worker
+    # process with local-mode Qdrant, whose folder the server holds).
+    vectors: VectorStore | None = None
+    # The content policy of a job's workspace, applied to every text the job speaks
+    # (``moderation/``, above jobs); None: nothing screened (direct tests).
+    screen_for: Callable[[UUID], TextScreen] | None = None
 
 
 # progress(percent | None) -> whether a cancel was requested; raises LeaseLost.

@@ -23,6 +23,7 @@ from .lifecycle import JobService
 from .queue import TASK_NAME, open_broker
 from .registry import load_job_types
 from .relay import OutboxRelay
+from .schedules import run_schedules
 from .worker import FilesFactory, JobWorker
 
 __all__ = ["Jobs", "open_jobs"]
@@ -64,7 +65,11 @@ async def open_jobs(
     relay = OutboxRelay(pool, task, service, settings)
     relay_ref.append(relay)
     await broker.startup()
-    tasks: list[asyncio.Task[None]] = [asyncio.create_task(relay.run(), name="jobs-relay")]
+    tasks: list[asyncio.Task[None]] = [
+        asyncio.create_task(relay.run(), name="jobs-relay"),
+        # Every process submits periodic jobs; idempotency keys keep one per period.
+        asyncio.create_task(run_schedules(service, settings), name="jobs-schedules"),
+    ]
     finish = asyncio.Event()
     listening: asyncio.Task[None] | None = None
     if job_worker is not None:

@@ -40,6 +40,7 @@ import aiohttp
 
 from ..config import Settings
 from ..errors import ServiceUnavailable, VoiceStreamError
+from ..resilience.circuit_breakers import CircuitOpen, breaker
 from ..store import db
 from ..store.secrets import SecretBox, SecretUnreadable
 from ..store.webhooks import CHANNEL, AttemptOutcome, DueDelivery, WebhookRepository
@@ -84,6 +85,16 @@ class SenderConfig:
         # Past the attempt's own timeout with room to record it: a live sender's claim never
         # lapses under it.
         return self.timeout_s + 30.0
+
+
+def _receiver_failed(exc: BaseException) -> bool:
+    """A receiver that cannot be reached or does not answer in time counts against its
+    circuit; an address we refuse to call (private, by our rule) says nothing about it."""
+    if isinstance(exc, RefusedAddress):
+        return False
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return not isinstance(exc.os_error, RefusedAddress)
+    return isinstance(exc, (TimeoutError, aiohttp.ClientError))
 
 
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
@@ -243,15 +254,20 @@ class WebhookSender:
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": sign(secret, due.event_id, timestamp, payload),
             }
-            async with session.post(
-                due.url, data=payload, headers=headers, allow_redirects=False
-            ) as response:
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                kept = await response.content.read(_RESPONSE_KEPT)
-                body = kept.decode("utf-8", "replace").replace("\x00", "")
-                if not 200 <= status < 300:
-                    error = f"HTTP {status}"
+            # One circuit per endpoint: receivers on a shared host (a chat service's hooks)
+            # belong to different customers, and one broken receiver must not stop the rest.
+            answered, retry_after, body = await breaker(f"webhook:{due.endpoint_id}").call(
+                lambda: self._post(session, due.url, payload, headers),
+                fails=lambda answer: answer[0] >= 500,  # the receiver is broken, not the event
+                trips=_receiver_failed,
+            )
+            status = answered
+            if not 200 <= answered < 300:
+                error = f"HTTP {answered}"
+        except CircuitOpen as exc:
+            # Its receiver failed attempt after attempt: wait the circuit out, not a timeout.
+            error = f"not sent: {exc.message}"
+            retry_after = str(exc.retry_after_s)
         except RefusedAddress as exc:
             error = f"refused: {exc}"
         except aiohttp.ClientConnectorError as exc:
@@ -275,6 +291,17 @@ class WebhookSender:
             response_body=body,
             retry_after=retry_after,
         )
+
+    async def _post(
+        self, session: aiohttp.ClientSession, url: str, payload: bytes, headers: dict[str, str]
+    ) -> tuple[int, str | None, str]:
+        """One POST: the status, its Retry-After, and the start of its body."""
+        async with session.post(
+            url, data=payload, headers=headers, allow_redirects=False
+        ) as answer:
+            kept = await answer.content.read(_RESPONSE_KEPT)
+            body = kept.decode("utf-8", "replace").replace("\x00", "")
+            return answer.status, answer.headers.get("Retry-After"), body
 
     def _check_literal_host(self, url: str) -> None:
         """aiohttp connects to an IP literal without resolving it: check it here."""

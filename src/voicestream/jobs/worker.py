@@ -19,6 +19,7 @@ from typing import Final, TypeVar
 from uuid import UUID, uuid4
 
 from ..config import Settings
+from ..engines.tts_stream import TEXT_SCREEN
 from ..errors import ServiceUnavailable
 from ..store import jobs as store
 from ..store.files import StoredJobFiles
@@ -176,6 +177,11 @@ class JobWorker:
             _report=report,
             pool=self._service.pool,
         )
+        screen_for = self._engines.screen_for
+        # Every TTSStream the job opens picks the screen up (engines/tts_stream.py); this
+        # task is the job's own, so nothing else sees it.
+        if screen_for is not None:
+            TEXT_SCREEN.set(screen_for(job.workspace_id))
         outcome = await kind.run(ctx, job_input)
         if not isinstance(outcome, JobOutcome):
             raise TypeError(f"job type {job.type!r} returned {type(outcome).__name__}")

@@ -44,7 +44,7 @@ from ..engines.agents.base import AgentConfig, AgentEngine, AgentRequest, ChatMe
 from ..engines.catalog import EngineRegistry
 from ..engines.executor import InferenceExecutor
 from ..engines.stt_stream import STTStream
-from ..engines.tts_stream import TTSStream
+from ..engines.tts_stream import TextScreen, TTSStream
 from ..errors import ClientTooSlow, EngineError, ServiceUnavailable, VoiceStreamError
 from ..media.resample import Resampler
 from . import events
@@ -87,6 +87,10 @@ class SessionDeps:
     history_max_chars: int = 8000
     # Told each answered turn's stages (final_wait, agent, speech) in seconds: the metrics.
     observe_stage: Callable[[str, float], None] | None = None
+    # Content moderation of the agent's replies: what may not be said comes back as a
+    # refusal to say instead (each clause before it is spoken, and the whole reply before it
+    # is shown or stored). None: replies are spoken as they come.
+    screen_reply: TextScreen | None = None
 
 
 @dataclass(slots=True)
@@ -350,7 +354,13 @@ class ConversationSession:
     async def _respond(
         self, request: AgentRequest | None, fixed_text: str | None, turn: _Turn
     ) -> None:
-        tts = TTSStream(self._engine, self._voice, self._deps.tts_executors[self._engine.name])
+        screen = self._deps.screen_reply
+        tts = TTSStream(
+            self._engine,
+            self._voice,
+            self._deps.tts_executors[self._engine.name],
+            screen=screen,
+        )
         reply = turn.reply
         spoken = False
 
@@ -369,6 +379,7 @@ class ConversationSession:
             finally:
                 # Also on failure: the speaking side must not wait for text that never comes.
                 tts.end_input()
+            await self._screen_reply(reply)
             self._emit(events.agent_response("".join(reply).strip()))
             turn.announced = True
 
@@ -418,6 +429,15 @@ class ConversationSession:
         finally:
             if not producer.done():
                 producer.cancel()
+
+    async def _screen_reply(self, reply: list[str]) -> None:
+        """The text clients show and the transcript keep: a refused reply is replaced, as its
+        audio was clause by clause."""
+        if self._deps.screen_reply is None:
+            return
+        said = "".join(reply)
+        if (allowed := await self._deps.screen_reply(said)) != said:
+            reply[:] = [allowed]
 
     def _agent_speaks(self, turn: _Turn, *, answering: bool) -> None:
         """The turn's first audio: the figures users feel, and the turn's start."""

@@ -555,16 +555,26 @@ def model_list(max_text_chars: int) -> list[dict[str, Any]]:
 _CHARACTER_LIMIT: Final = 1_000_000_000
 
 
-def subscription(*, characters: int, voices: int) -> dict[str, Any]:
-    """``GET /v1/user/subscription`` from our usage totals."""
+def subscription(
+    *,
+    characters: int,
+    voices: int,
+    tier: str = "self-hosted",
+    character_limit: int = _CHARACTER_LIMIT,
+    next_reset_unix: int | None = None,
+    status: str = "active",
+    currency: str | None = None,
+) -> dict[str, Any]:
+    """``GET /v1/user/subscription`` from our usage totals, and the billing plan when there
+    is billing (``billing/subscription_view.py``)."""
     return {
-        "tier": "self-hosted",
+        "tier": tier,
         "character_count": characters,
-        "character_limit": _CHARACTER_LIMIT,
+        "character_limit": character_limit,
         "max_character_limit_extension": None,
         "can_extend_character_limit": False,
         "allowed_to_extend_character_limit": False,
-        "next_character_count_reset_unix": None,
+        "next_character_count_reset_unix": next_reset_unix,
         "voice_slots_used": 0,
         "professional_voice_slots_used": 0,
         "voice_limit": voices,
@@ -573,9 +583,9 @@ def subscription(*, characters: int, voices: int) -> dict[str, Any]:
         "can_extend_voice_limit": False,
         "can_use_instant_voice_cloning": False,
         "can_use_professional_voice_cloning": False,
-        "currency": None,
+        "currency": currency,
         "current_overage": None,
-        "status": "active",
+        "status": status,
         "billing_period": None,
         "character_refresh_period": None,
         "next_invoice": None,

@@ -25,6 +25,7 @@ from .bodies import read_query
 __all__ = [
     "AUDIT_LOGS_PREFIX",
     "AuditEntryModel",
+    "AuditFilterQuery",
     "AuditLogPage",
     "AuditLogQuery",
     "audit_logs_app",
@@ -33,16 +34,31 @@ __all__ = [
 Text = Annotated[str, StringConstraints(min_length=1, max_length=320)]
 
 
-class AuditLogQuery(BaseModel):
+class AuditFilterQuery(BaseModel):
+    """Which entries: the filters of the listing and of the export (``/v1/admin/audit-logs``)."""
+
     model_config = ConfigDict(extra="forbid")
-    limit: int = Field(50, ge=1, le=MAX_PAGE_SIZE)
-    cursor: Annotated[str, StringConstraints(max_length=100)] | None = None
     action: Annotated[str, StringConstraints(max_length=100)] | None = None
     actor: Text | None = None
     target_type: Annotated[str, StringConstraints(max_length=64)] | None = None
     target_id: Annotated[str, StringConstraints(max_length=200)] | None = None
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
+
+    def filters(self) -> AuditFilters:
+        return AuditFilters(
+            action=self.action,
+            actor=self.actor,
+            target_type=self.target_type,
+            target_id=self.target_id,
+            since=self.since,
+            until=self.until,
+        )
+
+
+class AuditLogQuery(AuditFilterQuery):
+    limit: int = Field(50, ge=1, le=MAX_PAGE_SIZE)
+    cursor: Annotated[str, StringConstraints(max_length=100)] | None = None
 
 
 class ActorModel(BaseModel):
@@ -106,14 +122,7 @@ async def list_audit_logs(request: web.Request) -> web.Response:
         principal.workspace_id,
         limit=query.limit,
         cursor=query.cursor,
-        filters=AuditFilters(
-            action=query.action,
-            actor=query.actor,
-            target_type=query.target_type,
-            target_id=query.target_id,
-            since=query.since,
-            until=query.until,
-        ),
+        filters=query.filters(),
     )
     body = AuditLogPage(
         data=[AuditEntryModel.of(entry) for entry in page.entries],

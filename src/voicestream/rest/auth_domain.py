@@ -11,6 +11,7 @@ from .auth import add_auth_routes
 from .mfa import add_mfa_routes
 from .oauth import add_oauth_routes
 from .passkeys import add_passkey_routes
+from .saml import add_saml_routes
 
 __all__ = ["AUTH_MOUNT", "auth_app"]
 
@@ -24,4 +25,5 @@ def auth_app() -> web.Application:
     add_mfa_routes(app)
     add_passkey_routes(app)
     add_oauth_routes(app)
+    add_saml_routes(app)  # /v1/auth/saml/{workspace_id}/…: a workspace's SAML sign-in
     return app

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from ..errors import ValidationFailed
 from ..identity.request_principal import principal_of
 from ..jobs.lifecycle import JobService
+from ..jobs.types.workspace_services import ADMIN_JOB_TYPES
 from ..store.jobs import JOB_STATUSES, MAX_PAGE_SIZE, JobRecord, JobStatus
 from .bodies import read_model, read_query
 from .files import FILES
@@ -140,6 +141,12 @@ async def submit_job(request: web.Request) -> web.Response:
     principal = principal_of(request)
     key = _idempotency_key(request)
     body = await read_model(request, JobSubmitBody)
+    if body.type in ADMIN_JOB_TYPES:
+        # They act on the whole workspace: an editor's job must not export its admins' data.
+        raise ValidationFailed(
+            f"a {body.type} job is requested through {ADMIN_JOB_TYPES[body.type]}",
+            details={"fields": [{"field": "type", "message": "requested elsewhere"}]},
+        )
     submission = await request.config_dict[JOBS].submit(
         principal.workspace_id,
         body.type,

@@ -30,7 +30,7 @@ from ..store.keys import Principal
 from ..store.usage import USAGE_KINDS, UsageRepository, decode_cursor
 from .resources import SETTINGS, USAGE
 
-__all__ = ["USAGE_PREFIX", "UsagePage", "get_usage", "usage_app"]
+__all__ = ["USAGE_PREFIX", "UsagePage", "UsageTotals", "get_usage", "usage_app", "utc"]
 
 USAGE_PREFIX: Final = "/v1/usage"
 
@@ -47,14 +47,14 @@ class UsageQuery(BaseModel):
 
     @model_validator(mode="after")
     def _window(self) -> UsageQuery:
-        self.since = _utc(self.since)
-        self.until = _utc(self.until)
+        self.since = utc(self.since)
+        self.until = utc(self.until)
         if self.since is not None and self.until is not None and self.until <= self.since:
             raise ValueError("until must be later than since")
         return self
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)

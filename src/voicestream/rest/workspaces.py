@@ -58,6 +58,7 @@ __all__ = [
     "InvitationModel",
     "InvitationPage",
     "InvitationQuery",
+    "InviteBody",
     "MemberChangeBody",
     "MemberList",
     "MemberModel",
@@ -66,7 +67,12 @@ __all__ = [
     "WorkspaceModel",
     "WorkspaceSettingsBody",
     "WorkspaceSettingsModel",
+    "change_origins",
+    "change_seat",
     "invitations_app",
+    "invite_seat",
+    "remove_seat",
+    "seat_of",
     "workspaces_app",
 ]
 
@@ -311,11 +317,11 @@ async def list_members(request: web.Request) -> web.Response:
     members = await _members(request).members.list(principal.workspace_id)
     quotas = await request.config_dict[USAGE].seat_quotas_of_members(principal.workspace_id)
     return _json(
-        MemberList(members=[_seat(member, quotas.get(member.user_id, {})) for member in members])
+        MemberList(members=[seat_of(member, quotas.get(member.user_id, {})) for member in members])
     )
 
 
-def _seat(member: Member, quotas: Mapping[UsageKind, Decimal]) -> SeatModel:
+def seat_of(member: Member, quotas: Mapping[UsageKind, Decimal]) -> SeatModel:
     own = SeatQuotasModel(**{kind: float(value) for kind, value in quotas.items()})
     return SeatModel(**MemberModel.of(member).model_dump(), quotas=own)
 
@@ -323,6 +329,13 @@ def _seat(member: Member, quotas: Mapping[UsageKind, Decimal]) -> SeatModel:
 async def invite(request: web.Request) -> web.Response:
     principal = in_workspace(request)
     body = await read_model(request, InviteBody)
+    return _json(await invite_seat(request, principal, body), 201)
+
+
+async def invite_seat(
+    request: web.Request, principal: Principal, body: InviteBody
+) -> InvitationModel:
+    """Invite someone into the principal's workspace, audited (also ``/v1/admin/seats``)."""
     invitation = await _members(request).invite(principal, body.email, body.role)
     await audit(
         request,
@@ -331,7 +344,7 @@ async def invite(request: web.Request) -> web.Response:
         invitation.id,
         details={"email": invitation.email, "role": invitation.role},
     )
-    return _json(InvitationModel.of(invitation), 201)
+    return InvitationModel.of(invitation)
 
 
 async def list_invitations(request: web.Request) -> web.Response:
@@ -370,6 +383,14 @@ async def change_member(request: web.Request) -> web.Response:
     principal = in_workspace(request)
     user_id = _user_id(request)
     body = await read_model(request, MemberChangeBody)
+    return _json(await change_seat(request, principal, user_id, body))
+
+
+async def change_seat(
+    request: web.Request, principal: Principal, user_id: UUID, body: MemberChangeBody
+) -> SeatModel:
+    """A member's new role and/or quotas in the principal's workspace, audited (also
+    ``/v1/admin/seats``)."""
     members = _members(request)
     usage = request.config_dict[USAGE]
     if body.role is not None:
@@ -401,12 +422,16 @@ async def change_member(request: web.Request) -> web.Response:
     else:
         member = await members.members.get(principal.workspace_id, user_id)
         quotas = await usage.seat_quotas(principal.workspace_id, user_id)
-    return _json(_seat(member, quotas))
+    return seat_of(member, quotas)
 
 
 async def remove_member(request: web.Request) -> web.Response:
-    principal = in_workspace(request)
-    user_id = _user_id(request)
+    await remove_seat(request, in_workspace(request), _user_id(request))
+    return web.Response(status=204)
+
+
+async def remove_seat(request: web.Request, principal: Principal, user_id: UUID) -> None:
+    """Remove a member from the principal's workspace, audited (also ``/v1/admin/seats``)."""
     removal = await _members(request).remove(principal, user_id)
     await audit(
         request,
@@ -418,7 +443,6 @@ async def remove_member(request: web.Request) -> web.Response:
             "revoked_keys": [str(key_id) for key_id in removal.revoked_key_ids],
         },
     )
-    return web.Response(status=204)
 
 
 async def get_workspace(request: web.Request) -> web.Response:
@@ -430,20 +454,29 @@ async def get_workspace(request: web.Request) -> web.Response:
 async def change_workspace(request: web.Request) -> web.Response:
     principal = in_workspace(request)
     body = await read_model(request, WorkspaceSettingsBody)
+    origins = await change_origins(request, principal, body.allowed_origins)
+    return _json(_settings(principal, origins))
+
+
+async def change_origins(
+    request: web.Request, principal: Principal, origins: list[str] | None
+) -> list[str]:
+    """Replace the workspace's page origins (None: keep them), audited; the list now (also
+    ``/v1/admin/settings``)."""
     page_origins = request.config_dict[PAGE_ORIGINS]
-    if body.allowed_origins is None:
-        return _json(_settings(principal, await page_origins.read(principal)))
+    if origins is None:
+        return await page_origins.read(principal)
     before = await page_origins.read(principal)
-    origins = await page_origins.replace(principal, body.allowed_origins)
+    now = await page_origins.replace(principal, origins)
     # After the fact: the list has changed; a failed entry is reported as a 503.
     await audit(
         request,
         "workspace.origins_changed",
         "workspace",
         principal.workspace_id,
-        details={"from": before, "to": origins},
+        details={"from": before, "to": now},
     )
-    return _json(_settings(principal, origins))
+    return now
 
 
 def _settings(principal: Principal, origins: list[str]) -> WorkspaceSettingsModel:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ..billing.ledger import CreditPolicy
 from ..billing.metering import CreditMeter
+from ..billing.plans import plan_table
 from ..config import Settings
 from ..dubbing.workspace_translators import WorkspaceTranslators
 from ..engines.agents.services import open_agent_services
@@ -24,6 +25,7 @@ from ..engines.catalog import EngineRegistry, build_default_registry, finish_loa
 from ..engines.executor import InferenceExecutor
 from ..identity.accounts import open_accounts
 from ..identity.audit_trail import AUDIT_TRAIL, AuditTrail
+from ..identity.compliance import COMPLIANCE, ComplianceRules
 from ..identity.members import Members
 from ..identity.oauth_sign_in import open_oauth_sign_in
 from ..jobs.webhook_sender import run_webhook_sender
@@ -32,18 +34,31 @@ from ..observability.log_redaction import install_log_redaction
 from ..observability.loop_lag import monitor_loop_lag
 from ..observability.metrics import Metrics
 from ..observability.stt_pool_metrics import DecoderPoolCollector
+from ..resilience.circuit_breakers import (
+    BreakerPolicy,
+    CircuitBreakerCollector,
+    configure_breakers,
+)
+from ..rest.admin import ADMIN_PREFIX, admin_app
+from ..rest.admin_audit import audit_admin_routes
+from ..rest.admin_seats import seats_admin_routes
+from ..rest.admin_settings import settings_admin_routes
 from ..rest.agents import AGENTS_PREFIX, agents_app
 from ..rest.api_keys import API_KEYS_PREFIX, api_keys_app
 from ..rest.audit_logs import AUDIT_LOGS_PREFIX, audit_logs_app
 from ..rest.auth import ACCOUNTS
 from ..rest.auth_domain import AUTH_MOUNT, auth_app
+from ..rest.billing import BILLING_PREFIX, billing_admin_routes, billing_app
+from ..rest.compliance import compliance_admin_routes
 from ..rest.conversations import CONVERSATIONS_PREFIX, conversations_app
 from ..rest.credits import CREDITS_PREFIX, credits_app
 from ..rest.dubbing import DUBBING_PREFIX, dubbing_app
 from ..rest.files import FILES, FILES_PREFIX, files_app
 from ..rest.jobs import JOBS_PREFIX, jobs_app
 from ..rest.model_catalog import list_models
+from ..rest.moderation import moderation_admin_routes, moderation_runtime
 from ..rest.oauth import OAUTH_SIGN_IN
+from ..rest.operator import OPERATOR_PREFIX, operator_app
 from ..rest.projects import PROJECTS_PREFIX, projects_app
 from ..rest.resources import (
     AGENT_RESOLVER,
@@ -63,6 +78,9 @@ from ..rest.resources import (
     TTS_EXECUTORS,
     USAGE,
 )
+from ..rest.saml import sso_admin_routes
+from ..rest.scim import SCIM_PREFIX, scim_app
+from ..rest.scim_admin import scim_admin_routes
 from ..rest.usage import USAGE_PREFIX, usage_app
 from ..rest.voices import list_voices
 from ..rest.webhooks import WEBHOOKS, WEBHOOKS_PREFIX, webhooks_app
@@ -110,6 +128,7 @@ from ..transports.ws_stt import ws_stt
 from ..transports.ws_tts import ws_tts
 from ..transports.wyoming_tcp import wyoming_server
 from .api_docs import add_api_docs
+from .compliance_middleware import compliance_middleware
 from .health import healthz, metrics, readyz
 from .jobs_runtime import SERVICE_URLS, jobs_runtime
 from .middleware import auth_middleware, error_middleware
@@ -119,6 +138,7 @@ from .rate_limits import add_limits, rate_limit_middleware
 from .request_deadlines import body_deadline_middleware
 from .request_validation import client_error_logger
 from .route_policy import add_policy_check
+from .text_screening import text_screening_middleware
 from .widget import get_demo, get_widget_js
 
 __all__ = ["create_app"]
@@ -136,6 +156,8 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     install_log_redaction()
     # aiohttp answers what its HTTP parser refuses itself; JSON like every other error.
     install_json_parser_refusals()
+    configure_breakers(BreakerPolicy.from_settings(settings))
+    plan_table(settings)  # a malformed VOICESTREAM_BILLING_PLANS stops the start, not a request
     app = web.Application(
         client_max_size=settings.max_upload_bytes,
         # A request aiohttp's parser refuses is the client's mistake: no traceback for it.
@@ -147,10 +169,13 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
             ),
             origin_middleware,  # before auth: a refused page costs no key lookup
             auth_middleware,
+            compliance_middleware,  # the workspace's IP allow-list and HIPAA mode (after auth)
             rate_limit_middleware,  # per caller; streams per workspace (after auth)
+            text_screening_middleware,  # what a request speaks meets its content policy
         ],
     )
     app.cleanup_ctx.append(_runtime(settings, registry))
+    app.cleanup_ctx.append(moderation_runtime)  # app[MODERATOR]; the jobs' screens use it
     app.cleanup_ctx.append(_loop_lag_monitor)
     app.cleanup_ctx.append(_webhooks)  # endpoints, and the sender of their deliveries
     app.cleanup_ctx.append(_translators)  # workspaces' own dubbing translators
@@ -188,6 +213,22 @@ def create_app(settings: Settings, *, registry: EngineRegistry | None = None) ->
     app.add_subapp(DUBBING_PREFIX, dubbing_app())  # dubs, their segments and outputs
     app.add_subapp(PROJECTS_PREFIX, projects_app())  # studio timelines, versions, exports
     app.add_subapp(CREDITS_PREFIX, credits_app())  # balance, reservations, the ledger
+    app.add_subapp(BILLING_PREFIX, billing_app())  # Stripe's webhook (signature-checked)
+    app.add_subapp(OPERATOR_PREFIX, operator_app())  # the server operator's cross-workspace reads
+    # A workspace's administration: each domain's group of routes under the one /v1/admin.
+    admin = admin_app(
+        # one line per domain: its *_admin_routes()
+        billing_admin_routes(),  # plan, subscription, invoices, overage, reconciliation
+        compliance_admin_routes(),
+        moderation_admin_routes(),
+        seats_admin_routes(),  # seats, invitations, per-seat quotas and usage
+        audit_admin_routes(),  # the audit log's CSV/JSON export
+        settings_admin_routes(),  # the workspace's name and allowed origins
+        scim_admin_routes(),  # SCIM tokens and the group -> role mapping
+        sso_admin_routes(),  # the workspace's SAML identity provider
+    )
+    app.add_subapp(ADMIN_PREFIX, admin)
+    app.add_subapp(SCIM_PREFIX, scim_app())  # SCIM 2.0 provisioning, its own bearer token
     app.router.add_get("/v1/convai/stream", ws_convai)
     app.router.add_post("/v1/convai/tickets", post_ticket)
     add_openai_audio_routes(app)  # /openai/v1/audio/speech, /audio/transcriptions, /models
@@ -253,6 +294,9 @@ def _runtime(
                 app[AUDIT_TRAIL] = AuditTrail(
                     AuditLog(services.pool), settings.trust_forwarded_headers
                 )
+                app[COMPLIANCE] = ComplianceRules(
+                    services.pool, trust_forwarded_headers=settings.trust_forwarded_headers
+                )
                 app[MEMBERS] = Members.open(services.pool, app[ACCOUNTS].mailer)
                 # One typed key per shared resource (rest/resources.py).
                 app[SETTINGS] = settings
@@ -297,6 +341,7 @@ async def _load_models(registry: EngineRegistry, settings: Settings) -> None:
 def _metrics(registry: EngineRegistry) -> Metrics:
     metrics = Metrics()
     metrics.registry.register(DecoderPoolCollector(registry.stt_engines))
+    metrics.registry.register(CircuitBreakerCollector())
     return metrics
 
 

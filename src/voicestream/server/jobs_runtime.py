@@ -10,7 +10,16 @@ from ..jobs.context import JobEngines
 from ..jobs.runtime import open_jobs
 from ..rest.files import FILES
 from ..rest.jobs import JOBS
-from ..rest.resources import MEDIA_EXECUTOR, POOL, REGISTRY, SETTINGS, STT_EXECUTOR, TTS_EXECUTORS
+from ..rest.moderation import MODERATOR
+from ..rest.resources import (
+    KNOWLEDGE,
+    MEDIA_EXECUTOR,
+    POOL,
+    REGISTRY,
+    SETTINGS,
+    STT_EXECUTOR,
+    TTS_EXECUTORS,
+)
 from ..store.embedded import ServiceURLs
 
 __all__ = ["SERVICE_URLS", "jobs_runtime"]
@@ -30,6 +39,8 @@ async def jobs_runtime(app: web.Application) -> AsyncIterator[None]:
         tts_executors=tts_executors,
         stt_executor=app[STT_EXECUTOR],
         media_executor=app[MEDIA_EXECUTOR],
+        vectors=app[KNOWLEDGE].vectors,  # retention, data export and deletion erase vectors
+        screen_for=app[MODERATOR].screen_for,  # what a job speaks meets its content policy
     )
     async with open_jobs(
         settings,

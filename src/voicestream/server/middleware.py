@@ -17,6 +17,7 @@ from ..identity.page_origins import require_origin
 from ..rest.auth import ACCOUNTS
 from ..rest.openapi import WORKSPACE_HEADER
 from ..rest.resources import API_KEYS, METRICS
+from ..rest.scim import SCIM_PREFIX
 from ..store.keys import KEY_PREFIX, Principal
 from ..store.services import outage_error
 from ..transports.context import PRINCIPAL
@@ -187,6 +188,9 @@ async def _user_principal(request: web.Request, token: str) -> Principal:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     rule = rule_of(request)  # None: no route matched, and the handler answers 404 or 405
+    if rule is None and request.path.startswith(SCIM_PREFIX + "/"):
+        # SCIM answers its own 404 and 405, as SCIM errors, after its own token check.
+        return await handler(request)
     if rule is not None and rule.credential_free:
         # Public routes; /v1/auth/… is how a caller gets credentials; a person's own routes
         # (their workspaces, GET /v1/auth/me, MFA) check the access token themselves.

@@ -103,9 +103,14 @@ from ..transports.webrtc import (
     WebRTCAnswer,
 )
 from .health import Liveness, Readiness
+from .openapi_admin_routes import ADMIN_OPERATIONS
+from .openapi_billing_routes import BILLING_OPERATIONS
 from .openapi_compat_routes import COMPAT_OPERATIONS
+from .openapi_compliance_routes import COMPLIANCE_OPERATIONS
 from .openapi_dubbing_routes import DUBBING_OPERATIONS
+from .openapi_moderation_routes import MODERATION_OPERATIONS
 from .openapi_project_routes import PROJECT_OPERATIONS
+from .openapi_sso_routes import SSO_OPERATIONS
 
 __all__ = ["OPERATIONS"]
 
@@ -753,7 +758,12 @@ OPERATIONS: Final[Mapping[tuple[str, str], Op]] = {
         "telephony",
         responses=ok(Ncco, description="The NCCO."),
     ),
+    **ADMIN_OPERATIONS,
+    **BILLING_OPERATIONS,
     **COMPAT_OPERATIONS,
+    **COMPLIANCE_OPERATIONS,
     **DUBBING_OPERATIONS,
+    **MODERATION_OPERATIONS,
+    **SSO_OPERATIONS,
     **PROJECT_OPERATIONS,
 }

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+from dataclasses import replace
 
 from ..config import Settings
 from ..engines.catalog import EngineRegistry, build_default_registry, finish_loading
@@ -21,6 +22,8 @@ from ..engines.executor import InferenceExecutor
 from ..jobs.context import JobEngines
 from ..jobs.runtime import open_jobs
 from ..jobs.webhook_sender import run_webhook_sender
+from ..moderation.service import open_moderator
+from ..resilience.circuit_breakers import BreakerPolicy, configure_breakers
 from ..store.files import open_file_store
 from ..store.secrets import load_or_create_secret
 from ..store.services import open_services
@@ -34,6 +37,7 @@ log = logging.getLogger("voicestream.worker")
 def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
     """Blocking: run until SIGINT/SIGTERM."""
     configure_logging(settings.log_level)
+    configure_breakers(BreakerPolicy.from_settings(settings))
     install_uvloop()
     loader: list[threading.Thread] = []
     asyncio.run(_work(settings, concurrency, loader))
@@ -67,11 +71,13 @@ async def _work(
             open_services(settings) as services,
             run_webhook_sender(services.pool, settings, secret_key),
             open_file_store(settings, services.pool, secret_key) as files,
+            open_moderator(services.pool, settings) as moderator,
             open_jobs(
                 settings,
                 services.pool,
                 services.urls.redis_url,
-                engines,
+                # What a job speaks meets its workspace's content policy, as in the server.
+                replace(engines, screen_for=moderator.screen_for),
                 worker=True,
                 concurrency=concurrency,
                 files=lambda job: files.for_job(job.workspace_id, job.id),

@@ -382,6 +382,12 @@ class StoredJobFiles:
         self._workspace_id = workspace_id
         self._job_id = job_id
 
+    @property
+    def store(self) -> FileStore:
+        """Every file of every workspace: for the data-lifecycle jobs (retention, export,
+        deletion), which work on a whole workspace's files rather than one job's."""
+        return self._files
+
     async def open_input(self, file_id: uuid.UUID) -> tuple[FileRecord, Chunks]:
         """NotFound for another workspace's file, or one whose bytes have not arrived."""
         return await self._files.open(self._workspace_id, file_id)

@@ -31,6 +31,7 @@ from voicestream.store.workspaces import DEFAULT_WORKSPACE, ensure_workspace
 
 __all__ = [
     "KEY_PREFIX",
+    "NO_WORKSPACE",
     "ROLES",
     "SCOPES",
     "ApiKey",
@@ -38,8 +39,10 @@ __all__ = [
     "Principal",
     "Role",
     "Scope",
+    "display_prefix",
     "generate_key",
     "hash_key",
+    "operator_principal",
     "parse_role",
     "parse_scopes",
     "role_rank",
@@ -124,6 +127,10 @@ class Principal:
     user_id: UUID | None = None
     # A key's scopes (None: all of them); a signed-in user is limited by role alone.
     scopes: frozenset[Scope] | None = None
+    # The server operator's key (role "operator", ``store/operator_keys.py``): in no workspace
+    # (``workspace_id`` is ``NO_WORKSPACE``), no scope, and identity/policy.py lets it reach
+    # the operator's routes only.
+    operator: bool = False
 
     def has_scope(self, scope: Scope) -> bool:
         return self.scopes is None or scope in self.scopes
@@ -139,6 +146,22 @@ class Principal:
     def has_role(self, minimum: Role) -> bool:
         """Whether the role is ``minimum`` or above (owner > admin > editor > viewer)."""
         return _RANK[self.role] >= _RANK[minimum]
+
+
+# An operator principal's workspace: the nil UUID, which no workspace has.
+NO_WORKSPACE: Final = UUID(int=0)
+
+
+def operator_principal(key_id: UUID) -> Principal:
+    """The principal of an operator key: server-wide, viewer of nothing inside a workspace."""
+    return Principal(
+        key_id=key_id,
+        workspace_id=NO_WORKSPACE,
+        workspace_name="",
+        role="viewer",
+        scopes=frozenset(),
+        operator=True,
+    )
 
 
 def role_rank(role: Role) -> int:
@@ -166,6 +189,11 @@ def generate_key() -> str:
 
 def hash_key(plaintext: str) -> bytes:
     return hashlib.sha256(plaintext.encode("ascii")).digest()
+
+
+def display_prefix(plaintext: str) -> str:
+    """The part of a key kept in clear, to recognise and look it up by."""
+    return plaintext[:_DISPLAY_PREFIX_LEN]
 
 
 def parse_role(value: str) -> Role:
@@ -348,9 +376,16 @@ class ApiKeyRepository:
         return _api_key(row)
 
     async def revoked_among(self, key_ids: Iterable[UUID]) -> set[UUID]:
-        """Which of these keys are revoked or expired (the sockets they opened must close)."""
+        """Which of these keys are revoked, expired or gone (the sockets they opened must
+        close); a key is gone when its workspace was deleted (``data_deletion`` job)."""
         rows = await self._pool.fetch(
-            f"SELECT k.id FROM api_keys k WHERE k.id = ANY($1::uuid[]) AND {_DEAD}",
+            f"""
+            SELECT wanted.id FROM unnest($1::uuid[]) AS wanted (id)
+            WHERE NOT EXISTS (
+                -- coalesce: a key with no expiry makes the test NULL, not false.
+                SELECT 1 FROM api_keys k WHERE k.id = wanted.id AND NOT coalesce({_DEAD}, false)
+            )
+            """,
             list(key_ids),
         )
         return {row["id"] for row in rows}
@@ -374,7 +409,7 @@ class ApiKeyRepository:
         # Constant-time comparison: the prefix lookup must not turn into an oracle that
         # reveals how much of a guessed key's hash matched.
         if row is None or not hmac.compare_digest(bytes(row["key_hash"]), hash_key(plaintext)):
-            return None
+            return await self._operator(plaintext)
         if row["dead"]:
             return None
         if row["touch_due"]:
@@ -392,3 +427,23 @@ class ApiKeyRepository:
             role=row["role"],
             scopes=frozenset(row["scopes"]) if row["scopes"] is not None else None,
         )
+
+    async def _operator(self, plaintext: str) -> Principal | None:
+        """The operator's principal for one of the server's operator keys (same shape, its
+        own table: it belongs to no workspace); None for anything else."""
+        row = await self._pool.fetchrow(
+            f"""
+            SELECT k.id, k.key_hash, {_DEAD} AS dead FROM operator_keys k WHERE k.prefix = $1
+            """,
+            plaintext[:_DISPLAY_PREFIX_LEN],
+        )
+        if row is None or not hmac.compare_digest(bytes(row["key_hash"]), hash_key(plaintext)):
+            return None
+        if row["dead"]:
+            return None
+        await self._pool.execute(
+            "UPDATE operator_keys SET last_used_at = now() WHERE id = $1 "
+            "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+            row["id"],
+        )
+        return operator_principal(row["id"])

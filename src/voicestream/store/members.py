@@ -114,6 +114,25 @@ class MemberRepository:
             raise NotFound("no such member", details={"user_id": str(user_id)})
         return _member(row)
 
+    async def add(self, workspace_id: UUID, user_id: UUID, role: Role) -> Member | None:
+        """Make the user a member with ``role``; None when they are one already (their role
+        is left as it is)."""
+        row = await self._pool.fetchrow(
+            """
+            WITH added AS (
+                INSERT INTO memberships (workspace_id, user_id, role) VALUES ($1, $2, $3)
+                ON CONFLICT (user_id, workspace_id) DO NOTHING
+                RETURNING user_id, role, created_at
+            )
+            SELECT a.user_id, u.email, a.role, a.created_at
+            FROM added a JOIN users u ON u.id = a.user_id
+            """,
+            workspace_id,
+            user_id,
+            role,
+        )
+        return _member(row) if row is not None else None
+
     async def set_role(self, workspace_id: UUID, user_id: UUID, role: Role) -> tuple[Role, Member]:
         """Give the member ``role``; returns their role before and the member now.
 

@@ -273,6 +273,52 @@ class VectorStore:
         flt = _filter(workspace_id=workspace_id, end_user_id=end_user_id)
         await self._run(lambda c: c.delete(MEMORY, points_selector=flt, wait=True))
 
+    # -- a workspace's whole data (retention, export, deletion) --------------------------------
+
+    async def forget_conversations(self, workspace_id: Id, conversation_ids: Sequence[Id]) -> None:
+        """Erase the memories made in these conversations (their transcripts expired)."""
+        if not conversation_ids:
+            return
+        qm = await self._models()
+        flt = _filter(workspace_id=workspace_id)
+        flt.must.append(  # type: ignore[union-attr]  # _filter always builds a list
+            qm.FieldCondition(
+                key="conversation_id",
+                match=qm.MatchAny(any=[str(cid) for cid in conversation_ids]),
+            )
+        )
+        await self._run(lambda c: c.delete(MEMORY, points_selector=flt, wait=True))
+
+    async def count_workspace(self, workspace_id: Id) -> dict[str, int]:
+        """Points per collection that belong to the workspace."""
+        flt = _filter(workspace_id=workspace_id)
+        counts: dict[str, int] = {}
+        for name in (KNOWLEDGE, MEMORY):
+            counts[name] = await self._run(functools.partial(_count, collection=name, flt=flt))
+        return counts
+
+    async def workspace_payloads(self, workspace_id: Id) -> list[tuple[str, str, dict[str, Any]]]:
+        """Every point of the workspace as (collection, point id, payload), vectors left out
+        (they are derived from the texts in the payloads)."""
+        flt = _filter(workspace_id=workspace_id)
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        for name in (KNOWLEDGE, MEMORY):
+            offset: Any = None
+            while True:
+                points, offset = await self._run(
+                    functools.partial(_scroll, collection=name, flt=flt, offset=offset)
+                )
+                found.extend((name, str(p.id), dict(p.payload or {})) for p in points)
+                if offset is None:
+                    break
+        return found
+
+    async def delete_workspace(self, workspace_id: Id) -> None:
+        """Erase every point of the workspace, in both collections."""
+        flt = _filter(workspace_id=workspace_id)
+        for name in (KNOWLEDGE, MEMORY):
+            await self._run(functools.partial(_delete, collection=name, flt=flt))
+
     # -- lifetime ----------------------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -364,6 +410,23 @@ class VectorStore:
 
 def _upsert(client: QdrantClient, *, collection: str, points: list[qm.PointStruct]) -> None:
     client.upsert(collection, points=points, wait=True)
+
+
+def _count(client: QdrantClient, *, collection: str, flt: qm.Filter) -> int:
+    return int(client.count(collection, count_filter=flt, exact=True).count)
+
+
+def _scroll(
+    client: QdrantClient, *, collection: str, flt: qm.Filter, offset: Any
+) -> tuple[list[Any], Any]:
+    points, next_offset = client.scroll(
+        collection, scroll_filter=flt, limit=256, offset=offset, with_payload=True
+    )
+    return list(points), next_offset
+
+
+def _delete(client: QdrantClient, *, collection: str, flt: qm.Filter) -> None:
+    client.delete(collection, points_selector=flt, wait=True)
 
 
 def _filter(**fields: Any) -> qm.Filter:

@@ -17,6 +17,7 @@ __all__ = [
     "origin_listed_anywhere",
     "set_allowed_origins",
     "validate_workspace_name",
+    "workspace_ids",
 ]
 
 DEFAULT_WORKSPACE = "default"
@@ -49,6 +50,12 @@ async def ensure_workspace(conn: db.Connection, name: str) -> UUID:
         return new_id
     existing: UUID = await conn.fetchval("SELECT id FROM workspaces WHERE name = $1", name)
     return existing
+
+
+async def workspace_ids(conn: db.Connection | db.Pool) -> list[UUID]:
+    """Every workspace's id (periodic jobs run once per workspace)."""
+    rows = await conn.fetch("SELECT id FROM workspaces ORDER BY id")
+    return [row["id"] for row in rows]
 
 
 async def find_workspace(conn: db.Connection | db.Pool, name: str) -> UUID | None:

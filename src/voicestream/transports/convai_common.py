@@ -51,6 +51,7 @@ from ..identity.tickets import (
 from ..pipeline import events
 from ..pipeline.session import SAMPLE_RATE, ConversationHooks, ConversationSession, SessionDeps
 from ..protocols import convai
+from ..rest.moderation import MODERATOR
 from ..rest.resources import (
     AGENT_RESOLVER,
     AGENTS,
@@ -347,6 +348,13 @@ async def open_conversation(
     )
 
 
+def _workspace_of(agent: AgentConfig) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(agent.workspace_id)
+    except ValueError:  # an agent built in code, in no stored workspace
+        return None
+
+
 def session_deps(
     rt: web.Application, agent: AgentConfig, *, silence_timeout_s: float
 ) -> SessionDeps:
@@ -363,6 +371,7 @@ def session_deps(
         history_max_messages=rt[SETTINGS].convai_history_max_messages,
         history_max_chars=rt[SETTINGS].convai_history_max_chars,
         observe_stage=lambda stage, s: rt[METRICS].conversation_stage.labels(stage).observe(s),
+        screen_reply=rt[MODERATOR].agent_screen_for(_workspace_of(agent)),
     )
 
 

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..engines.base import Voice
 from ..engines.tts_stream import TTSStream
+from ..errors import VoiceStreamError
 from ..identity import quotas
 from ..media.encode import StreamEncoder, make_encoder
 from ..media.formats import AudioFormat, Codec, parse_format
@@ -101,6 +102,13 @@ async def _start(request: web.Request) -> tuple[web.Application, _Dialogue, quot
         stream.push_text(item.text)
         stream.end_input()
         turns.append(_Turn(i, voice, item.text, stream))
+    try:
+        # Every turn meets the content policy before the first turn's audio goes out.
+        for turn in turns:
+            await turn.stream.screen_queued()
+    except VoiceStreamError:
+        await charge.refund(principal_of(request).workspace_id)
+        raise
     return rt, _Dialogue(body, fmt, tuple(turns)), charge
 
 

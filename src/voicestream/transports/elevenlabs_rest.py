@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..billing.subscription_view import subscription_view
 from ..engines.tts_stream import TTSStream
 from ..errors import (
     InvalidAudio,
@@ -24,6 +25,7 @@ from ..errors import (
     ValidationFailed,
 )
 from ..identity import quotas
+from ..identity.compliance import COMPLIANCE
 from ..media.decode import decode_audio, decode_raw
 from ..media.formats import AudioFormat, Codec, parse_format
 from ..protocols import elevenlabs as el
@@ -33,6 +35,7 @@ from ..rest.resources import (
     HISTORY,
     MEDIA_EXECUTOR,
     METRICS,
+    POOL,
     REGISTRY,
     SETTINGS,
     TTS_EXECUTORS,
@@ -118,7 +121,7 @@ async def tts_convert(request: web.Request) -> web.StreamResponse:
     sends it as it is made, its header saying "until EOF" (unless it is one clause long).
     """
     rt, body, fmt, stream, charge = await _start_tts(request)
-    history = _History(request, body, fmt, stream)
+    history = await _History.open(request, body, fmt, stream)
     whole_file = fmt.codec is Codec.WAV and not request.path.endswith("/stream")
 
     async def pieces() -> AsyncIterator[bytes]:
@@ -150,6 +153,17 @@ class _History:
         self.enabled = enable_logging(request)
         self.item_id = new_history_id()
         self._audio = bytearray()
+
+    @classmethod
+    async def open(
+        cls, request: web.Request, body: el.TTSBody, fmt: AudioFormat, stream: TTSStream
+    ) -> _History:
+        history = cls(request, body, fmt, stream)
+        if history.enabled:
+            # A HIPAA workspace keeps no TTS history unless it says so (identity/compliance.py).
+            rules = request.config_dict[COMPLIANCE]
+            history.enabled = await rules.keeps_tts_history(principal_of(request).workspace_id)
+        return history
 
     def headers(self) -> dict[str, str]:
         return {"history-item-id": self.item_id} if self.enabled else {}
@@ -214,7 +228,7 @@ def _timestamps_json(data: bytes, timing: el.CharTiming | None) -> dict[str, Any
 async def tts_with_timestamps(request: web.Request) -> web.StreamResponse:
     """``/with-timestamps``: all the audio in base64 plus the alignment of the whole text."""
     rt, body, fmt, stream, charge = await _start_tts(request)
-    history = _History(request, body, fmt, stream)
+    history = await _History.open(request, body, fmt, stream)
     audio = bytearray()
     timings: list[el.CharTiming] = []
     async with charge.covering(principal_of(request).workspace_id):
@@ -232,7 +246,7 @@ async def tts_with_timestamps(request: web.Request) -> web.StreamResponse:
 async def tts_stream_timestamps(request: web.Request) -> web.StreamResponse:
     """``/stream/with-timestamps``: one JSON line per clause; times from the audio's start."""
     rt, body, fmt, stream, charge = await _start_tts(request)
-    history = _History(request, body, fmt, stream)
+    history = await _History.open(request, body, fmt, stream)
 
     async def lines() -> AsyncIterator[bytes]:
         async for data, timing in _timed_chunks(rt, stream, fmt, body.text):
@@ -382,9 +396,21 @@ async def get_user(request: web.Request) -> web.StreamResponse:
 
 
 async def get_subscription(request: web.Request) -> web.StreamResponse:
+    rt = request.app
+    voices = len(rt[REGISTRY].voices())
+    view = await subscription_view(rt[POOL], rt[SETTINGS], principal_of(request).workspace_id)
+    if view is None:  # no billing: the self-hosted figures
+        return web.json_response(
+            el.subscription(characters=await _characters_used(request), voices=voices)
+        )
     return web.json_response(
         el.subscription(
-            characters=await _characters_used(request),
-            voices=len(request.app[REGISTRY].voices()),
+            characters=view.credits_used,
+            voices=voices,
+            tier=view.tier,
+            character_limit=view.credits_included,
+            next_reset_unix=int(view.resets_at.timestamp()),
+            status=view.status,
+            currency=view.currency,
         )
     )

@@ -20,6 +20,7 @@ from ..identity import policy
 from ..identity.page_origins import defer_origin, require_origin
 from ..protocols import elevenlabs as el
 from ..protocols.elevenlabs_ws import InvalidApiKey, MissingApiKey, bearer_token
+from ..rest.moderation import SPEAKING_WORKSPACE
 from ..rest.resources import API_KEYS, METRICS
 from ..store.keys import Principal
 from ..store.usage import UsageKind
@@ -104,6 +105,8 @@ class SocketAuth:
         await require_origin(self._request, principal.workspace_id)
         if principal.key_id is not None:  # always, for a key; user sessions have none
             bind_socket_key(self._request, principal.key_id)  # revoking the key closes it
+        # Its text is moderated by this workspace's policy (server/text_screening.py).
+        self._request[SPEAKING_WORKSPACE] = principal.workspace_id
         # The quota and stream-cap admission the limits middleware gives header keys.
         kinds: tuple[UsageKind, ...] = (
             ("stt_seconds",) if "/speech-to-text/" in self._path else ("tts_characters",)

@@ -24,9 +24,10 @@ from uuid import UUID
 
 from aiohttp import web
 
+from ..billing.subscription_view import current_plan
 from ..errors import Busy
 from ..identity.quotas import require_headroom
-from ..rest.resources import REDIS, SETTINGS, USAGE
+from ..rest.resources import POOL, REDIS, SETTINGS, USAGE
 from ..store.redis_client import redis_outage
 from ..store.stream_leases import StreamLease, StreamLeases
 from ..store.usage import Subject, UsageKind
@@ -112,6 +113,10 @@ async def stream_slot(app: web.Application, workspace_id: UUID) -> AsyncIterator
         yield
         return
     cap = app[SETTINGS].max_streams_per_workspace
+    pool = app.get(POOL)
+    plan = None if pool is None else await current_plan(pool, app[SETTINGS], workspace_id)
+    if plan is not None:  # with billing, the workspace's plan may allow fewer
+        cap = min(cap, plan.concurrency_limit)
 
     async def take() -> StreamLease | None:
         lease = await admission.leases.acquire(workspace_id, cap)

@@ -41,7 +41,7 @@ from aiohttp import web
 
 from ..engines.base import STTEngine, TTSEngine, Voice
 from ..engines.stt_stream import STTEvent, STTStream
-from ..engines.tts_stream import TTSStream
+from ..engines.tts_stream import TEXT_SCREEN, TTSStream
 from ..errors import (
     Busy,
     ClientTooSlow,
@@ -57,6 +57,7 @@ from ..errors import (
 from ..media.formats import PCM_RATES, parse_format
 from ..media.resample import Resampler
 from ..protocols import wyoming as wy
+from ..rest.moderation import MODERATOR
 from ..rest.resources import MEDIA_EXECUTOR, METRICS, POOL, REGISTRY, SETTINGS, TTS_EXECUTORS, USAGE
 from ..store.workspaces import ensure_workspace
 from .stream_admission import stream_slot
@@ -118,6 +119,8 @@ async def wyoming_server(app: web.Application) -> AsyncIterator[None]:
                 except Busy as err:
                     await _refuse(rt, reader, writer, err)
                     return
+                # What it speaks meets the Wyoming workspace's content policy (this task's).
+                TEXT_SCREEN.set(rt[MODERATOR].screen_for(workspace_id))
                 async with slot:
                     await _Connection(rt, reader, writer, info, workspace_id).run()
             finally:

@@ -32,6 +32,8 @@ from voicestream.engines.agents.base import AgentEngine, AgentRequest
 from voicestream.engines.agents.retrieval import KnowledgeBase
 from voicestream.errors import EngineError, EngineUnavailable, InvalidJSON, VoiceStreamError
 from voicestream.protocols.json_messages import load_json
+from voicestream.resilience.circuit_breakers import breaker, endpoint_name
+from voicestream.resilience.client_failures import openai_endpoint_failed
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -248,11 +250,16 @@ class OpenAIChatAgent(AgentEngine):
         if settings.max_tokens is not None:
             extra["max_tokens"] = settings.max_tokens
         try:
-            stream = await client.chat.completions.create(
-                model=settings.model,
-                messages=cast("list[ChatCompletionMessageParam]", messages),
-                stream=True,
-                **extra,
+            # Through the endpoint's breaker: an endpoint that is down is refused at once
+            # (503 dependency_unavailable to the caller) instead of each turn waiting it out.
+            stream = await breaker(endpoint_name("llm", settings.base_url)).call(
+                lambda: client.chat.completions.create(
+                    model=settings.model,
+                    messages=cast("list[ChatCompletionMessageParam]", messages),
+                    stream=True,
+                    **extra,
+                ),
+                trips=openai_endpoint_failed,
             )
             # async with: a barge-in cancels us mid-stream, and the response must be closed
             # then, not left holding a pooled connection.

@@ -1,0 +1,1 @@
+"""Staying up while the services we call are down: circuit breakers around outside calls."""
