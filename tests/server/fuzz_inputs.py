@@ -324,6 +324,7 @@ class FuzzIdentity:
 
     key: str
     agent_id: str
+    scim_token: str  # the workspace's SCIM bearer token: /scim/v2 takes no API key
 
 
 _IDENTITIES: dict[str, FuzzIdentity] = {}  # by workspace: made once per session server
@@ -342,7 +343,18 @@ async def fuzz_identity(server: Any, workspace: str) -> FuzzIdentity:
             ) as r,
         ):
             assert r.status == 201, await r.text()
-            _IDENTITIES[workspace] = FuzzIdentity(key, (await r.json())["id"])
+            agent_id = (await r.json())["id"]
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(
+                f"{server.url}/v1/admin/scim/tokens",
+                json={"name": "fuzz"},
+                headers={"Authorization": f"Bearer {key}"},
+            ) as r,
+        ):
+            assert r.status == 201, await r.text()
+            scim_token = (await r.json())["token"]
+        _IDENTITIES[workspace] = FuzzIdentity(key, agent_id, scim_token)
     return _IDENTITIES[workspace]
 
 

@@ -28,7 +28,7 @@ from elevenlabs.client import AsyncElevenLabs
 from waiting import eventually
 
 from fakes.stripe_server import FakeStripe
-from fixtures_services import unique_name
+from fixtures_services import own_database, unique_name
 from helpers import StartedServer, settings_for_test_server, start_test_server
 from voicestream.billing.stripe_gateway import StripeGateway, gateway_for
 from voicestream.engines.catalog import EngineRegistry
@@ -86,16 +86,21 @@ async def billed(
     registry: EngineRegistry,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[StartedServer]:
-    settings = settings_for_test_server(
-        embedded_services,
-        tmp_path_factory.mktemp("billing"),
-        stripe_api_key="sk_test_voicestream",
-        stripe_api_base=fake.url,
-        stripe_webhook_secret=SECRET,
-        billing_plans=json.dumps(PLANS),
-    )
-    async with start_test_server(settings, registry) as started:
-        yield started
+    # A database and job stream of its own: the jobs it submits are run by its own worker,
+    # with its Stripe settings, never by another test server's.
+    async with own_database(embedded_services) as own:
+        settings = settings_for_test_server(
+            embedded_services,
+            tmp_path_factory.mktemp("billing"),
+            database_url=own.url,
+            jobs_stream=f"billing-test-{uuid.uuid4().hex[:8]}",
+            stripe_api_key="sk_test_voicestream",
+            stripe_api_base=fake.url,
+            stripe_webhook_secret=SECRET,
+            billing_plans=json.dumps(PLANS),
+        )
+        async with start_test_server(settings, registry) as started:
+            yield started
 
 
 async def _member(

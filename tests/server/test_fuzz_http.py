@@ -5,7 +5,7 @@ anyone listing it here (``test_every_live_route_is_fuzzed`` checks that the list
 running server). For each route, hypothesis draws path parameters, query strings, headers and
 bodies from ``fuzz_inputs`` and the test asserts, per request:
 
-- no 5xx, and every 4xx carries a JSON error body;
+- no 5xx, and every 4xx carries a JSON error body (SCIM's own error document under /scim/v2);
 - an answer (body included) within a deadline: nothing hangs;
 - nothing in the server log at ERROR or with a traceback;
 - the server still answers ``/healthz``.
@@ -38,6 +38,7 @@ from voicestream.server.app import create_app
 
 EXAMPLES_PER_ROUTE = 25
 DEADLINE_S = 10.0
+SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 FUZZ = fuzz_settings(EXAMPLES_PER_ROUTE)
 
 
@@ -124,7 +125,16 @@ async def _check_response(r: aiohttp.ClientResponse, what: str, parser_refused: 
     assert r.status < 500, f"{what} -> {r.status}: {body[:300]!r}"
     if parser_refused and r.status == 400 and r.content_type == "text/plain":
         return
-    if r.status >= 400 and r.method != "HEAD":
+    scim = r.url.path.startswith("/scim/v2/")
+    if r.status >= 400 and r.method != "HEAD" and scim and not parser_refused:
+        # SCIM answers its errors in its own shape (RFC 7644 §3.12); what the HTTP parser
+        # may refuse before any routing (see above) is answered like any other request.
+        assert r.content_type == "application/scim+json", f"{what} -> {r.status} {body[:300]!r}"
+    if r.status >= 400 and r.method != "HEAD" and r.content_type == "application/scim+json":
+        assert scim, f"{what} -> a SCIM error outside /scim/v2"
+        error = await r.json(content_type=None)
+        assert SCIM_ERROR in error["schemas"] and error["status"] == str(r.status), error
+    elif r.status >= 400 and r.method != "HEAD":
         assert r.content_type == "application/json", f"{what} -> {r.status} {body[:300]!r}"
         error = await r.json()
         assert "error" in error or "detail" in error, f"{what} -> {error}"
@@ -153,7 +163,8 @@ async def test_route_survives_malformed_requests(
     fuzz = await fuzz_identity(server, "fuzz")
     url = _url(server, path, params, fuzz.agent_id, query)
     content_type, data = body
-    headers = _headers(auth, fuzz.key, content_type, odd)
+    key = fuzz.scim_token if path.startswith("/scim/v2/") else fuzz.key
+    headers = _headers(auth, key, content_type, odd)
     what = f"{method} {url} {headers} body={data[:120]!r}"
     async with aiohttp.ClientSession(auto_decompress=False) as s:
         async with asyncio.timeout(DEADLINE_S):

@@ -51,6 +51,8 @@ async def moderated(
         moderation_key="sk-moderation",
         # The agents' model is the same local fake.
         webhook_allow_private=True,
+        # Its tests submit no jobs; its worker must not take other servers' (their files).
+        jobs_worker=False,
     )
     async with start_test_server(settings, registry) as started:
         yield started

@@ -35,10 +35,11 @@ from wyoming.tts import (
 from helpers import corpus_wer, normalize, sentences
 from voicestream.config import load_settings
 from voicestream.engines.catalog import EngineRegistry
+from voicestream.rest.moderation import MODERATOR
 from voicestream.rest.resources import METRICS, POOL, USAGE
 from voicestream.server.app import create_app
 from voicestream.store.embedded import ServiceURLs
-from voicestream.store.moderation import ModerationRepository, StoredPolicy
+from voicestream.store.moderation import StoredPolicy
 from voicestream.store.workspaces import find_workspace
 from voicestream.transports.wyoming_tcp import USAGE_WORKSPACE, WYOMING
 
@@ -596,7 +597,8 @@ async def test_a_text_the_wyoming_workspace_blocks_is_refused(wyoming: WyomingAp
     workspace = await find_workspace(rt[POOL], USAGE_WORKSPACE)
     assert workspace is not None
     policy = StoredPolicy(("zorp",), (), (), 0.5, 0.8, None, None)
-    await ModerationRepository(rt[POOL]).put_policy(workspace, policy)
+    # Through the server's moderator, as the admin route does: its cached policy is dropped.
+    await rt[MODERATOR].set_policy(workspace, policy)
     async with wyoming.client() as client:
         await client.write_event(
             Synthesize(text="Say Zorp now.", voice=SynthesizeVoice(name="slt")).event()

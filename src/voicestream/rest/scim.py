@@ -60,7 +60,7 @@ from ..store.audit import Actor
 from ..store.scim_resources import FilterColumn, ScimGroupRow, ScimUserRow
 from .resources import POOL
 
-__all__ = ["SCIM_PREFIX", "scim_app", "scim_provisioning"]
+__all__ = ["SCIM_PREFIX", "scim_app", "scim_error_response", "scim_provisioning"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,20 @@ def _scim_error(status: int, detail: str, scim_type: str | None = None) -> web.R
     return _scim_json(body, status, headers)
 
 
+def scim_error_response(exc: VoiceStreamError) -> web.Response:
+    """A client error as SCIM's error document (RFC 7644 §3.12), for requests under
+    ``SCIM_PREFIX``: from this sub-app, and from the server's checks that run before it (a NUL
+    in the query, a body too slow)."""
+    status, scim_type = exc.http_status, None
+    for kind, (known_status, known_type) in _ERROR_STATUS.items():
+        if isinstance(exc, kind):
+            status, scim_type = known_status, known_type
+            break
+    if status == 400 or status == 422:
+        status, scim_type = 400, "invalidValue"
+    return _scim_error(status, exc.message, scim_type)
+
+
 @web.middleware
 async def _scim_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -108,16 +122,9 @@ async def _scim_middleware(request: web.Request, handler: Handler) -> web.Stream
     except SCIMException as exc:
         return _scim_json(error_body(exc), exc.status)
     except VoiceStreamError as exc:
-        status, scim_type = exc.http_status, None
-        for kind, (known_status, known_type) in _ERROR_STATUS.items():
-            if isinstance(exc, kind):
-                status, scim_type = known_status, known_type
-                break
-        if status == 400 or status == 422:
-            status, scim_type = 400, "invalidValue"
-        if status >= 500:
+        if exc.http_status >= 500:
             raise  # the server's own trouble: the error middleware logs and answers it
-        return _scim_error(status, exc.message, scim_type)
+        return scim_error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

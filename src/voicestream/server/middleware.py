@@ -17,7 +17,7 @@ from ..identity.page_origins import require_origin
 from ..rest.auth import ACCOUNTS
 from ..rest.openapi import WORKSPACE_HEADER
 from ..rest.resources import API_KEYS, METRICS
-from ..rest.scim import SCIM_PREFIX
+from ..rest.scim import SCIM_PREFIX, scim_error_response
 from ..store.keys import KEY_PREFIX, Principal
 from ..store.services import outage_error
 from ..transports.context import PRINCIPAL
@@ -64,6 +64,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = err.http_status
         if metrics is not None:
             metrics.errors.labels(err.code).inc()
+        if status < 500 and request.path.startswith(SCIM_PREFIX + "/"):
+            scim_answer = scim_error_response(err)  # an identity provider reads SCIM errors
+            status = scim_answer.status
+            return scim_answer
         return web.json_response(err.to_dict(), status=status, headers=_retry_after(err))
     except web.HTTPException as exc:
         status = exc.status
