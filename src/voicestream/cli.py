@@ -18,10 +18,12 @@ import json
 import logging
 import secrets
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
+from uuid import UUID
 
 from voicestream.billing.ledger import MAX_GRANT, CreditPolicy, grant
 from voicestream.config import ConfigError, Settings, load_settings
@@ -47,6 +49,18 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+class _Key(Protocol):
+    """What the key commands need of a key, workspace or operator."""
+
+    @property
+    def id(self) -> UUID: ...
+
+    def to_dict(self) -> dict[str, object]: ...
+
+
+KeyT = TypeVar("KeyT", bound=_Key)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -149,17 +163,12 @@ def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
                 scopes=args.scopes,
                 expires_in=args.expires_in,
             )
-            try:
-                await _audit_key(database.pool, "key.created", key)
-            except BaseException:
-                # No key without its entry: this one was never shown, so nobody holds it;
-                # revoked as well, so that the list does not show it as live.
-                with contextlib.suppress(Exception):
-                    await keys.revoke(str(key.id))
-                raise
-            # Printed before the services are released: whatever happens next, the only copy
-            # of the key must not be lost.
-            print(plaintext, flush=True)
+            await show_new_key(
+                key,
+                plaintext,
+                audit=partial(_audit_key, database.pool, "key.created"),
+                revoke=keys.revoke,
+            )
         print(
             f"created key {key.prefix} (workspace {key.workspace_name}, role {key.role}); "
             "it is shown only this once, store it now",
@@ -174,10 +183,8 @@ def _keys_list(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
         async with open_database(settings) as database:
             keys = await ApiKeyRepository(database.pool).list(workspace=args.workspace)
-        if args.json:
-            print(json.dumps([key.to_dict() for key in keys], indent=2))
-        else:
-            print(_table(keys))
+        header = ("PREFIX", "WORKSPACE", "ROLE", "NAME", "CREATED", "LAST USED", "REVOKED")
+        print_keys(keys, as_json=args.json, header=header, row=_key_row)
         return EXIT_OK
 
     return _run(go())
@@ -187,20 +194,60 @@ def _keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
         async with open_database(settings) as database:
             key = await ApiKeyRepository(database.pool).revoke(args.key)
-            print(f"revoked {key.prefix} (workspace {key.workspace_name})", flush=True)
-            # After the revocation, which must not wait for the audit log: a key being revoked
-            # may be leaking. A missing entry is reported, and the command fails.
-            try:
-                await _audit_key(database.pool, "key.revoked", key)
-            except (VoiceStreamError, db.PostgresError) as exc:
-                print(
-                    f"voicestream: the key is revoked, but its audit entry was not written: {exc}",
-                    file=sys.stderr,
-                )
-                return EXIT_FAILURE
-        return EXIT_OK
+            return await report_revoked(
+                f"revoked {key.prefix} (workspace {key.workspace_name})",
+                partial(_audit_key, database.pool, "key.revoked", key),
+            )
 
     return _run(go())
+
+
+async def show_new_key(
+    key: KeyT,
+    plaintext: str,
+    *,
+    audit: Callable[[KeyT], Awaitable[None]],
+    revoke: Callable[[str], Awaitable[object]],
+) -> None:
+    """Audits a key just created, then prints its plaintext: call it before the services are
+    released, so that whatever happens next the only copy of the key is not lost."""
+    try:
+        await audit(key)
+    except BaseException:
+        # No key without its entry: this one was never shown, so nobody holds it; revoked as
+        # well, so that the list does not show it as live.
+        with contextlib.suppress(Exception):
+            await revoke(str(key.id))
+        raise
+    print(plaintext, flush=True)
+
+
+async def report_revoked(message: str, audit: Callable[[], Awaitable[None]]) -> int:
+    """Reports a revocation, then audits it. The revocation does not wait for the audit log
+    (a key being revoked may be leaking); a missing entry is reported, and the command fails."""
+    print(message, flush=True)
+    try:
+        await audit()
+    except (VoiceStreamError, db.PostgresError) as exc:
+        print(
+            f"voicestream: the key is revoked, but its audit entry was not written: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def print_keys(
+    keys: Sequence[KeyT],
+    *,
+    as_json: bool,
+    header: Sequence[str],
+    row: Callable[[KeyT], Sequence[str]],
+) -> None:
+    if as_json:
+        print(json.dumps([key.to_dict() for key in keys], indent=2))
+    else:
+        print(_columns(header, [row(key) for key in keys]))
 
 
 async def _audit_key(pool: db.Pool, action: str, key: ApiKey) -> None:
@@ -391,21 +438,16 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
-def _table(keys: Sequence[ApiKey]) -> str:
-    header = ("PREFIX", "WORKSPACE", "ROLE", "NAME", "CREATED", "LAST USED", "REVOKED")
-    rows = [
-        (
-            k.prefix,
-            k.workspace_name,
-            k.role,
-            k.name or "-",
-            _when(k.created_at),
-            _when(k.last_used_at),
-            _when(k.revoked_at),
-        )
-        for k in keys
-    ]
-    return _columns(header, rows)
+def _key_row(k: ApiKey) -> tuple[str, ...]:
+    return (
+        k.prefix,
+        k.workspace_name,
+        k.role,
+        k.name or "-",
+        _when(k.created_at),
+        _when(k.last_used_at),
+        _when(k.revoked_at),
+    )
 
 
 def _columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

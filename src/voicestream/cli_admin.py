@@ -18,18 +18,21 @@ import contextlib
 import json
 import sys
 from datetime import UTC, datetime
+from functools import partial
 from uuid import UUID
 
 from voicestream.cli import (
-    EXIT_FAILURE,
     EXIT_OK,
     _columns,
     _duration_arg,
     _run,
     _when,
+    print_keys,
+    report_revoked,
+    show_new_key,
 )
 from voicestream.config import Settings
-from voicestream.errors import BadRequest, NotFound, VoiceStreamError
+from voicestream.errors import BadRequest, NotFound
 from voicestream.identity.quotas import month_start
 from voicestream.store import db
 from voicestream.store.audit import CLI_ACTOR, AuditLog
@@ -63,15 +66,12 @@ def create_operator_key(settings: Settings, args: argparse.Namespace) -> int:
         async with open_database(settings) as database:
             keys = OperatorKeyRepository(database.pool)
             key, plaintext = await keys.create(args.name, expires_in=args.expires_in)
-            try:
-                await _audit(database.pool, "operator_key.created", key)
-            except BaseException:
-                # No key without its entry: never shown, so nobody holds it; revoked so the
-                # list does not show it as live.
-                with contextlib.suppress(Exception):
-                    await keys.revoke(str(key.id))
-                raise
-            print(plaintext, flush=True)
+            await show_new_key(
+                key,
+                plaintext,
+                audit=partial(_audit, database.pool, "operator_key.created"),
+                revoke=keys.revoke,
+            )
         print(
             f"created operator key {key.prefix}: it reads every workspace's summary and usage "
             "(/v1/operator/...) and nothing else; it is shown only this once, store it now",
@@ -86,42 +86,32 @@ def _list_keys(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
         async with open_database(settings) as database:
             keys = await OperatorKeyRepository(database.pool).list()
-        if args.json:
-            print(json.dumps([key.to_dict() for key in keys], indent=2))
-            return EXIT_OK
         header = ("PREFIX", "NAME", "CREATED", "LAST USED", "EXPIRES", "REVOKED")
-        rows = [
-            (
-                k.prefix,
-                k.name or "-",
-                _when(k.created_at),
-                _when(k.last_used_at),
-                _when(k.expires_at),
-                _when(k.revoked_at),
-            )
-            for k in keys
-        ]
-        print(_columns(header, rows))
+        print_keys(keys, as_json=args.json, header=header, row=_key_row)
         return EXIT_OK
 
     return _run(go())
+
+
+def _key_row(k: OperatorKey) -> tuple[str, ...]:
+    return (
+        k.prefix,
+        k.name or "-",
+        _when(k.created_at),
+        _when(k.last_used_at),
+        _when(k.expires_at),
+        _when(k.revoked_at),
+    )
 
 
 def _revoke_key(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
         async with open_database(settings) as database:
             key = await OperatorKeyRepository(database.pool).revoke(args.key)
-            print(f"revoked operator key {key.prefix}", flush=True)
-            # After the revocation, which must not wait: a key being revoked may be leaking.
-            try:
-                await _audit(database.pool, "operator_key.revoked", key)
-            except (VoiceStreamError, db.PostgresError) as exc:
-                print(
-                    f"voicestream: the key is revoked, but its audit entry was not written: {exc}",
-                    file=sys.stderr,
-                )
-                return EXIT_FAILURE
-        return EXIT_OK
+            return await report_revoked(
+                f"revoked operator key {key.prefix}",
+                partial(_audit, database.pool, "operator_key.revoked", key),
+            )
 
     return _run(go())
 

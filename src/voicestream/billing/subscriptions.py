@@ -22,7 +22,7 @@ from ..errors import Conflict, ValidationFailed
 from ..store import billing as store
 from ..store import db
 from ..store.billing import BillingAccount
-from .plans import FREE, PlanTable, plan_table
+from .plans import FREE, Plan, PlanTable, plan_table
 from .stripe_gateway import StripeGateway, require_gateway
 
 __all__ = [
@@ -174,11 +174,7 @@ async def subscribe(
     gateway = require_gateway(settings)
     plans = plan_table(settings)
     plan = plans.get(plan_name)
-    if plan.stripe_price_id is None:
-        raise ValidationFailed(
-            f"the {plan.name} plan has no Stripe price: nothing to subscribe to",
-            details={"fields": [{"field": "plan", "message": "not a paid plan"}]},
-        )
+    price = _stripe_price(plan, ": nothing to subscribe to")
     if coupon and promotion_code:
         raise ValidationFailed("give a coupon or a promotion code, not both")
     account = await store.account(pool, workspace_id)
@@ -190,7 +186,7 @@ async def subscribe(
     account = await _customer(gateway, pool, account, email, purchase_order)
     params: dict[str, Any] = {
         "customer": account.stripe_customer_id,
-        "items": [{"price": plan.stripe_price_id}],
+        "items": [{"price": price}],
         "metadata": {"workspace_id": str(workspace_id), "plan": plan.name},
     }
     if trial_days:
@@ -204,6 +200,23 @@ async def subscribe(
         params["days_until_due"] = purchase_order.net_terms_days
         params["metadata"]["po_number"] = purchase_order.number
     subscription = await gateway.call(lambda: gateway.v1.subscriptions.create_async(params=params))
+    return await _saved(pool, account, subscription, plans)
+
+
+def _stripe_price(plan: Plan, advice: str) -> str:
+    """The plan's Stripe price; a plan without one (free) is nothing to pay for."""
+    if plan.stripe_price_id is None:
+        raise ValidationFailed(
+            f"the {plan.name} plan has no Stripe price{advice}",
+            details={"fields": [{"field": "plan", "message": "not a paid plan"}]},
+        )
+    return plan.stripe_price_id
+
+
+async def _saved(
+    pool: db.Pool, account: BillingAccount, subscription: dict[str, Any], plans: PlanTable
+) -> BillingAccount:
+    """The account as Stripe now has its subscription, stored."""
     found = account_from_subscription(account, subscription, plans)
     await store.save_account(pool, found)
     return found
@@ -230,14 +243,10 @@ async def change_plan(
     gateway = require_gateway(settings)
     plans = plan_table(settings)
     plan = plans.get(plan_name)
-    if plan.stripe_price_id is None:
-        raise ValidationFailed(
-            f"the {plan.name} plan has no Stripe price; cancel the subscription instead",
-            details={"fields": [{"field": "plan", "message": "not a paid plan"}]},
-        )
+    price = _stripe_price(plan, "; cancel the subscription instead")
     account, subscription = await _current(pool, gateway, workspace_id)
     items = (subscription.get("items") or {}).get("data") or []
-    item: dict[str, Any] = {"price": plan.stripe_price_id}
+    item: dict[str, Any] = {"price": price}
     if items:
         item["id"] = items[0]["id"]
     params = {
@@ -250,9 +259,7 @@ async def change_plan(
     updated = await gateway.call(
         lambda: gateway.v1.subscriptions.update_async(subscription_id, params=params)
     )
-    found = account_from_subscription(account, updated, plans)
-    await store.save_account(pool, found)
-    return found
+    return await _saved(pool, account, updated, plans)
 
 
 async def cancel(pool: db.Pool, settings: Settings, workspace_id: UUID) -> BillingAccount:
@@ -265,9 +272,7 @@ async def cancel(pool: db.Pool, settings: Settings, workspace_id: UUID) -> Billi
             subscription_id, params={"cancel_at_period_end": True}
         )
     )
-    found = account_from_subscription(account, updated, plan_table(settings))
-    await store.save_account(pool, found)
-    return found
+    return await _saved(pool, account, updated, plan_table(settings))
 
 
 async def invoices(

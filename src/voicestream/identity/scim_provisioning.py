@@ -30,7 +30,13 @@ from scim2_models import Group, User
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..store import db
 from ..store.keys import Principal, Role, role_rank
-from ..store.scim_resources import ScimGroupRow, ScimResourceRepository, ScimUserRow
+from ..store.scim_resources import (
+    ScimGroupFields,
+    ScimGroupRow,
+    ScimResourceRepository,
+    ScimUserFields,
+    ScimUserRow,
+)
 from ..store.scim_tokens import ScimSettings, ScimToken, ScimTokenRepository
 from ..store.users import UserRepository
 from .access_tokens import hash_token
@@ -121,11 +127,7 @@ class ScimProvisioning:
     async def create_user(self, workspace_id: UUID, user: User[Any]) -> ScimUserRow:
         row = await self.resources.create_user(
             workspace_id,
-            user_name=str(user.user_name),
-            external_id=user.external_id,
-            display_name=user.display_name,
-            active=user.active is not False,
-            document=stored_document(user),
+            _user_fields(user),
         )
         try:
             row = await self._link(row, user)
@@ -140,11 +142,7 @@ class ScimProvisioning:
         row = await self.resources.replace_user(
             workspace_id,
             scim_id,
-            user_name=str(user.user_name),
-            external_id=user.external_id,
-            display_name=user.display_name,
-            active=user.active is not False,
-            document=stored_document(user),
+            _user_fields(user),
         )
         row = await self._link(row, user)
         await self._sync(workspace_id, [row])
@@ -160,10 +158,7 @@ class ScimProvisioning:
     async def create_group(self, workspace_id: UUID, group: Group) -> ScimGroupRow:
         row = await self.resources.create_group(
             workspace_id,
-            display_name=str(group.display_name),
-            external_id=group.external_id,
-            document=stored_document(group),
-            member_ids=group_member_ids(group),
+            _group_fields(group),
         )
         await self._sync_ids(workspace_id, row.member_ids)
         return row
@@ -172,10 +167,7 @@ class ScimProvisioning:
         row, before = await self.resources.replace_group(
             workspace_id,
             group_id,
-            display_name=str(group.display_name),
-            external_id=group.external_id,
-            document=stored_document(group),
-            member_ids=group_member_ids(group),
+            _group_fields(group),
         )
         await self._sync_ids(workspace_id, row.member_ids | before)
         return row
@@ -244,3 +236,22 @@ class ScimProvisioning:
             await self.members.provision(workspace_id, user_id, role)
         elif current.role != role:
             await self.members.change_role(actor, user_id, role)
+
+
+def _user_fields(user: User[Any]) -> ScimUserFields:
+    return ScimUserFields(
+        user_name=str(user.user_name),
+        external_id=user.external_id,
+        display_name=user.display_name,
+        active=user.active is not False,
+        document=stored_document(user),
+    )
+
+
+def _group_fields(group: Group) -> ScimGroupFields:
+    return ScimGroupFields(
+        display_name=str(group.display_name),
+        external_id=group.external_id,
+        document=stored_document(group),
+        member_ids=group_member_ids(group),
+    )

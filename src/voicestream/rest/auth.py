@@ -30,7 +30,15 @@ from ..store.users import User
 from .bodies import read_model
 from .secret_fields import SECRET_INPUT, optional_secret
 
-__all__ = ["ACCOUNTS", "AUTH_PREFIX", "add_auth_routes", "signed_in_user", "tokens_response"]
+__all__ = [
+    "ACCOUNTS",
+    "AUTH_PREFIX",
+    "add_auth_routes",
+    "sign_in_page_response",
+    "sign_in_response",
+    "signed_in_user",
+    "tokens_response",
+]
 
 ACCOUNTS: web.AppKey[Accounts] = web.AppKey("voicestream_accounts", Accounts)
 AUTH_PREFIX: Final = "/v1/auth/"
@@ -137,6 +145,14 @@ def tokens_response(pair: TokenPair) -> web.Response:
     return _json(body, secret=True)
 
 
+def sign_in_page_response(url: str, body: BaseModel, *, redirect: bool) -> web.Response:
+    """Sends the browser on to an identity provider's sign-in page at ``url``, or, for a page
+    that navigates itself, answers ``body`` (which names it) as JSON."""
+    if not redirect:
+        return _json(body, secret=True)
+    return web.Response(status=302, headers={"Location": url, **_NO_STORE})
+
+
 async def sign_up(request: web.Request) -> web.Response:
     body = await read_model(request, SignUpBody)
     await request.config_dict[ACCOUNTS].sign_up(body.email, body.password, body.workspace)
@@ -149,18 +165,32 @@ async def verify_email(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def _signed_in(request: web.Request, pair: TokenPair, method: str, email: str | None) -> None:
+async def sign_in_response(
+    request: web.Request,
+    outcome: TokenPair | MfaChallenge,
+    details: dict[str, object],
+    *,
+    email: str | None = None,
+) -> web.Response:
+    """The answer to a first factor, the same for every way of signing in: a second factor to
+    ask for, or the tokens, audited as ``auth.signed_in`` with ``details``."""
+    if isinstance(outcome, MfaChallenge):
+        # Not signed in yet, so no auth.signed_in entry: that comes after the second factor.
+        body = MfaRequiredResponse(
+            mfa_token=outcome.mfa_token, methods=outcome.methods, expires_in=outcome.expires_in
+        )
+        return _json(body, secret=True)
     # Before the tokens leave: a sign-in the audit log cannot record does not happen (503).
-    actor = Actor(display=email, user_id=pair.user_id)
     await audit(
         request,
         "auth.signed_in",
         "user",
-        pair.user_id,
-        details={"method": method},
-        actor=actor,
+        outcome.user_id,
+        details=details,
+        actor=Actor(display=email, user_id=outcome.user_id),
         workspace_id=None,
     )
+    return tokens_response(outcome)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -168,18 +198,7 @@ async def login(request: web.Request) -> web.Response:
     # Counted per e-mail before the password is looked at: 429 past the failures allowed.
     async with request.config_dict[SIGN_IN_LIMITS].password_attempt(request, body.email):
         pair = await request.config_dict[ACCOUNTS].login(body.email, body.password)
-    if isinstance(pair, MfaChallenge):
-        return _mfa_required(pair)
-    await _signed_in(request, pair, "password", body.email)
-    return tokens_response(pair)
-
-
-def _mfa_required(challenge: MfaChallenge) -> web.Response:
-    # Not signed in yet, so no auth.signed_in entry: that comes after the second factor.
-    body = MfaRequiredResponse(
-        mfa_token=challenge.mfa_token, methods=challenge.methods, expires_in=challenge.expires_in
-    )
-    return _json(body, secret=True)
+    return await sign_in_response(request, pair, {"method": "password"}, email=body.email)
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -220,10 +239,7 @@ async def request_magic_link(request: web.Request) -> web.Response:
 async def redeem_magic_link(request: web.Request) -> web.Response:
     body = await read_model(request, TokenBody)
     pair = await request.config_dict[ACCOUNTS].redeem_magic_link(body.token)
-    if isinstance(pair, MfaChallenge):
-        return _mfa_required(pair)
-    await _signed_in(request, pair, "magic_link", None)
-    return tokens_response(pair)
+    return await sign_in_response(request, pair, {"method": "magic_link"})
 
 
 async def request_password_reset(request: web.Request) -> web.Response:

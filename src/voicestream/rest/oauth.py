@@ -28,10 +28,9 @@ from pydantic import BaseModel, ConfigDict
 from ..identity.audit_trail import audit
 from ..identity.oauth_providers import ProviderName
 from ..identity.oauth_sign_in import STATE_TTL_S, OAuthSignIn
-from ..identity.second_factor import MfaChallenge
 from ..protocols.json_messages import validate_model
 from ..store.audit import Actor
-from .auth import AUTH_PREFIX, MfaRequiredResponse, tokens_response
+from .auth import AUTH_PREFIX, sign_in_page_response, sign_in_response
 from .multipart import read_form_fields
 from .resources import SETTINGS
 
@@ -45,7 +44,6 @@ __all__ = [
 
 OAUTH_SIGN_IN: web.AppKey[OAuthSignIn] = web.AppKey("voicestream_oauth_sign_in", OAuthSignIn)
 _PREFIX: Final = AUTH_PREFIX + "oauth/"
-_NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class OAuthStartQuery(BaseModel):
@@ -79,10 +77,8 @@ async def start(request: web.Request) -> web.Response:
     name = request.match_info["provider"]
     query = validate_model(OAuthStartQuery, dict(request.query), "query string")
     url = await request.config_dict[OAUTH_SIGN_IN].start(name, _callback_uri(request, name))
-    if not query.redirect:
-        body = OAuthStartResponse(url=url, expires_in=STATE_TTL_S)
-        return web.json_response(body.model_dump(mode="json"), headers=_NO_STORE)
-    return web.Response(status=302, headers={"Location": url, **_NO_STORE})
+    body = OAuthStartResponse(url=url, expires_in=STATE_TTL_S)
+    return sign_in_page_response(url, body, redirect=query.redirect)
 
 
 async def callback(request: web.Request) -> web.Response:
@@ -104,22 +100,7 @@ async def callback(request: web.Request) -> web.Response:
             actor=actor,
             workspace_id=None,
         )
-    if isinstance(result.outcome, MfaChallenge):
-        step = result.outcome
-        mfa = MfaRequiredResponse(
-            mfa_token=step.mfa_token, methods=step.methods, expires_in=step.expires_in
-        )
-        return web.json_response(mfa.model_dump(mode="json"), headers=_NO_STORE)
-    await audit(
-        request,
-        "auth.signed_in",
-        "user",
-        result.user_id,
-        details={"method": "oauth", "provider": name},
-        actor=actor,
-        workspace_id=None,
-    )
-    return tokens_response(result.outcome)
+    return await sign_in_response(request, result.outcome, {"method": "oauth", "provider": name})
 
 
 def add_oauth_routes(app: web.Application) -> None:

@@ -17,11 +17,10 @@ from ..identity.audit_trail import audit
 from ..identity.members import MEMBERS
 from ..identity.request_principal import principal_of
 from ..identity.saml_sign_in import REQUEST_TTL_S, SamlEndpoints, SamlSignIn, certificate_body
-from ..identity.second_factor import MfaChallenge
 from ..protocols.json_messages import validate_model
 from ..store.audit import Actor
 from ..store.saml_connections import SamlConnection
-from .auth import ACCOUNTS, MfaRequiredResponse, tokens_response
+from .auth import ACCOUNTS, sign_in_page_response, sign_in_response
 from .bodies import read_model
 from .multipart import read_form_fields
 from .resources import POOL, SETTINGS
@@ -35,7 +34,6 @@ __all__ = [
     "sso_admin_routes",
 ]
 
-_NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _MD: Final = "{urn:oasis:names:tc:SAML:2.0:metadata}"
 _DS: Final = "{http://www.w3.org/2000/09/xmldsig#}"
 _REDIRECT_BINDING: Final = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
@@ -98,10 +96,8 @@ async def get_login(request: web.Request) -> web.Response:
     query = validate_model(SamlLoginQuery, dict(request.query), "query string")
     endpoints = SamlEndpoints.of(_origin(request), workspace_id)
     url = await _sign_in(request).start(workspace_id, endpoints, query.relay_state)
-    if not query.redirect:
-        body = SamlLoginResponse(url=url, expires_in=REQUEST_TTL_S)
-        return web.json_response(body.model_dump(mode="json"), headers=_NO_STORE)
-    return web.Response(status=302, headers={"Location": url, **_NO_STORE})
+    body = SamlLoginResponse(url=url, expires_in=REQUEST_TTL_S)
+    return sign_in_page_response(url, body, redirect=query.redirect)
 
 
 async def post_acs(request: web.Request) -> web.Response:
@@ -122,22 +118,9 @@ async def post_acs(request: web.Request) -> web.Response:
             actor=actor,
             workspace_id=workspace_id,
         )
-    if isinstance(result.outcome, MfaChallenge):
-        step = result.outcome
-        mfa = MfaRequiredResponse(
-            mfa_token=step.mfa_token, methods=step.methods, expires_in=step.expires_in
-        )
-        return web.json_response(mfa.model_dump(mode="json"), headers=_NO_STORE)
-    await audit(
-        request,
-        "auth.signed_in",
-        "user",
-        result.user_id,
-        details={"method": "saml", "workspace_id": str(workspace_id)},
-        actor=actor,
-        workspace_id=None,
+    return await sign_in_response(
+        request, result.outcome, {"method": "saml", "workspace_id": str(workspace_id)}
     )
-    return tokens_response(result.outcome)
 
 
 def add_saml_routes(app: web.Application) -> None:

@@ -252,27 +252,31 @@ async def get_service_provider_config(request: web.Request) -> web.Response:
 
 
 async def get_resource_types(request: web.Request) -> web.Response:
-    found = resource_types(_base_url(request))
-    return _scim_json(list_response(found, total=len(found), start_index=1))
+    return _listed(resource_types(_base_url(request)))
 
 
 async def get_resource_type(request: web.Request) -> web.Response:
-    for resource_type in resource_types(_base_url(request)):
-        if resource_type["id"] == request.match_info["resource_type"]:
-            return _scim_json(resource_type)
-    raise NotFoundException(detail="no such resource type")
+    found = resource_types(_base_url(request))
+    return _one_of(found, request.match_info["resource_type"], "resource type")
 
 
 async def get_schemas(request: web.Request) -> web.Response:
-    found = schemas(_base_url(request))
-    return _scim_json(list_response(found, total=len(found), start_index=1))
+    return _listed(schemas(_base_url(request)))
 
 
 async def get_schema(request: web.Request) -> web.Response:
-    for schema in schemas(_base_url(request)):
-        if schema["id"] == request.match_info["schema_id"]:
-            return _scim_json(schema)
-    raise NotFoundException(detail="no such schema")
+    return _one_of(schemas(_base_url(request)), request.match_info["schema_id"], "schema")
+
+
+def _listed(found: list[dict[str, Any]]) -> web.Response:
+    return _scim_json(list_response(found, total=len(found), start_index=1))
+
+
+def _one_of(found: list[dict[str, Any]], ident: str, what: str) -> web.Response:
+    for item in found:
+        if item["id"] == ident:
+            return _scim_json(item)
+    raise NotFoundException(detail=f"no such {what}")
 
 
 # --- Users and Groups ---------------------------------------------------------------------

@@ -27,6 +27,7 @@ from uuid import UUID
 
 from voicestream.errors import NotFound, ValidationFailed
 from voicestream.store import db
+from voicestream.store._records import iso
 from voicestream.store.workspaces import DEFAULT_WORKSPACE, ensure_workspace
 
 __all__ = [
@@ -95,10 +96,6 @@ class ApiKey:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready representation (ids and times as strings)."""
-
-        def iso(value: datetime | None) -> str | None:
-            return value.isoformat() if value is not None else None
-
         return {
             "id": str(self.id),
             "prefix": self.prefix,

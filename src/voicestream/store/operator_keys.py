@@ -16,6 +16,7 @@ from uuid import UUID
 
 from voicestream.errors import NotFound, ValidationFailed
 from voicestream.store import db
+from voicestream.store._records import iso
 from voicestream.store.keys import display_prefix, generate_key, hash_key
 
 __all__ = ["OPERATOR_ROLE", "OperatorKey", "OperatorKeyRepository"]
@@ -36,9 +37,6 @@ class OperatorKey:
     expires_at: datetime | None
 
     def to_dict(self) -> dict[str, object]:
-        def iso(value: datetime | None) -> str | None:
-            return value.isoformat() if value is not None else None
-
         return {
             "id": str(self.id),
             "prefix": self.prefix,

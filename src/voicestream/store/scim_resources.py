@@ -22,7 +22,14 @@ import asyncpg
 from voicestream.errors import Conflict, NotFound
 from voicestream.store import db
 
-__all__ = ["FilterColumn", "ScimGroupRow", "ScimResourceRepository", "ScimUserRow"]
+__all__ = [
+    "FilterColumn",
+    "ScimGroupFields",
+    "ScimGroupRow",
+    "ScimResourceRepository",
+    "ScimUserFields",
+    "ScimUserRow",
+]
 
 # The columns a simple ``eq`` filter is answered from (the rest is matched in Python).
 FilterColumn = Literal["user_name", "external_id", "display_name"]
@@ -33,6 +40,27 @@ _USER_COLUMNS: Final = (
 _GROUP_COLUMNS: Final = (
     "id, workspace_id, display_name, external_id, document, version, created_at, updated_at"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ScimUserFields:
+    """What a User's creation or replacement writes."""
+
+    user_name: str
+    external_id: str | None
+    display_name: str | None
+    active: bool
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ScimGroupFields:
+    """What a Group's creation or replacement writes."""
+
+    display_name: str
+    external_id: str | None
+    document: dict[str, Any]
+    member_ids: Sequence[UUID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +103,12 @@ def _group(row: db.Record, member_ids: frozenset[UUID]) -> ScimGroupRow:
     return ScimGroupRow(**values, member_ids=member_ids)
 
 
+def _existing(row: db.Record | None, kind: str, ident: UUID) -> db.Record:
+    if row is None:
+        raise NotFound(f"no such {kind}", details={"id": str(ident)})
+    return row
+
+
 def _taken(what: str, value: str) -> Conflict:
     return Conflict(f"a {what} {value!r} exists already", details={"scimType": "uniqueness"})
 
@@ -88,12 +122,7 @@ class ScimResourceRepository:
     async def create_user(
         self,
         workspace_id: UUID,
-        *,
-        user_name: str,
-        external_id: str | None,
-        display_name: str | None,
-        active: bool,
-        document: dict[str, Any],
+        fields: ScimUserFields,
     ) -> ScimUserRow:
         """Raises Conflict when the userName is taken here (whatever its case)."""
         try:
@@ -105,14 +134,14 @@ class ScimResourceRepository:
                 RETURNING {_USER_COLUMNS}
                 """,
                 workspace_id,
-                user_name,
-                external_id,
-                display_name,
-                active,
-                json.dumps(document),
+                fields.user_name,
+                fields.external_id,
+                fields.display_name,
+                fields.active,
+                json.dumps(fields.document),
             )
         except asyncpg.UniqueViolationError:
-            raise _taken("userName", user_name) from None
+            raise _taken("userName", fields.user_name) from None
         return _user(row)
 
     async def get_user(self, workspace_id: UUID, scim_id: UUID) -> ScimUserRow:
@@ -121,20 +150,13 @@ class ScimResourceRepository:
             workspace_id,
             scim_id,
         )
-        if row is None:
-            raise NotFound("no such User", details={"id": str(scim_id)})
-        return _user(row)
+        return _user(_existing(row, "User", scim_id))
 
     async def replace_user(
         self,
         workspace_id: UUID,
         scim_id: UUID,
-        *,
-        user_name: str,
-        external_id: str | None,
-        display_name: str | None,
-        active: bool,
-        document: dict[str, Any],
+        fields: ScimUserFields,
     ) -> ScimUserRow:
         """Raises NotFound, or Conflict when the new userName is another User's."""
         try:
@@ -148,17 +170,15 @@ class ScimResourceRepository:
                 """,
                 workspace_id,
                 scim_id,
-                user_name,
-                external_id,
-                display_name,
-                active,
-                json.dumps(document),
+                fields.user_name,
+                fields.external_id,
+                fields.display_name,
+                fields.active,
+                json.dumps(fields.document),
             )
         except asyncpg.UniqueViolationError:
-            raise _taken("userName", user_name) from None
-        if row is None:
-            raise NotFound("no such User", details={"id": str(scim_id)})
-        return _user(row)
+            raise _taken("userName", fields.user_name) from None
+        return _user(_existing(row, "User", scim_id))
 
     async def set_account(self, workspace_id: UUID, scim_id: UUID, user_id: UUID | None) -> None:
         """Raises Conflict when another User here provisions that account already."""
@@ -181,9 +201,7 @@ class ScimResourceRepository:
             workspace_id,
             scim_id,
         )
-        if row is None:
-            raise NotFound("no such User", details={"id": str(scim_id)})
-        return _user(row)
+        return _user(_existing(row, "User", scim_id))
 
     async def list_users(
         self, workspace_id: UUID, where: tuple[FilterColumn, str] | None
@@ -213,11 +231,7 @@ class ScimResourceRepository:
     async def create_group(
         self,
         workspace_id: UUID,
-        *,
-        display_name: str,
-        external_id: str | None,
-        document: dict[str, Any],
-        member_ids: Sequence[UUID],
+        fields: ScimGroupFields,
     ) -> ScimGroupRow:
         """Raises Conflict (displayName taken here) or NotFound (a member is no User here)."""
         async with self._pool.acquire() as conn, conn.transaction():
@@ -228,13 +242,13 @@ class ScimResourceRepository:
                     VALUES ($1, $2, $3, $4::jsonb) RETURNING {_GROUP_COLUMNS}
                     """,
                     workspace_id,
-                    display_name,
-                    external_id,
-                    json.dumps(document),
+                    fields.display_name,
+                    fields.external_id,
+                    json.dumps(fields.document),
                 )
             except asyncpg.UniqueViolationError:
-                raise _taken("group", display_name) from None
-            members = await _set_members(conn, workspace_id, row["id"], member_ids)
+                raise _taken("group", fields.display_name) from None
+            members = await _set_members(conn, workspace_id, row["id"], fields.member_ids)
             return _group(row, members)
 
     async def get_group(self, workspace_id: UUID, group_id: UUID) -> ScimGroupRow:
@@ -243,19 +257,14 @@ class ScimResourceRepository:
             workspace_id,
             group_id,
         )
-        if row is None:
-            raise NotFound("no such Group", details={"id": str(group_id)})
-        return _group(row, (await _members(self._pool, [group_id]))[group_id])
+        found = _existing(row, "Group", group_id)
+        return _group(found, (await _members(self._pool, [group_id]))[group_id])
 
     async def replace_group(
         self,
         workspace_id: UUID,
         group_id: UUID,
-        *,
-        display_name: str,
-        external_id: str | None,
-        document: dict[str, Any],
-        member_ids: Sequence[UUID],
+        fields: ScimGroupFields,
     ) -> tuple[ScimGroupRow, frozenset[UUID]]:
         """The group now, and its members before. Raises NotFound or Conflict."""
         async with self._pool.acquire() as conn, conn.transaction():
@@ -271,16 +280,15 @@ class ScimResourceRepository:
                     """,
                     workspace_id,
                     group_id,
-                    display_name,
-                    external_id,
-                    json.dumps(document),
+                    fields.display_name,
+                    fields.external_id,
+                    json.dumps(fields.document),
                 )
             except asyncpg.UniqueViolationError:
-                raise _taken("group", display_name) from None
-            if row is None:
-                raise NotFound("no such Group", details={"id": str(group_id)})
-            members = await _set_members(conn, workspace_id, group_id, member_ids)
-            return _group(row, members), before
+                raise _taken("group", fields.display_name) from None
+            found = _existing(row, "Group", group_id)
+            members = await _set_members(conn, workspace_id, group_id, fields.member_ids)
+            return _group(found, members), before
 
     async def delete_group(self, workspace_id: UUID, group_id: UUID) -> ScimGroupRow:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -291,9 +299,7 @@ class ScimResourceRepository:
                 workspace_id,
                 group_id,
             )
-            if row is None:
-                raise NotFound("no such Group", details={"id": str(group_id)})
-            return _group(row, before)
+            return _group(_existing(row, "Group", group_id), before)
 
     async def list_groups(
         self, workspace_id: UUID, where: tuple[FilterColumn, str] | None
