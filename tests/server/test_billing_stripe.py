@@ -30,6 +30,7 @@ from waiting import eventually
 from fakes.stripe_server import FakeStripe
 from fixtures_services import own_database, unique_name
 from helpers import StartedServer, settings_for_test_server, start_test_server
+from server.workspace_people import person
 from voicestream.billing.stripe_gateway import StripeGateway, gateway_for
 from voicestream.engines.catalog import EngineRegistry
 from voicestream.errors import DependencyUnavailable, ValidationFailed
@@ -40,10 +41,11 @@ from voicestream.store.keys import ApiKeyRepository
 
 SECRET = "whsec_voicestream_tests"
 INCLUDED = 20  # the starter plan's credits per period here
+SEAT_CENTS = 1500  # the creator plan's price of a member a period here
 # 1 cent per credit of overage, so amounts are easy to check
 PLANS = {
     "starter": {"included_credits": INCLUDED, "overage_cents_per_1000": 1000},
-    "creator": {"included_credits": 50},
+    "creator": {"included_credits": 50, "seat_price_cents": SEAT_CENTS},
     "free": {"concurrency_limit": 1},  # starter keeps its 3
 }
 TEXT = "Billing speaks past what the plan includes."  # 43 characters: 43 credits
@@ -286,6 +288,58 @@ async def test_trial_then_paid_then_overage_reported_once_and_invoice_grants_cre
     assert shown.tier == "starter" and shown.status == "active"
     assert shown.character_limit == INCLUDED and shown.character_count == len(TEXT)
     assert shown.next_character_count_reset_unix == start + 30 * 86_400
+
+
+async def _team_of_two(billed: StartedServer) -> str:
+    """A workspace's key (a key is not a seat) and its two members (people are)."""
+    name = unique_name("seats")
+    _, key = await _member(billed, workspace=name)
+    for role in ("owner", "editor"):
+        await person(billed, name, role)
+    return key
+
+
+async def test_a_plans_seats_are_billed_once_a_period_and_not_during_a_trial(
+    http: aiohttp.ClientSession,
+    billed: StartedServer,
+    fake: FakeStripe,
+    stripe_client: stripe.StripeClient,
+) -> None:
+    def seat_charges(customer: str) -> list[Any]:
+        return [
+            s
+            for s in fake.seen("POST", "/v1/invoiceitems")
+            if s.form["customer"] == customer and s.form["description"].startswith("Seats")
+        ]
+
+    trial_key = await _team_of_two(billed)
+    trial = await _trialing(http, billed, trial_key, plan="creator")
+    status, _ = await _call(http, billed, trial_key, "POST", "/v1/admin/billing/reconciliation")
+    assert status == 201
+    assert seat_charges(trial["stripe_customer_id"]) == []  # free during a trial, as its plan
+
+    key = await _team_of_two(billed)
+    order = {"number": "PO-0815", "net_terms_days": 30}  # invoiced: active at once
+    status, account = await _call(
+        http,
+        billed,
+        key,
+        "POST",
+        "/v1/admin/billing/subscription",
+        {"plan": "creator", "purchase_order": order},
+    )
+    assert status == 201 and account["status"] == "active", account
+    customer = account["stripe_customer_id"]
+    for _ in range(2):
+        status, found = await _call(http, billed, key, "POST", "/v1/admin/billing/reconciliation")
+        assert status == 201, found
+    (charge,) = seat_charges(customer)  # once, however often the period is reconciled
+    assert charge.form["amount"] == str(2 * SEAT_CENTS)
+    assert charge.form["description"] == "Seats: 2 x creator"
+    assert charge.form["subscription"] == account["stripe_subscription_id"]
+    assert charge.idempotency_key is not None and charge.idempotency_key.startswith("seats:")
+    items = await stripe_client.v1.invoice_items.list_async(params={"customer": customer})
+    assert [item.amount for item in items.data] == [2 * SEAT_CENTS]
 
 
 async def test_payment_failure_makes_the_workspace_past_due_until_an_invoice_is_paid(

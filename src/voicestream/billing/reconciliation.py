@@ -7,6 +7,12 @@ account's lock, and then sent with that key as Stripe's Idempotency-Key: two run
 claim one row, a run after a crash between the row and Stripe's answer re-sends the same key
 (Stripe answers with the first item), and the next run reports only what was spent since.
 
+Seats: a plan with a seat price bills the workspace's members once per billing period, as an
+invoice item on that period's invoice, counted when the period is first reconciled (a true-up:
+members who join later in the period are billed from the next one). The charge is claimed as a
+row keyed by the period (``billing_seat_charges``) before Stripe is called, with the same
+Idempotency-Key on a retry, so a period's seats are billed once however often it runs.
+
 Reconciliation compares the subscription as Stripe has it (plan, status, cancellation) with
 our copy, records what differed (``GET /v1/admin/billing/reconciliation``, and the audit log),
 and adopts Stripe's view, Stripe being the system of record for money. It reports overage too.
@@ -28,7 +34,7 @@ from .plans import plan_table
 from .stripe_gateway import StripeGateway, require_gateway
 from .subscriptions import account_from_subscription
 
-__all__ = ["OverageReport", "reconcile", "report_overage"]
+__all__ = ["OverageReport", "SeatsReport", "reconcile", "report_overage", "report_seats"]
 
 _SYSTEM = Actor(display="billing_reconcile")
 
@@ -39,6 +45,50 @@ class OverageReport:
     amount_cents: int
     period_spent: int  # credits spent in the period so far
     included_credits: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeatsReport:
+    seats: int  # billed for the current period (0: nothing to bill)
+    amount_cents: int
+
+
+async def report_seats(pool: db.Pool, settings: Settings, workspace_id: UUID) -> SeatsReport:
+    """Bill the current period's seats, once (see the module's docstring)."""
+    gateway = require_gateway(settings)
+    account = await store.account(pool, workspace_id)
+    plan = plan_table(settings).get(account.plan)
+    period = account.current_period_start
+    customer = account.stripe_customer_id
+    active = account.status in ("active", "past_due")  # a trial's seats are free, as its plan
+    if not plan.seat_price_cents or customer is None or period is None or not active:
+        return SeatsReport(0, 0)
+    async with pool.acquire() as conn, conn.transaction():
+        await store.lock_account(conn, workspace_id)
+        seats = await store.member_count(conn, workspace_id)
+        if seats == 0:
+            return SeatsReport(0, 0)
+        charge = await store.claim_seat_charge(
+            conn, workspace_id, period, seats, seats * plan.seat_price_cents
+        )
+    if charge.invoice_item_id is None:
+        params: dict[str, Any] = {
+            "customer": customer,
+            "amount": charge.amount_cents,
+            "currency": plan.currency,
+            "description": f"Seats: {charge.seats} x {plan.name}",
+            "metadata": {"workspace_id": str(workspace_id), "seats": str(charge.seats)},
+        }
+        if account.stripe_subscription_id is not None:
+            params["subscription"] = account.stripe_subscription_id
+        key = charge.idempotency_key(workspace_id)
+        item = await gateway.call(
+            lambda: gateway.v1.invoice_items.create_async(
+                params=params, options={"idempotency_key": key}
+            )
+        )
+        await store.mark_seat_charge(pool, workspace_id, period, str(item["id"]))
+    return SeatsReport(charge.seats, charge.amount_cents)
 
 
 async def _send(
@@ -147,4 +197,5 @@ async def reconcile(
             target_id=subscription_id,
             details={"drift": drift},
         )
+    await report_seats(pool, settings, workspace_id)
     return found, await report_overage(pool, settings, workspace_id)

@@ -19,14 +19,18 @@ __all__ = [
     "NO_ACCOUNT",
     "BillingAccount",
     "Reconciliation",
+    "SeatCharge",
     "UsageReport",
     "account",
     "bills_overage",
     "claim_event",
+    "claim_seat_charge",
     "is_past_due",
     "latest_reconciliations",
     "lock_account",
     "mark_reported",
+    "mark_seat_charge",
+    "member_count",
     "period_spent",
     "record_reconciliation",
     "reported_credits",
@@ -298,3 +302,57 @@ async def latest_reconciliations(
         limit,
     )
     return [_reconciliation(row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class SeatCharge:
+    period_start: datetime
+    seats: int
+    amount_cents: int
+    invoice_item_id: str | None  # None: claimed, Stripe's answer not recorded yet
+
+    def idempotency_key(self, workspace_id: UUID) -> str:
+        return f"seats:{workspace_id}:{int(self.period_start.timestamp())}"
+
+
+async def member_count(conn: db.Connection | db.Pool, workspace_id: UUID) -> int:
+    """The workspace's seats: its members (API keys are not seats)."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM memberships WHERE workspace_id = $1", workspace_id
+    )
+    return count
+
+
+async def claim_seat_charge(
+    conn: db.Connection, workspace_id: UUID, period_start: datetime, seats: int, cents: int
+) -> SeatCharge:
+    """The period's seat charge: the one claimed before (whatever its seats), or this one."""
+    await conn.execute(
+        "INSERT INTO billing_seat_charges (workspace_id, period_start, seats, amount_cents) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        workspace_id,
+        period_start,
+        seats,
+        cents,
+    )
+    row = await conn.fetchrow(
+        "SELECT period_start, seats, amount_cents, invoice_item_id FROM billing_seat_charges "
+        "WHERE workspace_id = $1 AND period_start = $2",
+        workspace_id,
+        period_start,
+    )
+    return SeatCharge(
+        row["period_start"], row["seats"], row["amount_cents"], row["invoice_item_id"]
+    )
+
+
+async def mark_seat_charge(
+    conn: db.Connection | db.Pool, workspace_id: UUID, period_start: datetime, item_id: str
+) -> None:
+    await conn.execute(
+        "UPDATE billing_seat_charges SET invoice_item_id = $3 "
+        "WHERE workspace_id = $1 AND period_start = $2",
+        workspace_id,
+        period_start,
+        item_id,
+    )
