@@ -10,6 +10,7 @@ The session server, with nothing configured, shows the free plan and refuses bil
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -340,6 +341,24 @@ async def test_a_plans_seats_are_billed_once_a_period_and_not_during_a_trial(
     assert charge.idempotency_key is not None and charge.idempotency_key.startswith("seats:")
     items = await stripe_client.v1.invoice_items.list_async(params={"customer": customer})
     assert [item.amount for item in items.data] == [2 * SEAT_CENTS]
+
+
+async def test_two_simultaneous_subscriptions_make_one(
+    http: aiohttp.ClientSession, billed: StartedServer, fake: FakeStripe
+) -> None:
+    _, key = await _member(billed)
+    body = {"plan": "starter", "trial_days": 7}
+    answers = await asyncio.gather(
+        *(_call(http, billed, key, "POST", "/v1/admin/billing/subscription", body) for _ in "ab")
+    )
+    assert sorted(status for status, _ in answers) == [201, 409], answers
+    (created,) = [account for status, account in answers if status == 201]
+    made = [
+        s
+        for s in fake.seen("POST", "/v1/subscriptions")
+        if s.form.get("customer") == created["stripe_customer_id"]
+    ]
+    assert len(made) == 1
 
 
 async def test_payment_failure_makes_the_workspace_past_due_until_an_invoice_is_paid(

@@ -104,7 +104,7 @@ def account_from_subscription(
 
 async def _customer(
     gateway: StripeGateway,
-    pool: db.Pool,
+    pool: db.Connection | db.Pool,
     account: BillingAccount,
     email: str | None,
     purchase_order: PurchaseOrder | None,
@@ -177,30 +177,38 @@ async def subscribe(
     price = _stripe_price(plan, ": nothing to subscribe to")
     if coupon and promotion_code:
         raise ValidationFailed("give a coupon or a promotion code, not both")
-    account = await store.account(pool, workspace_id)
-    if account.status not in ENDED:
-        raise Conflict(
-            f"the workspace already has a {account.status} {account.plan} subscription; "
-            "change its plan with PATCH /v1/admin/billing/subscription"
+    # Under the account's row lock until the subscription is stored: a second request for the
+    # same workspace waits here and then finds it subscribed (409), so two simultaneous
+    # requests never make two Stripe subscriptions. An admin route, rarely called: holding a
+    # connection for the length of Stripe's answer costs nothing that matters.
+    async with pool.acquire() as conn, conn.transaction():
+        account = await store.lock_account(conn, workspace_id)
+        if account.status not in ENDED:
+            raise Conflict(
+                f"the workspace already has a {account.status} {account.plan} subscription; "
+                "change its plan with PATCH /v1/admin/billing/subscription"
+            )
+        account = await _customer(gateway, conn, account, email, purchase_order)
+        params: dict[str, Any] = {
+            "customer": account.stripe_customer_id,
+            "items": [{"price": price}],
+            "metadata": {"workspace_id": str(workspace_id), "plan": plan.name},
+        }
+        if trial_days:
+            params["trial_period_days"] = trial_days
+        if coupon:
+            params["discounts"] = [{"coupon": coupon}]
+        elif promotion_code:
+            code = await _promotion_code(gateway, promotion_code)
+            params["discounts"] = [{"promotion_code": code}]
+        if purchase_order is not None:
+            params["collection_method"] = "send_invoice"
+            params["days_until_due"] = purchase_order.net_terms_days
+            params["metadata"]["po_number"] = purchase_order.number
+        subscription = await gateway.call(
+            lambda: gateway.v1.subscriptions.create_async(params=params)
         )
-    account = await _customer(gateway, pool, account, email, purchase_order)
-    params: dict[str, Any] = {
-        "customer": account.stripe_customer_id,
-        "items": [{"price": price}],
-        "metadata": {"workspace_id": str(workspace_id), "plan": plan.name},
-    }
-    if trial_days:
-        params["trial_period_days"] = trial_days
-    if coupon:
-        params["discounts"] = [{"coupon": coupon}]
-    elif promotion_code:
-        params["discounts"] = [{"promotion_code": await _promotion_code(gateway, promotion_code)}]
-    if purchase_order is not None:
-        params["collection_method"] = "send_invoice"
-        params["days_until_due"] = purchase_order.net_terms_days
-        params["metadata"]["po_number"] = purchase_order.number
-    subscription = await gateway.call(lambda: gateway.v1.subscriptions.create_async(params=params))
-    return await _saved(pool, account, subscription, plans)
+        return await _saved(conn, account, subscription, plans)
 
 
 def _stripe_price(plan: Plan, advice: str) -> str:
@@ -214,7 +222,10 @@ def _stripe_price(plan: Plan, advice: str) -> str:
 
 
 async def _saved(
-    pool: db.Pool, account: BillingAccount, subscription: dict[str, Any], plans: PlanTable
+    pool: db.Connection | db.Pool,
+    account: BillingAccount,
+    subscription: dict[str, Any],
+    plans: PlanTable,
 ) -> BillingAccount:
     """The account as Stripe now has its subscription, stored."""
     found = account_from_subscription(account, subscription, plans)
