@@ -34,6 +34,8 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp
 from aiohttp import web
 
+from server.waiting import eventually
+
 __all__ = ["FakeStripe", "Seen"]
 
 _LOCALSTRIPE = Path(sys.executable).with_name("localstripe")
@@ -133,19 +135,18 @@ class FakeStripe:
 
     async def _wait_up(self) -> None:
         assert self._session is not None
-        deadline = time.monotonic() + 20
-        while True:
+        session = self._session
+
+        async def answers() -> bool:
             try:
-                async with self._session.get(
+                async with session.get(
                     f"{self._upstream}/v1/balance", headers={"Authorization": "Bearer sk_test_x"}
                 ) as r:
-                    if r.status < 500:
-                        return
+                    return r.status < 500
             except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("localstripe did not start")
-            await asyncio.sleep(0.1)
+                return False
+
+        await eventually(answers, within=20, every=0.1, what="localstripe answering")
 
     def seen(self, method: str, path_prefix: str) -> list[Seen]:
         return [s for s in self.requests if s.method == method and s.path.startswith(path_prefix)]
