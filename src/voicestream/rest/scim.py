@@ -11,7 +11,7 @@ middleware checks it), and answers every error as a SCIM Error (``status``, ``sc
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import Any, Final, Literal
 from uuid import UUID
 
 from aiohttp import web
@@ -201,9 +201,20 @@ def _user_body(
             {"value": str(g), "display": name, "$ref": f"{_base_url(request)}/Groups/{g}"}
             for g, name in groups
         ]
+    return _rendered(request, "User", user, row, parameters)
+
+
+def _rendered(
+    request: web.Request,
+    kind: Literal["User", "Group"],
+    resource: Any,
+    row: ScimUserRow | ScimGroupRow,
+    parameters: ResponseParameters[Any] | None,
+) -> dict[str, Any]:
+    """A stored resource as its SCIM document, with its meta (location, dates, version)."""
     return render(
-        "User",
-        user,
+        kind,
+        resource,
         resource_id=str(row.id),
         base_url=_base_url(request),
         created=row.created_at,
@@ -220,16 +231,7 @@ def _group_body(
     # A User deleted since the group was written is no longer among its members.
     kept = [m for m in group.members or [] if _maybe_uuid(m.value) in row.member_ids]
     group.members = kept or None
-    return render(
-        "Group",
-        group,
-        resource_id=str(row.id),
-        base_url=_base_url(request),
-        created=row.created_at,
-        modified=row.updated_at,
-        version=row.version,
-        parameters=parameters,
-    )
+    return _rendered(request, "Group", group, row, parameters)
 
 
 def _maybe_uuid(value: Any) -> UUID | None:
